@@ -1,0 +1,5 @@
+import sys
+
+from holly.cli import main
+
+sys.exit(main())

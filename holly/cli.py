@@ -1,0 +1,72 @@
+"""The ``holly`` command line: one subcommand per module in :mod:`holly.commands`.
+
+Each command module has a docstring (its help text), ``add_args(parser)`` and ``main(args)``.
+User errors (:class:`holly.errors.HollyError`) become one ``error: ...`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from holly import __version__
+from holly.errors import HollyError
+
+# name -> module under holly.commands; add one line per command.
+COMMANDS = {
+    "simulate": "simulate",
+    "train": "train",
+    "evaluate": "evaluate",
+    "render": "render",
+    "bench": "bench",
+}
+
+log = logging.getLogger("holly")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="holly", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"holly {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"holly.commands.{module_name}")
+        doc = (module.__doc__ or "").strip()
+        cmd = sub.add_parser(
+            name,
+            help=doc.splitlines()[0] if doc else None,
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_args(cmd)
+        cmd.set_defaults(_main=module.main)
+    return parser
+
+
+def _configure_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``holly`` console script. Returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose, args.quiet)
+    try:
+        result = args._main(args)
+    except HollyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

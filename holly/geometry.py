@@ -1,0 +1,199 @@
+"""Rotations, batched in torch.
+
+Conventions
+-----------
+* Rotation matrices act on column vectors: ``x' = R @ x`` (active, right-handed).
+* Axis-angle vectors ``r = theta * k`` with unit axis ``k`` and angle ``theta`` in radians.
+* Quaternions are ``(w, x, y, z)``, scalar first, unit norm; ``q`` and ``-q`` are the same rotation.
+* The 6D representation (Zhou et al., CVPR 2019) is the first two columns of ``R``, stacked as
+  ``[c0, c1]`` (6 numbers); any 6 numbers map back to a rotation by Gram-Schmidt.
+
+Every function takes and returns tensors with arbitrary leading batch dimensions ``[...]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Below this squared angle, the Rodrigues coefficients use their Taylor series; this keeps
+# both values and gradients finite at r = 0 (the original only nudged an exact zero by 1e-3).
+_SMALL_ANGLE_SQ = 1e-6
+
+
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """Cross-product matrix ``[v]x`` of ``v [..., 3]`` → ``[..., 3, 3]``."""
+    x, y, z = v.unbind(-1)
+    zero = torch.zeros_like(x)
+    rows = (
+        torch.stack([zero, -z, y], -1),
+        torch.stack([z, zero, -x], -1),
+        torch.stack([-y, x, zero], -1),
+    )
+    return torch.stack(rows, -2)
+
+
+def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
+    """Rodrigues' formula ``R = I + A [r]x + B [r]x^2``, smooth at ``r = 0``.
+
+    Parameters
+    ----------
+    r : Tensor [..., 3]
+        Axis-angle vectors (radians).
+
+    Returns
+    -------
+    Tensor [..., 3, 3]
+    """
+    theta_sq = (r * r).sum(-1)
+    small = theta_sq < _SMALL_ANGLE_SQ
+    theta = torch.sqrt(torch.where(small, torch.ones_like(theta_sq), theta_sq))
+    a = torch.where(small, 1 - theta_sq / 6, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta_sq / 24, (1 - torch.cos(theta)) / theta_sq.where(~small, 1))
+    k = _skew(r)
+    eye = torch.eye(3, dtype=r.dtype, device=r.device).expand(k.shape)
+    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+
+
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternion ``(w, x, y, z) [..., 4]`` → rotation matrix ``[..., 3, 3]``.
+
+    The input is normalised first, so any non-zero 4-vector is accepted.
+    """
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    rows = (
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    )
+    return torch.stack(rows, -2)
+
+
+def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` → unit quaternion ``[..., 4]`` with ``w >= 0``.
+
+    Uses the numerically stable branch (Shepperd): of the four candidate formulas, the one whose
+    denominator (largest of ``1 + trace``, ``1 + 2 m_ii - trace``) is biggest.
+    """
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
+    trace = m00 + m11 + m22
+    # 4*q_i^2 for i = w, x, y, z
+    four_sq = torch.stack(
+        [1 + trace, 1 + 2 * m00 - trace, 1 + 2 * m11 - trace, 1 + 2 * m22 - trace], -1
+    )
+    # Each candidate row is 4*q_i*q (in w, x, y, z order) from the matrix entries.
+    cand = torch.stack(
+        [
+            torch.stack(
+                [four_sq[..., 0], m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                 m[..., 1, 0] - m[..., 0, 1]], -1),
+            torch.stack(
+                [m[..., 2, 1] - m[..., 1, 2], four_sq[..., 1], m[..., 1, 0] + m[..., 0, 1],
+                 m[..., 0, 2] + m[..., 2, 0]], -1),
+            torch.stack(
+                [m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], four_sq[..., 2],
+                 m[..., 2, 1] + m[..., 1, 2]], -1),
+            torch.stack(
+                [m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
+                 m[..., 2, 1] + m[..., 1, 2], four_sq[..., 3]], -1),
+        ],
+        -2,
+    )  # [..., 4 candidates, 4 components]
+    best = four_sq.argmax(-1)
+    chosen = torch.gather(cand, -2, best[..., None, None].expand(*best.shape, 1, 4)).squeeze(-2)
+    q = chosen / chosen.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
+def quaternion_to_axis_angle(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternion ``[..., 4]`` → axis-angle ``[..., 3]`` with angle in ``[0, pi]``."""
+    q = q / q.norm(dim=-1, keepdim=True)
+    q = torch.where(q[..., :1] < 0, -q, q)
+    v = q[..., 1:]
+    s = v.norm(dim=-1)
+    angle = 2 * torch.atan2(s, q[..., 0])
+    # angle / sin(angle/2) -> 2 as s -> 0
+    scale = torch.where(s > 1e-8, angle / s.clamp_min(1e-8), torch.full_like(s, 2.0))
+    return v * scale[..., None]
+
+
+def axis_angle_to_quaternion(r: torch.Tensor) -> torch.Tensor:
+    """Axis-angle ``[..., 3]`` → unit quaternion ``[..., 4]``."""
+    theta = r.norm(dim=-1)
+    half = theta / 2
+    scale = torch.where(theta > 1e-8, torch.sin(half) / theta.clamp_min(1e-8), 0.5 - theta**2 / 48)
+    return torch.cat([torch.cos(half)[..., None], r * scale[..., None]], -1)
+
+
+def matrix_to_axis_angle(m: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` → axis-angle ``[..., 3]`` with angle in ``[0, pi]``."""
+    return quaternion_to_axis_angle(matrix_to_quaternion(m))
+
+
+def rotation_6d_to_matrix(d6: torch.Tensor) -> torch.Tensor:
+    """Continuous 6D representation ``[..., 6]`` → rotation matrix ``[..., 3, 3]``.
+
+    The two 3-vectors are orthonormalised by Gram-Schmidt and become the first two columns; the
+    third column is their cross product, so the result is always a proper rotation.
+    """
+    a1, a2 = d6[..., :3], d6[..., 3:]
+    b1 = torch.nn.functional.normalize(a1, dim=-1)
+    b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.linalg.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], -1)
+
+
+def matrix_to_rotation_6d(m: torch.Tensor) -> torch.Tensor:
+    """Rotation matrix ``[..., 3, 3]`` → 6D representation ``[..., 6]`` (first two columns)."""
+    return torch.cat([m[..., :, 0], m[..., :, 1]], -1)
+
+
+def random_quaternions(
+    n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``n`` Haar-uniform random unit quaternions ``[n, 4]`` by Shoemake's method.
+
+    With u1, u2, u3 ~ U(0, 1): ``(sqrt(1-u1) sin 2pi u2, sqrt(1-u1) cos 2pi u2,
+    sqrt(u1) sin 2pi u3, sqrt(u1) cos 2pi u3)`` is uniform on S^3, hence uniform on SO(3).
+    """
+    u1, u2, u3 = torch.rand(3, n, generator=generator, dtype=torch.float64)
+    a, b = torch.sqrt(1 - u1), torch.sqrt(u1)
+    q = torch.stack(
+        [a * torch.sin(2 * math.pi * u2), a * torch.cos(2 * math.pi * u2),
+         b * torch.sin(2 * math.pi * u3), b * torch.cos(2 * math.pi * u3)], -1
+    )
+    return q.to(dtype)
+
+
+def random_rotations(
+    n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``n`` Haar-uniform random rotation matrices ``[n, 3, 3]``."""
+    return quaternion_to_matrix(random_quaternions(n, generator, torch.float64)).to(dtype)
+
+
+def rotation_about_z(theta: torch.Tensor) -> torch.Tensor:
+    """In-plane rotations about the viewing (z) axis, ``theta [...]`` radians → ``[..., 3, 3]``."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    zero, one = torch.zeros_like(theta), torch.ones_like(theta)
+    rows = (
+        torch.stack([c, -s, zero], -1),
+        torch.stack([s, c, zero], -1),
+        torch.stack([zero, zero, one], -1),
+    )
+    return torch.stack(rows, -2)
+
+
+def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """Angle in radians of ``r1^T r2`` for rotation matrices ``[..., 3, 3]`` → ``[...]``.
+
+    Computed with atan2 of the sine and cosine parts, which is accurate near 0 and pi, unlike
+    ``arccos((tr - 1) / 2)``.
+    """
+    rel = r1.transpose(-1, -2) @ r2
+    cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
+    skew = rel - rel.transpose(-1, -2)
+    sin = torch.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], -1).norm(dim=-1) / 2
+    return torch.atan2(sin, cos)
