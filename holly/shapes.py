@@ -1,0 +1,120 @@
+"""Built-in ground-truth shapes, and loading a user's own.
+
+Each built-in shape is procedural and deterministic (no RNG), centred at the origin, in model
+units (1 unit = H/4 pixels; the frame spans [-2, 2)), sized to fit a radius of about 1.5 so that
+translated copies stay inside the frame.
+
+* ``cep152`` — a 9-fold barrel like the centriole's CEP152 toroid: nine tilted blades (short rows
+  of points along the barrel axis) on a ring, joined by a thin ring at one end. 9-fold symmetric.
+* ``tetrapod`` — four straight arms of different lengths from a hub, one ending in a knob.
+  No symmetry at all.
+* ``spiral`` — a conical helix (2.5 turns, radius shrinking along z) with a short straight
+  tail. Chiral and asymmetric.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from holly.errors import HollyError
+from holly.pointio import SUFFIXES, read_points
+
+log = logging.getLogger(__name__)
+
+
+def _cep152() -> np.ndarray:
+    blades, per_blade = 9, 14
+    radius, half_len, tilt = 1.1, 0.7, np.deg2rad(20)
+    t = np.linspace(-half_len, half_len, per_blade)
+    pts = []
+    for k in range(blades):
+        phi = 2 * np.pi * k / blades
+        # a blade runs along z, leaning tangentially by `tilt` (the centriole's triplet pitch)
+        tangent = np.array([-np.sin(phi), np.cos(phi), 0.0])
+        centre = radius * np.array([np.cos(phi), np.sin(phi), 0.0])
+        direction = np.cos(tilt) * np.array([0, 0, 1.0]) + np.sin(tilt) * tangent
+        pts.append(centre + t[:, None] * direction)
+    ring_phi = np.linspace(0, 2 * np.pi, 45, endpoint=False)
+    ring = np.stack([0.75 * np.cos(ring_phi), 0.75 * np.sin(ring_phi),
+                     np.full_like(ring_phi, -half_len)], 1)
+    return np.concatenate(pts + [ring])
+
+
+def _segment(a, b, n) -> np.ndarray:
+    s = np.linspace(0, 1, n)[:, None]
+    return (1 - s) * np.asarray(a) + s * np.asarray(b)
+
+
+def _sphere_shell(centre, radius, n) -> np.ndarray:
+    # Fibonacci sphere: evenly spread, deterministic
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = np.pi * (1 + 5**0.5) * i
+    d = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
+    return np.asarray(centre) + radius * d
+
+
+def _tetrapod() -> np.ndarray:
+    dirs = np.array([[1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1]], dtype=float)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    lengths = [1.5, 1.1, 0.8, 0.5]
+    arms = [_segment(0.1 * d, L * d, max(6, int(L / 0.07))) for d, L in zip(dirs, lengths)]
+    knob = _sphere_shell(lengths[0] * dirs[0], 0.25, 40)
+    hub = _sphere_shell([0, 0, 0], 0.15, 16)
+    pts = np.concatenate(arms + [knob, hub])
+    return pts - pts.mean(0)
+
+
+def _spiral() -> np.ndarray:
+    s = np.linspace(0, 1, 180)
+    angle = 2 * np.pi * 2.5 * s
+    radius = 1.2 - 0.9 * s
+    z = -1.0 + 2.0 * s
+    helix = np.stack([radius * np.cos(angle), radius * np.sin(angle), z], 1)
+    tail = _segment(helix[0] + [0.07, 0, 0], helix[0] + [0.9, 0, -0.3], 14)
+    pts = np.concatenate([helix, tail])
+    return pts - pts.mean(0)
+
+
+BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "spiral": _spiral}
+
+
+def builtin_shape(name: str) -> np.ndarray:
+    """Vertices ``[N, 3]`` of a built-in shape (see module docstring)."""
+    try:
+        return BUILTIN_SHAPES[name]().astype(np.float64)
+    except KeyError:
+        raise HollyError(
+            f"unknown shape {name!r}: use one of {sorted(BUILTIN_SHAPES)} or a path to a "
+            f"{'/'.join(s.lstrip('.').upper() for s in SUFFIXES)} file"
+        ) from None
+
+
+def is_shape_path(name: str) -> bool:
+    """True if ``name`` names a point file rather than a built-in shape."""
+    return Path(name).suffix.lower() in SUFFIXES
+
+
+def load_shape(name: str, fit_radius: float | None = None) -> np.ndarray:
+    """Vertices of a built-in shape or of a PLY/OBJ/CSV file.
+
+    Parameters
+    ----------
+    name : str
+        Built-in name or path.
+    fit_radius : float, optional
+        If given, centre the shape on its centroid and scale it so its farthest vertex lies at
+        this distance from the origin (model units). Use it for a user's own model, whose units
+        are arbitrary; ``None`` keeps coordinates as they are (the original's behaviour).
+    """
+    xyz = read_points(name) if is_shape_path(name) else builtin_shape(name)
+    if fit_radius is not None:
+        xyz = xyz - xyz.mean(0)
+        extent = np.linalg.norm(xyz, axis=1).max()
+        if extent == 0:
+            raise HollyError(f"shape {name} has all vertices at one point; cannot scale it")
+        xyz = xyz * (fit_radius / extent)
+    return xyz
