@@ -57,6 +57,12 @@ def _sphere_shell(centre, radius, n) -> np.ndarray:
     return np.asarray(centre) + radius * d
 
 
+def _fit(pts: np.ndarray, radius: float) -> np.ndarray:
+    """Centre on the centroid and scale so the farthest vertex is ``radius`` from the origin."""
+    pts = pts - pts.mean(0)
+    return pts * (radius / np.linalg.norm(pts, axis=1).max())
+
+
 def _tetrapod() -> np.ndarray:
     dirs = np.array([[1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1]], dtype=float)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
@@ -64,8 +70,7 @@ def _tetrapod() -> np.ndarray:
     arms = [_segment(0.1 * d, L * d, max(6, int(L / 0.07))) for d, L in zip(dirs, lengths)]
     knob = _sphere_shell(lengths[0] * dirs[0], 0.25, 40)
     hub = _sphere_shell([0, 0, 0], 0.15, 16)
-    pts = np.concatenate(arms + [knob, hub])
-    return pts - pts.mean(0)
+    return _fit(np.concatenate(arms + [knob, hub]), 1.5)
 
 
 def _spiral() -> np.ndarray:
@@ -75,8 +80,7 @@ def _spiral() -> np.ndarray:
     z = -1.0 + 2.0 * s
     helix = np.stack([radius * np.cos(angle), radius * np.sin(angle), z], 1)
     tail = _segment(helix[0] + [0.07, 0, 0], helix[0] + [0.9, 0, -0.3], 14)
-    pts = np.concatenate([helix, tail])
-    return pts - pts.mean(0)
+    return _fit(np.concatenate([helix, tail]), 1.5)
 
 
 BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "spiral": _spiral}
