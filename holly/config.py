@@ -1,0 +1,245 @@
+"""The experiment configuration: frozen dataclasses with strict, validated loading.
+
+A config is YAML or JSON with the sections below. Unknown keys, wrong types and out-of-range
+values are errors that name the key. ``variant: paper`` (default) or ``variant: latest`` picks the
+defaults of the two original code eras (PAPER mid-2021, which produced the published results, and
+HEAD 2022); any key set explicitly overrides the variant's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from holly.errors import HollyError
+
+
+def _spec(default: Any, *, lo=None, hi=None, choices=None, doc: str = "") -> Any:
+    """A dataclass field with validation metadata (inclusive bounds, allowed values)."""
+    meta = {"lo": lo, "hi": hi, "choices": choices, "doc": doc}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _spec("simulated", choices=("simulated", "zarr"),
+                        doc="simulated: rendered from `shape`; zarr: an image store")
+    shape: str = _spec("tetrapod", doc="built-in shape name or path to an OBJ/PLY/CSV file")
+    fit_radius: float | None = _spec(None, lo=0.05, hi=2.0,
+                                     doc="centre and scale the shape to this radius (model units)")
+    particles: int = _spec(2000, lo=1, doc="training particles (base samples)")
+    test_particles: int = _spec(64, lo=1, doc="held-out particles")
+    augment: int = _spec(1, lo=1, doc="in-plane rotated copies per particle (1 = none)")
+    max_trans: float = _spec(0.1, lo=0.0, hi=1.0, doc="x/y translation range, model units")
+    wobble: float = _spec(0.0, lo=0.0, hi=1.0, doc="Gaussian jitter of each fluorophore")
+    dropout: float = _spec(0.0, lo=0.0, hi=0.99, doc="probability a vertex is missing")
+    spawn_copies: int = _spec(1, lo=1, hi=64, doc="fluorophores per vertex (max_spawn)")
+    spawn_rate: float = _spec(1.0, lo=0.0, hi=1.0, doc="probability each copy is present")
+    store: str | None = _spec(None, doc="zarr image store (source: zarr)")
+    test_fraction: float = _spec(0.05, lo=0.0, hi=0.9, doc="zarr: held-out fraction of particles")
+    max_images: int | None = _spec(None, lo=1, doc="zarr: use at most this many images")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    height: int = _spec(128, lo=8, hi=4096)
+    width: int = _spec(128, lo=8, hi=4096)
+    order: str = _spec("paper", choices=("paper", "latest"),
+                       doc="paper: translate then rotate; latest: rotate then translate")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str = _spec("paper", choices=("paper", "latest"), doc="CNN layer table")
+    rotation: str = _spec("axis_angle", choices=("axis_angle", "6d"), doc="rotation head")
+    sigma_head: str = _spec("softplus", choices=("softplus", "clamped", "none"),
+                            doc="softplus (paper), softplus clamped at 14 (latest), or none "
+                                "(render at the curriculum sigma)")
+    num_points: int = _spec(200, lo=1, hi=100000)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    normalise: str = _spec("batch", choices=("batch", "image", "none"),
+                           doc="batch: batch sums to 1000 (paper); image: each image to 100")
+    kind: str = _spec("masked_l1", choices=("masked_l1", "l1"))
+    mask_threshold: float = _spec(1e-4, lo=0.0, doc="masked_l1: pixels with target above this")
+
+
+@dataclass(frozen=True)
+class SigmaConfig:
+    values: str | list[float] = _spec("bunny", doc="shipped list name or explicit list (pixels)")
+    schedule: str = _spec("geometric", choices=("epoch", "geometric", "linear"))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _spec(40, lo=1)
+    batch_size: int = _spec(32, lo=1)
+    lr: float = _spec(4e-4, lo=0.0, hi=1.0, doc="CNN learning rate")
+    points_lr: float | None = _spec(None, lo=0.0, hi=1.0, doc="points learning rate (default lr)")
+    weight_decay: float = _spec(0.01, lo=0.0, doc="AdamW weight decay of the CNN")
+    points_weight_decay: float = _spec(0.0, lo=0.0, doc="AdamW weight decay of the points")
+    log_every: int = _spec(100, lo=1, doc="steps between metric rows")
+    test_images: int = _spec(256, lo=1, doc="held-out images scored at each log step")
+    checkpoint_every: int = _spec(1000, lo=1)
+    snapshot_every: int = _spec(500, lo=1, doc="steps between point-cloud snapshots")
+    max_steps: int | None = _spec(None, lo=1, doc="stop after this many steps (for tests)")
+    threads: int | None = _spec(None, lo=1, doc="CPU threads for torch (default: all)")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = _spec("experiment")
+    variant: str = _spec("paper", choices=("paper", "latest"))
+    seed: int = _spec(0, lo=0)
+    device: str = _spec("auto", choices=("auto", "cpu", "cuda"))
+    data: DataConfig = field(default_factory=DataConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    sigma: SigmaConfig = field(default_factory=SigmaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def points_lr(self) -> float:
+        return self.train.lr if self.train.points_lr is None else self.train.points_lr
+
+
+# Defaults of HOLLy's HEAD (2022) era, applied under ``variant: latest`` before the user's keys.
+LATEST_DEFAULTS = {
+    "render": {"order": "latest"},
+    "model": {"encoder": "latest", "sigma_head": "clamped"},
+    "loss": {"normalise": "image", "kind": "l1"},
+    "sigma": {"schedule": "linear"},
+    "train": {"lr": 4e-3, "points_lr": 4e-4},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
+    """Build a validated :class:`ExperimentConfig` from plain data.
+
+    Raises
+    ------
+    HollyError
+        Naming the first offending key, e.g. ``config key 'train.epochs': must be >= 1``.
+    """
+    if not isinstance(raw, dict):
+        raise HollyError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    variant = raw.get("variant", "paper")
+    if variant == "latest":
+        raw = _merge(LATEST_DEFAULTS, raw)
+    return _build(ExperimentConfig, raw, where, prefix="")
+
+
+def _build(cls, raw: dict, where: str, prefix: str):
+    if not isinstance(raw, dict):
+        raise HollyError(f"{where}: key '{prefix.rstrip('.')}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise HollyError(
+            f"{where}: unknown key '{prefix}{unknown[0]}'; allowed keys here: {sorted(fields)}"
+        )
+    values = {}
+    for name, value in raw.items():
+        key = prefix + name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, where, key + ".")
+        else:
+            values[name] = _check(value, hint, fields[name].metadata, key, where)
+    return cls(**values)
+
+
+def _check(value, hint, meta, key: str, where: str):
+    def fail(msg: str):
+        raise HollyError(f"{where}: key '{key}' {msg}")
+
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        fail("must not be empty")
+    ok = None
+    for opt in options:
+        origin = typing.get_origin(opt)
+        if opt is bool and isinstance(value, bool):
+            ok = value
+        elif opt is int and isinstance(value, int) and not isinstance(value, bool):
+            ok = value
+        elif opt is float and isinstance(value, int | float) and not isinstance(value, bool):
+            ok = float(value)
+        elif opt is str and isinstance(value, str):
+            ok = value
+        elif origin is list and isinstance(value, list):
+            if not value or not all(isinstance(v, int | float) for v in value):
+                fail("must be a non-empty list of numbers")
+            ok = [float(v) for v in value]
+        if ok is not None:
+            break
+    if ok is None:
+        names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+        fail(f"must be {names}, got {value!r}")
+    if meta.get("choices") and ok not in meta["choices"]:
+        fail(f"must be one of {list(meta['choices'])}, got {ok!r}")
+    if isinstance(ok, int | float) and not isinstance(ok, bool):
+        if meta.get("lo") is not None and ok < meta["lo"]:
+            fail(f"must be >= {meta['lo']}, got {ok}")
+        if meta.get("hi") is not None and ok > meta["hi"]:
+            fail(f"must be <= {meta['hi']}, got {ok}")
+    return ok
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentConfig:
+    """Read a YAML or JSON experiment config file, apply ``overrides``, and validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise HollyError(f"config file {path} does not exist")
+    try:
+        text = path.read_text()
+        raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise HollyError(f"config file {path} is not valid YAML/JSON: {exc}") from exc
+    raw = raw or {}
+    if overrides:
+        raw = _merge(raw, overrides)
+    return from_dict(raw, where=str(path))
+
+
+def describe() -> list[dict]:
+    """Every key with type, default, bounds and doc: drives config/README.md and schema tests."""
+    rows = []
+
+    def walk(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], prefix + f.name + ".")
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append({"key": prefix + f.name, "type": str(hints[f.name]), "default": default,
+                         **{k: f.metadata.get(k) for k in ("lo", "hi", "choices", "doc")}})
+
+    walk(ExperimentConfig, "")
+    return rows
