@@ -1,0 +1,50 @@
+"""Train a reconstruction: learn a point cloud and a pose CNN from images.
+
+The experiment config comes from a YAML/JSON file (--config), a JSON string (--config-json, as
+the workflow passes it), or both (the JSON is merged over the file). Results go to the --out
+folder (layout in docs/architecture.md); points.ply appears last, when training has finished.
+Re-running with --resume continues from the folder's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+
+from holly.config import from_dict, load_config
+from holly.errors import HollyError
+
+
+def add_args(parser) -> None:
+    parser.add_argument("--config", help="experiment config file (YAML or JSON)")
+    parser.add_argument("--config-json", help="experiment config as a JSON mapping")
+    parser.add_argument("--out", required=True, help="run folder to write")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="override the config's device")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoints/last.pt if it exists")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps")
+
+
+def resolve_config(args):
+    overrides = {}
+    if args.config_json:
+        try:
+            overrides = json.loads(args.config_json)
+        except json.JSONDecodeError as exc:
+            raise HollyError(f"--config-json is not valid JSON: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise HollyError("--config-json must be a JSON mapping of config keys")
+    if args.device:
+        overrides["device"] = args.device
+    if getattr(args, "max_steps", None):
+        overrides.setdefault("train", {})["max_steps"] = args.max_steps
+    if args.config:
+        return load_config(args.config, overrides)
+    return from_dict(overrides, where="--config-json")
+
+
+def main(args) -> int:
+    from holly.train import train
+
+    train(resolve_config(args), args.out, resume=args.resume)
+    return 0

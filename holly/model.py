@@ -1,0 +1,142 @@
+"""The pose CNN, its output heads, and the learnable point cloud.
+
+The network maps a normalised image to a pose (rotation, x/y translation) and an output sigma;
+the renderer draws the shared point cloud at that pose, and that rendering is the prediction.
+After training the CNN is discarded: the point cloud is the result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from holly import geometry
+from holly.config import ExperimentConfig
+from holly.render import render
+
+# (in, out, kernel, stride, padding) of the PAPER-era encoder (HOLLy d60f6bf ... 2021-12).
+PAPER_LAYERS = [
+    (1, 16, 5, 2, 2), (16, 32, 3, 2, 1), (32, 32, 3, 1, 1), (32, 64, 3, 2, 1),
+    (64, 64, 3, 1, 1), (64, 128, 3, 2, 1), (128, 128, 3, 1, 1), (128, 256, 3, 2, 1),
+    (256, 256, 3, 1, 1), (256, 256, 3, 2, 1),
+]
+# HEAD (2022) encoder: conv1, four [k3 s1 widen, k2 s2 p1 downsample] blocks, conv6.
+LATEST_LAYERS = [
+    (1, 16, 5, 2, 2),
+    (16, 32, 3, 1, 1), (32, 32, 2, 2, 1),
+    (32, 64, 3, 1, 1), (64, 64, 2, 2, 1),
+    (64, 128, 3, 1, 1), (128, 128, 2, 2, 1),
+    (128, 256, 3, 1, 1), (256, 256, 2, 2, 1),
+    (256, 256, 3, 1, 1),
+]
+HIDDEN = {"paper": 512, "latest": 256}
+SIGMA_CLAMP = 14.0
+
+
+def _conv_out(size: int, layers) -> int:
+    for _, _, k, s, p in layers:
+        size = (size + 2 * p - k) // s + 1
+    return size
+
+
+class PoseEncoder(nn.Module):
+    """Conv stack (each conv + BatchNorm + LeakyReLU) and two fully connected layers.
+
+    Parameters
+    ----------
+    variant : {"paper", "latest"}
+        Layer table.
+    height, width : int
+        Input size; the first FC layer's width follows from it.
+    n_out : int
+        Raw outputs per image.
+    """
+
+    def __init__(self, variant: str, height: int, width: int, n_out: int):
+        super().__init__()
+        layers = PAPER_LAYERS if variant == "paper" else LATEST_LAYERS
+        blocks = []
+        for cin, cout, k, s, p in layers:
+            blocks += [nn.Conv2d(cin, cout, k, s, p), nn.BatchNorm2d(cout), nn.LeakyReLU(0.01)]
+        self.convs = nn.Sequential(*blocks)
+        h, w = _conv_out(height, layers), _conv_out(width, layers)
+        if h < 1 or w < 1:
+            raise ValueError(f"image {height}x{width} is too small for the {variant} encoder")
+        flat = layers[-1][1] * h * w
+        self.fc1 = nn.Linear(flat, HIDDEN[variant])
+        self.fc2 = nn.Linear(HIDDEN[variant], n_out)
+        self.act = nn.LeakyReLU(0.01)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``images [B, H, W]`` → raw outputs ``[B, n_out]``."""
+        x = self.convs(images[:, None])  # [B, C, h, w]
+        return self.fc2(self.act(self.fc1(x.flatten(1))))
+
+
+@dataclass
+class Prediction:
+    rotations: torch.Tensor  # [B, 3, 3]
+    translations: torch.Tensor  # [B, 2], model units
+    sigma: torch.Tensor  # [B], pixels
+    images: torch.Tensor  # [B, H, W], un-normalised renderings
+
+
+class HollyModel(nn.Module):
+    """Pose CNN + learnable point cloud ``points [N, 3]`` (x, y, z only; w is implicitly 1)."""
+
+    def __init__(self, cfg: ExperimentConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.rot_dim = 3 if cfg.model.rotation == "axis_angle" else 6
+        self.predict_sigma = cfg.model.sigma_head != "none"
+        n_out = self.rot_dim + 2 + int(self.predict_sigma)
+        r = cfg.render
+        self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, n_out)
+        init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
+        self.points = nn.Parameter(init)
+        self._init_weights(generator)
+
+    def _init_weights(self, generator: torch.Generator | None) -> None:
+        # Xavier-uniform weights; each layer's biases share one small constant (as the original),
+        # drawn from the seeded generator instead of Python's unseeded `random`.
+        for m in self.encoder.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                bound = math.sqrt(6.0 / (_fan(m.weight, 1) + _fan(m.weight, 0)))
+                with torch.no_grad():
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=generator) * 2 - 1)
+                    m.weight.mul_(bound)
+                    m.bias.fill_(float(torch.rand((), generator=generator)) * 1e-3)
+
+    def pose(self, raw: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
+        """Raw encoder outputs ``[B, n_out]`` → rotations, translations, sigma."""
+        k = self.rot_dim
+        if k == 3:
+            rotations = geometry.axis_angle_to_matrix(raw[:, :3])
+        else:
+            rotations = geometry.rotation_6d_to_matrix(raw[:, :6])
+        translations = 2 * self.cfg.data.max_trans * torch.tanh(raw[:, k:k + 2])
+        head = self.cfg.model.sigma_head
+        if head == "softplus":
+            sigma = nn.functional.softplus(raw[:, k + 2], threshold=20)
+        elif head == "clamped":
+            sigma = nn.functional.softplus(raw[:, k + 2], threshold=12).clamp(max=SIGMA_CLAMP)
+        else:
+            sigma = raw.new_full((raw.shape[0],), float(sigma_in))
+        return rotations, translations, sigma
+
+    def forward(self, images: torch.Tensor, sigma_in: float) -> Prediction:
+        """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them."""
+        rotations, translations, sigma = self.pose(self.encoder(images), sigma_in)
+        r = self.cfg.render
+        # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
+        rendered = render(self.points, rotations, translations, sigma.clamp_min(0.3),
+                          r.height, r.width, order=r.order)
+        return Prediction(rotations, translations, sigma, rendered)
+
+
+def _fan(weight: torch.Tensor, dim: int) -> int:
+    receptive = weight[0][0].numel() if weight.dim() > 2 else 1
+    return weight.shape[dim] * receptive

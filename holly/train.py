@@ -1,0 +1,319 @@
+"""The training loop: checkpoints, exact resume, metrics CSV, point-cloud snapshots.
+
+One seed drives everything: the initial cloud and CNN weights, the simulated data, and the order
+of training items (a fresh permutation per epoch, derived from ``(seed, epoch)``). Since nothing
+else is random during training, a run resumed from a checkpoint continues exactly as an
+uninterrupted run would (on the same device and thread count).
+
+The run folder layout is documented in ``docs/architecture.md``; ``points.ply`` is written last
+and marks a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from holly.config import ExperimentConfig, from_dict
+from holly.curriculum import SigmaSchedule, load_sigma_list
+from holly.errors import HollyError
+from holly.loss import image_loss, normalise
+from holly.model import HollyModel
+from holly.pointio import write_points
+from holly.provenance import atomic_path, provenance, sha256_array, sha256_file, write_json
+from holly.shapes import is_shape_path, load_shape
+from holly.simulate import simulate
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = ["step", "epoch", "train_loss", "test_loss", "sigma_in", "sigma_pred_mean",
+                  "lr_cnn", "lr_points", "images_per_s", "elapsed_s"]
+# Config keys that may change between a checkpoint and its resumption.
+RESUMABLE_KEYS = {("train", "max_steps"), ("train", "threads"), ("device",)}
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HollyError("device 'cuda' requested but no CUDA GPU is available; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator for model initialisation."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Data:
+    """What training needs of a data source: two splits with ``images(idx, sigma)``."""
+
+    train: object
+    test: object
+    ground_truth: np.ndarray | None
+    inputs: dict[str, str]  # name -> checksum, for provenance
+
+
+def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
+    if cfg.data.source == "zarr":
+        from holly.realdata import build_zarr_data  # needs zarr; imported only when used
+
+        return build_zarr_data(cfg, device)
+    vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
+    checksum = (sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape)
+                else sha256_array(vertices))
+    train, test = simulate(vertices, cfg)
+    return Data(train.to(device), test.to(device), vertices, {cfg.data.shape: checksum})
+
+
+def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    """AdamW with two groups: CNN (lr, weight decay) and points (points_lr, no decay by default)."""
+    t = cfg.train
+    groups = [
+        {"params": model.encoder.parameters(), "lr": t.lr, "weight_decay": t.weight_decay},
+        {"params": [model.points], "lr": cfg.points_lr, "weight_decay": t.points_weight_decay},
+    ]
+    return torch.optim.AdamW(groups)
+
+
+class MetricsLog:
+    """``metrics.csv``, one row per log step; on resume, rows after the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        rows = []
+        if resume_step is not None and path.exists():
+            with open(path, newline="") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as fh:
+            csv.DictWriter(fh, METRIC_COLUMNS).writerow(row)
+
+
+class Trainer:
+    """Owns the model, optimiser, data and run folder of one experiment."""
+
+    def __init__(self, cfg: ExperimentConfig, out_dir: Path, device: torch.device):
+        self.cfg, self.out, self.device = cfg, out_dir, device
+        generator = seed_everything(cfg.seed)
+        self.data = build_data(cfg, device)
+        self.model = HollyModel(cfg, generator).to(device)
+        self.initial_points = self.model.points.detach().cpu().numpy().copy()
+        self.opt = make_optimizer(self.model, cfg)
+        t = cfg.train
+        spe = len(self.data.train) // t.batch_size
+        if spe < 1:
+            raise HollyError(
+                f"the training set has {len(self.data.train)} images, fewer than one batch of "
+                f"{t.batch_size}: raise data.particles or data.augment, or lower train.batch_size"
+            )
+        values = tuple(load_sigma_list(cfg.sigma.values))
+        self.schedule = SigmaSchedule(values, cfg.sigma.schedule, t.epochs, spe)
+        self.total_steps = min(self.schedule.total_steps, t.max_steps or self.schedule.total_steps)
+        self.step = 0
+        n_test = min(t.test_images, len(self.data.test))
+        self.test_idx = torch.arange(n_test)
+
+    # -- batches ---------------------------------------------------------------------------
+    def batch_indices(self, step: int) -> torch.Tensor:
+        spe, b = self.schedule.steps_per_epoch, self.cfg.train.batch_size
+        epoch, k = divmod(step, spe)
+        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        return torch.randperm(len(self.data.train), generator=gen)[k * b:(k + 1) * b]
+
+    def loss_on(self, images: torch.Tensor, sigma: float):
+        lc = self.cfg.loss
+        target = normalise(images, lc.normalise)
+        pred = self.model(target, sigma)
+        output = normalise(pred.images, lc.normalise)
+        return image_loss(output, target, lc.kind, lc.mask_threshold), pred, target, output
+
+    def train_step(self, step: int) -> tuple[float, float]:
+        sigma = self.schedule.sigma_at(step)
+        images = self.data.train.images(self.batch_indices(step), sigma)
+        self.model.train()
+        loss, pred, _, _ = self.loss_on(images, sigma)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach()), float(pred.sigma.detach().mean())
+
+    @torch.no_grad()
+    def test_loss(self, sigma: float) -> float:
+        """Mean loss over the held-out images, in batches of the training batch size."""
+        self.model.eval()
+        b = self.cfg.train.batch_size
+        losses = [float(self.loss_on(self.data.test.images(idx, sigma), sigma)[0])
+                  for idx in self.test_idx.split(b) if len(idx) == b or len(self.test_idx) < b]
+        return float(np.mean(losses)) if losses else float("nan")
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        state = {"step": self.step, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
+                 "optimizer": self.opt.state_dict(), "holly_checkpoint": 1}
+        ckpt = self.out / "checkpoints"
+        for name in (f"step_{self.step:08d}.pt", "last.pt"):
+            with atomic_path(ckpt / name) as tmp:
+                torch.save(state, tmp)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:
+            raise HollyError(f"cannot read checkpoint {path}: {exc}") from exc
+        _check_same_config(state["config"], self.cfg.to_dict(), path)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        log.info("resumed from %s at step %d", path, self.step)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, resume: bool) -> None:
+        t = self.cfg.train
+        last = self.out / "checkpoints" / "last.pt"
+        if resume and last.exists():
+            self.load_checkpoint(last)
+        else:
+            self.write_start_files()
+        metrics = MetricsLog(self.out / "metrics.csv", self.step if resume else None)
+        started, done_at_start = time.perf_counter(), self.step
+        bar = _progress(self.total_steps, self.step)
+        while self.step < self.total_steps:
+            train_loss, sigma_pred = self.train_step(self.step)
+            self.step += 1
+            if bar:
+                bar.update(1)
+            if self.step % t.log_every == 0 or self.step == self.total_steps:
+                sigma = self.schedule.sigma_at(self.step - 1)
+                elapsed = time.perf_counter() - started
+                row = {
+                    "step": self.step, "epoch": (self.step - 1) // self.schedule.steps_per_epoch,
+                    "train_loss": train_loss, "test_loss": self.test_loss(sigma),
+                    "sigma_in": sigma, "sigma_pred_mean": sigma_pred,
+                    "lr_cnn": self.opt.param_groups[0]["lr"],
+                    "lr_points": self.opt.param_groups[1]["lr"],
+                    "images_per_s": (self.step - done_at_start) * t.batch_size / elapsed,
+                    "elapsed_s": elapsed,
+                }
+                metrics.append(row)
+                log.info("step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                         self.step, self.total_steps, train_loss, row["test_loss"], sigma,
+                         sigma_pred, row["images_per_s"])
+            if self.step % t.snapshot_every == 0:
+                self.write_snapshot()
+            if self.step % t.checkpoint_every == 0:
+                self.save_checkpoint()
+        if bar:
+            bar.close()
+        self.save_checkpoint()
+        self.write_final_files()
+
+    def write_start_files(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "points.ply").unlink(missing_ok=True)  # a restarted run is not finished
+        with atomic_path(self.out / "config.yaml") as tmp:
+            tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        prov = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed)
+        write_json(self.out / "provenance.json", prov)
+        write_points(self.out / "initial_points.ply", self.initial_points)
+        if self.data.ground_truth is not None:
+            write_points(self.out / "ground_truth.ply", self.data.ground_truth)
+
+    def write_snapshot(self) -> None:
+        write_points(self.out / "snapshots" / f"points_{self.step:08d}.ply", self.points())
+
+    def points(self) -> np.ndarray:
+        return self.model.points.detach().cpu().numpy()
+
+    @torch.no_grad()
+    def write_final_files(self) -> None:
+        """Test-set poses and sample renderings at the final sigma, then ``points.ply``."""
+        self.model.eval()
+        sigma = self.schedule.sigma_at(max(self.step - 1, 0))
+        test = self.data.test
+        preds, ins, outs = [], [], []
+        for idx in self.test_idx.split(self.cfg.train.batch_size):
+            _, pred, target, output = self.loss_on(test.images(idx, sigma), sigma)
+            preds.append((pred.rotations.cpu(), pred.translations.cpu(), pred.sigma.cpu()))
+            ins.append(target.cpu())
+            outs.append(output.cpu())
+        rot_pred, trans_pred, sigma_pred = (torch.cat(x).numpy() for x in zip(*preds))
+        if hasattr(test, "rotations"):
+            with atomic_path(self.out / "test_poses.npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, rot_true=test.rotations(self.test_idx).cpu().numpy(),
+                             rot_pred=rot_pred,
+                             trans_true=test.translations_of(self.test_idx).cpu().numpy(),
+                             trans_pred=trans_pred, sigma_in=np.full(len(rot_pred), sigma),
+                             sigma_pred=sigma_pred)
+        with atomic_path(self.out / "samples.npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, inputs=torch.cat(ins)[:16].numpy(),
+                         renderings=torch.cat(outs)[:16].numpy(), sigma=sigma)
+        prov_path = self.out / "provenance.json"
+        if prov_path.exists():
+            import json
+
+            prov = json.loads(prov_path.read_text())
+            prov["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            prov["steps"] = self.step
+            write_json(prov_path, prov)
+        self.write_snapshot()
+        write_points(self.out / "points.ply", self.points())
+
+
+def _check_same_config(saved: dict, current: dict, path: Path) -> None:
+    diffs = []
+    for section, value in current.items():
+        if isinstance(value, dict):
+            for key, v in value.items():
+                if (section, key) not in RESUMABLE_KEYS and saved.get(section, {}).get(key) != v:
+                    diffs.append(f"{section}.{key}")
+        elif (section,) not in RESUMABLE_KEYS and saved.get(section) != value:
+            diffs.append(section)
+    if diffs:
+        raise HollyError(
+            f"checkpoint {path} was made with a different config ({', '.join(diffs)}); "
+            f"resume with the same config or train into a new output folder"
+        )
+
+
+def _progress(total: int, start: int):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
+
+
+def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool = False) -> Path:
+    """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``."""
+    if isinstance(cfg, dict):
+        cfg = from_dict(cfg)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.device)
+    out_dir = Path(out_dir)
+    log.info("training %s on %s into %s", cfg.name, device, out_dir)
+    trainer = Trainer(cfg, out_dir, device)
+    trainer.run(resume)
+    return out_dir
