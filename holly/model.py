@@ -97,6 +97,7 @@ class HollyModel(nn.Module):
         self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, n_out)
         init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
         self.points = nn.Parameter(init)
+        self.render_fn = render  # swappable for the dense reference (benchmarks)
         self._init_weights(generator)
 
     def _init_weights(self, generator: torch.Generator | None) -> None:
@@ -132,7 +133,7 @@ class HollyModel(nn.Module):
         rotations, translations, sigma = self.pose(self.encoder(images), sigma_in)
         r = self.cfg.render
         # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
-        rendered = render(self.points, rotations, translations, sigma.clamp_min(0.3),
+        rendered = self.render_fn(self.points, rotations, translations, sigma.clamp_min(0.3),
                           r.height, r.width, order=r.order)
         return Prediction(rotations, translations, sigma, rendered)
 
