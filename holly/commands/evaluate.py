@@ -1,0 +1,81 @@
+"""Score a finished run against its ground truth (mirror-aware alignment, baselines, pose error).
+
+Reads RUN/points.ply, RUN/initial_points.ply, RUN/ground_truth.ply (or --ground-truth) and,
+if present, RUN/test_poses.npz. Writes RUN/evaluation.json (or --out) and
+RUN/aligned_points.ply (the reconstruction aligned onto the ground truth). Without ground truth
+(real data) only the cloud's own statistics and pose errors are reported.
+
+Chamfer is the mean (not squared) nearest-neighbour distance in both directions, halved; the
+F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from holly.evaluate import evaluate_run
+
+log = logging.getLogger(__name__)
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder written by `holly train`")
+    parser.add_argument(
+        "--ground-truth",
+        metavar="PATH",
+        help="ground-truth points (default RUN_DIR/ground_truth.ply)",
+    )
+    parser.add_argument(
+        "--tau",
+        type=float,
+        help="F-score distance threshold in model units (default: 0.1 x GT radius)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of alignment starts and baselines"
+    )
+    parser.add_argument(
+        "--out", metavar="PATH", help="output JSON (default RUN_DIR/evaluation.json)"
+    )
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write ``data`` as JSON to a temp file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _summary(result: dict) -> str:
+    recon, pose = result["reconstruction"], result["pose_error_deg"]
+    parts = [f"{result['n_points']} points"]
+    if recon is not None:
+        parts.append(
+            f"chamfer {recon['chamfer']:.4g} (blob {result['blob']['chamfer']:.4g}, "
+            f"floor {result['ground_truth_floor']['chamfer']:.4g}), "
+            f"F@{result['tau']:.3g} {recon['fscore']:.3f}, {recon['handedness']}"
+        )
+    else:
+        parts.append("no ground truth")
+    if pose is not None:
+        parts.append(f"pose error median {pose['median']:.1f} deg")
+    return "; ".join(parts)
+
+
+def main(args: argparse.Namespace) -> int:
+    result = evaluate_run(args.run_dir, args.ground_truth, args.tau, args.seed)
+    out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation.json"
+    write_json_atomic(out, result)
+    log.info("%s -> %s", _summary(result), out)
+    return 0

@@ -1,0 +1,694 @@
+"""Mirror-aware scoring of a reconstructed point cloud and of the predicted poses.
+
+From 2D orthographic projections with unknown poses, a structure is only determined up to a
+global rotation, a global translation and a reflection (the mirror image with mirrored poses
+gives the same images). The renderer fixes the scale, so there is no scale freedom. Before
+scoring, these gauge freedoms are removed:
+
+* **Point clouds** (no correspondences): :func:`align` centres both clouds and runs rigid ICP
+  from many start rotations, for the cloud as given and for its mirror image
+  ``diag(1, 1, -1)``, and keeps the alignment with the lowest Chamfer distance.
+* **Poses** (correspondences by image): :func:`pose_error` estimates the global orthogonal gauge
+  ``G`` in closed form for both handednesses and keeps the better one.
+
+Metric definitions (all distances in model units, on aligned clouds):
+
+* ``chamfer``: ``0.5 * (mean_a min_b |a - b| + mean_b min_a |a - b|)``; plain, **not squared**,
+  distances, so it reads as "typical distance between the surfaces".
+* ``hausdorff``: the larger of the two directed maxima of nearest-neighbour distances.
+* ``hausdorff95``: the 95th percentile of the union of both directed nearest-neighbour distance
+  sets (``N + M`` values); robust to a few stray points, unlike ``hausdorff``.
+* ``precision`` / ``recall``: fraction of predicted / ground-truth points with a nearest
+  neighbour in the other cloud strictly closer than ``tau``; ``fscore`` is their harmonic mean.
+* Default ``tau`` (:func:`default_tau`): 0.1 times the ground truth's bounding radius (the largest
+  distance of a ground-truth point from its centroid), i.e. 5 % of the particle's diameter. It
+  depends only on the ground truth's size, not on how densely it is sampled, so scores of runs
+  with different point counts share one threshold.
+
+Baselines put the numbers in context: the run's random initial cloud, an ellipsoidal "blob" with
+the ground truth's second moments (:func:`blob_baseline`; a reconstruction should beat it
+clearly), and the ground-truth floor (:func:`ground_truth_floor`: the ground truth subsampled to
+the reconstruction's point count, the best a cloud of that size can score).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from holly import __version__
+from holly.errors import HollyError
+from holly.pointio import read_points, write_points
+
+log = logging.getLogger(__name__)
+
+MIRROR = np.diag([1.0, 1.0, -1.0])  # the depth flip: invisible in orthographic projection
+TAU_FRACTION = 0.1  # default tau = TAU_FRACTION * ground-truth bounding radius
+COARSE_POINTS = 256  # clouds are subsampled to this many points for the multi-start stage
+COARSE_ITERATIONS = 15
+MIN_POINTS = 3
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Result of :func:`align`: ``aligned = source @ rotation.T + translation``.
+
+    Attributes
+    ----------
+    rotation : ndarray [3, 3]
+        Orthogonal; ``det = -1`` when ``handedness == "mirrored"``.
+    translation : ndarray [3]
+    handedness : {"proper", "mirrored"}
+    aligned : ndarray [N, 3]
+        The source points moved onto the target.
+    chamfer : float
+        Chamfer distance (not squared) of ``aligned`` to the target.
+    chamfer_other_handedness : float or None
+        Best Chamfer distance with the other handedness (None if mirroring was not tried). Close
+        to ``chamfer`` for achiral shapes, where handedness cannot be told apart.
+    """
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    handedness: str
+    aligned: np.ndarray
+    chamfer: float
+    chamfer_other_handedness: float | None
+
+
+@dataclass(frozen=True)
+class PoseError:
+    """Result of :func:`pose_error`, angles in degrees.
+
+    Attributes
+    ----------
+    handedness : {"proper", "mirrored"}
+    gauge : ndarray [3, 3]
+        The global orthogonal ``G`` with ``rot_pred ≈ M^h rot_true G``.
+    errors_deg : ndarray [T]
+        Geodesic angle between each predicted pose and its gauge-corrected true pose.
+    out_of_plane_deg : ndarray [T]
+        Angle between the viewing directions (third rows) of the same two matrices.
+    """
+
+    handedness: str
+    gauge: np.ndarray
+    errors_deg: np.ndarray
+    out_of_plane_deg: np.ndarray
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.errors_deg))
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.errors_deg))
+
+    @property
+    def out_of_plane_median(self) -> float:
+        return float(np.median(self.out_of_plane_deg))
+
+
+# ---------------------------------------------------------------- rotations
+
+
+def octahedral_rotations() -> np.ndarray:
+    """The 24 proper rotations of the cube: signed permutation matrices with det +1 → [24, 3, 3]."""
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = np.zeros((3, 3))
+            m[range(3), perm] = signs
+            if np.linalg.det(m) > 0:
+                mats.append(m)
+    return np.stack(mats)
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` Haar-uniform rotations [n, 3, 3] (QR of Gaussian matrices, sign-corrected)."""
+    q, r = np.linalg.qr(rng.standard_normal((n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
+    q[np.linalg.det(q) < 0, :, 2] *= -1  # flip one column: proper rotation, still uniform
+    return q
+
+
+def _principal_axes(x: np.ndarray) -> np.ndarray:
+    """Eigenvectors (columns, descending variance) of centred ``x [N,3]``, as a proper rotation."""
+    _, vecs = np.linalg.eigh(np.cov(x.T) if len(x) > 1 else np.eye(3))
+    vecs = vecs[:, ::-1]
+    if np.linalg.det(vecs) < 0:
+        vecs[:, 2] *= -1
+    return vecs
+
+
+def _start_rotations(src: np.ndarray, tgt: np.ndarray, n_random: int, seed: int) -> np.ndarray:
+    """Start rotations [S, 3, 3] for multi-start ICP of centred ``src`` onto centred ``tgt``.
+
+    The 24 cube rotations twice: in the world frame, and between the two clouds' principal-axes
+    frames (``V_t O V_s^T``, which covers every sign and order ambiguity of the principal axes),
+    plus ``n_random`` seeded random rotations.
+    """
+    octa = octahedral_rotations()
+    v_s, v_t = _principal_axes(src), _principal_axes(tgt)
+    pca = v_t @ octa @ v_s.T
+    rand = random_rotations(n_random, np.random.default_rng(seed))
+    return np.concatenate([octa, pca, rand])
+
+
+def _kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best proper rotation and translation mapping ``p`` onto ``q``, batched.
+
+    Parameters
+    ----------
+    p, q : ndarray [S, K, 3]
+        Corresponding points.
+
+    Returns
+    -------
+    rotation : ndarray [S, 3, 3]
+        ``det = +1`` always (reflections are tried explicitly by the caller, never here).
+    translation : ndarray [S, 3]
+    """
+    mp, mq = p.mean(1), q.mean(1)
+    h = np.swapaxes(p - mp[:, None], 1, 2) @ (q - mq[:, None])  # [S,3,3] cross-covariance
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
+    d[d == 0] = 1.0
+    fix = np.ones((len(p), 3))
+    fix[:, 2] = d
+    rot = np.swapaxes(vt, 1, 2) @ (fix[:, :, None] * np.swapaxes(u, 1, 2))
+    return rot, mq - np.einsum("sij,sj->si", rot, mp)
+
+
+# ---------------------------------------------------------------- ICP
+
+
+def _icp(
+    src: np.ndarray,
+    tgt: np.ndarray,
+    rot: np.ndarray,
+    trans: np.ndarray,
+    iterations: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Batched rigid ICP with symmetric nearest-neighbour correspondences.
+
+    Both k-d trees are built once: source→target queries move the source, target→source queries
+    move the target back by the inverse transform.
+
+    Parameters
+    ----------
+    src [N, 3], tgt [M, 3] : ndarray
+    rot [S, 3, 3], trans [S, 3] : ndarray
+        One start transform per candidate.
+    iterations : int
+        Maximum number of iterations.
+    tol : float
+        Stop when no candidate's Chamfer distance improves by more than ``tol``.
+
+    Returns
+    -------
+    rot [S, 3, 3], trans [S, 3], chamfer [S]
+    """
+    src_tree, tgt_tree = cKDTree(src), cKDTree(tgt)
+    s, n, m = len(rot), len(src), len(tgt)
+    previous = np.full(s, np.inf)
+    for _ in range(iterations + 1):
+        moved = src @ np.swapaxes(rot, 1, 2) + trans[:, None]  # [S,N,3]: R p + t
+        d_st, j = tgt_tree.query(moved.reshape(-1, 3))
+        back = (tgt[None] - trans[:, None]) @ rot  # [S,M,3]: R^T (q - t)
+        d_ts, i = src_tree.query(back.reshape(-1, 3))
+        chamfer = 0.5 * (d_st.reshape(s, n).mean(1) + d_ts.reshape(s, m).mean(1))
+        if np.all(previous - chamfer <= tol):
+            break
+        previous = chamfer
+        p = np.concatenate([np.broadcast_to(src, (s, n, 3)), src[i.reshape(s, m)]], 1)
+        q = np.concatenate([tgt[j.reshape(s, n)], np.broadcast_to(tgt, (s, m, 3))], 1)
+        rot, trans = _kabsch(p, q)
+    return rot, trans, chamfer
+
+
+def _subsample(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    return x if len(x) <= k else x[rng.choice(len(x), k, replace=False)]
+
+
+def _best_for_handedness(
+    src: np.ndarray, tgt: np.ndarray, n_random: int, n_refine: int, max_iter: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Multi-start ICP of centred ``src`` onto centred ``tgt``; returns (rot, trans, chamfer)."""
+    rng = np.random.default_rng(seed)
+    starts = _start_rotations(src, tgt, n_random, seed)
+    scale = max(np.sqrt((tgt**2).sum(1).mean()), 1e-12)
+    # coarse stage: every start, subsampled clouds, a few iterations
+    src_c, tgt_c = _subsample(src, COARSE_POINTS, rng), _subsample(tgt, COARSE_POINTS, rng)
+    zero = np.zeros((len(starts), 3))
+    rot, trans, cost = _icp(src_c, tgt_c, starts, zero, COARSE_ITERATIONS, 1e-4 * scale)
+    keep = np.argsort(cost)[:n_refine]
+    # fine stage: the best few, full clouds, to convergence
+    rot, trans, cost = _icp(src, tgt, rot[keep], trans[keep], max_iter, 1e-7 * scale)
+    best = int(np.argmin(cost))
+    return rot[best], trans[best], float(cost[best])
+
+
+def _as_cloud(x: np.ndarray, name: str) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 3 or len(x) < 1:
+        raise ValueError(f"{name} must be a non-empty [N, 3] array, got shape {x.shape}")
+    return x
+
+
+def align(
+    source: np.ndarray,
+    target: np.ndarray,
+    *,
+    allow_mirror: bool = True,
+    n_starts: int = 8,
+    n_refine: int = 3,
+    max_iter: int = 50,
+    seed: int = 0,
+) -> Alignment:
+    """Rigidly align ``source`` onto ``target``, optionally allowing a reflection.
+
+    Both clouds are centred. For each handedness (the source as given, and mirrored by
+    ``diag(1, 1, -1)``) rigid point-to-point ICP with symmetric nearest-neighbour correspondences
+    runs from 48 + ``n_starts`` start rotations (the 24 cube rotations in the world frame and
+    between the clouds' principal-axes frames, plus seeded random ones): a coarse pass on
+    clouds subsampled to 256 points, then the ``n_refine`` best starts on the full clouds to
+    convergence. The alignment with the lowest Chamfer distance wins. No scaling.
+
+    Parameters
+    ----------
+    source : ndarray [N, 3]
+        Cloud to move (e.g. the reconstruction).
+    target : ndarray [M, 3]
+        Reference cloud (e.g. the ground truth).
+    allow_mirror : bool
+        Also try the mirror image of ``source``.
+    n_starts : int
+        Number of random start rotations in addition to the 48 structured ones.
+    n_refine : int
+        Number of best coarse candidates refined on the full clouds, per handedness.
+    max_iter : int
+        Maximum ICP iterations of the refinement.
+    seed : int
+        Seed of the random starts and of the coarse subsampling.
+
+    Returns
+    -------
+    Alignment
+    """
+    source, target = _as_cloud(source, "source"), _as_cloud(target, "target")
+    c_s, c_t = source.mean(0), target.mean(0)
+    src, tgt = source - c_s, target - c_t
+    results = {}
+    for handedness in ("proper", "mirrored") if allow_mirror else ("proper",):
+        flip = MIRROR if handedness == "mirrored" else np.eye(3)
+        rot, trans, cost = _best_for_handedness(src @ flip, tgt, n_starts, n_refine, max_iter, seed)
+        results[handedness] = (rot @ flip, trans, cost)
+    best = min(results, key=lambda h: results[h][2])
+    rot, trans, cost = results[best]
+    translation = c_t + trans - rot @ c_s
+    others = [results[h][2] for h in results if h != best]
+    log.debug("align: %s, chamfer %.4g (other handedness %s)", best, cost, others)
+    return Alignment(
+        rotation=rot,
+        translation=translation,
+        handedness=best,
+        aligned=source @ rot.T + translation,
+        chamfer=cost,
+        chamfer_other_handedness=others[0] if others else None,
+    )
+
+
+# ---------------------------------------------------------------- shape metrics
+
+
+def nn_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Directed nearest-neighbour distances: ``d_ab [N]`` (each a to b) and ``d_ba [M]``."""
+    a, b = _as_cloud(a, "a"), _as_cloud(b, "b")
+    return cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]
+
+
+def chamfer(a: np.ndarray, b: np.ndarray) -> float:
+    """Symmetric Chamfer distance, not squared: half the sum of both mean NN distances."""
+    d_ab, d_ba = nn_distances(a, b)
+    return float(0.5 * (d_ab.mean() + d_ba.mean()))
+
+
+def hausdorff(a: np.ndarray, b: np.ndarray) -> float:
+    """Hausdorff distance: the larger of the two directed maximum NN distances."""
+    d_ab, d_ba = nn_distances(a, b)
+    return float(max(d_ab.max(), d_ba.max()))
+
+
+def hausdorff95(a: np.ndarray, b: np.ndarray) -> float:
+    """95th percentile of the union of both directed NN distance sets (``N + M`` values)."""
+    return float(np.percentile(np.concatenate(nn_distances(a, b)), 95))
+
+
+def fscore(pred: np.ndarray, gt: np.ndarray, tau: float) -> float:
+    """F-score at ``tau``: harmonic mean of precision and recall (0 when both are 0).
+
+    Precision is the fraction of ``pred`` points with a ``gt`` point closer than ``tau``
+    (strictly); recall the fraction of ``gt`` points with a ``pred`` point closer than ``tau``.
+    """
+    return shape_metrics(pred, gt, tau)["fscore"]
+
+
+def shape_metrics(pred: np.ndarray, gt: np.ndarray, tau: float) -> dict[str, float]:
+    """All shape metrics of (already aligned) ``pred [N,3]`` against ``gt [M,3]``.
+
+    Returns
+    -------
+    dict
+        ``chamfer``, ``hausdorff``, ``hausdorff95``, ``precision``, ``recall``, ``fscore``
+        (see the module docstring for the definitions).
+    """
+    d_pg, d_gp = nn_distances(pred, gt)
+    precision, recall = float((d_pg < tau).mean()), float((d_gp < tau).mean())
+    f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return {
+        "chamfer": float(0.5 * (d_pg.mean() + d_gp.mean())),
+        "hausdorff": float(max(d_pg.max(), d_gp.max())),
+        "hausdorff95": float(np.percentile(np.concatenate([d_pg, d_gp]), 95)),
+        "precision": precision,
+        "recall": recall,
+        "fscore": float(f),
+    }
+
+
+def bounding_radius(x: np.ndarray) -> float:
+    """Largest distance of a point of ``x [N,3]`` from the centroid."""
+    x = _as_cloud(x, "points")
+    return float(np.linalg.norm(x - x.mean(0), axis=1).max())
+
+
+def default_tau(gt: np.ndarray) -> float:
+    """Default F-score threshold: ``TAU_FRACTION`` (0.1) × the ground truth's bounding radius."""
+    return TAU_FRACTION * bounding_radius(gt)
+
+
+def cloud_stats(x: np.ndarray) -> dict:
+    """Statistics of one cloud that need no reference: size, extent, spacing.
+
+    Returns
+    -------
+    dict
+        ``n_points``, ``centroid [3]``, ``extent [3]`` (bounding-box side lengths),
+        ``bounding_radius``, ``rms_radius``, ``nn_spacing_mean``, ``nn_spacing_median``
+        (distance of each point to its nearest other point; null for a single point).
+    """
+    x = _as_cloud(x, "points")
+    centred = x - x.mean(0)
+    spacing = cKDTree(x).query(x, k=2)[0][:, 1] if len(x) > 1 else None
+    return {
+        "n_points": len(x),
+        "centroid": x.mean(0).tolist(),
+        "extent": (x.max(0) - x.min(0)).tolist(),
+        "bounding_radius": float(np.linalg.norm(centred, axis=1).max()),
+        "rms_radius": float(np.sqrt((centred**2).sum(1).mean())),
+        "nn_spacing_mean": None if spacing is None else float(spacing.mean()),
+        "nn_spacing_median": None if spacing is None else float(np.median(spacing)),
+    }
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def blob_baseline(gt: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points uniform in the solid ellipsoid with the ground truth's second moments.
+
+    The ellipsoid's axes are the eigenvectors of the ground truth's covariance. A uniform solid
+    ellipsoid with semi-axis ``a`` has variance ``a^2 / 5`` along that axis, so
+    ``a = sqrt(5 var)`` matches the variances. It is centred at the ground truth's centroid.
+
+    Parameters
+    ----------
+    gt : ndarray [M, 3]
+    n : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray [n, 3]
+    """
+    gt = _as_cloud(gt, "gt")
+    var, axes = np.linalg.eigh(np.cov(gt.T))
+    semi = np.sqrt(5 * np.clip(var, 0, None))
+    direction = rng.standard_normal((n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    ball = direction * rng.random((n, 1)) ** (1 / 3)  # uniform in the unit ball
+    return (ball * semi) @ axes.T + gt.mean(0)
+
+
+def ground_truth_floor(gt: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The ground truth subsampled (without replacement) to ``min(n, M)`` of its points.
+
+    Scored against the full ground truth, this is the best a cloud of ``n`` points placed on
+    ground-truth vertices can do (0 when ``n >= M``).
+    """
+    gt = _as_cloud(gt, "gt")
+    return gt[np.sort(rng.choice(len(gt), min(n, len(gt)), replace=False))]
+
+
+def score(pred: np.ndarray, gt: np.ndarray, tau: float, seed: int = 0) -> tuple[dict, Alignment]:
+    """Align ``pred`` onto ``gt`` (mirror allowed) and compute :func:`shape_metrics`.
+
+    Returns
+    -------
+    metrics : dict
+        :func:`shape_metrics` plus ``handedness`` and ``chamfer_other_handedness``.
+    alignment : Alignment
+    """
+    al = align(pred, gt, seed=seed)
+    metrics = shape_metrics(al.aligned, gt, tau)
+    metrics["handedness"] = al.handedness
+    metrics["chamfer_other_handedness"] = al.chamfer_other_handedness
+    return metrics, al
+
+
+# ---------------------------------------------------------------- poses
+
+
+def _project_orthogonal(a: np.ndarray, det_sign: float) -> np.ndarray:
+    """Nearest orthogonal matrix to ``a [3,3]`` with determinant ``det_sign`` (SVD)."""
+    u, _, vt = np.linalg.svd(a)
+    fix = np.diag([1.0, 1.0, det_sign * np.sign(np.linalg.det(u @ vt))])
+    return u @ fix @ vt
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Geodesic angle in degrees of ``a^T b`` for orthogonal ``[T,3,3]`` of equal determinant.
+
+    atan2 of the sine (from the skew part) and cosine (from the trace) parts stays accurate near
+    0 and 180 degrees, unlike ``arccos((trace - 1) / 2)`` (same formula as
+    :func:`holly.geometry.geodesic_angle`, in numpy).
+    """
+    rel = np.swapaxes(a, -1, -2) @ b
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1) / 2
+    skew = rel - np.swapaxes(rel, -1, -2)
+    sin = np.linalg.norm(np.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], -1), axis=-1)
+    return np.degrees(np.arctan2(sin / 2, cos))
+
+
+def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int) -> PoseError:
+    flip = np.linalg.matrix_power(MIRROR, h)
+    gauge = _project_orthogonal((np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred).mean(0), (-1) ** h)
+    corrected = flip @ rot_true @ gauge  # [T,3,3], det +1
+    cos_view = np.clip((corrected[:, 2] * rot_pred[:, 2]).sum(1), -1.0, 1.0)
+    return PoseError(
+        handedness="mirrored" if h else "proper",
+        gauge=gauge,
+        errors_deg=_angle_deg(corrected, rot_pred),
+        out_of_plane_deg=np.degrees(np.arccos(cos_view)),
+    )
+
+
+def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray) -> PoseError:
+    """Per-image rotation error after removing the global gauge, both handednesses tried.
+
+    The reconstruction equals ``Q X`` for an unknown orthogonal ``Q`` (a reflection possibly),
+    and the depth flip ``M = diag(1, 1, -1)`` cannot be seen in an orthographic projection, so
+    ``rot_pred ≈ M^h rot_true G`` with ``det G = (-1)^h``. For ``h`` in {0, 1}, ``G`` is the
+    orthogonal matrix of that determinant nearest to ``mean_b(rot_true_b^T M^h rot_pred_b)``;
+    the ``h`` with the smaller median error is kept.
+
+    Parameters
+    ----------
+    rot_true, rot_pred : ndarray [T, 3, 3]
+        True and predicted rotations (``x' = R x``; the image plane is the first two rows).
+
+    Returns
+    -------
+    PoseError
+    """
+    rot_true = np.asarray(rot_true, dtype=np.float64)
+    rot_pred = np.asarray(rot_pred, dtype=np.float64)
+    if rot_true.shape != rot_pred.shape or rot_true.shape[1:] != (3, 3) or len(rot_true) == 0:
+        raise ValueError(f"need two [T,3,3] arrays, got {rot_true.shape} and {rot_pred.shape}")
+    candidates = [_pose_error_for(rot_true, rot_pred, h) for h in (0, 1)]
+    return min(candidates, key=lambda c: c.median)
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def _read_cloud(path: Path, what: str, hint: str) -> np.ndarray:
+    if not path.is_file():
+        raise HollyError(f"{path} not found ({what}); {hint}")
+    x = read_points(path)
+    if len(x) < MIN_POINTS:
+        raise HollyError(f"{path} has {len(x)} points; evaluation needs at least {MIN_POINTS}")
+    return x
+
+
+def _read_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path) as npz:
+            return npz["rot_true"], npz["rot_pred"]
+    except KeyError as exc:
+        raise HollyError(f"{path} lacks {exc}; expected arrays rot_true and rot_pred") from exc
+    except Exception as exc:
+        raise HollyError(f"cannot read {path}: {exc}; delete it or rerun `holly train`") from exc
+
+
+def _pose_summary(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    rot_true, rot_pred = _read_poses(path)
+    try:
+        err = pose_error(rot_true, rot_pred)
+    except ValueError as exc:
+        raise HollyError(f"{path}: {exc}") from exc
+    return {
+        "median": err.median,
+        "mean": err.mean,
+        "p90": float(np.percentile(err.errors_deg, 90)),
+        "out_of_plane_median": err.out_of_plane_median,
+        "handedness": err.handedness,
+        "n_images": len(err.errors_deg),
+        "gauge": err.gauge.tolist(),
+    }
+
+
+def _gauge_agreement(poses: dict | None, al: Alignment) -> float | None:
+    """Angle (deg) between the pose gauge ``G`` and the cloud alignment's rotation.
+
+    With ``x' = R x`` both estimate the same orthogonal matrix, so a small angle means the poses
+    and the cloud agree; symmetric shapes can make it large even for good runs.
+    """
+    if poses is None or poses["handedness"] != al.handedness:
+        return None
+    gauge = np.asarray(poses["gauge"])
+    return float(_angle_deg(gauge[None], al.rotation[None])[0])
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    ground_truth: str | os.PathLike | None = None,
+    tau: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Score a finished run folder; writes ``aligned_points.ply`` there when there is ground truth.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        A run folder (see docs/architecture.md); ``points.ply`` must exist.
+    ground_truth : path-like, optional
+        Ground-truth point file; defaults to ``RUN/ground_truth.ply`` if that exists. Without
+        ground truth (real data) only the cloud's own statistics and, if present, pose errors are
+        reported, and ``"ground_truth"`` is null.
+    tau : float, optional
+        F-score threshold in model units; default :func:`default_tau`.
+    seed : int
+        Seed of the alignment starts, the blob baseline and the ground-truth subsample.
+
+    Returns
+    -------
+    dict
+        The ``evaluation.json`` content.
+
+    Raises
+    ------
+    HollyError
+        Missing run folder or ``points.ply``, unreadable or too small point files, bad
+        ``test_poses.npz``, non-positive ``tau``.
+    """
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise HollyError(f"run folder {run} does not exist; pass the --out folder of `holly train`")
+    if tau is not None and not tau > 0:
+        raise HollyError(f"--tau must be a positive distance in model units, got {tau}")
+    points = _read_cloud(
+        run / "points.ply",
+        "the final reconstruction",
+        "points.ply is written last, so the run has not finished: wait for or resume `holly train`",
+    )
+    gt_path = Path(ground_truth) if ground_truth is not None else run / "ground_truth.ply"
+    has_gt = ground_truth is not None or gt_path.is_file()
+    init_path = run / "initial_points.ply"
+    poses = _pose_summary(run / "test_poses.npz")
+    result = {
+        "holly_version": __version__,
+        "run_dir": str(run),
+        "ground_truth": str(gt_path) if has_gt else None,
+        "seed": seed,
+        "n_points": len(points),
+        "cloud": cloud_stats(points),
+        "pose_error_deg": poses,
+    }
+    if not has_gt:
+        log.warning("no ground truth for %s: reporting cloud statistics only", run)
+        return result | _no_gt_fields(tau)
+    gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
+    init = read_points(init_path) if init_path.is_file() else None
+    scores, al = _score_all(points, gt, init, tau, seed)
+    result |= scores
+    write_points(run / "aligned_points.ply", al.aligned, comment="holly evaluate: aligned to GT")
+    result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
+    return result
+
+
+def _no_gt_fields(tau: float | None) -> dict:
+    """The ground-truth fields of evaluation.json, all null (``tau`` kept if given)."""
+    empty = ("n_ground_truth", "reconstruction", "random_init", "blob", "ground_truth_floor")
+    fields = dict.fromkeys(empty + ("chamfer_ratio_to_blob", "pose_gauge_vs_alignment_deg"))
+    return fields | {"tau": tau, "tau_rule": "given" if tau is not None else None}
+
+
+def _score_all(
+    points: np.ndarray, gt: np.ndarray, init: np.ndarray | None, tau: float | None, seed: int
+) -> tuple[dict, Alignment]:
+    """Scores of the reconstruction and the three baselines against ``gt``."""
+    rng = np.random.default_rng(seed)
+    tau_rule = "given" if tau is not None else f"{TAU_FRACTION} x ground-truth bounding radius"
+    tau = float(tau) if tau is not None else default_tau(gt)
+    recon, al = score(points, gt, tau, seed)
+    blob, _ = score(blob_baseline(gt, len(points), rng), gt, tau, seed)
+    floor, _ = score(ground_truth_floor(gt, len(points), rng), gt, tau, seed)
+    random_init = score(init, gt, tau, seed)[0] if init is not None else None
+    if init is None:
+        log.warning("initial_points.ply missing: no random-init baseline")
+    log.info(
+        "chamfer %.4g (blob %.4g, floor %.4g)", recon["chamfer"], blob["chamfer"], floor["chamfer"]
+    )
+    ratio = recon["chamfer"] / blob["chamfer"] if blob["chamfer"] > 0 else None
+    fields = {
+        "n_ground_truth": len(gt),
+        "tau": tau,
+        "tau_rule": tau_rule,
+        "ground_truth_cloud": cloud_stats(gt),
+        "reconstruction": recon,
+        "random_init": random_init,
+        "blob": blob,
+        "ground_truth_floor": floor,
+        "chamfer_ratio_to_blob": ratio,
+    }
+    return fields, al
