@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "render": "render",
     "bench": "bench",
+    "fetch": "fetch",
 }
 
 log = logging.getLogger("holly")

@@ -1,0 +1,185 @@
+"""Safe extraction of zip and tar archives (.zip, .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz).
+
+Every member is checked before anything is written: absolute paths, ``..`` components, symbolic
+and hard links, device files and FIFOs are refused, naming the archive and the member. Extraction
+goes into a temporary folder beside the destination, which is renamed into place only when
+complete, with a marker file (:data:`MARKER`) listing what was extracted: a destination folder
+that exists is always a finished extraction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from holly.errors import HollyError
+
+log = logging.getLogger(__name__)
+
+MARKER = ".holly-extracted.json"
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+SUFFIXES = (".zip", *_TAR_SUFFIXES)
+
+
+def archive_kind(path: str | os.PathLike) -> str | None:
+    """``"zip"``, ``"tar"`` or None, from the file name's suffix."""
+    name = Path(path).name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith(_TAR_SUFFIXES):
+        return "tar"
+    return None
+
+
+def archive_stem(path: str | os.PathLike) -> str:
+    """The file name without its archive suffix: ``data.tar.gz`` -> ``data``."""
+    name = Path(path).name
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def extract(archive_path: str | os.PathLike, dest_dir: str | os.PathLike) -> list[str]:
+    """Extract an archive into ``dest_dir`` safely and atomically.
+
+    Parameters
+    ----------
+    archive_path : path
+        A zip or tar archive (compressed tar: gzip, bzip2 or xz), recognised by its suffix.
+    dest_dir : path
+        Folder to create. If it exists and holds the marker of an extraction of an archive with
+        the same name and size, nothing is done (idempotent); any other existing path is an error.
+
+    Returns
+    -------
+    list of str
+        The extracted files, POSIX paths relative to ``dest_dir`` (also listed in the marker).
+
+    Raises
+    ------
+    HollyError
+        Unknown archive type, unreadable or corrupt archive, an unsafe member (named in the
+        message; nothing is extracted), or ``dest_dir`` in the way.
+    """
+    archive = Path(archive_path)
+    dest = Path(dest_dir)
+    kind = archive_kind(archive)
+    if kind is None:
+        raise HollyError(f"{archive}: not a recognised archive (suffixes: {', '.join(SUFFIXES)})")
+    if not archive.is_file():
+        raise HollyError(f"archive {archive} does not exist")
+    size = archive.stat().st_size
+    done = _finished(dest, archive.name, size)
+    if done is not None:
+        log.info("%s: already extracted into %s", archive, dest)
+        return done
+    if dest.exists() or dest.is_symlink():
+        raise HollyError(
+            f"cannot extract {archive} into {dest}: it exists and is not a finished extraction of "
+            "this archive; remove it first"
+        )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        files = _extract_zip(archive, tmp) if kind == "zip" else _extract_tar(archive, tmp)
+        marker = {"archive": archive.name, "size": size, "files": files}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("%s: extracted %d files into %s", archive, len(files), dest)
+    return files
+
+
+def _finished(dest: Path, name: str, size: int) -> list[str] | None:
+    """The file list of a finished extraction of this archive in ``dest``, else None."""
+    try:
+        marker = json.loads((dest / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(marker, dict) and marker.get("archive") == name and marker.get("size") == size:
+        return list(marker.get("files", []))
+    return None
+
+
+def _check_name(archive: Path, name: str) -> str:
+    """Refuse a member path that is absolute or climbs out; return it normalised."""
+    unix = name.replace("\\", "/")  # zips made on Windows may use backslashes
+    parts = PurePosixPath(unix).parts
+    if (
+        not name
+        or unix.startswith("/")
+        or (len(unix) > 1 and unix[1] == ":")  # C:/...
+        or ".." in parts
+        or "\0" in name
+    ):
+        raise HollyError(f"archive {archive} has an unsafe member {name!r}; nothing was extracted")
+    if parts == (MARKER,):
+        raise HollyError(f"archive {archive} has a member named {MARKER}, which holly reserves")
+    return str(PurePosixPath(*parts)) if parts else ""  # "" for the folder "./" itself
+
+
+def _refuse(archive: Path, name: str, what: str) -> HollyError:
+    return HollyError(f"archive {archive} has {what} {name!r}; nothing was extracted")
+
+
+def _extract_zip(archive: Path, tmp: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            files = []
+            for info in infos:
+                rel = _check_name(archive, info.filename)
+                # Unix file type bits; 0 when the zip was made elsewhere or without them.
+                kind = stat.S_IFMT(info.external_attr >> 16)
+                if kind == stat.S_IFLNK:
+                    raise _refuse(archive, info.filename, "a symbolic link")
+                if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+                    raise _refuse(archive, info.filename, "a special file")
+                if not info.is_dir():
+                    if not rel:
+                        raise _refuse(archive, info.filename, "a file without a name")
+                    files.append(rel)
+            zf.extractall(tmp, members=infos)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error) as exc:
+        raise HollyError(f"cannot read zip archive {archive}: {exc}") from exc
+    return sorted(files)
+
+
+def _extract_tar(archive: Path, tmp: Path) -> list[str]:
+    try:
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()  # a full pass over the archive, before writing anything
+            files = []
+            for member in members:
+                rel = _check_name(archive, member.name)
+                if member.issym():
+                    raise _refuse(archive, member.name, "a symbolic link")
+                if member.islnk():
+                    raise _refuse(archive, member.name, "a hard link")
+                if member.isdev():
+                    raise _refuse(archive, member.name, "a device file or FIFO")
+                if not (member.isreg() or member.isdir()):
+                    raise _refuse(archive, member.name, "a special member")
+                if member.isreg():
+                    if not rel:
+                        raise _refuse(archive, member.name, "a file without a name")
+                    files.append(rel)
+            # The "data" filter repeats the checks above and drops set-uid and similar bits.
+            tf.extractall(tmp, members=members, filter="data")
+    except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # disk full, permissions: not the archive's fault
+        raise HollyError(f"cannot read tar archive {archive}: {exc}") from exc
+    return sorted(files)
