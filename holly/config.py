@@ -47,6 +47,7 @@ class DataConfig:
     store: str | None = _spec(None, doc="zarr image store (source: zarr)")
     test_fraction: float = _spec(0.05, lo=0.0, hi=0.9, doc="zarr: held-out fraction of particles")
     max_images: int | None = _spec(None, lo=1, doc="zarr: use at most this many images")
+    preload: bool = _spec(True, doc="zarr: hold the current sigma level in memory (else stream)")
 
 
 @dataclass(frozen=True)

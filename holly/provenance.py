@@ -92,7 +92,7 @@ def device_description(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def provenance(config: dict, device: torch.device, inputs: dict[str, str], seed: int) -> dict:
+def provenance(config: dict, device: torch.device, inputs: dict, seed: int) -> dict:
     """The provenance record of a run: config, versions, git, device, seed, input checksums."""
     return {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
