@@ -5,7 +5,8 @@ munge key and socket, the state and spool folders and the daemons' logs. The dae
 ``slurmctld``, ``slurmd``) are started in the foreground as children of the test process, so
 :meth:`SlurmCluster.stop` ends exactly those processes and nothing else; nothing under ``/etc`` is
 read or written. Client commands (``sbatch``, ``squeue``, ``sinfo``, ``sacct``) reach this cluster
-through ``SLURM_CONF``: use :attr:`SlurmCluster.env` for every subprocess.
+through ``SLURM_CONF`` (and an ``srun`` shim that restores it inside jobs): use
+:attr:`SlurmCluster.env` for every subprocess.
 
 The daemons run as root (``SlurmUser=root``), which needs root. The node advertises one GPU
 (``gres/gpu``, no device file) and more CPUs and memory than the machine has
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 NODE = "hollynode"
-PARTITION = "debug"
+PARTITIONS = ("cpu", "gpu")  # the first is the default; both hold the one node
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol", "srun")
 
 
@@ -106,7 +107,7 @@ class SlurmCluster:
         """Environment for client commands: points them at this cluster's slurm.conf."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.conf)
-        env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
+        env["PATH"] = f"{self.root / 'bin'}:{env.get('PATH', '')}:/usr/sbin:/sbin"
         # Keep the caller's partition/account choices out of the test cluster.
         for key in list(env):
             if key.startswith(("SBATCH_", "SALLOC_", "SLURM_")) and key != "SLURM_CONF":
@@ -163,13 +164,24 @@ MessageTimeout=30
 GresTypes=gpu
 NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname={host} CPUs={self.cpus} \
 RealMemory={self.memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN
-PartitionName={PARTITION} Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 """
+            + "".join(
+                f"PartitionName={name} Nodes={NODE} Default={'YES' if i == 0 else 'NO'} "
+                "MaxTime=INFINITE State=UP\n"
+                for i, name in enumerate(PARTITIONS)
+            )
         )
         # A GPU without a device file: the scheduler counts it, nothing is bound.
         (etc / "gres.conf").write_text(
             f"AutoDetect=off\nNodeName={NODE} Name=gpu Count={self.gpus} File=/dev/null\n"
         )
+        # The SLURM executor's job step drops every SLURM_* variable, SLURM_CONF included, before
+        # it calls srun inside the job; real clusters keep their config in /etc/slurm, which this
+        # cluster leaves alone. A shim first on the jobs' PATH puts SLURM_CONF back for srun.
+        shim = self.root / "bin" / "srun"
+        shim.parent.mkdir(exist_ok=True)
+        shim.write_text(f'#!/bin/sh\nSLURM_CONF="{self.conf}" exec {_which("srun")} "$@"\n')
+        shim.chmod(0o755)
         # Only read by cgroup plugins, none of which is configured; kept explicit.
         (etc / "cgroup.conf").write_text("CgroupAutomount=no\n")
 
