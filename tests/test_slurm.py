@@ -53,14 +53,18 @@ def cluster():
         shutil.rmtree(c.root, ignore_errors=True)
 
 
-def run_snakemake(cluster, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(
+    cluster, workdir: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``snakemake --executor slurm`` with the workflow profile, against the test cluster."""
     env = cluster.env
+    for key in [k for k in env if k.startswith("HOLLY_SLURM_")]:
+        del env[key]
     # Partitions as a user would give them: CPU jobs to "cpu", training to "gpu".
     env["HOLLY_SLURM_PARTITION"], env["HOLLY_SLURM_GPU_PARTITION"] = PARTITIONS
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # `holly` for the jobs
-    env.pop("HOLLY_SLURM_ACCOUNT", None)
     env.pop("SNAKEMAKE_SLURM_PARTITIONS", None)
+    env.update(env_extra or {})
     cmd = [
         sys.executable, "-m", "snakemake",
         "--directory", str(workdir),
@@ -127,7 +131,13 @@ rule train:
 def test_profile_on_toy_workflow(cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
     start = time.time()
-    proc = run_snakemake(cluster, tmp_path, "--snakefile", str(tmp_path / "Snakefile"))
+    proc = run_snakemake(
+        cluster,
+        tmp_path,
+        "--snakefile",
+        str(tmp_path / "Snakefile"),
+        env_extra={"HOLLY_SLURM_TRAIN_RUNTIME": "90"},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:] + cluster.logs_tail()
 
     jobs = our_jobs(cluster, start)
@@ -141,9 +151,10 @@ def test_profile_on_toy_workflow(cluster, tmp_path):
     assert [j["MinMemoryNode"] for j in prep] == ["4000M", "8000M"], prep
     assert all(j["Partition"] == "cpu" and "gpu" not in j.get("TresPerJob", "") for j in prep)
     assert [j["TimeLimit"] for j in prep] == ["01:00:00", "02:00:00"]
-    # train: one GPU with four CPUs, on the GPU partition.
+    # train: one GPU with four CPUs, on the GPU partition, runtime from HOLLY_SLURM_TRAIN_RUNTIME.
     (train,) = by_rule["train"]
     assert train["JobState"] == "COMPLETED" and train["Partition"] == "gpu", train
+    assert train["TimeLimit"] == "01:30:00", train
     assert train["TresPerJob"].endswith("gpu:1"), train
     assert train.get("CpusPerTres", "") == "gres:gpu:4" or train["NumCPUs"] == "4", train
 
