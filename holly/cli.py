@@ -22,6 +22,8 @@ COMMANDS = {
     "render": "render",
     "bench": "bench",
     "fetch": "fetch",
+    "ingest": "ingest",
+    "localise": "localise",
 }
 
 log = logging.getLogger("holly")

@@ -1,0 +1,525 @@
+"""The image store: stacks of 2D images at several Gaussian sigma levels, as one Zarr v3 group.
+
+Written by ``holly ingest`` (pre-rendered FITS folders) and ``holly localise`` (localisation
+tables rendered by holly itself); read by training on real data.
+
+Layout (``format_version`` 1)::
+
+    STORE.zarr/
+      zarr.json              group; attributes["holly"] = provenance (below)
+      sigma_10.00/           float32 [N, H, W], one level per sigma (sigma in pixels, 2 decimals)
+      sigma_9.00/ ...        chunks (1, H, W), shards of ~64 MiB, Blosc zstd-5 bitshuffle,
+                             dimension_names ["sample", "y", "x"], attributes {"sigma_px": 10.0}
+      particle_id/           int32 [N]: the particle each image shows (its copies share it)
+      source_index/          int32 [N], ingest only: number of the FITS file the image came from
+      source_md5/            uint8 [L, N, 16], ingest only: md5 of image i's FITS file at level l
+      rotation_angle/        float32 [N], localise only: in-plane rotation of the copy, radians
+
+Every level holds the same N images in the same order: image ``i`` of every level shows the same
+particle in the same pose, only blurred differently.
+
+Orientation: stored images use the renderer's convention (:mod:`holly.render`): row 0 is the top
+of the image and model +y points up, so a stored image can be compared with a rendering pixel for
+pixel. How the source was mapped onto this is recorded in ``attributes["holly"]["orientation"]``.
+
+Root attributes ``holly``: ``format_version``, ``kind`` ("image-store"), ``n_images``,
+``height``, ``width``, ``sigmas`` (descending), ``levels`` (name -> sigma), ``orientation``,
+``source`` (what the images came from, with checksums), ``holly_version``, ``created``
+(ISO-8601, UTC), ``params`` (the options the store was made with) and, for ingest, ``skipped``.
+
+Stores are written into a hidden sibling directory and renamed into place only when complete
+(:class:`StoreWriter`), so a store at the requested path is always finished.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from holly import __version__
+from holly.errors import HollyError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ATTR_KEY = "holly"
+DIMENSION_NAMES = ("sample", "y", "x")
+SHARD_BYTES = 64 * 2**20  # ~64 MiB per shard: few files on HPC file systems, cheap partial reads
+
+ORIENTATION = {
+    "row0": "top",
+    "y_axis": "up",
+    "convention": "holly.render: row 0 is the top row, model +y points up (row = H/2 - H/4 y)",
+}
+
+
+def level_name(sigma: float) -> str:
+    """Array name of the level for ``sigma`` pixels, e.g. ``sigma_10.00``."""
+    return f"sigma_{float(sigma):.2f}"
+
+
+def shard_images(height: int, width: int, n_images: int) -> int:
+    """Images per shard: ~:data:`SHARD_BYTES` of float32, at most ``n_images``, at least 1."""
+    per_image = height * width * 4
+    return max(1, min(n_images, SHARD_BYTES // per_image))
+
+
+def _compressor():
+    from zarr.codecs import BloscCodec
+
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+class ImageStore:
+    """Read access to an image store.
+
+    Use :meth:`open`. Levels are addressed by sigma in pixels; :meth:`level_for` maps any sigma
+    to the nearest stored one.
+    """
+
+    def __init__(self, path: Path, group: Any, attrs: dict):
+        self.path = path
+        self.group = group
+        self.attrs = attrs
+        self._levels = {float(s): name for name, s in attrs["levels"].items()}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ImageStore:
+        """Open a store for reading.
+
+        Raises
+        ------
+        HollyError
+            The path is missing, is not a Zarr group, is not a holly image store, was written by
+            a newer holly, or its arrays disagree with its attributes.
+        """
+        import zarr
+
+        path = Path(path)
+        if not path.exists():
+            raise HollyError(
+                f"image store {path} does not exist; make one with holly ingest or holly localise"
+            )
+        if not (path / "zarr.json").is_file():
+            raise HollyError(
+                f"{path} is not a Zarr v3 store (no zarr.json); make one with "
+                "holly ingest or holly localise"
+            )
+        try:
+            group = zarr.open_group(path, mode="r")
+        except Exception as exc:
+            raise HollyError(f"cannot open {path} as a Zarr group: {exc}") from exc
+        attrs = group.attrs.get(ATTR_KEY)
+        if not isinstance(attrs, dict) or attrs.get("kind") != "image-store":
+            raise HollyError(
+                f"{path} is a Zarr group but not a holly image store "
+                f"(no attributes['{ATTR_KEY}'] of kind 'image-store')"
+            )
+        version = attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise HollyError(
+                f"{path} has image store format_version {version!r}; this holly "
+                f"reads version {FORMAT_VERSION}; re-create the store"
+            )
+        store = cls(path, group, attrs)
+        store._check()
+        return store
+
+    def _check(self) -> None:
+        expected = (self.n_images, self.height, self.width)
+        for name in [*self._levels.values(), "particle_id"]:
+            try:
+                arr = self.group[name]
+            except KeyError:
+                raise HollyError(
+                    f"{self.path}: array {name!r} is missing; the store is damaged, re-create it"
+                ) from None
+            shape = expected if name != "particle_id" else expected[:1]
+            if tuple(arr.shape) != shape:
+                raise HollyError(
+                    f"{self.path}: array {name!r} has shape {tuple(arr.shape)}, "
+                    f"expected {shape}; the store is damaged, re-create it"
+                )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_images(self) -> int:
+        return int(self.attrs["n_images"])
+
+    @property
+    def height(self) -> int:
+        return int(self.attrs["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.attrs["width"])
+
+    @property
+    def sigmas(self) -> list[float]:
+        """Stored sigma levels in pixels, largest first."""
+        return sorted(self._levels, reverse=True)
+
+    @property
+    def particle_ids(self) -> np.ndarray:
+        """``[N] int32``: particle of each image; use with :func:`split_by_particle`."""
+        return np.asarray(self.group["particle_id"][:])
+
+    def array(self, name: str) -> np.ndarray:
+        """Any per-image array of the store by name (e.g. ``source_index``), read whole."""
+        if name not in self.group:
+            raise HollyError(f"{self.path} has no array {name!r}")
+        return np.asarray(self.group[name][:])
+
+    # ------------------------------------------------------------------ levels
+    def level_for(self, sigma: float) -> float:
+        """The stored sigma nearest to ``sigma`` (absolute difference; a tie goes to the larger).
+
+        Training schedules ask for sigmas such as ``1.414`` while a store holds ``1.41``; the
+        nearest level is used, and a warning is logged when it differs by more than 5 %.
+        """
+        levels = self.sigmas  # descending, so argmin picks the larger sigma of a tie
+        diffs = np.abs(np.asarray(levels) - float(sigma))
+        best = levels[int(np.argmin(diffs))]
+        if abs(best - sigma) > 0.05 * max(abs(sigma), 1e-12):
+            log.warning(
+                "%s: no level near sigma %.3g; using the nearest, %.3g", self.path, sigma, best
+            )
+        return best
+
+    def _level(self, sigma: float):
+        return self.group[self._levels[self.level_for(sigma)]]
+
+    def load_level(self, sigma: float) -> np.ndarray:
+        """Read the whole level nearest to ``sigma`` into memory.
+
+        Returns
+        -------
+        ndarray [N, H, W] float32
+            ``N * H * W * 4`` bytes (about 1.9 GB for the CEP152 data, 29 040 images).
+        """
+        return np.asarray(self._level(sigma)[:])
+
+    def iter_batches(
+        self, sigma: float, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 64
+    ) -> Iterator[np.ndarray]:
+        """Stream images of the level nearest to ``sigma`` from disk, ``batch_size`` at a time.
+
+        Parameters
+        ----------
+        sigma : float
+            Pixels; the nearest stored level is used.
+        indices : sequence of int, optional
+            Images to read, in the order wanted (duplicates allowed); default all, in order.
+        batch_size : int
+
+        Yields
+        ------
+        ndarray [b, H, W] float32
+            Consecutive slices of ``indices``, ``b <= batch_size``. Only one batch is in memory.
+        """
+        if batch_size < 1:
+            raise HollyError(f"batch_size must be >= 1, not {batch_size}")
+        arr = self._level(sigma)
+        idx = np.arange(self.n_images) if indices is None else np.asarray(indices, dtype=np.int64)
+        if idx.ndim != 1:
+            raise HollyError("indices must be one-dimensional")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
+            raise HollyError(f"image index out of range 0..{self.n_images - 1} in {self.path}")
+        for start in range(0, idx.size, batch_size):
+            part = idx[start : start + batch_size]
+            # zarr wants increasing, unique coordinates for an orthogonal selection
+            uniq, inverse = np.unique(part, return_inverse=True)
+            block = arr.get_orthogonal_selection((uniq, slice(None), slice(None)))
+            yield np.asarray(block)[inverse]
+
+    def source_manifest(self) -> list[str]:
+        """Ingested stores: ``md5sum -c`` lines (``<md5>  <folder>/<file>``) of the FITS inputs."""
+        if "source_md5" not in self.group:
+            return []
+        arr = self.group["source_md5"]
+        folders = arr.attrs["folders"]
+        names = arr.attrs["file_names"]
+        digests = np.asarray(arr[:])
+        return [
+            f"{bytes(digests[lv, i]).hex()}  {folder}/{names[i]}"
+            for lv, folder in enumerate(folders)
+            for i in range(len(names))
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageStore({str(self.path)!r}, n_images={self.n_images}, "
+            f"size={self.height}x{self.width}, sigmas={self.sigmas})"
+        )
+
+
+def split_by_particle(
+    particle_ids: Sequence[int] | np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split image indices into train and test sets by particle.
+
+    All images of one particle (its augmentation copies) land in the same set, so the test set
+    holds only particles the model never saw.
+
+    Parameters
+    ----------
+    particle_ids : array-like [N] of int
+    test_fraction : float in [0, 1)
+        Fraction of *particles* held out, rounded to the nearest count; at least one particle
+        when ``test_fraction > 0`` and there are two or more particles.
+    seed : int
+        Same ids, fraction and seed give the same split on every platform.
+
+    Returns
+    -------
+    train_idx, test_idx : ndarray [N_train], [N_test] of int64
+        Sorted image indices.
+    """
+    ids = np.asarray(particle_ids)
+    if ids.ndim != 1:
+        raise HollyError("particle_ids must be one-dimensional")
+    if not 0.0 <= test_fraction < 1.0:
+        raise HollyError(f"test_fraction must be in [0, 1), not {test_fraction}")
+    unique = np.unique(ids)  # sorted: the split does not depend on image order
+    n_test = int(round(test_fraction * unique.size))
+    if test_fraction > 0 and n_test == 0 and unique.size > 1:
+        n_test = 1
+    n_test = min(n_test, unique.size - 1) if unique.size > 1 else 0
+    rng = np.random.default_rng(seed)
+    test_particles = rng.permutation(unique)[:n_test]
+    is_test = np.isin(ids, test_particles)
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def base_attrs(
+    *,
+    n_images: int,
+    height: int,
+    width: int,
+    sigmas: Iterable[float],
+    orientation: dict,
+    source: dict,
+    params: dict,
+) -> dict:
+    """The ``holly`` root attributes common to every store (callers add their own keys)."""
+    sigmas = sorted((float(s) for s in sigmas), reverse=True)
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "image-store",
+        "n_images": int(n_images),
+        "height": int(height),
+        "width": int(width),
+        "sigmas": sigmas,
+        "levels": {level_name(s): s for s in sigmas},
+        "orientation": orientation,
+        "source": source,
+        "holly_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "params": params,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types for Zarr attributes (NumPy scalars and arrays, paths converted)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+class StoreWriter:
+    """Write an image store into a temporary sibling directory; rename into place on commit.
+
+    Use as a context manager::
+
+        with StoreWriter(out, n_images=N, height=H, width=W, sigmas=[10, 5]) as w:
+            w.write_level(10, blocks)          # iterable of [k, H, W] arrays, N images in all
+            w.write_level(5, blocks)
+            w.write_array("particle_id", ids)
+            w.commit(attrs)
+
+    Leaving the block without :meth:`commit` (or with an exception) deletes the temporary
+    directory, so nothing is left at ``out``. A process killed mid-write leaves only a hidden
+    ``.<name>.partial-<id>`` directory beside ``out``.
+
+    Parameters
+    ----------
+    out : path-like
+        Final store path.
+    n_images, height, width : int
+    sigmas : iterable of float
+        Levels to create (pixels); names must be distinct at two decimals.
+    overwrite : bool
+        Replace an existing store at ``out`` on commit; otherwise an existing ``out`` is an error
+        raised before any work is done.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        *,
+        n_images: int,
+        height: int,
+        width: int,
+        sigmas: Iterable[float],
+        overwrite: bool = False,
+    ):
+        import zarr
+
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise HollyError(f"{self.out} already exists; remove it or pass --force")
+        if n_images < 1:
+            raise HollyError("an image store needs at least one image")
+        self.overwrite = overwrite
+        self.n_images, self.height, self.width = int(n_images), int(height), int(width)
+        self.sigmas = sorted((float(s) for s in sigmas), reverse=True)
+        names = [level_name(s) for s in self.sigmas]
+        if len(set(names)) != len(names):
+            raise HollyError(f"sigma levels {self.sigmas} are not distinct at two decimals")
+        if not self.sigmas:
+            raise HollyError("an image store needs at least one sigma level")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out.parent / f".{self.out.name}.partial-{uuid.uuid4().hex[:8]}"
+        self.group = zarr.open_group(self.tmp, mode="w", zarr_format=3)
+        self.shard = shard_images(self.height, self.width, self.n_images)
+        self._done: set[str] = set()
+        self._committed = False
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            self.abort()
+
+    def abort(self) -> None:
+        """Delete the temporary directory (idempotent; nothing to do after a commit)."""
+        if self._committed:
+            return
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def level_array(self, sigma: float):
+        """The (possibly partly written) array of a level, for reading back before commit."""
+        return self.group[level_name(sigma)]
+
+    def write_level(self, sigma: float, blocks: Iterable[np.ndarray]) -> None:
+        """Write one level from consecutive image blocks.
+
+        Blocks are buffered to whole shards, so each shard is encoded and written once whatever
+        the block size; memory stays at about one shard plus one block.
+
+        Parameters
+        ----------
+        sigma : float
+            One of the writer's sigmas.
+        blocks : iterable of ndarray [k, H, W]
+            ``n_images`` images in all, in store order.
+        """
+        sigma = float(sigma)
+        name = level_name(sigma)
+        if sigma not in self.sigmas:
+            raise ValueError(f"sigma {sigma} is not one of the writer's levels {self.sigmas}")
+        if name in self._done:
+            raise ValueError(f"level {name} written twice")
+        arr = self.group.create_array(
+            name,
+            shape=(self.n_images, self.height, self.width),
+            dtype="float32",
+            chunks=(1, self.height, self.width),
+            shards=(self.shard, self.height, self.width),
+            compressors=_compressor(),
+            dimension_names=list(DIMENSION_NAMES),
+            fill_value=0.0,
+        )
+        arr.attrs["sigma_px"] = sigma
+        buffer = np.empty((self.shard, self.height, self.width), dtype=np.float32)
+        filled = 0  # images in buffer
+        written = 0  # images flushed to disk
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32)
+            if block.ndim != 3 or block.shape[1:] != (self.height, self.width):
+                raise ValueError(
+                    f"block shape {block.shape}, expected [k, {self.height}, {self.width}]"
+                )
+            pos = 0
+            while pos < block.shape[0]:
+                if written + filled + (block.shape[0] - pos) > self.n_images:
+                    raise ValueError(f"more than {self.n_images} images given for {name}")
+                take = min(self.shard - filled, block.shape[0] - pos)
+                buffer[filled : filled + take] = block[pos : pos + take]
+                filled += take
+                pos += take
+                if filled == self.shard:
+                    arr[written : written + filled] = buffer
+                    written += filled
+                    filled = 0
+        if filled:
+            arr[written : written + filled] = buffer[:filled]
+            written += filled
+        if written != self.n_images:
+            raise ValueError(f"{name}: {written} images written, expected {self.n_images}")
+        self._done.add(name)
+
+    def write_array(
+        self,
+        name: str,
+        data: np.ndarray,
+        attrs: dict | None = None,
+        dimension_names: Sequence[str] | None = None,
+    ) -> None:
+        """Write a small whole array (per-image metadata such as ``particle_id``)."""
+        data = np.ascontiguousarray(data)
+        arr = self.group.create_array(
+            name,
+            shape=data.shape,
+            dtype=data.dtype,
+            chunks=data.shape or None,
+            compressors=_compressor(),
+            fill_value=0,
+            dimension_names=list(dimension_names) if dimension_names else None,
+        )
+        arr[...] = data
+        if attrs:
+            arr.attrs.update(_jsonable(attrs))
+        self._done.add(name)
+
+    def commit(self, attrs: dict) -> Path:
+        """Check completeness, write the root attributes and rename the store into place.
+
+        Returns
+        -------
+        Path
+            The final store path.
+        """
+        missing = [level_name(s) for s in self.sigmas if level_name(s) not in self._done]
+        if missing or "particle_id" not in self._done:
+            raise ValueError(f"store incomplete: missing {missing + ['particle_id']}")
+        self.group.attrs[ATTR_KEY] = _jsonable(attrs)
+        if self.out.exists():
+            if not self.overwrite:
+                raise HollyError(f"{self.out} appeared while writing; remove it or pass --force")
+            trash = self.out.parent / f".{self.out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(self.out, trash)
+            os.replace(self.tmp, self.out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.out)
+        self._committed = True
+        log.info("wrote %s (%d images x %d levels)", self.out, self.n_images, len(self.sigmas))
+        return self.out
