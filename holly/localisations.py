@@ -467,7 +467,7 @@ def localise(
     out : path-like
         Store to create.
     sigmas : list of float
-        Gaussian sigma of every level, pixels.
+        Gaussian sigma of every level, pixels; repeated values make one level.
     fmt : {"auto", "thunderstorm", "picasso", "cep152-mat"}
     accepted : path-like, optional
         Text file of particle indices (read order, from 0) to keep.
@@ -497,7 +497,8 @@ def localise(
     LocaliseResult
     """
     t0 = time.perf_counter()
-    sigmas = [float(s) for s in sigmas]
+    # sigma schedule files repeat levels (10,10,10,10,9.0,...): one level per distinct value
+    sigmas = sorted({float(s) for s in sigmas}, reverse=True)
     if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
         raise HollyError(f"--sigmas must be positive numbers, not {sigmas}")
     if perturbations < 1:

@@ -222,7 +222,7 @@ def cli_only_mine(monkeypatch):
 
 def test_cli(tmp_path, capsys, cli_only_mine):
     write_picasso(tmp_path / "p.hdf5", rings())
-    (tmp_path / "sigmas.csv").write_text("2.0,0.7\n")
+    (tmp_path / "sigmas.csv").write_text("2.0,2.0,0.7,0.7\n")  # schedules repeat levels
     out = tmp_path / "s.zarr"
     assert (
         holly.cli.main(
@@ -243,7 +243,7 @@ def test_cli(tmp_path, capsys, cli_only_mine):
         )
         == 0
     )
-    check_store(out, COUNTS, 2)
+    assert check_store(out, COUNTS, 2).sigmas == [2.0, 0.7]
     assert (
         holly.cli.main(
             [
@@ -273,3 +273,36 @@ def test_cli(tmp_path, capsys, cli_only_mine):
         == 2
     )
     assert "--sigmas must be" in capsys.readouterr().err
+
+
+def test_same_orientation_as_ceprender_fits_after_ingest(tmp_path):
+    """localise == CEPrender's recipe (row = centre + y, written flipud to FITS) + holly ingest."""
+    from astropy.io import fits
+
+    from holly.ingest import ingest_fits
+
+    p = np.array([[0.0, 0.0], [30.0, 0.0], [0.0, 80.0], [10.0, 75.0]])  # asymmetric, no mirror
+    write_thunderstorm(tmp_path / "a.csv", [p], column=False)
+    result = localise(
+        tmp_path / "a.csv", tmp_path / "loc.zarr", [1.5], size=SIZE, seed=4, perturbations=1
+    )
+    store = ImageStore.open(tmp_path / "loc.zarr")
+    phi = float(store.array("rotation_angle")[0])
+    # CEPrender in camera coordinates (y down): centre on the bounding box, scale, rotate,
+    # place at the frame centre, draw normalised Gaussians with row index = y
+    q = (p - (p.min(0) + p.max(0)) / 2) * result.pixels_per_unit
+    c, s = np.cos(phi), np.sin(phi)  # phi turns counter-clockwise as displayed (+y up)
+    x = SIZE / 2 + q[:, 0] * c + q[:, 1] * s
+    y = SIZE / 2 - q[:, 0] * s + q[:, 1] * c
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    image = sum(
+        np.exp(-((cols - xi) ** 2 + (rows - yi) ** 2) / (2 * 1.5**2))
+        for xi, yi in zip(x, y, strict=True)
+    ) / (2 * np.pi * 1.5**2)
+    (tmp_path / "src" / "1.5").mkdir(parents=True)
+    fits.PrimaryHDU(image[::-1].astype(np.float32)).writeto(
+        tmp_path / "src" / "1.5" / "image_000000.fits"
+    )  # CEPrender flips on write
+    ingest_fits(tmp_path / "src", tmp_path / "fits.zarr")
+    ingested = ImageStore.open(tmp_path / "fits.zarr").load_level(1.5)[0]
+    assert np.allclose(store.load_level(1.5)[0], ingested, atol=1e-5)
