@@ -61,10 +61,12 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation /opt/holly/src \
     && rm -rf /opt/holly/src \
     && holly --version
 
-# The workflow and its default config, read-only for the user.
+# The workflow and its default config, read-only for the user. envs/ too: rules name the conda
+# environment, and Snakemake reads that file even when it does not deploy it.
 COPY Snakefile /opt/holly/Snakefile
 COPY workflow /opt/holly/workflow
 COPY config /opt/holly/config
+COPY envs /opt/holly/envs
 
 # Numeric non-root user (uid/gid 1000). `docker run -u "$(id -u):$(id -g)"` and Apptainer (which
 # runs as the calling user) may use any other uid, so every cache points into /tmp, writable for all.

@@ -12,9 +12,11 @@ The image build itself is not run here (no Docker engine on the CI machine).
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -206,3 +208,33 @@ def test_conda_env_pins_match_the_cuda_lock():
         "differ": sorted(n for n in env_pins.keys() & lock.keys() if env_pins[n] != lock[n]),
     }
     assert pip[-1] == "--editable ..", "holly itself is installed from the checkout, last"
+
+
+# --- the image's layout, emulated without an engine ----------------------------------------
+
+
+def test_bundled_workflow_plans_from_the_image_layout(tmp_path):
+    """Copy what the Dockerfile copies to /opt/holly, then plan the default run from an empty /data
+    exactly as ENTRYPOINT + CMD would (dry run, this environment's packages)."""
+    image = tmp_path / "opt" / "holly"
+    for word, rest in dockerfile_instructions():
+        parts = [p for p in rest.split() if not p.startswith("--")]
+        if word != "COPY" or not parts[-1].startswith("/opt/holly/") or "src" in parts[-1]:
+            continue
+        (src,), dest = parts[:-1], image / parts[-1].removeprefix("/opt/holly/")
+        if (ROOT / src).is_dir():
+            shutil.copytree(ROOT / src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / src, dest)
+    instr = dict(dockerfile_instructions())
+    argv = json.loads(instr["ENTRYPOINT"]) + json.loads(instr["CMD"]) + ["--dry-run"]
+    argv = [a.replace("/opt/holly", str(image)) for a in argv]
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=data, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "rule train" in proc.stdout + proc.stderr
