@@ -74,6 +74,16 @@ def _key_values(line: str) -> dict[str, str]:
     return {k: v.strip() for k, v in fields.items()}
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the test process dies without stop() (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -194,6 +204,7 @@ RealMemory={self.memory_mb} Gres=gpu:{self.gpus} State=UNKNOWN
             stdin=subprocess.DEVNULL,
             env=self.env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
 
