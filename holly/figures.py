@@ -1,0 +1,377 @@
+"""Figures of one run and across runs, in one shared matplotlib style.
+
+Each ``*_figure`` function takes plain data (a metrics table, arrays of points or images) and
+returns a :class:`matplotlib.figure.Figure`, so it can be tested and reused without files.
+:func:`run_figures` reads a run folder (docs/architecture.md) and saves the per-run set:
+
+=================  ===============================================================
+``loss``           train and test loss against step (log scale)
+``sigma``          curriculum sigma of the inputs and the CNN's mean predicted sigma
+``montage``        input images next to the renderings at the end of training
+``views``          reconstruction in three orthogonal views over the aligned ground truth
+``pose_error``     histogram of per-image rotation errors on the test set
+=================  ===============================================================
+
+Distances are in model units (1 unit = H/4 pixels), sigma in pixels, angles in degrees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window (headless runs, clusters)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from holly.errors import HollyError  # noqa: E402
+from holly.pointio import read_points  # noqa: E402
+from holly.provenance import atomic_path  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
+RECON_COLOUR = "#d95f02"  # reconstruction: orange (also in the 3D viewer)
+TRUTH_COLOUR = "#7570b3"  # ground truth: violet-blue
+STYLE = {
+    "figure.dpi": 110,
+    "figure.facecolor": "white",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "savefig.bbox": "tight",
+    "image.cmap": "magma",
+    "axes.prop_cycle": matplotlib.cycler(
+        color=[RECON_COLOUR, TRUTH_COLOUR, "#1b9e77", "#e7298a", "#66a61e", "#e6ab02"]
+    ),
+}
+VIEWS = (("x", "y", 0, 1), ("x", "z", 0, 2), ("y", "z", 1, 2))
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The shared style of every holly figure (a matplotlib rc context)."""
+    with plt.rc_context(STYLE):
+        yield
+
+
+def _new(ncols: int = 1, nrows: int = 1, size=(5.0, 3.2), **kw) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=size, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save ``fig`` atomically; the format follows the suffix (``.png``, ``.svg``, ``.pdf``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp, style():
+        fig.savefig(
+            tmp,
+            format=path.suffix.lstrip(".").lower(),
+            dpi=dpi,
+            metadata={"Software": "holly"} if path.suffix.lower() == ".png" else None,
+        )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
+    return path
+
+
+def _empty(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_axis_off()
+
+
+def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
+    """Train and test loss against step.
+
+    Parameters
+    ----------
+    metrics : DataFrame
+        ``metrics.csv`` of a run: columns ``step``, ``train_loss``, ``test_loss`` (and ``epoch``).
+    """
+    with style():
+        fig, axes = _new()
+        ax = axes[0, 0]
+        if metrics.empty:
+            _empty(ax, "no metric rows yet")
+            return fig
+        ax.plot(metrics["step"], metrics["train_loss"], label="train", color=RECON_COLOUR)
+        ax.plot(
+            metrics["step"],
+            metrics["test_loss"],
+            label="test (held-out particles)",
+            color=TRUTH_COLOUR,
+            linestyle="--",
+        )
+        if (metrics[["train_loss", "test_loss"]] > 0).all().all():
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (normalised L1)")
+        ax.set_title(title or "loss")
+        ax.legend()
+    return fig
+
+
+def sigma_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
+    """Curriculum sigma of the input images and the CNN's mean predicted sigma, in pixels."""
+    with style():
+        fig, axes = _new()
+        ax = axes[0, 0]
+        if metrics.empty:
+            _empty(ax, "no metric rows yet")
+            return fig
+        ax.plot(
+            metrics["step"], metrics["sigma_in"], label="input (curriculum)", color=TRUTH_COLOUR
+        )
+        if "sigma_pred_mean" in metrics and metrics["sigma_pred_mean"].notna().any():
+            ax.plot(
+                metrics["step"],
+                metrics["sigma_pred_mean"],
+                label="predicted (mean)",
+                color=RECON_COLOUR,
+                linestyle="--",
+            )
+        ax.set_xlabel("step")
+        ax.set_ylabel("sigma (pixels)")
+        ax.set_title(title or "input sigma vs predicted sigma")
+        ax.legend()
+    return fig
+
+
+def montage_figure(
+    inputs: np.ndarray, renderings: np.ndarray, n: int = 8, title: str = ""
+) -> Figure:
+    """Input images (top row) over the renderings of the same images (bottom row).
+
+    Parameters
+    ----------
+    inputs, renderings : ndarray [K, H, W]
+        Normalised images; the first ``min(n, K)`` pairs are shown, each pair on one colour scale.
+    """
+    inputs, renderings = np.asarray(inputs), np.asarray(renderings)
+    if inputs.shape != renderings.shape or inputs.ndim != 3:
+        raise HollyError(
+            f"inputs {inputs.shape} and renderings {renderings.shape} must both be [K, H, W]"
+        )
+    k = max(1, min(n, len(inputs)))
+    with style():
+        fig, axes = _new(k, 2, size=(1.3 * k + 0.6, 3.0))
+        for i in range(k):
+            for row, (images, label) in enumerate(((inputs, "input"), (renderings, "rendering"))):
+                ax = axes[row, i]
+                if i < len(images):
+                    hi = max(float(inputs[i].max()), float(renderings[i].max()), 1e-12)
+                    ax.imshow(images[i], vmin=0.0, vmax=hi, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                if i == 0:
+                    ax.set_ylabel(label)
+        fig.suptitle(title or "inputs and renderings at the end of training")
+    return fig
+
+
+def views_figure(
+    points: np.ndarray, ground_truth: np.ndarray | None = None, title: str = ""
+) -> Figure:
+    """A cloud in three orthogonal projections (x-y, x-z, y-z), over the ground truth if given.
+
+    Parameters
+    ----------
+    points : ndarray [N, 3]
+        The reconstruction, already aligned to ``ground_truth`` (``aligned_points.ply``).
+    ground_truth : ndarray [M, 3], optional
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    clouds = [points] + (
+        [np.asarray(ground_truth, dtype=float)] if ground_truth is not None else []
+    )
+    allpts = np.concatenate(clouds)
+    lo, hi = allpts.min(0), allpts.max(0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6) * 1.08
+    with style():
+        fig, axes = _new(3, 1, size=(9.0, 3.2))
+        for ax, (a, b, i, j) in zip(axes[0], VIEWS, strict=True):
+            if ground_truth is not None:
+                ax.scatter(
+                    ground_truth[:, i],
+                    ground_truth[:, j],
+                    s=6,
+                    color=TRUTH_COLOUR,
+                    alpha=0.45,
+                    linewidths=0,
+                    label="ground truth",
+                )
+            ax.scatter(
+                points[:, i],
+                points[:, j],
+                s=9,
+                color=RECON_COLOUR,
+                alpha=0.9,
+                linewidths=0,
+                label="reconstruction",
+            )
+            ax.set_xlim(centre[i] - half, centre[i] + half)
+            ax.set_ylim(centre[j] - half, centre[j] + half)
+            ax.set_aspect("equal")
+            ax.set_xlabel(a)
+            ax.set_ylabel(b)
+            ax.set_title(f"{a}-{b} view")
+        axes[0, 0].legend(loc="upper left", fontsize=7, markerscale=2)
+        fig.suptitle(title or "reconstruction, three orthogonal views")
+    return fig
+
+
+def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
+    """Histogram of per-image rotation errors (degrees, after removing the global gauge)."""
+    with style():
+        fig, axes = _new()
+        ax = axes[0, 0]
+        if errors_deg is None or len(errors_deg) == 0:
+            _empty(ax, "no ground-truth poses (not a simulated run)")
+            return fig
+        errors_deg = np.asarray(errors_deg, dtype=float)
+        ax.hist(errors_deg, bins=np.linspace(0, 180, 37), color=RECON_COLOUR, alpha=0.85)
+        med = float(np.median(errors_deg))
+        ax.axvline(med, color="0.2", linestyle="--", label=f"median {med:.1f}°")
+        ax.set_xlim(0, 180)
+        ax.set_xlabel("rotation error (degrees)")
+        ax.set_ylabel("test images")
+        ax.set_title(title or "pose error on held-out images")
+        ax.legend()
+    return fig
+
+
+COMPARISON_METRICS = (
+    ("chamfer", "Chamfer distance (model units, lower is better)"),
+    ("fscore", "F-score at tau (higher is better)"),
+    ("pose_error_median_deg", "median pose error (degrees)"),
+)
+BASELINES = (
+    ("", "reconstruction"),
+    ("blob_", "blob baseline"),
+    ("random_init_", "random initial cloud"),
+    ("floor_", "ground-truth floor"),
+)
+
+
+def comparison_figure(summary: pd.DataFrame) -> Figure:
+    """Grouped bars of the main metrics per experiment, with the evaluation baselines.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        One row per experiment as written by :func:`holly.report.summary_table`.
+    """
+    names = list(summary["experiment"]) if not summary.empty else []
+    with style():
+        fig, axes = _new(len(COMPARISON_METRICS), 1, size=(3.4 * len(COMPARISON_METRICS), 3.4))
+        x = np.arange(len(names))
+        for ax, (metric, label) in zip(axes[0], COMPARISON_METRICS, strict=True):
+            series = [(p + metric, lab) for p, lab in BASELINES if p + metric in summary]
+            series = [(c, lab) for c, lab in series if summary[c].notna().any()]
+            if not names or not series:
+                _empty(ax, f"no {metric} values")
+                continue
+            width = 0.8 / len(series)
+            for k, (col, lab) in enumerate(series):
+                ax.bar(
+                    x + (k - (len(series) - 1) / 2) * width,
+                    summary[col].astype(float).fillna(0.0),
+                    width,
+                    label=lab,
+                )
+            ax.set_xticks(x, names, rotation=20, ha="right")
+            ax.set_title(label, fontsize=9)
+            ax.grid(axis="x", visible=False)
+        axes[0, 0].legend(fontsize=7)
+        fig.suptitle("experiments compared")
+    return fig
+
+
+def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
+    """``metrics.csv`` as a DataFrame (numeric columns), with a clear error if it is unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise HollyError(f"{path} not found; it is written by `holly train`")
+    try:
+        metrics = pd.read_csv(path)
+    except Exception as exc:
+        raise HollyError(f"cannot read {path}: {exc}") from exc
+    missing = {"step", "train_loss", "test_loss", "sigma_in"} - set(metrics.columns)
+    if missing:
+        raise HollyError(f"{path} lacks columns {sorted(missing)}")
+    return metrics
+
+
+def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
+    """Per-image pose errors (degrees) of a run's ``test_poses.npz``; None if it has none."""
+    path = Path(run_dir) / "test_poses.npz"
+    if not path.is_file():
+        return None
+    from holly.evaluate import pose_error
+
+    with np.load(path) as npz:
+        return pose_error(npz["rot_true"], npz["rot_pred"]).errors_deg
+
+
+def run_figures(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    fmt: str = "png",
+    dpi: int = 110,
+    montage_images: int = 8,
+    title: str | None = None,
+) -> list[Path]:
+    """Write the per-run figures (:data:`RUN_FIGURES`) of a run folder into ``out_dir``.
+
+    Uses ``aligned_points.ply`` (from ``holly evaluate``) when present, so the reconstruction
+    is shown in the ground truth's frame; otherwise the raw ``points.ply`` alone.
+
+    Returns
+    -------
+    list of Path
+        The files written, ``out_dir/<name>.<fmt>`` in the order of :data:`RUN_FIGURES`.
+    """
+    run, out = Path(run_dir), Path(out_dir)
+    if not (run / "points.ply").is_file():
+        raise HollyError(f"{run}/points.ply not found: the run has not finished (`holly train`)")
+    name = title or run.name
+    metrics = read_metrics(run / "metrics.csv")
+    samples_path = run / "samples.npz"
+    if not samples_path.is_file():
+        raise HollyError(f"{samples_path} not found; it is written by `holly train`")
+    with np.load(samples_path) as npz:
+        inputs, renderings = npz["inputs"], npz["renderings"]
+    aligned = run / "aligned_points.ply"
+    truth = run / "ground_truth.ply"
+    if aligned.is_file() and truth.is_file():
+        points, gt, frame = read_points(aligned), read_points(truth), "aligned to ground truth"
+    else:
+        points, gt, frame = read_points(run / "points.ply"), None, "not aligned"
+    figures = {
+        "loss": loss_figure(metrics, f"{name}: loss"),
+        "sigma": sigma_figure(metrics, f"{name}: input sigma vs predicted sigma"),
+        "montage": montage_figure(
+            inputs, renderings, montage_images, f"{name}: inputs (top) and renderings (bottom)"
+        ),
+        "views": views_figure(points, gt, f"{name}: reconstruction ({frame})"),
+        "pose_error": pose_error_figure(pose_errors(run), f"{name}: pose error, test images"),
+    }
+    paths = []
+    for key in RUN_FIGURES:
+        paths.append(save_figure(figures[key], out / f"{key}.{fmt}", dpi))
+    log.info("wrote %d figures of %s to %s", len(paths), run, out)
+    return paths

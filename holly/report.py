@@ -1,0 +1,335 @@
+"""Results across experiments: the summary table, and one self-contained HTML report.
+
+:func:`summary_table` flattens each run folder (``config.yaml``, ``metrics.csv``,
+``evaluation.json``, ``provenance.json``) into one row; :func:`write_summary` saves it as CSV
+(pandas-readable, one row per experiment) with a comparison chart and an HTML table.
+
+:func:`build_report` writes one HTML file that needs nothing else: figures are embedded as data
+URIs, captions are rendered from the workflow's RST caption files, and each experiment gets the
+interactive 3D viewer of :mod:`holly.viewer` (inline JavaScript, no network).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from holly import __version__
+from holly.errors import HollyError
+from holly.figures import RUN_FIGURES, comparison_figure, read_metrics, save_figure
+from holly.provenance import atomic_path
+from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
+
+log = logging.getLogger(__name__)
+
+# (column, label, format) of the table in the report, in this order; the CSV has every column.
+TABLE_COLUMNS = (
+    ("experiment", "experiment", "{}"),
+    ("shape", "shape", "{}"),
+    ("variant", "variant", "{}"),
+    ("num_points", "points", "{:d}"),
+    ("image_size", "image", "{}"),
+    ("steps", "steps", "{:d}"),
+    ("train_seconds", "train time (s)", "{:.0f}"),
+    ("final_test_loss", "test loss", "{:.4g}"),
+    ("chamfer", "Chamfer", "{:.3f}"),
+    ("blob_chamfer", "blob Chamfer", "{:.3f}"),
+    ("floor_chamfer", "floor Chamfer", "{:.3f}"),
+    ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
+    ("fscore", "F-score", "{:.2f}"),
+    ("handedness", "handedness", "{}"),
+    ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+)
+METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
+BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
+FIGURE_TITLES = {
+    "loss": "Loss curves",
+    "sigma": "Input sigma vs predicted sigma",
+    "montage": "Inputs and renderings",
+    "views": "Reconstruction and ground truth",
+    "pose_error": "Pose error",
+}
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise HollyError(f"{path} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise HollyError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
+    """One flat row describing a finished, evaluated run folder.
+
+    Reads ``config.yaml`` (resolved config), ``metrics.csv`` (last row), ``evaluation.json``
+    (``holly evaluate``) and ``provenance.json``. Metrics of the baselines get the prefixes
+    ``blob_``, ``random_init_`` and ``floor_``; missing values are None.
+    """
+    run = Path(run_dir)
+    evaluation = _read_json(run / "evaluation.json")
+    cfg_path = run / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
+    prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
+    metrics = read_metrics(run / "metrics.csv")
+    last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
+    data, render = cfg.get("data", {}), cfg.get("render", {})
+    row = {
+        "experiment": name or run.name,
+        "shape": data.get("shape"),
+        "variant": cfg.get("variant"),
+        "seed": cfg.get("seed"),
+        "num_points": evaluation.get("n_points"),
+        "n_ground_truth": evaluation.get("n_ground_truth"),
+        "image_size": f"{render.get('height')}x{render.get('width')}" if render else None,
+        "epochs": cfg.get("train", {}).get("epochs"),
+        "steps": int(last["step"]) if "step" in last else None,
+        "train_seconds": float(last["elapsed_s"]) if "elapsed_s" in last else None,
+        "final_train_loss": float(last["train_loss"]) if "train_loss" in last else None,
+        "final_test_loss": float(last["test_loss"]) if "test_loss" in last else None,
+        "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
+        "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
+        "device": prov.get("device"),
+        "git_commit": (prov.get("git") or {}).get("commit"),
+        "tau": evaluation.get("tau"),
+    }
+    recon = evaluation.get("reconstruction") or {}
+    row.update({k: recon.get(k) for k in METRIC_KEYS})
+    row["handedness"] = recon.get("handedness")
+    for key, prefix in BASELINE_PREFIX.items():
+        base = evaluation.get(key) or {}
+        row.update({prefix + k: base.get(k) for k in ("chamfer", "fscore")})
+    row["chamfer_ratio_to_blob"] = evaluation.get("chamfer_ratio_to_blob")
+    pose = evaluation.get("pose_error_deg") or {}
+    row["pose_error_median_deg"] = pose.get("median")
+    row["pose_error_mean_deg"] = pose.get("mean")
+    return row
+
+
+def summary_table(runs: dict[str, str | os.PathLike]) -> pd.DataFrame:
+    """One row per experiment (``name -> run folder``), in the given order."""
+    if not runs:
+        raise HollyError("no runs to summarise")
+    return pd.DataFrame([run_summary(path, name) for name, path in runs.items()])
+
+
+def _fmt(value, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    try:
+        if spec == "{:d}":
+            return f"{int(value):d}"
+        return spec.format(value)
+    except (TypeError, ValueError):
+        return html.escape(str(value))
+
+
+def table_html(summary: pd.DataFrame) -> str:
+    """The summary as an HTML ``<table>`` with the columns of :data:`TABLE_COLUMNS`."""
+    cols = [(c, label, spec) for c, label, spec in TABLE_COLUMNS if c in summary]
+    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
+    rows = []
+    for rec in summary.to_dict("records"):
+        cells = "".join(f"<td>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols)
+        rows.append(f"<tr>{cells}</tr>")
+    return (
+        f'<table class="holly-summary"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+TABLE_CSS = """
+table.holly-summary{border-collapse:collapse;font-size:13px;margin:0.5em 0}
+table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px;
+  text-align:right}
+table.holly-summary th:first-child,table.holly-summary td:first-child{text-align:left}
+table.holly-summary thead th{border-bottom:2px solid #888}
+"""
+
+
+def _write_text(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, 0o644)  # results are meant to be shared
+    return path
+
+
+def write_summary(
+    runs: dict[str, str | os.PathLike],
+    csv_path: str | os.PathLike,
+    chart: str | os.PathLike | None = None,
+    table: str | os.PathLike | None = None,
+    dpi: int = 110,
+) -> pd.DataFrame:
+    """Write ``summary.csv`` and, if asked, the comparison chart and a standalone HTML table."""
+    summary = summary_table(runs)
+    with atomic_path(csv_path) as tmp:
+        summary.to_csv(tmp, index=False)
+        os.chmod(tmp, 0o644)
+    if chart:
+        save_figure(comparison_figure(summary), chart, dpi)
+    if table:
+        _write_text(
+            table,
+            f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>holly summary</title><style>body{{font:14px system-ui,"
+            f"sans-serif}}{TABLE_CSS}</style></head><body>"
+            f"{table_html(summary)}</body></html>\n",
+        )
+    log.info("summarised %d experiments into %s", len(summary), csv_path)
+    return summary
+
+
+def caption_html(captions_dir: str | os.PathLike | None, key: str) -> str:
+    """``captions_dir/<key>.rst`` rendered to HTML (docutils), or "" if there is no such file."""
+    if captions_dir is None:
+        return ""
+    path = Path(captions_dir) / f"{key}.rst"
+    if not path.is_file():
+        return ""
+    text = path.read_text(encoding="utf-8")
+    try:
+        from docutils.core import publish_parts
+
+        settings = {"report_level": 5, "halt_level": 5}
+        try:  # docutils >= 0.22 takes the writer's name as `writer`
+            return publish_parts(text, writer="html", settings_overrides=settings)["fragment"]
+        except (TypeError, AttributeError):
+            return publish_parts(text, writer_name="html", settings_overrides=settings)["fragment"]
+    except ImportError:  # docutils comes with Snakemake; plain paragraphs otherwise
+        paras = [p.strip() for p in text.split("\n\n") if p.strip()]
+        return "".join(f"<p>{html.escape(p)}</p>" for p in paras)
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg"}.get(
+        path.suffix.lower()
+    )
+    if mime is None:
+        raise HollyError(f"{path}: cannot embed a {path.suffix} file in the report")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
+def _figure_block(path: Path, title: str, caption: str) -> str:
+    return (
+        f'<figure><img alt="{html.escape(title)}" src="{_data_uri(path)}">'
+        f"<figcaption><b>{html.escape(title)}.</b> {caption}</figcaption></figure>"
+    )
+
+
+REPORT_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1.5em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:0.2em;margin-top:2em}
+figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:13px;color:#444;max-width:900px}figcaption p{display:inline;margin:0}
+nav a{margin-right:1em}.meta{color:#666;font-size:12px}code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+def build_report(
+    runs: dict[str, str | os.PathLike],
+    summary_csv: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    chart: str | os.PathLike | None = None,
+    figures_dir: str = "figures",
+    fig_format: str = "png",
+    captions_dir: str | os.PathLike | None = None,
+    title: str = "holly results",
+    max_snapshots: int = 40,
+) -> Path:
+    """Write one self-contained HTML report of all experiments.
+
+    Parameters
+    ----------
+    runs : dict
+        ``experiment name -> run folder``; figures are read from ``<run>/<figures_dir>/`` (the
+        files of :func:`holly.figures.run_figures`).
+    summary_csv : path-like
+        The table of :func:`write_summary`.
+    chart : path-like, optional
+        The comparison chart.
+    captions_dir : path-like, optional
+        Folder of RST captions named ``<figure>.rst``, ``comparison.rst``, ``summary.rst``,
+        ``viewer.rst`` and ``workflow.rst`` (the introduction); missing ones are left out.
+    """
+    summary_csv = Path(summary_csv)
+    if not summary_csv.is_file():
+        raise HollyError(f"{summary_csv} not found; run `holly summarise` first")
+    summary = pd.read_csv(summary_csv)
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">holly {__version__}, report written '
+        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+        caption_html(captions_dir, "workflow"),
+    ]
+    nav = ['<a href="#comparison">comparison</a>'] + [
+        f'<a href="#exp-{html.escape(n)}">{html.escape(n)}</a>' for n in runs
+    ]
+    parts.append(f"<nav>{''.join(nav)}</nav>")
+    parts.append('<h2 id="comparison">Experiments compared</h2>')
+    parts.append(table_html(summary) + caption_html(captions_dir, "summary"))
+    if chart:
+        parts.append(
+            _figure_block(Path(chart), "Metrics compared", caption_html(captions_dir, "comparison"))
+        )
+    for i, (name, run_dir) in enumerate(runs.items()):
+        run = Path(run_dir)
+        parts.append(f'<h2 id="exp-{html.escape(name)}">{html.escape(name)}</h2>')
+        row = summary[summary["experiment"] == name]
+        if not row.empty:
+            r = row.iloc[0]
+            parts.append(
+                f'<p class="meta">shape {html.escape(str(r.get("shape")))}, variant '
+                f"{html.escape(str(r.get('variant')))}, {_fmt(r.get('steps'), '{:d}')} "
+                f"steps on {html.escape(str(r.get('device')))}</p>"
+            )
+        parts.append("<h3>3D viewer</h3>" + caption_html(captions_dir, "viewer"))
+        parts.append(viewer_fragment(viewer_data(run, max_snapshots, name), f"{i}-{name}"))
+        for key in RUN_FIGURES:
+            path = run / figures_dir / f"{key}.{fig_format}"
+            if not path.is_file():
+                raise HollyError(f"{path} not found; run `holly figures {run}` first")
+            parts.append(_figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key)))
+    page = (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{REPORT_CSS}{TABLE_CSS}{VIEWER_CSS}</style></head><body>\n"
+        + "\n".join(p for p in parts if p)
+        + f"\n<script>{VIEWER_JS}</script>\n</body></html>\n"
+    )
+    out = _write_text(out, page)
+    log.info(
+        "wrote the report of %d experiments to %s (%.1f MB)",
+        len(runs),
+        out,
+        out.stat().st_size / 1e6,
+    )
+    return out
+
+
+def parse_runs(items: list[str]) -> dict[str, Path]:
+    """``["name=RUN_DIR", ...]`` (or bare folders, named by their folder) as an ordered dict."""
+    runs: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            name, path = Path(item).name, item
+        if not name or not path:
+            raise HollyError(f"--run {item!r}: expected NAME=RUN_DIR")
+        if name in runs:
+            raise HollyError(f"--run: experiment {name!r} given twice")
+        runs[name] = Path(path)
+    return runs
