@@ -1,0 +1,284 @@
+"""The Snakemake workflow: lint, format, schema, dry runs, bad configs, and the whole DAG on a
+tiny config (CPU, about a minute) with its outputs, summary table and report checked.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, body_errors, viewer_states
+
+from holly.commands.config_schema import experiment_schema, schema_text
+from holly.config import describe
+
+TINY = ROOT / "tests" / "config" / "tiny.yaml"
+DEFAULT = ROOT / "config" / "config.yaml"
+BIN = str(Path(sys.executable).parent)  # the `holly` script of this environment
+
+
+def snakemake(*args, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(cwd),
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake (dry) run as ``{rule: count}``."""
+    table = output.split("Job stats:", 1)[1]
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+        if m.group(1) != "total"
+    }
+
+
+# ---------------------------------------------------------------- static checks
+
+
+def test_lint_clean():
+    proc = snakemake("--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_snakefmt_clean():
+    files = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_experiment_schema_is_current():
+    committed = (ROOT / "workflow" / "schemas" / "experiment.schema.yaml").read_text()
+    assert committed == schema_text(), (
+        "workflow/schemas/experiment.schema.yaml is out of date with holly/config.py; run "
+        "`holly config-schema --out workflow/schemas/experiment.schema.yaml`"
+    )
+
+
+def test_experiment_schema_covers_every_key():
+    schema = experiment_schema()
+    for row in describe():
+        node = schema
+        for part in row["key"].split("."):
+            assert node.get("additionalProperties") is False, row["key"]
+            node = node["properties"][part]
+        assert "default" not in node  # Snakemake would fill it in over the variant's default
+
+
+def _workflow_validator():
+    from referencing import Registry, Resource
+
+    schemas = ROOT / "workflow" / "schemas"
+    main = yaml.safe_load((schemas / "config.schema.yaml").read_text())
+    exp = yaml.safe_load((schemas / "experiment.schema.yaml").read_text())
+    registry = Registry().with_resource("experiment.schema.yaml", Resource.from_contents(exp))
+    return jsonschema.Draft202012Validator(main, registry=registry)
+
+
+@pytest.mark.parametrize("path", [DEFAULT, TINY])
+def test_shipped_configs_valid(path):
+    _workflow_validator().validate(yaml.safe_load(path.read_text()))
+
+
+def test_default_dry_run_lists_expected_jobs(tmp_path):
+    proc = snakemake("-n", "--configfile", str(DEFAULT), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts == {
+        "train": 3,
+        "evaluate": 3,
+        "figures": 3,
+        "viewer": 3,
+        "summarise": 1,
+        "report": 1,
+        "all": 1,
+    }
+
+
+def _bad(tmp_path, edit) -> subprocess.CompletedProcess:
+    cfg = yaml.safe_load(TINY.read_text())
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("--cores", "1", "--configfile", str(path), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+    return proc
+
+
+BAD_CONFIGS = {
+    "typo in a key": (lambda c: c["defaults"]["train"].update(epoch=3), r"'epoch' was unexpected"),
+    "negative size": (
+        lambda c: c["defaults"]["render"].update(height=-32),
+        r"-32 is less than the minimum of 8",
+    ),
+    "unknown shape": (
+        lambda c: c["experiments"][0]["data"].update(shape="tetrapd"),
+        r"experiment 'tetrapod': unknown shape 'tetrapd'",
+    ),
+    "missing shape file": (
+        lambda c: c["experiments"][0]["data"].update(shape="no/such.ply"),
+        r"shape file 'no/such.ply' does not exist",
+    ),
+    "duplicate name": (
+        lambda c: c["experiments"].append(copy.deepcopy(c["experiments"][0])),
+        r"experiment name 'tetrapod' is used twice",
+    ),
+    "unknown section": (lambda c: c.update(figure={"dpi": 3}), r"'figure' was unexpected"),
+    "bad figure option": (lambda c: c["figures"].update(format="gif"), r"'gif' is not one of"),
+    "no name": (lambda c: c["experiments"][0].pop("name"), r"'name' is a required property"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGS)
+def test_bad_config_fails_before_any_job(tmp_path, case):
+    edit, message = BAD_CONFIGS[case]
+    proc = _bad(tmp_path, edit)
+    assert re.search(message, proc.stderr), proc.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- the whole DAG, tiny
+
+
+def _have_train() -> bool:
+    return importlib.util.find_spec("holly.commands.train") is not None
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Run the whole workflow once on tests/config/tiny.yaml (2 cores) in a temp folder."""
+    if not _have_train():
+        pytest.skip("holly train not available")
+    work = tmp_path_factory.mktemp("workflow")
+    proc = snakemake("--cores", "2", "--configfile", str(TINY), "--show-failed-logs", cwd=work)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return work
+
+
+EXPERIMENTS = ("tetrapod", "spiral-latest")
+
+
+@pytest.mark.workflow
+def test_tiny_declared_outputs(tiny_run):
+    for name in EXPERIMENTS:
+        run = tiny_run / "results" / name
+        for f in (
+            "points.ply",
+            "metrics.csv",
+            "samples.npz",
+            "config.yaml",
+            "provenance.json",
+            "initial_points.ply",
+            "checkpoints/last.pt",
+            "evaluation.json",
+            "viewer.html",
+            "figures/loss.png",
+            "figures/sigma.png",
+            "figures/montage.png",
+            "figures/views.png",
+            "figures/pose_error.png",
+        ):
+            assert (run / f).is_file() and (run / f).stat().st_size > 0, f"{name}/{f}"
+        assert list((run / "snapshots").glob("points_*.ply"))
+        assert (tiny_run / "logs" / name / "train.log").is_file()
+        bench = pd.read_csv(tiny_run / "benchmarks" / name / "train.tsv", sep="\t")
+        assert bench["max_rss"].iloc[0] < 2048  # MB
+    for f in ("summary.csv", "summary.html", "figures/comparison.png", "report.html"):
+        assert (tiny_run / "results" / f).is_file(), f
+    # each experiment got its own resolved config, variant defaults applied by holly
+    cfg = yaml.safe_load((tiny_run / "results" / "spiral-latest" / "config.yaml").read_text())
+    assert cfg["variant"] == "latest" and cfg["render"]["order"] == "latest"
+    assert cfg["data"]["shape"] == "spiral" and cfg["render"]["height"] == 32
+
+
+@pytest.mark.workflow
+def test_tiny_summary_table(tiny_run):
+    df = pd.read_csv(tiny_run / "results" / "summary.csv")
+    assert list(df["experiment"]) == list(EXPERIMENTS)
+    assert list(df["shape"]) == ["tetrapod", "spiral"]
+    assert (df["num_points"] == 30).all()
+    assert df["chamfer"].notna().all() and (df["chamfer"] > 0).all()
+    assert df["blob_chamfer"].notna().all() and df["pose_error_median_deg"].notna().all()
+
+
+@pytest.mark.workflow
+def test_tiny_report(tiny_run):
+    html = (tiny_run / "results" / "report.html").read_text()
+    assert html.count('class="holly-viewer"') == 2
+    assert html.count('src="data:image/png;base64,') == 2 * 5 + 1
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "holly tiny test run" in html
+
+
+@pytest.mark.workflow
+def test_tiny_report_in_browser(tiny_run, browser):
+    dom, console = browser.load(tiny_run / "results" / "report.html")
+    assert not [c for c in console if "Uncaught" in c or "rror" in c], console
+    assert body_errors(dom) == 0
+    states = viewer_states(dom)
+    assert [s["data-status"] for s in states] == ["ok", "ok"]
+    assert all(int(s["data-points-drawn"]) > 30 for s in states)
+
+
+@pytest.mark.workflow
+def test_tiny_snakemake_report(tiny_run):
+    proc = snakemake("--configfile", str(TINY), "--report", "smk-report.html", cwd=tiny_run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (tiny_run / "smk-report.html").read_text()
+    assert "viewer.html" in html and "pose_error.png" in html
+
+
+@pytest.mark.workflow
+def test_tiny_rerun_only_what_changed(tiny_run, tmp_path):
+    proc = snakemake("-n", "--configfile", str(TINY), cwd=tiny_run)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
+    # a figure option reruns figures, summary and report, never training or evaluation
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["figures"]["dpi"] = 61
+    changed = tmp_path / "fig.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    counts = job_counts(snakemake("-n", "--configfile", str(changed), cwd=tiny_run).stdout)
+    assert "train" not in counts and "evaluate" not in counts and counts["figures"] == 2
+    # an experiment's key retrains that experiment only
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["experiments"][1]["train"] = {"epochs": 5}
+    changed.write_text(yaml.safe_dump(cfg))
+    counts = job_counts(snakemake("-n", "--configfile", str(changed), cwd=tiny_run).stdout)
+    assert counts["train"] == 1 and counts["evaluate"] == 1
+
+
+def test_config_readme_explains_every_key():
+    readme = (ROOT / "config" / "README.md").read_text()
+    missing = [row["key"] for row in describe() if f"`{row['key']}`" not in readme]
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    for section, sub in schema["properties"].items():
+        if "properties" in sub:
+            missing += [
+                f"{section}.{k}" for k in sub["properties"] if f"`{section}.{k}`" not in readme
+            ]
+        elif f"`{section}`" not in readme:
+            missing.append(section)
+    assert not missing, f"config/README.md does not explain {missing}"

@@ -1,0 +1,144 @@
+# Config validation and target helpers. No rules here: the root Snakefile's `rule all` must
+# stay the first rule (the default target).
+import copy
+import json
+import os
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
+from snakemake.utils import validate
+
+# 1. Structure, types and ranges (unknown keys rejected); fills the optional sections' defaults.
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = "results"
+CAPTIONS = str(Path(workflow.basedir) / "workflow" / "report")
+FIG_FORMAT = config["figures"]["format"]
+RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
+
+
+def merge(base, over):
+    """Deep merge of two config mappings: ``over`` wins, nested mappings are merged."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def check_experiment(name, raw):
+    """2. The merged experiment is a valid holly config and its shape exists (raises)."""
+    try:
+        from holly.config import from_dict
+        from holly.errors import HollyError
+        from holly.shapes import BUILTIN_SHAPES, is_shape_path
+    except ImportError:
+        logger.warning(
+            "holly is not importable here: only the schema checked the config"
+        )
+        return
+    where = f"experiment {name!r}"
+    try:
+        cfg = from_dict(raw, where=where)
+    except HollyError as exc:
+        raise WorkflowError(f"Invalid config: {exc}") from None
+    shape = cfg.data.shape
+    if cfg.data.source == "simulated" and shape not in BUILTIN_SHAPES:
+        if not is_shape_path(shape):
+            raise WorkflowError(
+                f"Invalid config: {where}: unknown shape {shape!r}; use a built-in shape "
+                f"({', '.join(sorted(BUILTIN_SHAPES))}) or a path to a .ply/.obj/.csv file"
+            )
+        if not Path(shape).is_file():
+            raise WorkflowError(
+                f"Invalid config: {where}: shape file {shape!r} does not exist "
+                f"(relative paths start in the working directory {Path.cwd()})"
+            )
+    if cfg.data.source == "zarr" and not cfg.data.store:
+        raise WorkflowError(
+            f"Invalid config: {where}: data.source is zarr but data.store is empty"
+        )
+
+
+def resolve_experiments(config):
+    """``name -> experiment config`` (defaults merged with each experiment), validated."""
+    experiments = {}
+    for entry in config["experiments"]:
+        name = entry["name"]
+        if name in experiments:
+            raise WorkflowError(
+                f"Invalid config: experiment name {name!r} is used twice"
+            )
+        raw = merge(config.get("defaults") or {}, entry)
+        check_experiment(name, raw)
+        experiments[name] = raw
+    return experiments
+
+
+EXPERIMENTS = resolve_experiments(config)
+
+
+def run_dir(experiment):
+    return f"{RESULTS}/{experiment}"
+
+
+def experiment_json(wildcards):
+    """The experiment's config as `holly train --config-json` takes it (stable key order)."""
+    return json.dumps(
+        EXPERIMENTS[wildcards.experiment], sort_keys=True, separators=(",", ":")
+    )
+
+
+def train_inputs(wildcards):
+    """Files the training reads: a shape file, a sigma list file or an image store."""
+    raw = EXPERIMENTS[wildcards.experiment]
+    data, sigma = raw.get("data", {}), raw.get("sigma", {})
+    inputs = {}
+    shape = data.get("shape")
+    if data.get("source", "simulated") == "simulated" and shape and Path(shape).suffix:
+        inputs["shape"] = shape
+    if data.get("source") == "zarr":
+        inputs["store"] = data["store"]
+    values = sigma.get("values")
+    if isinstance(values, str) and Path(values).suffix:
+        inputs["sigma"] = values
+    return inputs
+
+
+def train_threads(wildcards):
+    """Share --cores among the experiments, which train in parallel (1 without --cores)."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # e.g. `snakemake --report` or --lint: no --cores given
+        return 1
+    return max(1, int(cores) // max(1, len(EXPERIMENTS)))
+
+
+def evaluation_options(wildcards):
+    """Extra `holly evaluate` options from the config's evaluation section."""
+    tau = config["evaluation"]["tau"]
+    return f"--tau {float(tau)!r}" if tau is not None else ""
+
+
+def figure_paths(experiment):
+    return [f"{RESULTS}/{experiment}/figures/{key}.{FIG_FORMAT}" for key in RUN_FIGURES]
+
+
+def run_options(wildcards=None):
+    """`--run=NAME=RUN_DIR` for every experiment, in config order (quote each with :q)."""
+    return [f"--run={name}={run_dir(name)}" for name in EXPERIMENTS]
+
+
+def all_targets():
+    targets = [f"{RESULTS}/summary.csv", f"{RESULTS}/report.html"]
+    for name in EXPERIMENTS:
+        targets += [
+            f"{RESULTS}/{name}/evaluation.json",
+            f"{RESULTS}/{name}/viewer.html",
+        ]
+        targets += figure_paths(name)
+    return targets

@@ -1,0 +1,28 @@
+rule train:
+    """Train one experiment: learn its point cloud and pose CNN (`holly train`)."""
+    input:
+        unpack(train_inputs),
+    output:
+        points=f"{RESULTS}/{{experiment}}/points.ply",
+        metrics=f"{RESULTS}/{{experiment}}/metrics.csv",
+        samples=f"{RESULTS}/{{experiment}}/samples.npz",
+        config=f"{RESULTS}/{{experiment}}/config.yaml",
+        provenance=f"{RESULTS}/{{experiment}}/provenance.json",
+        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
+        checkpoint=f"{RESULTS}/{{experiment}}/checkpoints/last.pt",
+        snapshots=directory(f"{RESULTS}/{{experiment}}/snapshots"),
+    log:
+        "logs/{experiment}/train.log",
+    benchmark:
+        "benchmarks/{experiment}/train.tsv"
+    conda:
+        "../../envs/holly.yaml"
+    threads: train_threads
+    resources:
+        gpu=1,
+    params:
+        cfg=experiment_json,
+        run=lambda w: run_dir(w.experiment),
+    shell:
+        "OMP_NUM_THREADS={threads} holly train --config-json {params.cfg:q}"
+        " --out {params.run:q} 2> {log:q}"
