@@ -6,10 +6,12 @@ translated copies stay inside the frame.
 
 * ``cep152`` — a 9-fold barrel like the centriole's CEP152 toroid: nine tilted blades (short rows
   of points along the barrel axis) on a ring, joined by a thin ring at one end. 9-fold symmetric.
-* ``tetrapod`` — four straight arms of different lengths from a hub, one ending in a knob.
-  No symmetry at all.
-* ``spiral`` — a conical helix (2.5 turns, radius shrinking along z) with a short straight
-  tail. Chiral and asymmetric.
+* ``tetrapod`` — four straight arms of different lengths from a hub, each ending in a knob of a
+  different size. No symmetry at all.
+* ``helix`` — 1.75 turns of a helix with a knob at one end and a straight tail at the other.
+  Chiral and asymmetric.
+* ``spiral`` — a conical helix (2.5 turns, radius shrinking along z) with a short tail: a hard
+  case (thin, fine features near the apex) that the CPU default does not recover.
 """
 
 from __future__ import annotations
@@ -66,11 +68,24 @@ def _fit(pts: np.ndarray, radius: float) -> np.ndarray:
 def _tetrapod() -> np.ndarray:
     dirs = np.array([[1, 1, 1], [-1, -1, 1], [-1, 1, -1], [1, -1, -1]], dtype=float)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    lengths = [1.5, 1.1, 0.8, 0.5]
-    arms = [_segment(0.1 * d, L * d, max(6, int(L / 0.07))) for d, L in zip(dirs, lengths)]
-    knob = _sphere_shell(lengths[0] * dirs[0], 0.25, 40)
-    hub = _sphere_shell([0, 0, 0], 0.15, 16)
-    return _fit(np.concatenate(arms + [knob, hub]), 1.5)
+    lengths = [1.5, 1.2, 1.0, 0.8]
+    knob_radii = [0.25, 0.2, 0.15, 0.1]  # one knob per arm, all of different sizes
+    knob_counts = [40, 28, 18, 10]
+    parts = [_sphere_shell([0, 0, 0], 0.15, 16)]
+    for d, length, r, n in zip(dirs, lengths, knob_radii, knob_counts):
+        parts.append(_segment(0.15 * d, (length - r) * d, max(5, int((length - r) / 0.08))))
+        parts.append(_sphere_shell(length * d, r, n))
+    return _fit(np.concatenate(parts), 1.5)
+
+
+def _helix() -> np.ndarray:
+    s = np.linspace(0, 1, 120)
+    angle = 2 * np.pi * 1.75 * s
+    helix = np.stack([0.8 * np.cos(angle), 0.8 * np.sin(angle), -1.0 + 2.0 * s], 1)
+    # a knob at the start and a straight tail at the end make it asymmetric end to end
+    knob = _sphere_shell(helix[0] + [0.0, 0.0, -0.25], 0.22, 30)
+    tail = _segment(helix[-1] + [-0.05, 0.05, 0], helix[-1] + [-0.8, 0.6, 0.0], 12)
+    return _fit(np.concatenate([helix, knob, tail]), 1.5)
 
 
 def _spiral() -> np.ndarray:
@@ -83,7 +98,8 @@ def _spiral() -> np.ndarray:
     return _fit(np.concatenate([helix, tail]), 1.5)
 
 
-BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "spiral": _spiral}
+BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "helix": _helix,
+                  "spiral": _spiral}
 
 
 def builtin_shape(name: str) -> np.ndarray:
