@@ -90,6 +90,7 @@ class ImageStore:
         self.group = group
         self.attrs = attrs
         self._levels = {float(s): name for name, s in attrs["levels"].items()}
+        self._warned: set[float] = set()  # levels already reported as far from the request
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ImageStore:
@@ -188,7 +189,9 @@ class ImageStore:
         levels = self.sigmas  # descending, so argmin picks the larger sigma of a tie
         diffs = np.abs(np.asarray(levels) - float(sigma))
         best = levels[int(np.argmin(diffs))]
-        if abs(best - sigma) > 0.05 * max(abs(sigma), 1e-12):
+        # A continuous schedule asks for a new sigma every step: report each level once.
+        if abs(best - sigma) > 0.05 * max(abs(sigma), 1e-12) and best not in self._warned:
+            self._warned.add(best)
             log.warning(
                 "%s: no level near sigma %.3g; using the nearest, %.3g", self.path, sigma, best
             )
