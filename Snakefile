@@ -7,16 +7,22 @@
 # Every rule is one call of the `holly` command line (see workflow/rules/); the config is
 # validated against workflow/schemas/config.schema.yaml before any job runs. config/README.md
 # explains every key. Outputs go to results/<experiment>/, logs to logs/, timings to benchmarks/.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.27")
 
 
-# The default experiments, unless --configfile names others: Snakemake would otherwise merge
-# the two files key by key, and the defaults' keys would leak into the user's experiments.
+# The default experiments: config/config.yaml of the working directory if there is one, else
+# this repository's. Not with --configfile: Snakemake would merge the two files key by key,
+# and the defaults' keys would leak into the user's experiments.
+DEFAULT_CONFIG = "config/config.yaml"
+if not os.path.exists(DEFAULT_CONFIG):
+    DEFAULT_CONFIG = os.path.join(workflow.basedir, DEFAULT_CONFIG)
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: DEFAULT_CONFIG
 
 
 include: "workflow/rules/common.smk"

@@ -38,7 +38,7 @@ def snakemake(*args, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Complet
         str(cwd),
         *args,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -104,7 +104,7 @@ def test_shipped_configs_valid(path):
 
 
 def test_default_dry_run_lists_expected_jobs(tmp_path):
-    proc = snakemake("-n", "--configfile", str(DEFAULT), cwd=tmp_path)
+    proc = snakemake("-n", cwd=tmp_path)  # no config/ here: the repository's default is used
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts == {
@@ -169,16 +169,27 @@ def _have_train() -> bool:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """Run the whole workflow once on tests/config/tiny.yaml (2 cores) in a temp folder."""
+    """Run the whole workflow once on tests/config/tiny.yaml (2 cores) in a temp folder.
+
+    The second experiment's shape is replaced by an OBJ file in the working folder, to cover
+    shapes given as paths. The config used is left at ``<folder>/tiny.yaml``.
+    """
     if not _have_train():
         pytest.skip("holly train not available")
+    from holly.pointio import write_points
+    from holly.shapes import builtin_shape
+
     work = tmp_path_factory.mktemp("workflow")
-    proc = snakemake("--cores", "2", "--configfile", str(TINY), "--show-failed-logs", cwd=work)
+    write_points(work / "shape.obj", 3.0 * builtin_shape("cep152"))  # arbitrary units
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["experiments"][1]["data"] = {"shape": "shape.obj", "fit_radius": 1.5}
+    (work / "tiny.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    proc = snakemake("--cores", "2", "--configfile", "tiny.yaml", "--show-failed-logs", cwd=work)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     return work
 
 
-EXPERIMENTS = ("tetrapod", "spiral-latest")
+EXPERIMENTS = ("tetrapod", "cep152-latest")
 
 
 @pytest.mark.workflow
@@ -209,16 +220,16 @@ def test_tiny_declared_outputs(tiny_run):
     for f in ("summary.csv", "summary.html", "figures/comparison.png", "report.html"):
         assert (tiny_run / "results" / f).is_file(), f
     # each experiment got its own resolved config, variant defaults applied by holly
-    cfg = yaml.safe_load((tiny_run / "results" / "spiral-latest" / "config.yaml").read_text())
+    cfg = yaml.safe_load((tiny_run / "results" / "cep152-latest" / "config.yaml").read_text())
     assert cfg["variant"] == "latest" and cfg["render"]["order"] == "latest"
-    assert cfg["data"]["shape"] == "spiral" and cfg["render"]["height"] == 32
+    assert cfg["data"]["shape"] == "shape.obj" and cfg["render"]["height"] == 32
 
 
 @pytest.mark.workflow
 def test_tiny_summary_table(tiny_run):
     df = pd.read_csv(tiny_run / "results" / "summary.csv")
     assert list(df["experiment"]) == list(EXPERIMENTS)
-    assert list(df["shape"]) == ["tetrapod", "spiral"]
+    assert list(df["shape"]) == ["tetrapod", "shape.obj"]
     assert (df["num_points"] == 30).all()
     assert df["chamfer"].notna().all() and (df["chamfer"] > 0).all()
     assert df["blob_chamfer"].notna().all() and df["pose_error_median_deg"].notna().all()
@@ -245,7 +256,7 @@ def test_tiny_report_in_browser(tiny_run, browser):
 
 @pytest.mark.workflow
 def test_tiny_snakemake_report(tiny_run):
-    proc = snakemake("--configfile", str(TINY), "--report", "smk-report.html", cwd=tiny_run)
+    proc = snakemake("--configfile", "tiny.yaml", "--report", "smk-report.html", cwd=tiny_run)
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (tiny_run / "smk-report.html").read_text()
     assert "viewer.html" in html and "pose_error.png" in html
@@ -253,17 +264,17 @@ def test_tiny_snakemake_report(tiny_run):
 
 @pytest.mark.workflow
 def test_tiny_rerun_only_what_changed(tiny_run, tmp_path):
-    proc = snakemake("-n", "--configfile", str(TINY), cwd=tiny_run)
+    proc = snakemake("-n", "--configfile", "tiny.yaml", cwd=tiny_run)
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout
     # a figure option reruns figures, summary and report, never training or evaluation
-    cfg = yaml.safe_load(TINY.read_text())
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     cfg["figures"]["dpi"] = 61
     changed = tmp_path / "fig.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     counts = job_counts(snakemake("-n", "--configfile", str(changed), cwd=tiny_run).stdout)
     assert "train" not in counts and "evaluate" not in counts and counts["figures"] == 2
     # an experiment's key retrains that experiment only
-    cfg = yaml.safe_load(TINY.read_text())
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
     cfg["experiments"][1]["train"] = {"epochs": 5}
     changed.write_text(yaml.safe_dump(cfg))
     counts = job_counts(snakemake("-n", "--configfile", str(changed), cwd=tiny_run).stdout)

@@ -118,6 +118,40 @@ def train_threads(wildcards):
     return max(1, int(cores) // max(1, len(EXPERIMENTS)))
 
 
+def _resolved(experiment):
+    """The experiment's full config (every default filled in), or None without holly."""
+    try:
+        from holly.config import from_dict
+    except ImportError:
+        return None
+    return from_dict(EXPERIMENTS[experiment], where=f"experiment {experiment!r}")
+
+
+def train_mem_mb(wildcards, attempt):
+    """Memory request of a training job (MB): a base plus the image data, grown per retry."""
+    cfg = _resolved(wildcards.experiment)
+    if cfg is None or cfg.data.source != "simulated":
+        return 8000 * attempt  # an image store's size is not known before it exists
+    d, r = cfg.data, cfg.render
+    image_mb = (
+        (d.particles + d.test_particles) * d.augment * r.height * r.width * 4 / 1e6
+    )
+    return int(2000 + 2 * image_mb) * attempt
+
+
+def train_runtime(wildcards, attempt):
+    """Time limit of a training job (minutes), assuming at least 200 images/s; per retry more."""
+    cfg = _resolved(wildcards.experiment)
+    if cfg is None:
+        return 24 * 60 * attempt
+    images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
+    if cfg.data.source != "simulated":
+        images = cfg.train.epochs * (cfg.data.max_images or 100_000)
+    if cfg.train.max_steps:
+        images = min(images, cfg.train.max_steps * cfg.train.batch_size)
+    return int(30 + images / 200 / 60) * attempt
+
+
 def evaluation_options(wildcards):
     """Extra `holly evaluate` options from the config's evaluation section."""
     tau = config["evaluation"]["tau"]

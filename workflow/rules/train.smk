@@ -20,6 +20,8 @@ rule train:
     threads: train_threads
     resources:
         gpu=1,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
     params:
         cfg=experiment_json,
         run=lambda w: run_dir(w.experiment),
