@@ -643,6 +643,7 @@ def evaluate_run(
         "n_points": len(points),
         "cloud": cloud_stats(points),
         "pose_error_deg": poses,
+        "held_out_fit": _held_out_fit(run / "metrics.csv"),
     }
     if not has_gt:
         log.warning("no ground truth for %s: reporting cloud statistics only", run)
@@ -654,6 +655,24 @@ def evaluate_run(
     write_points(run / "aligned_points.ply", al.aligned, comment="holly evaluate: aligned to GT")
     result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
     return result
+
+
+def _held_out_fit(path: Path) -> dict | None:
+    """The image loss on held-out images at the end of training (last row of metrics.csv).
+
+    For real data this is the only measure of fit: how well the learned cloud, posed by the
+    CNN, reproduces images it was not trained on.
+    """
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    rows = pd.read_csv(path)
+    if rows.empty:
+        return None
+    last = rows.iloc[-1]
+    keys = ("step", "test_loss", "train_loss", "sigma_in", "sigma_pred_mean")
+    return {k: float(last[k]) for k in keys if k in last}
 
 
 def _no_gt_fields(tau: float | None) -> dict:
