@@ -296,7 +296,9 @@ def comparison_figure(summary: pd.DataFrame) -> Figure:
             ax.set_xticks(x, names, rotation=20, ha="right")
             ax.set_title(label, fontsize=9)
             ax.grid(axis="x", visible=False)
-        axes[0, 0].legend(fontsize=7)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        if handles:  # below the charts, so no bar is hidden
+            fig.legend(handles, labels, loc="outside lower center", ncols=len(handles))
         fig.suptitle("experiments compared")
     return fig
 

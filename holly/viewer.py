@@ -96,8 +96,8 @@ def viewer_data(
     -------
     dict
         ``name``, ``frame`` (``"ground truth"`` when aligned, else ``"training"``), ``truth``
-        (flat ``[x0, y0, z0, x1, ...]`` or None) and ``snapshots`` (list of ``{"step", "points"}``,
-        the last one the final reconstruction).
+        (flat ``[x0, y0, z0, x1, ...]`` or None) and ``snapshots`` (list of ``{"step", "points"}``:
+        the initial cloud as step 0, training snapshots, and last the final reconstruction).
     """
     run = Path(run_dir)
     final = run / "points.ply"
@@ -106,7 +106,10 @@ def viewer_data(
     if max_snapshots < 1:
         raise HollyError(f"max_snapshots must be >= 1, got {max_snapshots}")
     points = read_points(final)
-    snaps = _pick(snapshot_files(run), max(1, max_snapshots - 1))
+    found = snapshot_files(run)
+    if (run / "initial_points.ply").is_file():
+        found.insert(0, (0, run / "initial_points.ply"))  # step 0: the random initial cloud
+    snaps = _pick(found, max(1, max_snapshots - 1))
     clouds = [(step, read_points(path)) for step, path in snaps]
     last_step = snaps[-1][0] if snaps else 0
     if not clouds or not np.allclose(clouds[-1][1], points, atol=1e-6):

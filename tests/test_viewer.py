@@ -34,7 +34,7 @@ def test_viewer_data_aligned_snapshots(fake_run):
     assert data["frame"] == "ground truth"
     assert len(data["snapshots"]) <= 4
     steps = [s["step"] for s in data["snapshots"]]
-    assert steps == sorted(steps) and steps[-1] == 60 and steps[0] == 10
+    assert steps == sorted(steps) and steps[-1] == 60 and steps[0] == 0  # 0: initial cloud
     # the last snapshot is the final cloud moved onto aligned_points.ply
     last = np.asarray(data["snapshots"][-1]["points"]).reshape(-1, 3)
     np.testing.assert_allclose(last, read_points(fake_run / "aligned_points.ply"), atol=2e-4)
@@ -46,7 +46,7 @@ def test_viewer_data_unevaluated_and_real_data(tmp_path):
     run = make_fake_run(tmp_path / "raw", evaluated=False)
     data = viewer_data(run)
     assert data["frame"] == "training" and data["truth"] is not None
-    assert len(data["snapshots"]) == 6  # all snapshots; the last one is the final cloud
+    assert len(data["snapshots"]) == 7  # initial cloud, 6 snapshots (the last is the final)
     real = make_fake_run(tmp_path / "real", simulated=False)
     assert viewer_data(real)["truth"] is None
 

@@ -61,6 +61,7 @@ rule viewer:
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
         snapshots=f"{RESULTS}/{{experiment}}/snapshots",
+        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
         evaluation=f"{RESULTS}/{{experiment}}/evaluation.json",
     output:
         html=report(

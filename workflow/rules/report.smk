@@ -43,6 +43,9 @@ rule report:
         chart=f"{RESULTS}/figures/comparison.{FIG_FORMAT}",
         figures=[path for name in EXPERIMENTS for path in figure_paths(name)],
         snapshots=expand(f"{RESULTS}/{{experiment}}/snapshots", experiment=EXPERIMENTS),
+        evaluations=expand(
+            f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
+        ),
         captions=expand(
             f"{CAPTIONS}/{{key}}.rst", key=RUN_FIGURES + ("viewer", "workflow")
         ),
