@@ -293,3 +293,20 @@ def test_config_readme_explains_every_key():
         elif f"`{section}`" not in readme:
             missing.append(section)
     assert not missing, f"config/README.md does not explain {missing}"
+
+
+def test_rules_are_thin_cli_calls():
+    """Each rule: a one-line docstring, a log, a `holly` shell call, file paths quoted (:q)."""
+    rules = {}
+    for smk in sorted((ROOT / "workflow" / "rules").glob("*.smk")):
+        for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", smk.read_text(), re.M | re.S):
+            rules[m.group(1)] = m.group(2)
+    assert set(rules) >= {"train", "evaluate", "figures", "viewer", "summarise", "report"}
+    for name, body in rules.items():
+        assert re.match(r'\s+"""[^\n]+"""\n', body), f"{name}: one-line docstring first"
+        assert "\n    log:" in body and "\n    shell:" in body, name
+        assert "\n    run:" not in body and "\n    script:" not in body, name
+        shell = body.split("\n    shell:", 1)[1]
+        assert re.search(r'^\s+"(OMP_NUM_THREADS=\{threads\} )?holly \w', shell, re.M), name
+        for ref in re.findall(r"\{((?:input|output|log)[^}]*)\}", shell):
+            assert ref.endswith(":q"), f"{name}: {{{ref}}} is not quoted with :q"
