@@ -497,9 +497,26 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(sin / 2, cos))
 
 
+def _robust_gauge(rel: np.ndarray, det_sign: float, inlier_deg: float = 30.0) -> np.ndarray:
+    """The global gauge most per-image estimates ``rel [T,3,3]`` agree with.
+
+    A plain chordal mean fails when predictions are multimodal: for a pseudo-symmetric shape the
+    CNN puts some images at a symmetric twin of their true pose, and the mean of two modes lies
+    between them, making every error look large. So each of up to 64 per-image estimates is tried
+    as the gauge, the one with the smallest median angle to all others wins, and the gauge is
+    the chordal mean of the estimates within ``inlier_deg`` of it.
+    """
+    picks = np.unique(np.linspace(0, len(rel) - 1, min(len(rel), 64)).astype(int))
+    candidates = [_project_orthogonal(rel[i], det_sign) for i in picks]
+    medians = [np.median(_angle_deg(np.broadcast_to(c, rel.shape), rel)) for c in candidates]
+    best = candidates[int(np.argmin(medians))]
+    inliers = _angle_deg(np.broadcast_to(best, rel.shape), rel) < inlier_deg
+    return _project_orthogonal(rel[inliers].mean(0), det_sign) if inliers.any() else best
+
+
 def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int) -> PoseError:
     flip = np.linalg.matrix_power(MIRROR, h)
-    gauge = _project_orthogonal((np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred).mean(0), (-1) ** h)
+    gauge = _robust_gauge(np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred, (-1) ** h)
     corrected = flip @ rot_true @ gauge  # [T,3,3], det +1
     cos_view = np.clip((corrected[:, 2] * rot_pred[:, 2]).sum(1), -1.0, 1.0)
     return PoseError(
@@ -516,8 +533,9 @@ def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray) -> PoseError:
     The reconstruction equals ``Q X`` for an unknown orthogonal ``Q`` (a reflection possibly),
     and the depth flip ``M = diag(1, 1, -1)`` cannot be seen in an orthographic projection, so
     ``rot_pred ≈ M^h rot_true G`` with ``det G = (-1)^h``. For ``h`` in {0, 1}, ``G`` is the
-    orthogonal matrix of that determinant nearest to ``mean_b(rot_true_b^T M^h rot_pred_b)``;
-    the ``h`` with the smaller median error is kept.
+    consensus of the per-image estimates ``rot_true_b^T M^h rot_pred_b`` (robust to a fraction
+    of images predicted at a symmetric twin of their pose, see :func:`_robust_gauge`); the ``h``
+    with the smaller median error is kept.
 
     Parameters
     ----------

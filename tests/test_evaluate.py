@@ -265,3 +265,21 @@ def test_cli_rejects_bad_pose_file(tmp_path, rng, capsys):
     assert cli.main(["evaluate", str(tmp_path)]) == 2
     assert "rot_true" in capsys.readouterr().err
     assert not (tmp_path / "evaluation.json").exists()
+
+
+def test_pose_error_gauge_survives_a_symmetric_twin_mode(rng):
+    """Images predicted at a twin of their pose (what a CNN does on a pseudo-symmetric shape, here
+    a 3-fold one) must not spoil the gauge of the others: a plain chordal mean would land
+    between the two modes and make every error look large."""
+    from scipy.spatial.transform import Rotation
+
+    rot_true = Rotation.random(300, random_state=1).as_matrix()
+    gauge = Rotation.random(random_state=2).as_matrix()
+    twin = Rotation.from_euler("z", 120, degrees=True).as_matrix()
+    rot_pred = rot_true @ gauge
+    rot_pred[::3] = rot_true[::3] @ twin @ gauge
+    result = ev.pose_error(rot_true, rot_pred)
+    errors = result.errors_deg
+    assert np.allclose(errors[1::3], 0, atol=1e-6) and np.allclose(errors[2::3], 0, atol=1e-6)
+    assert np.allclose(errors[::3], 120, atol=1e-6)
+    assert result.median < 1e-6
