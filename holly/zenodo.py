@@ -245,10 +245,23 @@ def _parse_record(data: dict, requested_id: str, base: str) -> Record:
 
 
 def _check_name(name: str, record_id: str) -> None:
-    """A record's file name becomes a path under dest_dir: refuse anything that is not a plain
-    file name, so that a malformed record cannot write outside it."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+    """A record's file name becomes a file under dest_dir (:func:`local_name`): refuse anything
+    that could write outside it. Names of the GitHub integration hold one ``/``
+    (``owner/repo-tag.zip``); each part must be a plain name."""
+    parts = name.split("/")
+    if (
+        not name
+        or any(part in ("", ".", "..") for part in parts)
+        or "\\" in name
+        or "\0" in name
+    ):
         raise HollyError(f"Zenodo record {record_id} has a file name holly refuses: {name!r}")
+
+
+def local_name(name: str) -> str:
+    """The file name a record's file gets on disk: its key, or for keys of the GitHub
+    integration (``OniDaito/HOLLy-v1.2.zip``) the part after the last ``/``."""
+    return name.rsplit("/", 1)[-1]
 
 
 # --- HTTP helpers ---------------------------------------------------------------------------------
@@ -420,6 +433,13 @@ def fetch_record(
     dest.mkdir(parents=True, exist_ok=True)
     # Check every name and pin before the first byte is fetched.
     expected = [_expected_md5(record, entry, pins.get(entry.name)) for entry in selected]
+    locals_ = [local_name(entry.name) for entry in selected]
+    clash = sorted({n for n in locals_ if locals_.count(n) > 1})
+    if clash:
+        raise HollyError(
+            f"Zenodo record {record.record_id}: several files would be saved as {clash[0]!r}; "
+            "fetch them into separate folders with --files"
+        )
     return [
         _fetch_file(entry, dest, md5_, retries, progress, timeout, backoff)
         for entry, md5_ in zip(selected, expected, strict=True)
@@ -452,8 +472,8 @@ def _fetch_file(
     timeout: float,
     backoff: float,
 ) -> Path:
-    final = dest / entry.name
-    part = dest / (entry.name + PART_SUFFIX)
+    final = dest / local_name(entry.name)
+    part = dest / (local_name(entry.name) + PART_SUFFIX)
     if final.exists():
         actual = file_md5(final)
         if actual == expected:
@@ -485,7 +505,7 @@ def _fetch_file(
             bar.close()
     actual = file_md5(part)
     if actual != expected:
-        bad = dest / (entry.name + BAD_SUFFIX)
+        bad = dest / (local_name(entry.name) + BAD_SUFFIX)
         os.replace(part, bad)
         raise HollyError(
             f"md5 mismatch for {entry.name} from {entry.url}: expected {expected}, got {actual}; "

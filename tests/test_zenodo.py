@@ -343,3 +343,19 @@ def test_cli_manifest_for_other_record(cli, tmp_path, capsys, blobs):
         )
     assert code == 2
     assert "is for record 77, not 1001" in capsys.readouterr().err
+
+
+def test_github_integration_key_saved_under_last_part(tmp_path):
+    """Zenodo's GitHub integration names the archive owner/repo-tag.zip (one "/")."""
+    records = {"5608206": {"OniDaito/HOLLy-v1.2.zip": b"zip bytes"}}
+    with ZenodoStandIn(records) as server:
+        paths = zenodo.fetch_record("5608206", tmp_path, api_base=server.api, progress=False)
+    assert paths == [tmp_path / "HOLLy-v1.2.zip"]
+    assert paths[0].read_bytes() == b"zip bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["HOLLy-v1.2.zip"]
+
+
+@pytest.mark.parametrize("name", ["a//b.zip", "a/../b.zip", "/b.zip", "a/"])
+def test_slash_keys_with_unsafe_parts_refused(name):
+    with pytest.raises(HollyError, match="refuses"):
+        zenodo._check_name(name, "1")

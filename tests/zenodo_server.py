@@ -118,7 +118,8 @@ class ZenodoStandIn:
         return self.url + "/api"
 
     def file_url(self, record_id: str, name: str) -> str:
-        return f"{self.api}/records/{record_id}/files/{urllib.parse.quote(name)}/content"
+        # "/" is quoted too: keys of Zenodo's GitHub integration hold one (owner/repo-tag.zip)
+        return f"{self.api}/records/{record_id}/files/{urllib.parse.quote(name, safe='')}/content"
 
     def record_json(self, record_id: str) -> dict:
         """The JSON served for ``record_id``."""
@@ -146,7 +147,7 @@ class ZenodoStandIn:
 
     def file_requests(self, name: str) -> list[Request]:
         """Requests for the content of file ``name``."""
-        quoted = urllib.parse.quote(name)
+        quoted = urllib.parse.quote(name, safe="")
         return [r for r in self.requests if r.path.endswith(f"/files/{quoted}/content")]
 
 
