@@ -249,12 +249,7 @@ def _check_name(name: str, record_id: str) -> None:
     that could write outside it. Names of the GitHub integration hold one ``/``
     (``owner/repo-tag.zip``); each part must be a plain name."""
     parts = name.split("/")
-    if (
-        not name
-        or any(part in ("", ".", "..") for part in parts)
-        or "\\" in name
-        or "\0" in name
-    ):
+    if not name or any(part in ("", ".", "..") for part in parts) or "\\" in name or "\0" in name:
         raise HollyError(f"Zenodo record {record_id} has a file name holly refuses: {name!r}")
 
 
