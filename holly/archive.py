@@ -183,3 +183,50 @@ def _extract_tar(archive: Path, tmp: Path) -> list[str]:
             raise  # disk full, permissions: not the archive's fault
         raise HollyError(f"cannot read tar archive {archive}: {exc}") from exc
     return sorted(files)
+
+
+def find_one(base: str | os.PathLike, pattern: str, kind: str = "file") -> Path:
+    """The one file (``kind="file"``) or folder (``"dir"``) under ``base`` matching ``pattern``.
+
+    For names inside an unpacked archive that are known only in part, such as the top-level
+    folder of a GitHub release zip (``OniDaito-HOLLy-<sha>/objs/bunny_large.obj``).
+
+    Parameters
+    ----------
+    base : path
+        Folder to search (e.g. a record's download folder).
+    pattern : str
+        A :meth:`pathlib.Path.glob` pattern relative to ``base``: ``*`` matches within one path
+        component, ``**`` any number of folders (including none), e.g. ``**/objs/bunny_large.obj``.
+        Hidden temporary folders of unfinished extractions (``.NAME.partial-*``) never match.
+    kind : {"file", "dir"}
+
+    Raises
+    ------
+    HollyError
+        ``base`` missing, no match (naming a few entries found instead), or several matches
+        (listing them: make the pattern more specific).
+    """
+    base = Path(base)
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be 'file' or 'dir', not {kind!r}")
+    if not base.is_dir():
+        raise HollyError(f"{base} is not a folder; download the record first (`holly fetch`)")
+    if not pattern or Path(pattern).is_absolute() or ".." in PurePosixPath(pattern).parts:
+        raise HollyError(f"pattern {pattern!r} must be a relative glob without '..'")
+    test = Path.is_file if kind == "file" else Path.is_dir
+    matches = sorted(
+        p for p in base.glob(pattern) if test(p) and ".partial-" not in str(p.relative_to(base))
+    )
+    what = "file" if kind == "file" else "folder"
+    if not matches:
+        seen = sorted(str(p.relative_to(base)) for p in base.rglob("*") if test(p))
+        hint = ", ".join(seen[:8]) + (", ..." if len(seen) > 8 else "") if seen else "nothing"
+        raise HollyError(f"no {what} under {base} matches {pattern!r}; found {hint}")
+    if len(matches) > 1:
+        names = ", ".join(str(p.relative_to(base)) for p in matches[:8])
+        raise HollyError(
+            f"{len(matches)} {what}s under {base} match {pattern!r} ({names}); "
+            "give a more specific pattern"
+        )
+    return matches[0]

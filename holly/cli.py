@@ -27,6 +27,7 @@ COMMANDS = {
     "summarise": "summarise",
     "report": "report",
     "fetch": "fetch",
+    "pick": "pick",
     "ingest": "ingest",
     "localise": "localise",
 }

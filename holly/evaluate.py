@@ -497,7 +497,25 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(sin / 2, cos))
 
 
-def _robust_gauge(rel: np.ndarray, det_sign: float, inlier_deg: float = 30.0) -> np.ndarray:
+def symmetry_rotations(order: int) -> np.ndarray:
+    """The cyclic group C_order about the ground truth's z axis: ``[order, 3, 3]``."""
+    angles = 2 * np.pi * np.arange(order) / order
+    c, s = np.cos(angles), np.sin(angles)
+    out = np.zeros((order, 3, 3))
+    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1], out[:, 2, 2] = c, -s, s, c, 1
+    return out
+
+
+def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Angle (deg) from ``S_k gauge`` to each ``rel_b``, minimised over the symmetry ``S_k``;
+    returns the angles ``[T]`` and the minimising ``k`` per image."""
+    cand = sym @ gauge  # [K,3,3]
+    angles = np.stack([_angle_deg(np.broadcast_to(c, rel.shape), rel) for c in cand])  # [K,T]
+    return angles.min(0), angles.argmin(0)
+
+
+def _robust_gauge(rel: np.ndarray, det_sign: float, sym: np.ndarray | None = None,
+                  inlier_deg: float = 30.0) -> np.ndarray:
     """The global gauge most per-image estimates ``rel [T,3,3]`` agree with.
 
     A plain chordal mean fails when predictions are multimodal: for a pseudo-symmetric shape the
@@ -506,18 +524,29 @@ def _robust_gauge(rel: np.ndarray, det_sign: float, inlier_deg: float = 30.0) ->
     as the gauge, the one with the smallest median angle to all others wins, and the gauge is
     the chordal mean of the estimates within ``inlier_deg`` of it.
     """
+    sym = np.eye(3)[None] if sym is None else sym
     picks = np.unique(np.linspace(0, len(rel) - 1, min(len(rel), 64)).astype(int))
     candidates = [_project_orthogonal(rel[i], det_sign) for i in picks]
-    medians = [np.median(_angle_deg(np.broadcast_to(c, rel.shape), rel)) for c in candidates]
+    medians = [np.median(_sym_angle(c, rel, sym)[0]) for c in candidates]
     best = candidates[int(np.argmin(medians))]
-    inliers = _angle_deg(np.broadcast_to(best, rel.shape), rel) < inlier_deg
-    return _project_orthogonal(rel[inliers].mean(0), det_sign) if inliers.any() else best
+    angles, k = _sym_angle(best, rel, sym)
+    inliers = angles < inlier_deg
+    if not inliers.any():
+        return best
+    # undo each inlier's symmetry element before averaging: S_k^T rel_b estimates the gauge
+    unwound = np.swapaxes(sym[k[inliers]], 1, 2) @ rel[inliers]
+    return _project_orthogonal(unwound.mean(0), det_sign)
 
 
-def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int) -> PoseError:
+def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int,
+                    sym: np.ndarray | None) -> PoseError:
     flip = np.linalg.matrix_power(MIRROR, h)
-    gauge = _robust_gauge(np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred, (-1) ** h)
-    corrected = flip @ rot_true @ gauge  # [T,3,3], det +1
+    rel = np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred
+    gauge = _robust_gauge(rel, (-1) ** h, sym)
+    # with a symmetric ground truth, a pose and its symmetric twins give the same image
+    k = _sym_angle(gauge, rel, sym)[1] if sym is not None else np.zeros(len(rel), int)
+    sym = np.eye(3)[None] if sym is None else sym
+    corrected = flip @ rot_true @ sym[k] @ gauge  # [T,3,3], det +1
     cos_view = np.clip((corrected[:, 2] * rot_pred[:, 2]).sum(1), -1.0, 1.0)
     return PoseError(
         handedness="mirrored" if h else "proper",
@@ -527,7 +556,7 @@ def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int) -> PoseE
     )
 
 
-def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray) -> PoseError:
+def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray, symmetry_order: int = 1) -> PoseError:
     """Per-image rotation error after removing the global gauge, both handednesses tried.
 
     The reconstruction equals ``Q X`` for an unknown orthogonal ``Q`` (a reflection possibly),
@@ -535,12 +564,16 @@ def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray) -> PoseError:
     ``rot_pred ≈ M^h rot_true G`` with ``det G = (-1)^h``. For ``h`` in {0, 1}, ``G`` is the
     consensus of the per-image estimates ``rot_true_b^T M^h rot_pred_b`` (robust to a fraction
     of images predicted at a symmetric twin of their pose, see :func:`_robust_gauge`); the ``h``
-    with the smaller median error is kept.
+    with the smaller median error is kept. For a ground truth with ``symmetry_order``-fold
+    symmetry about its z axis (cep152: 9), the error is the minimum over the symmetric twins
+    ``rot_true S_k`` of each true pose, which give identical images.
 
     Parameters
     ----------
     rot_true, rot_pred : ndarray [T, 3, 3]
         True and predicted rotations (``x' = R x``; the image plane is the first two rows).
+    symmetry_order : int
+        Order of the ground truth's cyclic symmetry about its z axis (1: none).
 
     Returns
     -------
@@ -550,7 +583,8 @@ def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray) -> PoseError:
     rot_pred = np.asarray(rot_pred, dtype=np.float64)
     if rot_true.shape != rot_pred.shape or rot_true.shape[1:] != (3, 3) or len(rot_true) == 0:
         raise ValueError(f"need two [T,3,3] arrays, got {rot_true.shape} and {rot_pred.shape}")
-    candidates = [_pose_error_for(rot_true, rot_pred, h) for h in (0, 1)]
+    sym = symmetry_rotations(symmetry_order) if symmetry_order > 1 else None
+    candidates = [_pose_error_for(rot_true, rot_pred, h, sym) for h in (0, 1)]
     return min(candidates, key=lambda c: c.median)
 
 
@@ -576,12 +610,12 @@ def _read_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise HollyError(f"cannot read {path}: {exc}; delete it or rerun `holly train`") from exc
 
 
-def _pose_summary(path: Path) -> dict | None:
+def _pose_summary(path: Path, symmetry_order: int = 1) -> dict | None:
     if not path.is_file():
         return None
     rot_true, rot_pred = _read_poses(path)
     try:
-        err = pose_error(rot_true, rot_pred)
+        err = pose_error(rot_true, rot_pred, symmetry_order)
     except ValueError as exc:
         raise HollyError(f"{path}: {exc}") from exc
     return {
@@ -592,6 +626,7 @@ def _pose_summary(path: Path) -> dict | None:
         "handedness": err.handedness,
         "n_images": len(err.errors_deg),
         "gauge": err.gauge.tolist(),
+        "symmetry_order": symmetry_order,
     }
 
 
@@ -612,6 +647,7 @@ def evaluate_run(
     ground_truth: str | os.PathLike | None = None,
     tau: float | None = None,
     seed: int = 0,
+    aligned_out: str | os.PathLike | None = None,
 ) -> dict:
     """Score a finished run folder; writes ``aligned_points.ply`` there when there is ground truth.
 
@@ -627,6 +663,10 @@ def evaluate_run(
         F-score threshold in model units; default :func:`default_tau`.
     seed : int
         Seed of the alignment starts, the blob baseline and the ground-truth subsample.
+    aligned_out : path-like, optional
+        Where to write the aligned reconstruction instead of ``RUN/aligned_points.ply`` (for
+        scoring against another cloud, such as published results, without touching the run's
+        own alignment).
 
     Returns
     -------
@@ -652,7 +692,7 @@ def evaluate_run(
     gt_path = Path(ground_truth) if ground_truth is not None else run / "ground_truth.ply"
     has_gt = ground_truth is not None or gt_path.is_file()
     init_path = run / "initial_points.ply"
-    poses = _pose_summary(run / "test_poses.npz")
+    poses = _pose_summary(run / "test_poses.npz", _symmetry_order(run))
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -670,9 +710,23 @@ def evaluate_run(
     init = read_points(init_path) if init_path.is_file() else None
     scores, al = _score_all(points, gt, init, tau, seed)
     result |= scores
-    write_points(run / "aligned_points.ply", al.aligned, comment="holly evaluate: aligned to GT")
+    aligned_path = Path(aligned_out) if aligned_out is not None else run / "aligned_points.ply"
+    write_points(aligned_path, al.aligned, comment="holly evaluate: aligned to GT")
     result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
     return result
+
+
+def _symmetry_order(run: Path) -> int:
+    """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
+    from holly.shapes import SYMMETRY_ORDER
+
+    config = run / "config.yaml"
+    if not config.is_file():
+        return 1
+    import yaml
+
+    shape = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("shape")
+    return SYMMETRY_ORDER.get(shape, 1)
 
 
 def _held_out_fit(path: Path) -> dict | None:

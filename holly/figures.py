@@ -12,6 +12,10 @@ returns a :class:`matplotlib.figure.Figure`, so it can be tested and reused with
 ``pose_error``     histogram of per-image rotation errors on the test set
 =================  ===============================================================
 
+Two more, on request (:func:`extra_figures`): ``evolution``, the cloud at several steps of
+training (as in the paper's figures), and ``vs_published``, the reconstruction next to a
+published cloud it was aligned to (``holly evaluate --ground-truth PUBLISHED --aligned ...``).
+
 Distances are in model units (1 unit = H/4 pixels), sigma in pixels, angles in degrees.
 """
 
@@ -39,6 +43,7 @@ from holly.provenance import atomic_path  # noqa: E402
 log = logging.getLogger(__name__)
 
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
+EXTRA_FIGURES = ("evolution", "vs_published")
 RECON_COLOUR = "#d95f02"  # reconstruction: orange (also in the 3D viewer)
 TRUTH_COLOUR = "#7570b3"  # ground truth: violet-blue
 STYLE = {
@@ -375,5 +380,148 @@ def run_figures(
     paths = []
     for key in RUN_FIGURES:
         paths.append(save_figure(figures[key], out / f"{key}.{fmt}", dpi))
+    log.info("wrote %d figures of %s to %s", len(paths), run, out)
+    return paths
+
+
+def evolution_figure(
+    snapshots: list[tuple[int, np.ndarray]],
+    ground_truth: np.ndarray | None = None,
+    title: str = "",
+    axes_ij: tuple[int, int] = (0, 1),
+) -> Figure:
+    """The point cloud at several steps of training, one projection per panel.
+
+    Parameters
+    ----------
+    snapshots : list of (step, ndarray [N, 3])
+        Clouds in training order (step 0 = the random initial cloud), all in one frame.
+    ground_truth : ndarray [M, 3], optional
+        Drawn faintly behind every panel (in the same frame).
+    axes_ij : (int, int)
+        The coordinates shown (default x-y).
+    """
+    if not snapshots:
+        raise HollyError("no snapshots to draw")
+    i, j = axes_ij
+    clouds = [np.asarray(xyz, float).reshape(-1, 3) for _, xyz in snapshots]
+    ref = clouds[-1] if ground_truth is None else np.asarray(ground_truth, float)
+    allpts = np.concatenate([clouds[-1], ref])
+    lo, hi = allpts.min(0), allpts.max(0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6) * 1.15
+    k = len(clouds)
+    ncols = min(k, 6)
+    nrows = -(-k // ncols)
+    with style():
+        fig, axes = _new(ncols, nrows, size=(1.9 * ncols + 0.4, 2.0 * nrows + 0.5))
+        for n, ax in enumerate(axes.flat):
+            if n >= k:
+                ax.set_axis_off()
+                continue
+            if ground_truth is not None:
+                ax.scatter(ref[:, i], ref[:, j], s=3, color=TRUTH_COLOUR, alpha=0.3, linewidths=0)
+            xyz = clouds[n]
+            ax.scatter(xyz[:, i], xyz[:, j], s=4, color=RECON_COLOUR, linewidths=0)
+            ax.set_xlim(centre[i] - half, centre[i] + half)
+            ax.set_ylim(centre[j] - half, centre[j] + half)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            step = snapshots[n][0]
+            ax.set_title("initial" if n == 0 and step == 0 else f"step {step}", fontsize=8)
+        fig.suptitle(title or "point cloud over training")
+    return fig
+
+
+def published_figure(
+    ours: np.ndarray, published: np.ndarray, scores: dict | None = None, title: str = ""
+) -> Figure:
+    """Our reconstruction (aligned onto the published cloud) and the published cloud, side by side.
+
+    Parameters
+    ----------
+    ours : ndarray [N, 3]
+        The reconstruction after mirror-aware alignment onto ``published``.
+    published : ndarray [M, 3]
+    scores : dict, optional
+        The ``reconstruction`` entry of the comparison's evaluation JSON (chamfer, hausdorff95,
+        fscore, handedness), shown in the title.
+    """
+    ours, published = np.asarray(ours, float), np.asarray(published, float)
+    allpts = np.concatenate([ours, published])
+    lo, hi = allpts.min(0), allpts.max(0)
+    centre, half = (lo + hi) / 2, max(float((hi - lo).max()) / 2, 1e-6) * 1.08
+    rows = (("ours (aligned)", ours, RECON_COLOUR), ("published", published, TRUTH_COLOUR))
+    with style():
+        fig, axes = _new(3, 2, size=(8.4, 5.8))
+        for r, (label, xyz, colour) in enumerate(rows):
+            for c, (a, b, i, j) in enumerate(VIEWS):
+                ax = axes[r, c]
+                ax.scatter(xyz[:, i], xyz[:, j], s=7, color=colour, alpha=0.85, linewidths=0)
+                ax.set_xlim(centre[i] - half, centre[i] + half)
+                ax.set_ylim(centre[j] - half, centre[j] + half)
+                ax.set_aspect("equal")
+                ax.set_xlabel(a)
+                ax.set_ylabel(f"{label}\n{b}" if c == 0 else b)
+                ax.set_title(f"{a}-{b} view" if r == 0 else "")
+        line = ""
+        if scores:
+            line = (
+                f"\nChamfer {scores.get('chamfer', float('nan')):.3f}, "
+                f"Hausdorff-95 {scores.get('hausdorff95', float('nan')):.3f}, "
+                f"F-score {scores.get('fscore', float('nan')):.2f}, {scores.get('handedness')}"
+            )
+        fig.suptitle((title or "reconstruction vs published cloud") + line)
+    return fig
+
+
+def extra_figures(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    names: list[str],
+    fmt: str = "png",
+    dpi: int = 110,
+    title: str | None = None,
+    published: str | os.PathLike | None = None,
+    aligned: str | os.PathLike | None = None,
+    comparison: str | os.PathLike | None = None,
+    max_snapshots: int = 6,
+) -> list[Path]:
+    """Write figures of :data:`EXTRA_FIGURES` for a run folder into ``out_dir``.
+
+    ``evolution`` draws up to ``max_snapshots`` clouds from the initial one to the final one (in
+    the ground truth's frame after ``holly evaluate``). ``vs_published`` needs ``published`` (the
+    published cloud), ``aligned`` (our cloud aligned onto it) and optionally ``comparison``
+    (the JSON of that evaluation, for the scores in the title).
+    """
+    from holly.viewer import viewer_data
+
+    run, out = Path(run_dir), Path(out_dir)
+    name = title or run.name
+    unknown = sorted(set(names) - set(EXTRA_FIGURES))
+    if unknown:
+        raise HollyError(f"unknown figure {unknown[0]!r}; choose from {list(EXTRA_FIGURES)}")
+    paths = []
+    for key in names:
+        if key == "evolution":
+            data = viewer_data(run, max(2, max_snapshots), name)
+            snaps = [(s["step"], np.reshape(s["points"], (-1, 3))) for s in data["snapshots"]]
+            truth = np.reshape(data["truth"], (-1, 3)) if data["truth"] is not None else None
+            fig = evolution_figure(snaps, truth, f"{name}: point cloud over training (x-y view)")
+        else:
+            if published is None or aligned is None:
+                raise HollyError("the vs_published figure needs --published and --aligned")
+            scores = None
+            if comparison is not None and Path(comparison).is_file():
+                import json
+
+                scores = json.loads(Path(comparison).read_text()).get("reconstruction")
+            fig = published_figure(
+                read_points(aligned),
+                read_points(published),
+                scores,
+                f"{name}: our reconstruction and the published one",
+            )
+        paths.append(save_figure(fig, out / f"{key}.{fmt}", dpi))
     log.info("wrote %d figures of %s to %s", len(paths), run, out)
     return paths

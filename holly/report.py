@@ -25,7 +25,13 @@ import yaml
 
 from holly import __version__
 from holly.errors import HollyError
-from holly.figures import RUN_FIGURES, comparison_figure, read_metrics, save_figure
+from holly.figures import (
+    EXTRA_FIGURES,
+    RUN_FIGURES,
+    comparison_figure,
+    read_metrics,
+    save_figure,
+)
 from holly.provenance import atomic_path
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
@@ -40,8 +46,10 @@ TABLE_COLUMNS = (
     ("image_size", "image", "{}"),
     ("steps", "steps", "{:d}"),
     ("train_seconds", "train time (s)", "{:.0f}"),
-    ("final_test_loss", "test loss", "{:.4g}"),
+    ("final_test_loss", "held-out loss", "{:.4g}"),
     ("chamfer", "Chamfer", "{:.3f}"),
+    ("hausdorff95", "Hausdorff-95", "{:.3f}"),
+    ("random_init_chamfer", "random-init Chamfer", "{:.3f}"),
     ("blob_chamfer", "blob Chamfer", "{:.3f}"),
     ("floor_chamfer", "floor Chamfer", "{:.3f}"),
     ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
@@ -49,6 +57,18 @@ TABLE_COLUMNS = (
     ("handedness", "handedness", "{}"),
     ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
 )
+# The comparison with a published cloud (RUN/vs_published.json), when there is one.
+PUBLISHED_COLUMNS = (
+    ("experiment", "experiment", "{}"),
+    ("published_chamfer", "Chamfer to published", "{:.3f}"),
+    ("published_hausdorff95", "Hausdorff-95", "{:.3f}"),
+    ("published_fscore", "F-score", "{:.2f}"),
+    ("published_handedness", "handedness", "{}"),
+    ("published_random_init_chamfer", "random-init Chamfer", "{:.3f}"),
+    ("published_blob_chamfer", "blob Chamfer", "{:.3f}"),
+    ("published_n_points", "published points", "{:d}"),
+)
+PUBLISHED_JSON = "vs_published.json"
 METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
 BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
 FIGURE_TITLES = {
@@ -57,6 +77,8 @@ FIGURE_TITLES = {
     "montage": "Inputs and renderings",
     "views": "Reconstruction and ground truth",
     "pose_error": "Pose error",
+    "evolution": "Point cloud over training",
+    "vs_published": "Our reconstruction and the published one",
 }
 
 
@@ -86,7 +108,8 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     data, render = cfg.get("data", {}), cfg.get("render", {})
     row = {
         "experiment": name or run.name,
-        "shape": data.get("shape"),
+        # real data: the image store stands where a simulated run names its shape
+        "shape": data.get("store") if data.get("source") == "zarr" else data.get("shape"),
         "variant": cfg.get("variant"),
         "seed": cfg.get("seed"),
         "num_points": evaluation.get("n_points"),
@@ -113,6 +136,38 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     pose = evaluation.get("pose_error_deg") or {}
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
+    row["wall_seconds"] = _wall_seconds(prov)
+    if (run / PUBLISHED_JSON).is_file():
+        row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
+    return row
+
+
+def _wall_seconds(prov: dict) -> float | None:
+    """Seconds from the start of training to its end, from ``provenance.json`` (None if unknown).
+
+    Includes data preparation and the final test pass, unlike ``train_seconds``; after a resume
+    it counts from the resumed start only.
+    """
+    try:
+        start = dt.datetime.fromisoformat(prov["created"])
+        end = dt.datetime.fromisoformat(prov["finished"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        return None
+    return (end - start).total_seconds()
+
+
+def _published_row(comparison: dict) -> dict:
+    """``published_*`` columns: the scores of the run against a published cloud."""
+    recon = comparison.get("reconstruction") or {}
+    row = {f"published_{k}": recon.get(k) for k in METRIC_KEYS}
+    row["published_handedness"] = recon.get("handedness")
+    row["published_n_points"] = comparison.get("n_ground_truth")
+    row["published_cloud"] = comparison.get("ground_truth")
+    for key, prefix in BASELINE_PREFIX.items():
+        base = comparison.get(key) or {}
+        row[f"published_{prefix}chamfer"] = base.get("chamfer")
     return row
 
 
@@ -134,9 +189,9 @@ def _fmt(value, spec: str) -> str:
         return html.escape(str(value))
 
 
-def table_html(summary: pd.DataFrame) -> str:
+def table_html(summary: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
     """The summary as an HTML ``<table>`` with the columns of :data:`TABLE_COLUMNS`."""
-    cols = [(c, label, spec) for c, label, spec in TABLE_COLUMNS if c in summary]
+    cols = [(c, label, spec) for c, label, spec in columns if c in summary]
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
     rows = []
     for rec in summary.to_dict("records"):
@@ -284,6 +339,12 @@ def build_report(
         parts.append(
             _figure_block(Path(chart), "Metrics compared", caption_html(captions_dir, "comparison"))
         )
+    if "published_chamfer" in summary and summary["published_chamfer"].notna().any():
+        published = summary[summary["published_chamfer"].notna()]
+        parts.append("<h3>Compared with the published reconstruction</h3>")
+        parts.append(
+            table_html(published, PUBLISHED_COLUMNS) + caption_html(captions_dir, "published")
+        )
     for i, (name, run_dir) in enumerate(runs.items()):
         run = Path(run_dir)
         parts.append(f'<h2 id="exp-{html.escape(name)}">{html.escape(name)}</h2>')
@@ -291,9 +352,10 @@ def build_report(
         if not row.empty:
             r = row.iloc[0]
             parts.append(
-                f'<p class="meta">shape {html.escape(str(r.get("shape")))}, variant '
+                f'<p class="meta">data {html.escape(str(r.get("shape")))}, variant '
                 f"{html.escape(str(r.get('variant')))}, {_fmt(r.get('steps'), '{:d}')} "
-                f"steps on {html.escape(str(r.get('device')))}</p>"
+                f"steps on {html.escape(str(r.get('device')))}, held-out loss "
+                f"{_fmt(r.get('final_test_loss'), '{:.4g}')}</p>"
             )
         parts.append("<h3>3D viewer</h3>" + caption_html(captions_dir, "viewer"))
         parts.append(viewer_fragment(viewer_data(run, max_snapshots, name), f"{i}-{name}"))
@@ -302,6 +364,12 @@ def build_report(
             if not path.is_file():
                 raise HollyError(f"{path} not found; run `holly figures {run}` first")
             parts.append(_figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key)))
+        for key in EXTRA_FIGURES:  # drawn only when the workflow asked for them
+            path = run / figures_dir / f"{key}.{fig_format}"
+            if path.is_file():
+                parts.append(
+                    _figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key))
+                )
     page = (
         f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -41,6 +41,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", metavar="PATH", help="output JSON (default RUN_DIR/evaluation.json)"
     )
+    parser.add_argument(
+        "--aligned",
+        metavar="PATH",
+        help="write the aligned reconstruction here (default RUN_DIR/aligned_points.ply); "
+        "use it when scoring against another cloud, e.g. published results",
+    )
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -74,7 +80,9 @@ def _summary(result: dict) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    result = evaluate_run(args.run_dir, args.ground_truth, args.tau, args.seed)
+    result = evaluate_run(
+        args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
+    )
     out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation.json"
     write_json_atomic(out, result)
     log.info("%s -> %s", _summary(result), out)

@@ -4,16 +4,24 @@ Examples:
   holly fetch 10.5281/zenodo.5608206 --write-manifest config/zenodo-5608206.yaml
   holly fetch --manifest config/zenodo-5608206.yaml --dest resources/zenodo/5608206 --extract
   holly fetch 4836173 --dest resources/zenodo/4836173 --files results.zip
+  holly fetch 5608206 --dest resources/zenodo/holly --extract --done resources/zenodo/holly.json
 
 Files are written as NAME.part, resumed after an interruption, checked against the md5 pinned in
 the manifest (else the record's own md5) and only then renamed to NAME. A file that fails the
 check is kept as NAME.bad-md5. Files already present with the right md5 are skipped. The API base
 URL can also be set with the HOLLY_ZENODO_API environment variable.
+
+--done PATH writes a JSON summary (record, files with md5, unpacked folders) after everything
+succeeded, and only then: a workflow declares it as the output, so a failed or interrupted
+download leaves no output for the workflow manager to delete, and the NAME.part files survive
+for the next run to resume. Files saved from keys of Zenodo's GitHub integration
+(owner/repo-tag.zip) are named after the part behind the "/".
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 from pathlib import Path
 
@@ -56,6 +64,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retries", type=int, default=5, help="extra attempts after a failure (default 5)"
     )
+    parser.add_argument(
+        "--done",
+        type=Path,
+        metavar="JSON",
+        help="after success, write what was fetched and unpacked to this JSON file",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -84,8 +98,47 @@ def main(args: argparse.Namespace) -> int:
         md5=manifest.md5 if manifest else None,
         retries=args.retries,
     )
+    extracted = {}
     if args.extract:
         for path in paths:
             if archive.archive_kind(path):
-                archive.extract(path, path.parent / archive.archive_stem(path))
+                folder = path.parent / archive.archive_stem(path)
+                archive.extract(path, folder)
+                extracted[path.name] = str(folder)
+    if args.done is not None:
+        pins = manifest.md5 if manifest else {}
+        _write_done(args.done, record, paths, extracted, args.dest, pins)
     return 0
+
+
+def _write_done(
+    path: Path, record: zenodo.Record, paths, extracted: dict, dest: Path, pins: dict
+) -> None:
+    """The --done summary, written atomically: its presence means every step succeeded."""
+    from holly.provenance import write_json
+
+    by_local = {zenodo.local_name(f.name): f for f in record.files}
+    files = []
+    for p in paths:
+        entry = by_local[p.name]
+        files.append(
+            {
+                "key": entry.name,
+                "path": str(p),
+                "size": p.stat().st_size,
+                "md5": pins.get(entry.name) or entry.md5,
+            }
+        )
+    write_json(
+        path,
+        {
+            "record": record.record_id,
+            "doi": record.doi,
+            "title": record.title,
+            "dest": str(dest),
+            "files": files,
+            "extracted": extracted,
+            "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    log.info("wrote %s", path)

@@ -3,13 +3,18 @@
 Reads the run folder written by `holly train` (and, if present, `holly evaluate`'s
 aligned_points.ply, so the reconstruction is drawn over the ground truth) and writes
 OUT/loss.FMT, sigma.FMT, montage.FMT, views.FMT and pose_error.FMT.
+
+--only NAME writes one of the optional figures instead (repeatable): `evolution`, the cloud at
+--snapshots steps from the random start to the end (x-y view, ground truth behind it), or
+`vs_published`, the reconstruction next to a published cloud: --published PLY, --aligned PLY
+(from `holly evaluate RUN --ground-truth PLY --aligned ALIGNED.ply --out JSON`) and --scores JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from holly.figures import run_figures
+from holly.figures import extra_figures, run_figures
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +32,38 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="input/rendering pairs in the montage (default 8)",
     )
     parser.add_argument("--title", help="name used in titles (default: the folder name)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("evolution", "vs_published"),
+        help="write this optional figure instead of the standard set (repeatable)",
+    )
+    parser.add_argument(
+        "--snapshots", type=int, default=6, help="clouds in the evolution figure (default 6)"
+    )
+    parser.add_argument("--published", metavar="PLY", help="vs_published: the published cloud")
+    parser.add_argument(
+        "--aligned", metavar="PLY", help="vs_published: our cloud aligned onto the published one"
+    )
+    parser.add_argument(
+        "--scores", metavar="JSON", help="vs_published: that comparison's evaluation JSON"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.only:
+        extra_figures(
+            args.run_dir,
+            args.out,
+            args.only,
+            args.format,
+            args.dpi,
+            args.title,
+            published=args.published,
+            aligned=args.aligned,
+            comparison=args.scores,
+            max_snapshots=args.snapshots,
+        )
+        return 0
     run_figures(args.run_dir, args.out, args.format, args.dpi, args.montage_images, args.title)
     return 0

@@ -12,6 +12,9 @@ A bad file (unreadable, not FITS, wrong shape, NaN/inf, all zero, missing from o
 the ingest with an error naming it; --skip-bad drops that image from every level instead and lists
 it in STORE's sibling <stem>.skipped.json. The store is written beside OUT and renamed into place
 only when complete.
+
+--find PATTERN searches SRC_DIR for the one folder matching a glob (e.g. '**/paper' in an
+unpacked Zenodo record whose top-level folder name is not known) and ingests that folder.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--record", metavar="ID", help="where the data came from, e.g. Zenodo record 4751057"
     )
+    parser.add_argument(
+        "--find",
+        metavar="PATTERN",
+        help="ingest the one folder under SRC_DIR matching this glob (e.g. '**/paper')",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing store")
     parser.add_argument(
         "--ome-zarr",
@@ -65,8 +73,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from holly.ingest import export_ome_zarr, ingest_fits, peak_rss_mib
 
+    src = args.src
+    if args.find:
+        from holly.archive import find_one
+
+        src = find_one(args.src, args.find, "dir")
+        log.info("ingesting %s", src)
     result = ingest_fits(
-        args.src,
+        src,
         args.out,
         flip=args.flip,
         skip_bad=args.skip_bad,
