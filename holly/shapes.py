@@ -100,6 +100,10 @@ def _spiral() -> np.ndarray:
     return _fit(np.concatenate([helix, tail]), 1.5)
 
 
+# Cyclic symmetry about the shape's z axis: views related by it give identical images, so the
+# pose error takes the minimum over it.
+SYMMETRY_ORDER = {"cep152": 9}
+
 BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "helix": _helix,
                   "spiral": _spiral}
 

@@ -283,3 +283,16 @@ def test_pose_error_gauge_survives_a_symmetric_twin_mode(rng):
     assert np.allclose(errors[1::3], 0, atol=1e-6) and np.allclose(errors[2::3], 0, atol=1e-6)
     assert np.allclose(errors[::3], 120, atol=1e-6)
     assert result.median < 1e-6
+
+
+def test_pose_error_minimises_over_the_shape_symmetry():
+    """For a 9-fold symmetric ground truth, a prediction at a symmetric twin of the true pose
+    (rot_true S_k) gives the same image and must count as correct."""
+    from scipy.spatial.transform import Rotation
+
+    rot_true = Rotation.random(200, random_state=3).as_matrix()
+    gauge = Rotation.random(random_state=4).as_matrix()
+    k = np.random.default_rng(5).integers(0, 9, 200)
+    rot_pred = rot_true @ ev.symmetry_rotations(9)[k] @ gauge
+    assert ev.pose_error(rot_true, rot_pred, symmetry_order=9).median < 1e-6
+    assert ev.pose_error(rot_true, rot_pred).median > 20  # without the symmetry: large errors
