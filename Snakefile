@@ -2,11 +2,13 @@
 #
 #   snakemake --cores all                          # the default experiments (config/config.yaml)
 #   snakemake --cores all --configfile my.yaml     # your own experiments
+#   snakemake --cores all --configfile config/paper.yaml   # the paper's experiments (GPU)
 #   snakemake --report report.html                 # Snakemake's report of the finished run
 #
 # Every rule is one call of the `holly` command line (see workflow/rules/); the config is
 # validated against workflow/schemas/config.schema.yaml before any job runs. config/README.md
-# explains every key. Outputs go to results/<experiment>/, logs to logs/, timings to benchmarks/.
+# explains every key. Outputs go to results/<experiment>/ (config `results`), logs to logs/,
+# timings to benchmarks/, downloads and image stores to resources/.
 import os
 
 from snakemake.utils import min_version
@@ -44,6 +46,7 @@ rule all:
         all_targets(),
 
 
+include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"

@@ -13,10 +13,18 @@ from snakemake.utils import validate
 # 1. Structure, types and ranges (unknown keys rejected); fills the optional sections' defaults.
 validate(config, "../schemas/config.schema.yaml")
 
-RESULTS = "results"
+# Results go to RESULTS (config `results`, default results/); logs and benchmarks of results/X
+# go to logs/X and benchmarks/X, so two configs can share one working directory.
+RESULTS = config["results"].rstrip("/")
+_BELOW = os.path.relpath(RESULTS, "results")
+LOGS = "logs" if _BELOW == "." else f"logs/{_BELOW.replace('../', '')}"
+BENCHMARKS = (
+    "benchmarks" if _BELOW == "." else f"benchmarks/{_BELOW.replace('../', '')}"
+)
 CAPTIONS = str(Path(workflow.basedir) / "workflow" / "report")
 FIG_FORMAT = config["figures"]["format"]
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
+EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
 
 
 def merge(base, over):
@@ -53,7 +61,7 @@ def check_experiment(name, raw):
                 f"Invalid config: {where}: unknown shape {shape!r}; use a built-in shape "
                 f"({', '.join(sorted(BUILTIN_SHAPES))}) or a path to a .ply/.obj/.csv file"
             )
-        if not Path(shape).is_file():
+        if not Path(shape).is_file() and shape not in FILES:
             raise WorkflowError(
                 f"Invalid config: {where}: shape file {shape!r} does not exist "
                 f"(relative paths start in the working directory {Path.cwd()})"
@@ -62,24 +70,87 @@ def check_experiment(name, raw):
         raise WorkflowError(
             f"Invalid config: {where}: data.source is zarr but data.store is empty"
         )
+    store = cfg.data.store
+    if cfg.data.source == "zarr" and store not in STORES and not Path(store).exists():
+        made = ", ".join(STORES) or "none"
+        raise WorkflowError(
+            f"Invalid config: {where}: image store {store!r} does not exist and is not made "
+            f"by the workflow (stores: {made})"
+        )
+
+
+def _bad(message):
+    return WorkflowError(f"Invalid config: {message}")
+
+
+def resolve_downloads(config):
+    """Records, files picked from them and image stores; names cross-checked (no network)."""
+    records = config["zenodo"]["records"]
+    files, stores = {}, {}
+    for key, entry in config["files"].items():
+        if ".." in key.split("/"):
+            raise _bad(f"files: {key!r} must not contain '..'")
+        if entry["record"] not in records:
+            raise _bad(
+                f"files: {key!r} names record {entry['record']!r}, which is not under "
+                f"zenodo.records ({', '.join(records) or 'none'})"
+            )
+        files[f"resources/{key}"] = entry
+    for name, entry in config["stores"].items():
+        if entry["record"] not in records:
+            raise _bad(
+                f"stores: {name!r} names record {entry['record']!r}, which is not under "
+                f"zenodo.records ({', '.join(records) or 'none'})"
+            )
+        stores[f"resources/{name}.zarr"] = dict(entry, name=name)
+    return records, files, stores
+
+
+RECORDS, FILES, STORES = resolve_downloads(config)
+
+
+def _variant_copies(raw):
+    """``raw`` once per variant of the config's `variants` (as written when it is absent)."""
+    variants = config.get("variants")
+    if not variants:
+        return [(raw["name"], raw)]
+    own = raw.get("variant", "paper")
+    copies = []
+    for variant in variants:
+        name = raw["name"] if variant == own else f"{raw['name']}-{variant}"
+        copies.append((name, merge(raw, {"name": name, "variant": variant})))
+    return copies
 
 
 def resolve_experiments(config):
-    """``name -> experiment config`` (defaults merged with each experiment), validated."""
-    experiments = {}
+    """``name -> experiment config`` (defaults merged with each experiment), validated.
+
+    Also returns ``name -> published cloud`` for the experiments compared with one (copies made
+    for `variants` share their experiment's)."""
+    experiments, published = {}, {}
+    names = [entry["name"] for entry in config["experiments"]]
+    for key in config["published"]:
+        if key not in names:
+            raise _bad(f"published: {key!r} is not an experiment ({', '.join(names)})")
     for entry in config["experiments"]:
-        name = entry["name"]
-        if name in experiments:
-            raise WorkflowError(
-                f"Invalid config: experiment name {name!r} is used twice"
+        base = merge(config.get("defaults") or {}, entry)
+        for name, raw in _variant_copies(base):
+            if name in experiments:
+                raise _bad(f"experiment name {name!r} is used twice")
+            check_experiment(name, raw)
+            experiments[name] = raw
+            if entry["name"] in config["published"]:
+                published[name] = config["published"][entry["name"]]
+    for name, path in published.items():
+        if path not in FILES and not Path(path).is_file():
+            raise _bad(
+                f"published cloud {path!r} of experiment {name!r} is neither a file nor made "
+                f"by the workflow (keys of `files` are made as resources/<key>)"
             )
-        raw = merge(config.get("defaults") or {}, entry)
-        check_experiment(name, raw)
-        experiments[name] = raw
-    return experiments
+    return experiments, published
 
 
-EXPERIMENTS = resolve_experiments(config)
+EXPERIMENTS, PUBLISHED = resolve_experiments(config)
 
 
 def run_dir(experiment):
@@ -162,6 +233,67 @@ def figure_paths(experiment):
     return [f"{RESULTS}/{experiment}/figures/{key}.{FIG_FORMAT}" for key in RUN_FIGURES]
 
 
+def extra_figure_paths(experiment):
+    """The optional figures of one experiment: evolution, comparison with a published cloud."""
+    keys = ["evolution"] if config["figures"]["evolution"] else []
+    keys += ["vs_published"] if experiment in PUBLISHED else []
+    return [f"{RESULTS}/{experiment}/figures/{key}.{FIG_FORMAT}" for key in keys]
+
+
+def published_jsons():
+    return [f"{RESULTS}/{name}/vs_published.json" for name in PUBLISHED]
+
+
+# -- downloads (the rules in data.smk)
+
+
+def fetch_flag(record):
+    return f"resources/zenodo/{record}.fetched.json"
+
+
+def fetch_options(wildcards):
+    """`holly fetch` options of one record: files, manifest, extraction, API (shell-quoted)."""
+    from shlex import quote
+
+    entry = RECORDS[wildcards.record]
+    options = []
+    if entry.get("files"):
+        options += ["--files", *map(quote, entry["files"])]
+    if entry.get("manifest"):
+        options += ["--manifest", quote(entry["manifest"])]
+    if entry.get("extract", True):
+        options.append("--extract")
+    if config["zenodo"]["api"]:
+        options += ["--api", quote(config["zenodo"]["api"])]
+    return " ".join(options)
+
+
+def fetch_inputs(wildcards):
+    entry = RECORDS[wildcards.record]
+    return [entry["manifest"]] if entry.get("manifest") else []
+
+
+def pick_flag(wildcards):
+    return fetch_flag(FILES[f"resources/{wildcards.file}"]["record"])
+
+
+def pick_dir(wildcards):
+    return f"resources/zenodo/{FILES[f'resources/{wildcards.file}']['record']}"
+
+
+def store_entry(wildcards):
+    return STORES[f"resources/{wildcards.store}.zarr"]
+
+
+def ingest_options(wildcards):
+    entry = store_entry(wildcards)
+    options = [f"--perturbations {int(entry.get('perturbations', 10))}"]
+    options.append("--flip" if entry.get("flip", True) else "--no-flip")
+    if entry.get("skip_bad", False):
+        options.append("--skip-bad")
+    return " ".join(options)
+
+
 def run_options(wildcards=None):
     """`--run=NAME=RUN_DIR` for every experiment, in config order (quote each with :q)."""
     return [f"--run={name}={run_dir(name)}" for name in EXPERIMENTS]
@@ -174,5 +306,5 @@ def all_targets():
             f"{RESULTS}/{name}/evaluation.json",
             f"{RESULTS}/{name}/viewer.html",
         ]
-        targets += figure_paths(name)
-    return targets
+        targets += figure_paths(name) + extra_figure_paths(name)
+    return targets + published_jsons()

@@ -42,7 +42,7 @@ rule figures:
             labels={"experiment": "{experiment}", "figure": "pose error"},
         ),
     log:
-        "logs/{experiment}/figures.log",
+        f"{LOGS}/{{experiment}}/figures.log",
     conda:
         "../../envs/holly.yaml"
     params:
@@ -72,7 +72,7 @@ rule viewer:
             labels={"experiment": "{experiment}", "figure": "3D viewer"},
         ),
     log:
-        "logs/{experiment}/viewer.log",
+        f"{LOGS}/{{experiment}}/viewer.log",
     conda:
         "../../envs/holly.yaml"
     params:
@@ -81,3 +81,64 @@ rule viewer:
     shell:
         "holly viewer {params.run:q} --out {output.html:q}"
         " --max-snapshots {params.snapshots} 2> {log:q}"
+
+
+rule evolution:
+    """Draw one run's point cloud at several steps of training (`holly figures --only`)."""
+    input:
+        points=f"{RESULTS}/{{experiment}}/points.ply",
+        snapshots=f"{RESULTS}/{{experiment}}/snapshots",
+        evaluation=f"{RESULTS}/{{experiment}}/evaluation.json",
+    output:
+        png=report(
+            f"{RESULTS}/{{experiment}}/figures/evolution.{FIG_FORMAT}",
+            caption="../report/evolution.rst",
+            category="{experiment}",
+            subcategory="reconstruction",
+            labels={
+                "experiment": "{experiment}",
+                "figure": "point cloud over training",
+            },
+        ),
+    log:
+        f"{LOGS}/{{experiment}}/evolution.log",
+    conda:
+        "../../envs/holly.yaml"
+    params:
+        run=lambda w: run_dir(w.experiment),
+        out=lambda w: f"{run_dir(w.experiment)}/figures",
+        fmt=FIG_FORMAT,
+        dpi=config["figures"]["dpi"],
+        snapshots=config["figures"]["evolution_snapshots"],
+    shell:
+        "holly figures {params.run:q} --out {params.out:q} --only evolution"
+        " --snapshots {params.snapshots} --format {params.fmt} --dpi {params.dpi} 2> {log:q}"
+
+
+rule published_figure:
+    """Draw a reconstruction beside the published cloud it was scored against (`holly figures`)."""
+    input:
+        published=lambda w: PUBLISHED[w.experiment],
+        aligned=f"{RESULTS}/{{experiment}}/vs_published_aligned.ply",
+        scores=f"{RESULTS}/{{experiment}}/vs_published.json",
+    output:
+        png=report(
+            f"{RESULTS}/{{experiment}}/figures/vs_published.{FIG_FORMAT}",
+            caption="../report/vs_published.rst",
+            category="{experiment}",
+            subcategory="reconstruction",
+            labels={"experiment": "{experiment}", "figure": "vs published"},
+        ),
+    log:
+        f"{LOGS}/{{experiment}}/published_figure.log",
+    conda:
+        "../../envs/holly.yaml"
+    params:
+        run=lambda w: run_dir(w.experiment),
+        out=lambda w: f"{run_dir(w.experiment)}/figures",
+        fmt=FIG_FORMAT,
+        dpi=config["figures"]["dpi"],
+    shell:
+        "holly figures {params.run:q} --out {params.out:q} --only vs_published"
+        " --published {input.published:q} --aligned {input.aligned:q}"
+        " --scores {input.scores:q} --format {params.fmt} --dpi {params.dpi} 2> {log:q}"

@@ -5,6 +5,7 @@ rule summarise:
             f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
         ),
         metrics=expand(f"{RESULTS}/{{experiment}}/metrics.csv", experiment=EXPERIMENTS),
+        published=published_jsons(),
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
@@ -25,7 +26,7 @@ rule summarise:
             labels={"table": "comparison chart"},
         ),
     log:
-        "logs/summarise.log",
+        f"{LOGS}/summarise.log",
     conda:
         "../../envs/holly.yaml"
     params:
@@ -42,6 +43,7 @@ rule report:
         summary=f"{RESULTS}/summary.csv",
         chart=f"{RESULTS}/figures/comparison.{FIG_FORMAT}",
         figures=[path for name in EXPERIMENTS for path in figure_paths(name)],
+        extra=[path for name in EXPERIMENTS for path in extra_figure_paths(name)],
         snapshots=expand(f"{RESULTS}/{{experiment}}/snapshots", experiment=EXPERIMENTS),
         evaluations=expand(
             f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
@@ -49,10 +51,11 @@ rule report:
         captions=expand(
             f"{CAPTIONS}/{{key}}.rst", key=RUN_FIGURES + ("viewer", "workflow")
         ),
+        extra_captions=expand(f"{CAPTIONS}/{{key}}.rst", key=EXTRA_CAPTIONS),
     output:
         html=f"{RESULTS}/report.html",
     log:
-        "logs/report.log",
+        f"{LOGS}/report.log",
     conda:
         "../../envs/holly.yaml"
     params:

@@ -12,9 +12,9 @@ rule train:
         checkpoint=f"{RESULTS}/{{experiment}}/checkpoints/last.pt",
         snapshots=directory(f"{RESULTS}/{{experiment}}/snapshots"),
     log:
-        "logs/{experiment}/train.log",
+        f"{LOGS}/{{experiment}}/train.log",
     benchmark:
-        "benchmarks/{experiment}/train.tsv"
+        f"{BENCHMARKS}/{{experiment}}/train.tsv"
     conda:
         "../../envs/holly.yaml"
     threads: train_threads
