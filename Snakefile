@@ -46,6 +46,12 @@ rule all:
         all_targets(),
 
 
+rule downloads:
+    """Only the Zenodo downloads (for clusters whose compute nodes cannot reach the internet)."""
+    input:
+        [fetch_flag(record) for record in RECORDS],
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"

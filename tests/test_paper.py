@@ -125,6 +125,12 @@ def test_paper_settings_follow_the_run_scripts(paper_plan):
     assert resolved.model.sigma_head == "softplus" and resolved.points_lr == 4e-4
 
 
+def test_downloads_target_fetches_only(tmp_path):
+    proc = snakemake("downloads", "-n", "--configfile", str(PAPER), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stdout) == {"fetch": 3, "downloads": 1}
+
+
 def test_paper_latest_variant_is_optional(tmp_path):
     cfg = yaml.safe_load(PAPER.read_text())
     cfg["variants"] = ["paper", "latest"]
