@@ -19,6 +19,8 @@ rule fetch:
     retries: 2
     conda:
         "../../envs/holly.yaml"
+    resources:
+        runtime=24 * 60,  # minutes: ~50 GB at >= 1 MB/s (a cluster's default is often 1 h)
     params:
         record=lambda w: str(RECORDS[w.record]["record"]),
         dest=lambda w: f"resources/zenodo/{w.record}",
@@ -61,6 +63,9 @@ rule ingest:
         store="|".join(re.escape(entry["name"]) for entry in STORES.values()) or "^$",
     conda:
         "../../envs/holly.yaml"
+    resources:
+        mem_mb=4000,  # measured ~600 MiB (docs/data.md); ~30,000 files x 20 levels in ~15 min
+        runtime=4 * 60,
     params:
         dir=lambda w: f"resources/zenodo/{store_entry(w)['record']}",
         pattern=lambda w: store_entry(w)["path"],
