@@ -75,7 +75,7 @@ def _tetrapod() -> np.ndarray:
     knob_radii = [0.25, 0.2, 0.15, 0.1]  # one knob per arm, all of different sizes
     knob_counts = [40, 28, 18, 10]
     parts = [_sphere_shell([0, 0, 0], 0.15, 16)]
-    for d, length, r, n in zip(dirs, lengths, knob_radii, knob_counts):
+    for d, length, r, n in zip(dirs, lengths, knob_radii, knob_counts, strict=True):
         parts.append(_segment(0.15 * d, (length - r) * d, max(5, int((length - r) / 0.08))))
         parts.append(_sphere_shell(length * d, r, n))
     return _fit(np.concatenate(parts), 1.5)

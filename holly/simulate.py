@@ -87,7 +87,10 @@ def realise(
     spawn_rate: float,
     generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` fluorophore realisations of ``vertices [V, 3]`` → points ``[n, V*S, 3]``, masks ``[n, V*S]``."""
+    """``n`` fluorophore realisations of ``vertices [V, 3]``.
+
+    Returns points ``[n, V*S, 3]`` and masks ``[n, V*S]`` (``S = spawn_copies``).
+    """
     v = vertices.shape[0]
     s = spawn_copies
     pts = vertices[None, :, None, :].expand(n, v, s, 3)

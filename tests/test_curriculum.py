@@ -65,4 +65,4 @@ def test_schedules_decrease_monotonically():
     for kind in ("epoch", "geometric", "linear"):
         schedule = SigmaSchedule(values, kind, 9, 7)
         sig = [schedule.sigma_at(s) for s in range(schedule.total_steps)]
-        assert all(b <= a + 1e-12 for a, b in zip(sig, sig[1:])), kind
+        assert all(b <= a + 1e-12 for a, b in zip(sig, sig[1:], strict=False)), kind

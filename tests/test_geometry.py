@@ -32,7 +32,8 @@ def test_round_trips(gen):
     q = g.matrix_to_quaternion(rot)
     assert torch.allclose(g.axis_angle_to_quaternion(g.quaternion_to_axis_angle(q)), q, atol=1e-9)
     # angles near pi survive the round trip (the hardest case for the log map)
-    near_pi = torch.tensor([[0.0, math.pi - 1e-6, 0.0], [math.pi - 1e-4, 0, 0]], dtype=torch.float64)
+    near_pi = torch.tensor([[0.0, math.pi - 1e-6, 0.0], [math.pi - 1e-4, 0, 0]],
+                           dtype=torch.float64)
     back = g.axis_angle_to_matrix(g.matrix_to_axis_angle(g.axis_angle_to_matrix(near_pi)))
     assert torch.allclose(back, g.axis_angle_to_matrix(near_pi), atol=1e-6)
 

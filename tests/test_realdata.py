@@ -50,7 +50,8 @@ def test_store_split_serves_the_nearest_level(tmp_path):
     expected = torch.from_numpy(store.load_level(1.5)[[13, 10, 17]])
     assert torch.equal(split.images(idx, 1.6), expected)
     assert torch.equal(streamed.images(idx, 1.6), expected)
-    assert torch.equal(split.images(idx, 2.9), torch.from_numpy(store.load_level(3.0)[[13, 10, 17]]))
+    level3 = torch.from_numpy(store.load_level(3.0)[[13, 10, 17]])
+    assert torch.equal(split.images(idx, 2.9), level3)
 
 
 def test_train_from_store(tmp_path):

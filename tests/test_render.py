@@ -35,7 +35,7 @@ def test_gradients_match_dense_reference(order):
     weights = torch.rand(4, 20, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     (render(*inputs_fast, 20, 28, order=order) * weights).sum().backward()
     (render_dense(*inputs_dense, 20, 28, order=order) * weights).sum().backward()
-    for f, d in zip(inputs_fast, inputs_dense):
+    for f, d in zip(inputs_fast, inputs_dense, strict=True):
         assert torch.allclose(f.grad, d.grad, rtol=1e-6, atol=1e-10)
 
 
@@ -60,8 +60,8 @@ def test_gradcheck_float64():
 def test_centred_point_integrates_to_one():
     p = torch.zeros(1, 3, dtype=torch.float64)
     for sigma in (0.7, 1.5, 4.0):
-        img = render(p, torch.eye(3, dtype=torch.float64)[None], torch.zeros(1, 2, dtype=torch.float64),
-                     sigma, 64, 64)
+        eye = torch.eye(3, dtype=torch.float64)[None]
+        img = render(p, eye, torch.zeros(1, 2, dtype=torch.float64), sigma, 64, 64)
         # the sampled Gaussian sums to 1 up to aliasing (2.5e-4 at sigma 0.7)
         assert img.sum().item() == pytest.approx(1.0, abs=1e-3)
 

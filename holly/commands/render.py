@@ -42,9 +42,11 @@ def main(args) -> int:
     if args.quaternion:
         if not any(args.quaternion):
             raise HollyError("--quaternion must not be all zeros")
-        rotation = geometry.quaternion_to_matrix(torch.tensor([args.quaternion], dtype=points.dtype))
+        quaternion = torch.tensor([args.quaternion], dtype=points.dtype)
+        rotation = geometry.quaternion_to_matrix(quaternion)
     else:
-        rotation = geometry.axis_angle_to_matrix(torch.tensor([args.axis_angle], dtype=points.dtype))
+        axis_angle = torch.tensor([args.axis_angle], dtype=points.dtype)
+        rotation = geometry.axis_angle_to_matrix(axis_angle)
     h, w = args.size
     image = render(points, rotation, torch.tensor([args.translation], dtype=points.dtype),
                    args.sigma, h, w, order=args.order)[0]

@@ -40,7 +40,9 @@ def main(args) -> int:
         try:
             sigmas = [float(s) for s in args.sigmas.split(",")]
         except ValueError:
-            raise HollyError(f"--sigmas must be comma-separated numbers, got {args.sigmas!r}")
+            raise HollyError(
+                f"--sigmas must be comma-separated numbers, got {args.sigmas!r}"
+            ) from None
         sigmas = load_sigma_list(sigmas)
     else:
         sigmas = sorted(set(load_sigma_list(cfg.sigma.values)), reverse=True)
