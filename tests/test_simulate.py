@@ -43,7 +43,8 @@ def test_augmentation_copies_differ_only_by_in_plane_rotation():
     rel = rots @ rots[0].T  # in-plane rotations: z axis fixed
     assert torch.allclose(rel[:, 2], torch.tensor([0.0, 0, 1]).expand(4, 3), atol=1e-5)
     images = train.images(idx, 1.5)
-    assert images.sum((1, 2)).std() < 1e-3  # same realisation, same total intensity
+    totals = images.sum((1, 2))  # same realisation, same total (up to tails beyond the frame)
+    assert totals.std() / totals.mean() < 1e-4
 
 
 def test_images_equal_render_of_ground_truth_pose():
