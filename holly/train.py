@@ -265,10 +265,13 @@ class Trainer:
                              trans_true=test.translations_of(self.test_idx).cpu().numpy(),
                              trans_pred=trans_pred, sigma_in=np.full(len(rot_pred), sigma),
                              sigma_pred=sigma_pred)
+        # up to 16 samples spread over the test set, so they show different particles rather
+        # than the augmentation copies of the first one
+        pick = torch.linspace(0, len(self.test_idx) - 1, min(16, len(self.test_idx))).long()
         with atomic_path(self.out / "samples.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, inputs=torch.cat(ins)[:16].numpy(),
-                         renderings=torch.cat(outs)[:16].numpy(), sigma=sigma)
+                np.savez(fh, inputs=torch.cat(ins)[pick].numpy(),
+                         renderings=torch.cat(outs)[pick].numpy(), sigma=sigma)
         prov_path = self.out / "provenance.json"
         if prov_path.exists():
             import json
