@@ -1,0 +1,37 @@
+"""The method learns structure, not just the envelope: a short CPU run on a small image."""
+
+import json
+
+import pytest
+
+from holly.cli import main
+
+# cep152 at 32x32 (1 model unit = 8 px): the blades are ~6 px apart, so only a structured cloud
+# beats the blob (an ellipsoid with the ground truth's extents) by a wide margin.
+LEARN = {
+    "seed": 0,
+    "data": {"shape": "cep152", "particles": 1200, "test_particles": 16, "augment": 8},
+    "render": {"height": 32, "width": 32},
+    "model": {"num_points": 100, "rotation": "6d"},
+    "loss": {"kind": "l1"},
+    "sigma": {"values": [3.0, 2.0, 1.4, 1.0, 0.7], "schedule": "geometric"},
+    "train": {"epochs": 4, "batch_size": 32, "points_lr": 0.005, "log_every": 100,
+              "snapshot_every": 1000, "checkpoint_every": 1000, "test_images": 128},
+}
+# Measured with seed 0 on the 2-core CPU (34 s): chamfer / blob chamfer = 0.41, median pose
+# error 14 degrees (after the 9-fold symmetry), random init 2.4x worse than the reconstruction.
+MAX_RATIO = 0.6
+
+
+@pytest.mark.timeout(600)
+def test_short_run_beats_the_blob_baseline(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--config-json", json.dumps(LEARN), "--out", str(out)]) == 0
+    assert main(["evaluate", str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    ratio = result["chamfer_ratio_to_blob"]
+    assert ratio < MAX_RATIO, f"chamfer {ratio:.3f} x blob: only the envelope was learned"
+    # and far better than the random initial cloud
+    assert result["reconstruction"]["chamfer"] < 0.5 * result["random_init"]["chamfer"]
+    # the CNN learned the poses too (a random guess would be ~90-120 degrees off)
+    assert result["pose_error_deg"]["median"] < 35
