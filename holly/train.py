@@ -176,6 +176,7 @@ class Trainer:
                 torch.save(state, tmp)
 
     def load_checkpoint(self, path: Path) -> None:
+        """Restore model, optimiser and step; the config must match (else nothing changes)."""
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:
@@ -186,15 +187,25 @@ class Trainer:
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
-    # -- the loop --------------------------------------------------------------------------
-    def run(self, resume: bool) -> None:
-        t = self.cfg.train
+    def restore(self, mode: str) -> None:
+        """``mode`` no: start afresh; yes: continue from ``last.pt`` if present (a checkpoint of
+        another config is an error); auto: continue if it matches, else start afresh."""
         last = self.out / "checkpoints" / "last.pt"
-        if resume and last.exists():
+        if mode == "no" or not last.exists():
+            return
+        try:
             self.load_checkpoint(last)
-        else:
-            self.write_start_files()
-        metrics = MetricsLog(self.out / "metrics.csv", self.step if resume else None)
+        except HollyError as exc:
+            if mode != "auto":
+                raise
+            log.warning("%s; starting afresh", exc)
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, resume: str = "no") -> None:
+        t = self.cfg.train
+        self.restore(resume)
+        self.write_start_files()
+        metrics = MetricsLog(self.out / "metrics.csv", self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
@@ -228,11 +239,21 @@ class Trainer:
         self.write_final_files()
 
     def write_start_files(self) -> None:
+        """Config, provenance, initial cloud and ground truth; stale results are removed.
+
+        Also on resume: a workflow manager may have deleted them (Snakemake removes a failed
+        job's outputs), and the initial cloud is recreated exactly from the seed.
+        """
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "points.ply").unlink(missing_ok=True)  # a restarted run is not finished
+        if self.step == 0:  # afresh: snapshots and checkpoints of an earlier run are stale
+            for stale in (*self.out.glob("snapshots/points_*.ply"),
+                          *self.out.glob("checkpoints/*.pt")):
+                stale.unlink()
         with atomic_path(self.out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         prov = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed)
+        prov["resumed_from_step"] = self.step
         write_json(self.out / "provenance.json", prov)
         write_points(self.out / "initial_points.ply", self.initial_points)
         if self.data.ground_truth is not None:
@@ -308,8 +329,16 @@ def _progress(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
-def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool = False) -> Path:
-    """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``."""
+def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool | str = False) -> Path:
+    """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``.
+
+    ``resume``: False/"no" starts afresh; True/"yes" continues from the folder's last checkpoint
+    (an error if it was made with another config); "auto" continues when the config matches and
+    starts afresh otherwise (what the workflow uses).
+    """
+    resume = {True: "yes", False: "no"}.get(resume, resume)
+    if resume not in ("no", "yes", "auto"):
+        raise HollyError(f"resume must be no, yes or auto, not {resume!r}")
     if isinstance(cfg, dict):
         cfg = from_dict(cfg)
     if cfg.train.threads:

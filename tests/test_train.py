@@ -96,3 +96,32 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path, capsys):
         pytest.skip("a GPU is present")
     assert main(["train", "--config-json", "{}", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_resume_after_outputs_were_deleted(tmp_path):
+    """Snakemake deletes a failed job's outputs but not its checkpoints: resuming must rebuild
+    the start files and still end with the same points as an uninterrupted run."""
+    full = train(from_dict(TINY), tmp_path / "full")
+    part = train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 6}}), tmp_path / "p")
+    for name in ("metrics.csv", "config.yaml", "provenance.json", "initial_points.ply",
+                 "ground_truth.ply", "samples.npz", "points.ply"):
+        (part / name).unlink()
+    train(from_dict(TINY), part, resume="auto")
+    assert np.array_equal(read_points(full / "points.ply"), read_points(part / "points.ply"))
+    assert np.array_equal(read_points(full / "initial_points.ply"),
+                          read_points(part / "initial_points.ply"))
+    import json
+
+    assert json.loads((part / "provenance.json").read_text())["resumed_from_step"] == 6
+
+
+def test_auto_resume_starts_afresh_when_the_config_changed(tmp_path):
+    out = train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 6}}), tmp_path / "r")
+    assert (out / "snapshots" / "points_00000006.ply").exists()
+    changed = from_dict({**TINY, "seed": 11, "train": {**TINY["train"], "max_steps": 4}})
+    train(changed, out, resume="auto")
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert steps == [2, 4]
+    assert not (out / "snapshots" / "points_00000006.ply").exists()  # stale snapshot removed
+    fresh = train(changed, tmp_path / "fresh")
+    assert np.array_equal(read_points(out / "points.ply"), read_points(fresh / "points.ply"))

@@ -3,7 +3,8 @@
 The experiment config comes from a YAML/JSON file (--config), a JSON string (--config-json, as
 the workflow passes it), or both (the JSON is merged over the file). Results go to the --out
 folder (layout in docs/architecture.md); points.ply appears last, when training has finished.
-Re-running with --resume continues from the folder's last checkpoint.
+Re-running with --resume continues from the folder's last checkpoint (exactly, on the same
+device); --resume auto does so only if the config is unchanged.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ def add_args(parser) -> None:
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
                         help="override the config's device")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoints/last.pt if it exists")
+    parser.add_argument("--resume", nargs="?", const="yes", default="no",
+                        choices=("no", "yes", "auto"),
+                        help="continue from OUT/checkpoints/last.pt if it exists (a checkpoint "
+                             "of another config is an error); --resume auto starts afresh then")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
 
 

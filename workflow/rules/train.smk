@@ -1,3 +1,6 @@
+# checkpoints/ is deliberately not an output: Snakemake deletes a failed job's outputs, and the
+# checkpoints must survive so that the next run resumes (--resume auto: only if the experiment's
+# config is unchanged; otherwise it starts afresh).
 rule train:
     """Train one experiment: learn its point cloud and pose CNN (`holly train`)."""
     input:
@@ -9,7 +12,6 @@ rule train:
         config=f"{RESULTS}/{{experiment}}/config.yaml",
         provenance=f"{RESULTS}/{{experiment}}/provenance.json",
         initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
-        checkpoint=f"{RESULTS}/{{experiment}}/checkpoints/last.pt",
         snapshots=directory(f"{RESULTS}/{{experiment}}/snapshots"),
     log:
         f"{LOGS}/{{experiment}}/train.log",
@@ -27,4 +29,4 @@ rule train:
         run=lambda w: run_dir(w.experiment),
     shell:
         "OMP_NUM_THREADS={threads} holly train --config-json {params.cfg:q}"
-        " --out {params.run:q} 2> {log:q}"
+        " --out {params.run:q} --resume auto 2> {log:q}"
