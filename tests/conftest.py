@@ -245,3 +245,13 @@ def viewer_states(dom: str) -> list[dict]:
 def body_errors(dom: str) -> int | None:
     m = re.search(r'<body[^>]*data-viewer-errors="(\d+)"', dom)
     return int(m.group(1)) if m else None
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake (dry) run as ``{rule: count}``."""
+    table = output.split("Job stats:", 1)[1]
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
+        if m.group(1) != "total"
+    }

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, job_counts
 from zenodo_server import ZenodoStandIn
 
 from holly.shapes import builtin_shape
@@ -40,15 +40,6 @@ def snakemake(*args, cwd: Path, api: str = UNREACHABLE, timeout: int = 600):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
     cmd += ["--directory", str(cwd), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    table = output.split("Job stats:", 1)[1]
-    return {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-        if m.group(1) != "total"
-    }
 
 
 def train_configs(output: str) -> dict[str, dict]:

@@ -16,7 +16,7 @@ import jsonschema
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, body_errors, viewer_states
+from conftest import ROOT, body_errors, job_counts, viewer_states
 
 from holly.commands.config_schema import experiment_schema, schema_text
 from holly.config import describe
@@ -39,16 +39,6 @@ def snakemake(*args, cwd: Path = ROOT, timeout: int = 600) -> subprocess.Complet
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a Snakemake (dry) run as ``{rule: count}``."""
-    table = output.split("Job stats:", 1)[1]
-    return {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)
-        if m.group(1) != "total"
-    }
 
 
 # ---------------------------------------------------------------- static checks
