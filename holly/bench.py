@@ -37,8 +37,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_renderer(batch: int, n_points: int, size: int, sigma: float, device: torch.device,
-                   repeats: int, dense_repeats: int) -> dict:
+def bench_renderer(
+    batch: int,
+    n_points: int,
+    size: int,
+    sigma: float,
+    device: torch.device,
+    repeats: int,
+    dense_repeats: int,
+) -> dict:
     """Forward + backward images/s of :func:`render` and :func:`render_dense`."""
     gen = torch.Generator().manual_seed(0)
     points = (torch.rand(n_points, 3, generator=gen) * 2 - 1).to(device).requires_grad_()
@@ -49,25 +56,41 @@ def bench_renderer(batch: int, n_points: int, size: int, sigma: float, device: t
         def run():
             points.grad = None
             fn(points, rotations, translations, sigma, size, size).square().sum().backward()
+
         return run
 
     fast = _timed(step(render), repeats, device)
     dense = _timed(step(render_dense), dense_repeats, device)
-    return {"separable_images_per_s": batch / fast, "dense_images_per_s": batch / dense,
-            "ratio": dense / fast}
+    return {
+        "separable_images_per_s": batch / fast,
+        "dense_images_per_s": batch / dense,
+        "ratio": dense / fast,
+    }
 
 
-def bench_training_step(batch: int, n_points: int, size: int, sigma: float,
-                        device: torch.device, repeats: int, dense_repeats: int) -> dict:
+def bench_training_step(
+    batch: int,
+    n_points: int,
+    size: int,
+    sigma: float,
+    device: torch.device,
+    repeats: int,
+    dense_repeats: int,
+) -> dict:
     """Images/s of a full training step (CNN + render + loss + AdamW), fast vs dense renderer."""
-    cfg = from_dict({"render": {"height": size, "width": size},
-                     "model": {"num_points": n_points}})
+    cfg = from_dict({"render": {"height": size, "width": size}, "model": {"num_points": n_points}})
     gen = torch.Generator().manual_seed(0)
     model = HollyModel(cfg, gen).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     with torch.no_grad():
-        targets = render(model.points.detach() * 0.9, random_rotations(batch, gen).to(device),
-                         torch.zeros(batch, 2, device=device), sigma, size, size)
+        targets = render(
+            model.points.detach() * 0.9,
+            random_rotations(batch, gen).to(device),
+            torch.zeros(batch, 2, device=device),
+            sigma,
+            size,
+            size,
+        )
     target = normalise(targets, "batch")
 
     def step():
@@ -81,5 +104,8 @@ def bench_training_step(batch: int, n_points: int, size: int, sigma: float,
     model.render_fn = render_dense
     dense = _timed(step, dense_repeats, device)
     model.render_fn = render
-    return {"fast_images_per_s": batch / fast, "dense_images_per_s": batch / dense,
-            "ratio": dense / fast}
+    return {
+        "fast_images_per_s": batch / fast,
+        "dense_images_per_s": batch / dense,
+        "ratio": dense / fast,
+    }

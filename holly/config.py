@@ -31,11 +31,15 @@ def _spec(default: Any, *, lo=None, hi=None, choices=None, doc: str = "") -> Any
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = _spec("simulated", choices=("simulated", "zarr"),
-                        doc="simulated: rendered from `shape`; zarr: an image store")
+    source: str = _spec(
+        "simulated",
+        choices=("simulated", "zarr"),
+        doc="simulated: rendered from `shape`; zarr: an image store",
+    )
     shape: str = _spec("tetrapod", doc="built-in shape name or path to an OBJ/PLY/CSV file")
-    fit_radius: float | None = _spec(None, lo=0.05, hi=2.0,
-                                     doc="centre and scale the shape to this radius (model units)")
+    fit_radius: float | None = _spec(
+        None, lo=0.05, hi=2.0, doc="centre and scale the shape to this radius (model units)"
+    )
     particles: int = _spec(2000, lo=1, doc="training particles (base samples)")
     test_particles: int = _spec(64, lo=1, doc="held-out particles")
     augment: int = _spec(1, lo=1, doc="in-plane rotated copies per particle (1 = none)")
@@ -54,24 +58,33 @@ class DataConfig:
 class RenderConfig:
     height: int = _spec(128, lo=8, hi=4096)
     width: int = _spec(128, lo=8, hi=4096)
-    order: str = _spec("paper", choices=("paper", "latest"),
-                       doc="paper: translate then rotate; latest: rotate then translate")
+    order: str = _spec(
+        "paper",
+        choices=("paper", "latest"),
+        doc="paper: translate then rotate; latest: rotate then translate",
+    )
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     encoder: str = _spec("paper", choices=("paper", "latest"), doc="CNN layer table")
     rotation: str = _spec("axis_angle", choices=("axis_angle", "6d"), doc="rotation head")
-    sigma_head: str = _spec("softplus", choices=("softplus", "clamped", "none"),
-                            doc="softplus (paper), softplus clamped at 14 (latest), or none "
-                                "(render at the curriculum sigma)")
+    sigma_head: str = _spec(
+        "softplus",
+        choices=("softplus", "clamped", "none"),
+        doc="softplus (paper), softplus clamped at 14 (latest), or none "
+        "(render at the curriculum sigma)",
+    )
     num_points: int = _spec(200, lo=1, hi=100000)
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    normalise: str = _spec("batch", choices=("batch", "image", "none"),
-                           doc="batch: batch sums to 1000 (paper); image: each image to 100")
+    normalise: str = _spec(
+        "batch",
+        choices=("batch", "image", "none"),
+        doc="batch: batch sums to 1000 (paper); image: each image to 100",
+    )
     kind: str = _spec("masked_l1", choices=("masked_l1", "l1"))
     mask_threshold: float = _spec(1e-4, lo=0.0, doc="masked_l1: pixels with target above this")
 
@@ -239,8 +252,14 @@ def describe() -> list[dict]:
                 walk(hints[f.name], prefix + f.name + ".")
                 continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            rows.append({"key": prefix + f.name, "type": str(hints[f.name]), "default": default,
-                         **{k: f.metadata.get(k) for k in ("lo", "hi", "choices", "doc")}})
+            rows.append(
+                {
+                    "key": prefix + f.name,
+                    "type": str(hints[f.name]),
+                    "default": default,
+                    **{k: f.metadata.get(k) for k in ("lo", "hi", "choices", "doc")},
+                }
+            )
 
     walk(ExperimentConfig, "")
     return rows

@@ -514,8 +514,9 @@ def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.
     return angles.min(0), angles.argmin(0)
 
 
-def _robust_gauge(rel: np.ndarray, det_sign: float, sym: np.ndarray | None = None,
-                  inlier_deg: float = 30.0) -> np.ndarray:
+def _robust_gauge(
+    rel: np.ndarray, det_sign: float, sym: np.ndarray | None = None, inlier_deg: float = 30.0
+) -> np.ndarray:
     """The global gauge most per-image estimates ``rel [T,3,3]`` agree with.
 
     A plain chordal mean fails when predictions are multimodal: for a pseudo-symmetric shape the
@@ -538,8 +539,9 @@ def _robust_gauge(rel: np.ndarray, det_sign: float, sym: np.ndarray | None = Non
     return _project_orthogonal(unwound.mean(0), det_sign)
 
 
-def _pose_error_for(rot_true: np.ndarray, rot_pred: np.ndarray, h: int,
-                    sym: np.ndarray | None) -> PoseError:
+def _pose_error_for(
+    rot_true: np.ndarray, rot_pred: np.ndarray, h: int, sym: np.ndarray | None
+) -> PoseError:
     flip = np.linalg.matrix_power(MIRROR, h)
     rel = np.swapaxes(rot_true, 1, 2) @ flip @ rot_pred
     gauge = _robust_gauge(rel, (-1) ** h, sym)

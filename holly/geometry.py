@@ -87,17 +87,41 @@ def matrix_to_quaternion(m: torch.Tensor) -> torch.Tensor:
     cand = torch.stack(
         [
             torch.stack(
-                [four_sq[..., 0], m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                 m[..., 1, 0] - m[..., 0, 1]], -1),
+                [
+                    four_sq[..., 0],
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                -1,
+            ),
             torch.stack(
-                [m[..., 2, 1] - m[..., 1, 2], four_sq[..., 1], m[..., 1, 0] + m[..., 0, 1],
-                 m[..., 0, 2] + m[..., 2, 0]], -1),
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    four_sq[..., 1],
+                    m[..., 1, 0] + m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                -1,
+            ),
             torch.stack(
-                [m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], four_sq[..., 2],
-                 m[..., 2, 1] + m[..., 1, 2]], -1),
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] + m[..., 0, 1],
+                    four_sq[..., 2],
+                    m[..., 2, 1] + m[..., 1, 2],
+                ],
+                -1,
+            ),
             torch.stack(
-                [m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                 m[..., 2, 1] + m[..., 1, 2], four_sq[..., 3]], -1),
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 2, 1] + m[..., 1, 2],
+                    four_sq[..., 3],
+                ],
+                -1,
+            ),
         ],
         -2,
     )  # [..., 4 candidates, 4 components]
@@ -161,8 +185,13 @@ def random_quaternions(
     u1, u2, u3 = torch.rand(3, n, generator=generator, dtype=torch.float64)
     a, b = torch.sqrt(1 - u1), torch.sqrt(u1)
     q = torch.stack(
-        [a * torch.sin(2 * math.pi * u2), a * torch.cos(2 * math.pi * u2),
-         b * torch.sin(2 * math.pi * u3), b * torch.cos(2 * math.pi * u3)], -1
+        [
+            a * torch.sin(2 * math.pi * u2),
+            a * torch.cos(2 * math.pi * u2),
+            b * torch.sin(2 * math.pi * u3),
+            b * torch.cos(2 * math.pi * u3),
+        ],
+        -1,
     )
     return q.to(dtype)
 

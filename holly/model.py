@@ -19,17 +19,28 @@ from holly.render import render
 
 # (in, out, kernel, stride, padding) of the PAPER-era encoder (HOLLy d60f6bf ... 2021-12).
 PAPER_LAYERS = [
-    (1, 16, 5, 2, 2), (16, 32, 3, 2, 1), (32, 32, 3, 1, 1), (32, 64, 3, 2, 1),
-    (64, 64, 3, 1, 1), (64, 128, 3, 2, 1), (128, 128, 3, 1, 1), (128, 256, 3, 2, 1),
-    (256, 256, 3, 1, 1), (256, 256, 3, 2, 1),
+    (1, 16, 5, 2, 2),
+    (16, 32, 3, 2, 1),
+    (32, 32, 3, 1, 1),
+    (32, 64, 3, 2, 1),
+    (64, 64, 3, 1, 1),
+    (64, 128, 3, 2, 1),
+    (128, 128, 3, 1, 1),
+    (128, 256, 3, 2, 1),
+    (256, 256, 3, 1, 1),
+    (256, 256, 3, 2, 1),
 ]
 # HEAD (2022) encoder: conv1, four [k3 s1 widen, k2 s2 p1 downsample] blocks, conv6.
 LATEST_LAYERS = [
     (1, 16, 5, 2, 2),
-    (16, 32, 3, 1, 1), (32, 32, 2, 2, 1),
-    (32, 64, 3, 1, 1), (64, 64, 2, 2, 1),
-    (64, 128, 3, 1, 1), (128, 128, 2, 2, 1),
-    (128, 256, 3, 1, 1), (256, 256, 2, 2, 1),
+    (16, 32, 3, 1, 1),
+    (32, 32, 2, 2, 1),
+    (32, 64, 3, 1, 1),
+    (64, 64, 2, 2, 1),
+    (64, 128, 3, 1, 1),
+    (128, 128, 2, 2, 1),
+    (128, 256, 3, 1, 1),
+    (256, 256, 2, 2, 1),
     (256, 256, 3, 1, 1),
 ]
 HIDDEN = {"paper": 512, "latest": 256}
@@ -118,7 +129,7 @@ class HollyModel(nn.Module):
             rotations = geometry.axis_angle_to_matrix(raw[:, :3])
         else:
             rotations = geometry.rotation_6d_to_matrix(raw[:, :6])
-        translations = 2 * self.cfg.data.max_trans * torch.tanh(raw[:, k:k + 2])
+        translations = 2 * self.cfg.data.max_trans * torch.tanh(raw[:, k : k + 2])
         head = self.cfg.model.sigma_head
         if head == "softplus":
             sigma = nn.functional.softplus(raw[:, k + 2], threshold=20)
@@ -133,8 +144,15 @@ class HollyModel(nn.Module):
         rotations, translations, sigma = self.pose(self.encoder(images), sigma_in)
         r = self.cfg.render
         # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
-        rendered = self.render_fn(self.points, rotations, translations, sigma.clamp_min(0.3),
-                          r.height, r.width, order=r.order)
+        rendered = self.render_fn(
+            self.points,
+            rotations,
+            translations,
+            sigma.clamp_min(0.3),
+            r.height,
+            r.width,
+            order=r.order,
+        )
         return Prediction(rotations, translations, sigma, rendered)
 
 

@@ -17,8 +17,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PACKAGES = ("holly", "torch", "numpy", "scipy", "pandas", "matplotlib", "zarr", "snakemake",
-            "astropy", "h5py", "plyfile")
+PACKAGES = (
+    "holly",
+    "torch",
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "zarr",
+    "snakemake",
+    "astropy",
+    "h5py",
+    "plyfile",
+)
 
 
 @contextlib.contextmanager
@@ -77,10 +88,21 @@ def git_commit(where: str | os.PathLike | None = None) -> dict[str, str | bool |
     """Commit and dirty flag of the checkout holding ``where`` (default: the holly package)."""
     where = Path(where or Path(__file__).parent)
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
         return {"commit": sha, "dirty": bool(dirty.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}

@@ -42,12 +42,14 @@ class StoreSplit:
             block = next(self.store.iter_batches(level, self.indices[pos], batch_size=len(pos)))
             return torch.from_numpy(block).to(self.device)
         if level != self._level:
-            log.info("loading level sigma=%.2f (%d images) from %s", level, len(self),
-                     self.store.path)
+            log.info(
+                "loading level sigma=%.2f (%d images) from %s", level, len(self), self.store.path
+            )
             order = np.argsort(self.indices)  # zarr reads sorted selections fastest
             data = np.empty((len(self), self.store.height, self.store.width), np.float32)
             data[order] = np.concatenate(
-                list(self.store.iter_batches(level, self.indices[order], batch_size=1024)))
+                list(self.store.iter_batches(level, self.indices[order], batch_size=1024))
+            )
             self._cache, self._level = torch.from_numpy(data).to(self.device), level
         return self._cache[torch.as_tensor(pos, device=self.device)]
 
@@ -72,9 +74,19 @@ def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     train_idx, test_idx = split_by_particle(ids, d.test_fraction, cfg.seed)
     if len(test_idx) == 0:
         raise HollyError(f"{d.store}: data.test_fraction {d.test_fraction} leaves no test images")
-    log.info("%s: %d train and %d test images (%d particles), levels %s", d.store,
-             len(train_idx), len(test_idx), len(np.unique(ids)), store.sigmas)
+    log.info(
+        "%s: %d train and %d test images (%d particles), levels %s",
+        d.store,
+        len(train_idx),
+        len(test_idx),
+        len(np.unique(ids)),
+        store.sigmas,
+    )
     attrs = store.group.attrs.get("holly", {})
     inputs = {str(d.store): attrs.get("created", ""), "source": attrs.get("source", {})}
-    return Data(StoreSplit(store, train_idx, d.preload, device),
-                StoreSplit(store, test_idx, d.preload, device), None, inputs)
+    return Data(
+        StoreSplit(store, train_idx, d.preload, device),
+        StoreSplit(store, test_idx, d.preload, device),
+        None,
+        inputs,
+    )

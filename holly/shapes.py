@@ -40,8 +40,9 @@ def _cep152() -> np.ndarray:
         direction = np.cos(tilt) * np.array([0, 0, 1.0]) + np.sin(tilt) * tangent
         pts.append(centre + t[:, None] * direction)
     ring_phi = np.linspace(0, 2 * np.pi, 45, endpoint=False)
-    ring = np.stack([0.75 * np.cos(ring_phi), 0.75 * np.sin(ring_phi),
-                     np.full_like(ring_phi, -half_len)], 1)
+    ring = np.stack(
+        [0.75 * np.cos(ring_phi), 0.75 * np.sin(ring_phi), np.full_like(ring_phi, -half_len)], 1
+    )
     return np.concatenate(pts + [ring])
 
 
@@ -105,8 +106,7 @@ def _spiral() -> np.ndarray:
 # pose error takes the minimum over it.
 SYMMETRY_ORDER = {"cep152": 9}
 
-BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "helix": _helix,
-                  "spiral": _spiral}
+BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "helix": _helix, "spiral": _spiral}
 
 
 def builtin_shape(name: str) -> np.ndarray:

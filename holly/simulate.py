@@ -111,8 +111,9 @@ def simulate_particles(
     """Draw ``n_particles`` particles and their ``augment`` copies (see module docstring)."""
     d = cfg.data
     verts = torch.as_tensor(vertices, dtype=torch.float32)
-    points, masks = realise(verts, n_particles, d.wobble, d.dropout, d.spawn_copies,
-                            d.spawn_rate, generator)
+    points, masks = realise(
+        verts, n_particles, d.wobble, d.dropout, d.spawn_copies, d.spawn_rate, generator
+    )
     base = random_rotations(n_particles, generator)
     points = points @ base.transpose(-1, -2)  # pre-rotate each particle: [P, M, 3]
     translations = (torch.rand(n_particles, 2, generator=generator) * 2 - 1) * d.max_trans
@@ -122,9 +123,17 @@ def simulate_particles(
     else:
         angles = torch.zeros(n_particles, 1, dtype=torch.float64)
     item_particle = torch.arange(n_particles).repeat_interleave(a)
-    return SimulatedSet(points, masks, base, translations, item_particle,
-                        angles.reshape(-1).float(), cfg.render.height, cfg.render.width,
-                        cfg.render.order)
+    return SimulatedSet(
+        points,
+        masks,
+        base,
+        translations,
+        item_particle,
+        angles.reshape(-1).float(),
+        cfg.render.height,
+        cfg.render.width,
+        cfg.render.order,
+    )
 
 
 def simulate(vertices: np.ndarray, cfg: ExperimentConfig) -> tuple[SimulatedSet, SimulatedSet]:
@@ -137,6 +146,11 @@ def simulate(vertices: np.ndarray, cfg: ExperimentConfig) -> tuple[SimulatedSet,
     test_gen = torch.Generator().manual_seed(cfg.seed * 1000 + 2)
     train = simulate_particles(vertices, cfg.data.particles, cfg, train_gen)
     test = simulate_particles(vertices, cfg.data.test_particles, cfg, test_gen)
-    log.info("simulated %d train images (%d particles x %d) and %d test images",
-             len(train), cfg.data.particles, cfg.data.augment, len(test))
+    log.info(
+        "simulated %d train images (%d particles x %d) and %d test images",
+        len(train),
+        cfg.data.particles,
+        cfg.data.augment,
+        len(test),
+    )
     return train, test

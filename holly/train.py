@@ -35,8 +35,18 @@ from holly.simulate import simulate
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["step", "epoch", "train_loss", "test_loss", "sigma_in", "sigma_pred_mean",
-                  "lr_cnn", "lr_points", "images_per_s", "elapsed_s"]
+METRIC_COLUMNS = [
+    "step",
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "sigma_in",
+    "sigma_pred_mean",
+    "lr_cnn",
+    "lr_points",
+    "images_per_s",
+    "elapsed_s",
+]
 # Config keys that may change between a checkpoint and its resumption.
 RESUMABLE_KEYS = {("train", "max_steps"), ("train", "threads"), ("device",)}
 
@@ -74,8 +84,9 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
 
         return build_zarr_data(cfg, device)
     vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
-    checksum = (sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape)
-                else sha256_array(vertices))
+    checksum = (
+        sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape) else sha256_array(vertices)
+    )
     train, test = simulate(vertices, cfg)
     return Data(train.to(device), test.to(device), vertices, {cfg.data.shape: checksum})
 
@@ -138,7 +149,7 @@ class Trainer:
         spe, b = self.schedule.steps_per_epoch, self.cfg.train.batch_size
         epoch, k = divmod(step, spe)
         gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
-        return torch.randperm(len(self.data.train), generator=gen)[k * b:(k + 1) * b]
+        return torch.randperm(len(self.data.train), generator=gen)[k * b : (k + 1) * b]
 
     def loss_on(self, images: torch.Tensor, sigma: float):
         lc = self.cfg.loss
@@ -162,14 +173,22 @@ class Trainer:
         """Mean loss over the held-out images, in batches of the training batch size."""
         self.model.eval()
         b = self.cfg.train.batch_size
-        losses = [float(self.loss_on(self.data.test.images(idx, sigma), sigma)[0])
-                  for idx in self.test_idx.split(b) if len(idx) == b or len(self.test_idx) < b]
+        losses = [
+            float(self.loss_on(self.data.test.images(idx, sigma), sigma)[0])
+            for idx in self.test_idx.split(b)
+            if len(idx) == b or len(self.test_idx) < b
+        ]
         return float(np.mean(losses)) if losses else float("nan")
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        state = {"step": self.step, "config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                 "optimizer": self.opt.state_dict(), "holly_checkpoint": 1}
+        state = {
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "holly_checkpoint": 1,
+        }
         ckpt = self.out / "checkpoints"
         for name in (f"step_{self.step:08d}.pt", "last.pt"):
             with atomic_path(ckpt / name) as tmp:
@@ -217,18 +236,28 @@ class Trainer:
                 sigma = self.schedule.sigma_at(self.step - 1)
                 elapsed = time.perf_counter() - started
                 row = {
-                    "step": self.step, "epoch": (self.step - 1) // self.schedule.steps_per_epoch,
-                    "train_loss": train_loss, "test_loss": self.test_loss(sigma),
-                    "sigma_in": sigma, "sigma_pred_mean": sigma_pred,
+                    "step": self.step,
+                    "epoch": (self.step - 1) // self.schedule.steps_per_epoch,
+                    "train_loss": train_loss,
+                    "test_loss": self.test_loss(sigma),
+                    "sigma_in": sigma,
+                    "sigma_pred_mean": sigma_pred,
                     "lr_cnn": self.opt.param_groups[0]["lr"],
                     "lr_points": self.opt.param_groups[1]["lr"],
                     "images_per_s": (self.step - done_at_start) * t.batch_size / elapsed,
                     "elapsed_s": elapsed,
                 }
                 metrics.append(row)
-                log.info("step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
-                         self.step, self.total_steps, train_loss, row["test_loss"], sigma,
-                         sigma_pred, row["images_per_s"])
+                log.info(
+                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                    self.step,
+                    self.total_steps,
+                    train_loss,
+                    row["test_loss"],
+                    sigma,
+                    sigma_pred,
+                    row["images_per_s"],
+                )
             if self.step % t.snapshot_every == 0:
                 self.write_snapshot()
             if self.step % t.checkpoint_every == 0:
@@ -247,8 +276,10 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "points.ply").unlink(missing_ok=True)  # a restarted run is not finished
         if self.step == 0:  # afresh: snapshots and checkpoints of an earlier run are stale
-            for stale in (*self.out.glob("snapshots/points_*.ply"),
-                          *self.out.glob("checkpoints/*.pt")):
+            for stale in (
+                *self.out.glob("snapshots/points_*.ply"),
+                *self.out.glob("checkpoints/*.pt"),
+            ):
                 stale.unlink()
         with atomic_path(self.out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
@@ -281,18 +312,26 @@ class Trainer:
         if hasattr(test, "rotations"):
             with atomic_path(self.out / "test_poses.npz") as tmp:
                 with open(tmp, "wb") as fh:
-                    np.savez(fh, rot_true=test.rotations(self.test_idx).cpu().numpy(),
-                             rot_pred=rot_pred,
-                             trans_true=test.translations_of(self.test_idx).cpu().numpy(),
-                             trans_pred=trans_pred, sigma_in=np.full(len(rot_pred), sigma),
-                             sigma_pred=sigma_pred)
+                    np.savez(
+                        fh,
+                        rot_true=test.rotations(self.test_idx).cpu().numpy(),
+                        rot_pred=rot_pred,
+                        trans_true=test.translations_of(self.test_idx).cpu().numpy(),
+                        trans_pred=trans_pred,
+                        sigma_in=np.full(len(rot_pred), sigma),
+                        sigma_pred=sigma_pred,
+                    )
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one
         pick = torch.linspace(0, len(self.test_idx) - 1, min(16, len(self.test_idx))).long()
         with atomic_path(self.out / "samples.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, inputs=torch.cat(ins)[pick].numpy(),
-                         renderings=torch.cat(outs)[pick].numpy(), sigma=sigma)
+                np.savez(
+                    fh,
+                    inputs=torch.cat(ins)[pick].numpy(),
+                    renderings=torch.cat(outs)[pick].numpy(),
+                    sigma=sigma,
+                )
         prov_path = self.out / "provenance.json"
         if prov_path.exists():
             import json

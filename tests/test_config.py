@@ -20,18 +20,21 @@ def test_latest_variant_and_explicit_override():
     assert cfg.train.lr == LATEST_DEFAULTS["train"]["lr"] and cfg.points_lr == 4e-4
 
 
-@pytest.mark.parametrize("raw,message", [
-    ({"trian": {}}, "unknown key 'trian'"),
-    ({"train": {"epoch": 3}}, "unknown key 'train.epoch'"),
-    ({"train": {"epochs": 0}}, "'train.epochs' must be >= 1"),
-    ({"render": {"height": -5}}, "'render.height' must be >= 8"),
-    ({"model": {"rotation": "quat"}}, "'model.rotation' must be one of"),
-    ({"data": {"dropout": "lots"}}, "'data.dropout' must be float"),
-    ({"train": {"batch_size": 3.5}}, "'train.batch_size' must be int"),
-    ({"train": {"batch_size": True}}, "'train.batch_size' must be int"),
-    ({"sigma": {"values": []}}, "'sigma.values' must be a non-empty list"),
-    ({"train": 3}, "'train' must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        ({"trian": {}}, "unknown key 'trian'"),
+        ({"train": {"epoch": 3}}, "unknown key 'train.epoch'"),
+        ({"train": {"epochs": 0}}, "'train.epochs' must be >= 1"),
+        ({"render": {"height": -5}}, "'render.height' must be >= 8"),
+        ({"model": {"rotation": "quat"}}, "'model.rotation' must be one of"),
+        ({"data": {"dropout": "lots"}}, "'data.dropout' must be float"),
+        ({"train": {"batch_size": 3.5}}, "'train.batch_size' must be int"),
+        ({"train": {"batch_size": True}}, "'train.batch_size' must be int"),
+        ({"sigma": {"values": []}}, "'sigma.values' must be a non-empty list"),
+        ({"train": 3}, "'train' must be a mapping"),
+    ],
+)
 def test_bad_values_name_the_key(raw, message):
     with pytest.raises(HollyError, match=message):
         from_dict(raw)

@@ -39,10 +39,48 @@ def test_original_reference_values_10_epochs():
 def test_paper_bunny_schedule_40_epochs():
     """The bunny scripts: 40 epochs, 40,000 images, batch 32 -> 1250 steps per epoch."""
     schedule = SigmaSchedule(tuple(load_sigma_list("bunny")), "geometric", 40, 1250)
-    expected = [9.51, 9.05, 8.61, 8.19, 7.79, 7.41, 7.05, 6.70, 6.37, 6.06, 5.76, 5.48, 5.21,
-                4.96, 4.72, 4.49, 4.27, 4.06, 3.86, 3.75, 3.65, 3.55, 3.38, 3.21, 3.05, 2.90,
-                2.76, 2.63, 2.50, 2.38, 2.26, 2.15, 2.05, 1.95, 1.85, 1.76, 1.67, 1.59, 1.51,
-                1.44]
+    expected = [
+        9.51,
+        9.05,
+        8.61,
+        8.19,
+        7.79,
+        7.41,
+        7.05,
+        6.70,
+        6.37,
+        6.06,
+        5.76,
+        5.48,
+        5.21,
+        4.96,
+        4.72,
+        4.49,
+        4.27,
+        4.06,
+        3.86,
+        3.75,
+        3.65,
+        3.55,
+        3.38,
+        3.21,
+        3.05,
+        2.90,
+        2.76,
+        2.63,
+        2.50,
+        2.38,
+        2.26,
+        2.15,
+        2.05,
+        1.95,
+        1.85,
+        1.76,
+        1.67,
+        1.59,
+        1.51,
+        1.44,
+    ]
     assert end_of_epoch(schedule, 40) == pytest.approx(expected, abs=0.006)
     assert schedule.sigma_at(0) == pytest.approx(10.0)
 

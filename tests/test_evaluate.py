@@ -235,15 +235,20 @@ def test_cli_writes_documented_json(tmp_path, rng):
 def test_cli_without_ground_truth_reports_cloud_stats(tmp_path, rng):
     make_run(tmp_path, rng, with_poses=False)
     (tmp_path / "ground_truth.ply").unlink()
-    (tmp_path / "metrics.csv").write_text("step,epoch,train_loss,test_loss,sigma_in\n"
-                                          "10,0,5.0,6.0,3.0\n20,0,4.0,4.5,2.0\n")
+    (tmp_path / "metrics.csv").write_text(
+        "step,epoch,train_loss,test_loss,sigma_in\n10,0,5.0,6.0,3.0\n20,0,4.0,4.5,2.0\n"
+    )
     out = tmp_path / "sub" / "eval.json"
     assert cli.main(["evaluate", str(tmp_path), "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["ground_truth"] is None
     # real data: the fit to held-out images is the last test loss of training
-    assert result["held_out_fit"] == {"step": 20, "test_loss": 4.5, "train_loss": 4.0,
-                                      "sigma_in": 2.0}
+    assert result["held_out_fit"] == {
+        "step": 20,
+        "test_loss": 4.5,
+        "train_loss": 4.0,
+        "sigma_in": 2.0,
+    }
     assert result["reconstruction"] is None and result["pose_error_deg"] is None
     assert result["cloud"]["n_points"] == 200
     assert result["cloud"]["nn_spacing_mean"] > 0

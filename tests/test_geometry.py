@@ -32,15 +32,19 @@ def test_round_trips(gen):
     q = g.matrix_to_quaternion(rot)
     assert torch.allclose(g.axis_angle_to_quaternion(g.quaternion_to_axis_angle(q)), q, atol=1e-9)
     # angles near pi survive the round trip (the hardest case for the log map)
-    near_pi = torch.tensor([[0.0, math.pi - 1e-6, 0.0], [math.pi - 1e-4, 0, 0]],
-                           dtype=torch.float64)
+    near_pi = torch.tensor(
+        [[0.0, math.pi - 1e-6, 0.0], [math.pi - 1e-4, 0, 0]], dtype=torch.float64
+    )
     back = g.axis_angle_to_matrix(g.matrix_to_axis_angle(g.axis_angle_to_matrix(near_pi)))
     assert torch.allclose(back, g.axis_angle_to_matrix(near_pi), atol=1e-6)
 
 
 def test_rotations_are_orthonormal_proper(gen):
-    for rot in (g.random_rotations(100, gen), g.axis_angle_to_matrix(torch.randn(100, 3) * 3),
-                g.rotation_6d_to_matrix(torch.randn(100, 6))):
+    for rot in (
+        g.random_rotations(100, gen),
+        g.axis_angle_to_matrix(torch.randn(100, 3) * 3),
+        g.rotation_6d_to_matrix(torch.randn(100, 6)),
+    ):
         eye = torch.eye(3).expand(100, 3, 3)
         assert torch.allclose(rot.transpose(-1, -2) @ rot, eye, atol=1e-5)
         assert torch.allclose(torch.linalg.det(rot), torch.ones(100), atol=1e-5)
@@ -50,8 +54,9 @@ def test_rodrigues_gradient_is_finite_at_zero():
     r = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
     g.axis_angle_to_matrix(r).sum().backward()
     assert torch.isfinite(r.grad).all()
-    assert torch.autograd.gradcheck(g.axis_angle_to_matrix,
-                                    (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),))
+    assert torch.autograd.gradcheck(
+        g.axis_angle_to_matrix, (torch.randn(4, 3, dtype=torch.float64, requires_grad=True),)
+    )
     tiny = (torch.randn(4, 3, dtype=torch.float64) * 1e-5).requires_grad_()
     assert torch.autograd.gradcheck(g.axis_angle_to_matrix, (tiny,))
 

@@ -15,8 +15,15 @@ LEARN = {
     "model": {"num_points": 100, "rotation": "6d"},
     "loss": {"kind": "l1"},
     "sigma": {"values": [3.0, 2.0, 1.4, 1.0, 0.7], "schedule": "geometric"},
-    "train": {"epochs": 4, "batch_size": 32, "points_lr": 0.005, "log_every": 100,
-              "snapshot_every": 1000, "checkpoint_every": 1000, "test_images": 128},
+    "train": {
+        "epochs": 4,
+        "batch_size": 32,
+        "points_lr": 0.005,
+        "log_every": 100,
+        "snapshot_every": 1000,
+        "checkpoint_every": 1000,
+        "test_images": 128,
+    },
 }
 # Measured with seed 0 on the 2-core CPU (34 s): chamfer / blob chamfer = 0.41, median pose
 # error 14 degrees (after the 9-fold symmetry), random init 2.4x worse than the reconstruction.

@@ -20,20 +20,25 @@ def test_point_files_round_trip(tmp_path, suffix):
 
 def test_reads_ascii_ply_and_obj_with_faces(tmp_path):
     ply = tmp_path / "a.ply"
-    ply.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
-                   "property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
-                   "end_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    ply.write_text(
+        "ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+        "property float z\nelement face 1\nproperty list uchar int vertex_indices\n"
+        "end_header\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n"
+    )
     assert read_points(ply).shape == (3, 3)
     obj = tmp_path / "a.obj"
     obj.write_text("o thing\nv 1 2 3\nvn 0 0 1\nv 4 5 6\nf 1 2 1\n")
     assert np.array_equal(read_points(obj), [[1, 2, 3], [4, 5, 6]])
 
 
-@pytest.mark.parametrize("content,message", [
-    ("v 1 2\n", "vertex line needs x y z"),
-    ("# nothing\n", "contains no vertices"),
-    ("v 1 nan 3\n", "NaN"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ("v 1 2\n", "vertex line needs x y z"),
+        ("# nothing\n", "contains no vertices"),
+        ("v 1 nan 3\n", "NaN"),
+    ],
+)
 def test_bad_point_files(tmp_path, content, message):
     path = tmp_path / "bad.obj"
     path.write_text(content)
@@ -51,8 +56,22 @@ def test_unknown_suffix_and_missing(tmp_path):
 def test_render_command_png_and_fits(tmp_path):
     pts = tmp_path / "p.csv"
     write_points(pts, [[0.0, 1.0, 0.0]])
-    assert main(["render", str(pts), "--out", str(tmp_path / "a.fits"), "--size", "32", "48",
-                 "--sigma", "1.0"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(pts),
+                "--out",
+                str(tmp_path / "a.fits"),
+                "--size",
+                "32",
+                "48",
+                "--sigma",
+                "1.0",
+            ]
+        )
+        == 0
+    )
     img = read_fits(tmp_path / "a.fits")
     assert img.shape == (32, 48)
     row, col = divmod(int(img.argmax()), 48)
@@ -72,8 +91,28 @@ def test_render_command_errors(tmp_path, capsys):
 
 def test_bench_command_prints_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["bench", "--batch", "2", "--points", "8", "--size", "16", "--repeats", "1",
-                 "--dense-repeats", "1", "--device", "cpu", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--batch",
+                "2",
+                "--points",
+                "8",
+                "--size",
+                "16",
+                "--repeats",
+                "1",
+                "--dense-repeats",
+                "1",
+                "--device",
+                "cpu",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "ratio" in text and "training step" in text
     import json

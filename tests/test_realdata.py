@@ -67,10 +67,23 @@ def test_train_from_store(tmp_path):
 
 def test_store_size_mismatch_is_a_clear_error(tmp_path, capsys):
     store = make_store(tmp_path)
-    cfg = {**CFG, "data": {"source": "zarr", "store": str(store)},
-           "render": {"height": 64, "width": 64}}
+    cfg = {
+        **CFG,
+        "data": {"source": "zarr", "store": str(store)},
+        "render": {"height": 64, "width": 64},
+    }
     assert main(["train", "--config-json", json.dumps(cfg), "--out", str(tmp_path / "r")]) == 2
     assert "32x32 images but render.height/width are 64x64" in capsys.readouterr().err
-    assert main(["train", "--config-json", json.dumps({"data": {"source": "zarr"}}),
-                 "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--config-json",
+                json.dumps({"data": {"source": "zarr"}}),
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "names no image store" in capsys.readouterr().err

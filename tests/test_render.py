@@ -90,8 +90,9 @@ def test_translation_shifts_image(order):
     points = points * 0.4
     eye = torch.eye(3, dtype=torch.float64)[None]
     zero = render(points, eye, torch.zeros(1, 2, dtype=torch.float64), 1.0, 64, 64, order=order)[0]
-    moved = render(points, eye, torch.tensor([[0.25, -0.5]], dtype=torch.float64), 1.0, 64, 64,
-                   order=order)[0]
+    moved = render(
+        points, eye, torch.tensor([[0.25, -0.5]], dtype=torch.float64), 1.0, 64, 64, order=order
+    )[0]
     # +x moves right by 4 px, -y moves down by 8 px
     assert torch.allclose(moved[20:50, 20:50], zero[12:42, 16:46], atol=1e-9)
 
@@ -102,8 +103,10 @@ def test_paper_and_latest_orders_differ_only_with_translation():
     a = render(points, rot, zero, sigma, 32, 32, order="paper")
     b = render(points, rot, zero, sigma, 32, 32, order="latest")
     assert torch.allclose(a, b)
-    assert not torch.allclose(render(points, rot, trans, sigma, 32, 32, order="paper"),
-                              render(points, rot, trans, sigma, 32, 32, order="latest"))
+    assert not torch.allclose(
+        render(points, rot, trans, sigma, 32, 32, order="paper"),
+        render(points, rot, trans, sigma, 32, 32, order="latest"),
+    )
 
 
 def test_mask_removes_a_point():

@@ -53,24 +53,38 @@ def test_images_equal_render_of_ground_truth_pose():
     verts = builtin_shape("cep152")
     idx = torch.arange(6)
     no_shift, _ = simulate(verts, cfg(max_trans=0.0))
-    direct = render(torch.as_tensor(verts, dtype=torch.float32), no_shift.rotations(idx),
-                    torch.zeros(6, 2), 2.0, 32, 32)
+    direct = render(
+        torch.as_tensor(verts, dtype=torch.float32),
+        no_shift.rotations(idx),
+        torch.zeros(6, 2),
+        2.0,
+        32,
+        32,
+    )
     assert torch.allclose(no_shift.images(idx, 2.0), direct, atol=1e-5)
 
 
 def test_dropout_rate_and_wobble_spread():
     gen = torch.Generator().manual_seed(0)
     verts = torch.zeros(500, 3)
-    pts, masks = realise(verts, 40, wobble=0.05, dropout=0.3, spawn_copies=1, spawn_rate=1.0,
-                         generator=gen)
+    pts, masks = realise(
+        verts, 40, wobble=0.05, dropout=0.3, spawn_copies=1, spawn_rate=1.0, generator=gen
+    )
     assert masks.mean().item() == pytest.approx(0.7, abs=0.01)
     assert pts.std().item() == pytest.approx(0.05, rel=0.02)
 
 
 def test_spawn_copies_and_rate():
     gen = torch.Generator().manual_seed(1)
-    pts, masks = realise(torch.zeros(300, 3), 50, wobble=0.0, dropout=0.0, spawn_copies=4,
-                         spawn_rate=0.3, generator=gen)
+    pts, masks = realise(
+        torch.zeros(300, 3),
+        50,
+        wobble=0.0,
+        dropout=0.0,
+        spawn_copies=4,
+        spawn_rate=0.3,
+        generator=gen,
+    )
     assert pts.shape == (50, 1200, 3)
     assert masks.mean().item() == pytest.approx(0.3, abs=0.01)
     # the original's noise condition: a vertex is empty with probability 0.7^4 = 24 %

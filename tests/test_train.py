@@ -17,16 +17,32 @@ TINY = {
     "render": {"height": 32, "width": 32},
     "model": {"num_points": 20},
     "sigma": {"values": [4.0, 2.0]},
-    "train": {"epochs": 2, "batch_size": 16, "log_every": 2, "snapshot_every": 3,
-              "checkpoint_every": 3, "test_images": 8, "threads": 1},
+    "train": {
+        "epochs": 2,
+        "batch_size": 16,
+        "log_every": 2,
+        "snapshot_every": 3,
+        "checkpoint_every": 3,
+        "test_images": 8,
+        "threads": 1,
+    },
 }
 
 
 def test_run_folder_layout(tmp_path):
     out = train(from_dict(TINY), tmp_path / "run")
-    for name in ("config.yaml", "provenance.json", "metrics.csv", "initial_points.ply",
-                 "ground_truth.ply", "test_poses.npz", "samples.npz", "points.ply",
-                 "checkpoints/last.pt", "snapshots/points_00000003.ply"):
+    for name in (
+        "config.yaml",
+        "provenance.json",
+        "metrics.csv",
+        "initial_points.ply",
+        "ground_truth.ply",
+        "test_poses.npz",
+        "samples.npz",
+        "points.ply",
+        "checkpoints/last.pt",
+        "snapshots/points_00000003.ply",
+    ):
         assert (out / name).exists(), name
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]  # 96 images / 16 = 6 per epoch
@@ -54,8 +70,9 @@ def test_resume_rejects_a_different_config(tmp_path, capsys):
     changed = {**TINY, "train": {**TINY["train"], "lr": 0.01}}
     import json
 
-    code = main(["train", "--config-json", json.dumps(changed), "--out", str(tmp_path / "r"),
-                 "--resume"])
+    code = main(
+        ["train", "--config-json", json.dumps(changed), "--out", str(tmp_path / "r"), "--resume"]
+    )
     assert code == 2
     assert "different config (train.lr)" in capsys.readouterr().err
 
@@ -71,8 +88,12 @@ def test_same_seed_same_result(tmp_path):
 
 @pytest.mark.parametrize("variant,rotation", [("latest", "axis_angle"), ("paper", "6d")])
 def test_variants_train(tmp_path, variant, rotation):
-    cfg = {**TINY, "variant": variant, "model": {"num_points": 20, "rotation": rotation},
-           "train": {**TINY["train"], "max_steps": 3}}
+    cfg = {
+        **TINY,
+        "variant": variant,
+        "model": {"num_points": 20, "rotation": rotation},
+        "train": {**TINY["train"], "max_steps": 3},
+    }
     if variant == "latest":
         cfg["train"] = {**cfg["train"], "lr": 4e-3, "points_lr": 4e-4}
     out = train(from_dict(cfg), tmp_path / "v")
@@ -103,13 +124,21 @@ def test_resume_after_outputs_were_deleted(tmp_path):
     the start files and still end with the same points as an uninterrupted run."""
     full = train(from_dict(TINY), tmp_path / "full")
     part = train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 6}}), tmp_path / "p")
-    for name in ("metrics.csv", "config.yaml", "provenance.json", "initial_points.ply",
-                 "ground_truth.ply", "samples.npz", "points.ply"):
+    for name in (
+        "metrics.csv",
+        "config.yaml",
+        "provenance.json",
+        "initial_points.ply",
+        "ground_truth.ply",
+        "samples.npz",
+        "points.ply",
+    ):
         (part / name).unlink()
     train(from_dict(TINY), part, resume="auto")
     assert np.array_equal(read_points(full / "points.ply"), read_points(part / "points.ply"))
-    assert np.array_equal(read_points(full / "initial_points.ply"),
-                          read_points(part / "initial_points.ply"))
+    assert np.array_equal(
+        read_points(full / "initial_points.ply"), read_points(part / "initial_points.ply")
+    )
     import json
 
     assert json.loads((part / "provenance.json").read_text())["resumed_from_step"] == 6

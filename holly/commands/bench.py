@@ -32,21 +32,35 @@ def main(args) -> int:
     from holly.train import pick_device
 
     device = pick_device(args.device)
-    shape = (args.batch, args.points, args.size, args.sigma, device, args.repeats,
-             args.dense_repeats)
+    shape = (
+        args.batch,
+        args.points,
+        args.size,
+        args.sigma,
+        device,
+        args.repeats,
+        args.dense_repeats,
+    )
     results = {
         "device": device_description(device),
-        "batch": args.batch, "points": args.points, "size": args.size, "sigma": args.sigma,
+        "batch": args.batch,
+        "points": args.points,
+        "size": args.size,
+        "sigma": args.sigma,
         "renderer": bench_renderer(*shape),
         "training_step": bench_training_step(*shape),
     }
     r, t = results["renderer"], results["training_step"]
     print(f"device: {results['device']}")
     print(f"B={args.batch} N={args.points} {args.size}x{args.size} sigma={args.sigma}")
-    print(f"renderer fwd+bwd  separable {r['separable_images_per_s']:10.1f} img/s   "
-          f"dense {r['dense_images_per_s']:8.1f} img/s   ratio {r['ratio']:7.1f}x")
-    print(f"training step     fast      {t['fast_images_per_s']:10.1f} img/s   "
-          f"dense {t['dense_images_per_s']:8.1f} img/s   ratio {t['ratio']:7.1f}x")
+    print(
+        f"renderer fwd+bwd  separable {r['separable_images_per_s']:10.1f} img/s   "
+        f"dense {r['dense_images_per_s']:8.1f} img/s   ratio {r['ratio']:7.1f}x"
+    )
+    print(
+        f"training step     fast      {t['fast_images_per_s']:10.1f} img/s   "
+        f"dense {t['dense_images_per_s']:8.1f} img/s   ratio {t['ratio']:7.1f}x"
+    )
     if args.json:
         write_json(args.json, results)
     log.debug(json.dumps(results))

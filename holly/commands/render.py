@@ -15,11 +15,23 @@ def add_args(parser) -> None:
     parser.add_argument("points", help="PLY, OBJ or CSV point file")
     parser.add_argument("--out", required=True, help="output image (.png or .fits)")
     rot = parser.add_mutually_exclusive_group()
-    rot.add_argument("--axis-angle", nargs=3, type=float, metavar=("RX", "RY", "RZ"),
-                     default=(0.0, 0.0, 0.0), help="rotation vector, radians (default 0)")
+    rot.add_argument(
+        "--axis-angle",
+        nargs=3,
+        type=float,
+        metavar=("RX", "RY", "RZ"),
+        default=(0.0, 0.0, 0.0),
+        help="rotation vector, radians (default 0)",
+    )
     rot.add_argument("--quaternion", nargs=4, type=float, metavar=("W", "X", "Y", "Z"))
-    parser.add_argument("--translation", nargs=2, type=float, metavar=("TX", "TY"),
-                        default=(0.0, 0.0), help="model units (default 0 0)")
+    parser.add_argument(
+        "--translation",
+        nargs=2,
+        type=float,
+        metavar=("TX", "TY"),
+        default=(0.0, 0.0),
+        help="model units (default 0 0)",
+    )
     parser.add_argument("--sigma", type=float, default=2.0, help="pixels (default 2)")
     parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(128, 128))
     parser.add_argument("--order", choices=("paper", "latest"), default="paper")
@@ -48,9 +60,17 @@ def main(args) -> int:
         axis_angle = torch.tensor([args.axis_angle], dtype=points.dtype)
         rotation = geometry.axis_angle_to_matrix(axis_angle)
     h, w = args.size
-    image = render(points, rotation, torch.tensor([args.translation], dtype=points.dtype),
-                   args.sigma, h, w, order=args.order)[0]
+    image = render(
+        points,
+        rotation,
+        torch.tensor([args.translation], dtype=points.dtype),
+        args.sigma,
+        h,
+        w,
+        order=args.order,
+    )[0]
     write_image(args.out, image.numpy(), header={"SIGMA": args.sigma, "ORDER": args.order})
-    log.info("rendered %d points to %s (total intensity %.1f)", len(points), args.out,
-             float(image.sum()))
+    log.info(
+        "rendered %d points to %s (total intensity %.1f)", len(points), args.out, float(image.sum())
+    )
     return 0

@@ -18,8 +18,11 @@ def add_args(parser) -> None:
     parser.add_argument("--config-json", help="experiment config as a JSON mapping")
     parser.add_argument("--out", required=True, help="image store to write (.zarr folder)")
     parser.add_argument("--split", choices=("train", "test"), default="train")
-    parser.add_argument("--sigmas", help="comma-separated sigmas in pixels (default: the "
-                        "distinct values of the config's sigma list)")
+    parser.add_argument(
+        "--sigmas",
+        help="comma-separated sigmas in pixels (default: the "
+        "distinct values of the config's sigma list)",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing store")
 
 
@@ -56,17 +59,29 @@ def main(args) -> int:
         for part in idx.split(256):
             yield data.images(part, sigma).numpy()
 
-    with StoreWriter(args.out, n_images=n, height=h, width=w, sigmas=sigmas,
-                     overwrite=args.force) as writer:
+    with StoreWriter(
+        args.out, n_images=n, height=h, width=w, sigmas=sigmas, overwrite=args.force
+    ) as writer:
         for sigma in sigmas:
             writer.write_level(sigma, blocks(sigma))
         writer.write_array("particle_id", data.item_particle.numpy().astype(np.int32))
         writer.write_array("rotation", data.rotations(idx).numpy().astype(np.float32))
         writer.write_array("translation", data.translations_of(idx).numpy().astype(np.float32))
-        attrs = base_attrs(n_images=n, height=h, width=w, sigmas=sigmas, orientation=ORIENTATION,
-                           source={"simulated": cfg.data.shape, "split": args.split},
-                           params={"config": cfg.to_dict()})
+        attrs = base_attrs(
+            n_images=n,
+            height=h,
+            width=w,
+            sigmas=sigmas,
+            orientation=ORIENTATION,
+            source={"simulated": cfg.data.shape, "split": args.split},
+            params={"config": cfg.to_dict()},
+        )
         writer.commit(attrs)
-    log.info("wrote %d simulated %s images at %d sigma levels to %s", n, args.split,
-             len(sigmas), args.out)
+    log.info(
+        "wrote %d simulated %s images at %d sigma levels to %s",
+        n,
+        args.split,
+        len(sigmas),
+        args.out,
+    )
     return 0

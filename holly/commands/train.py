@@ -19,12 +19,18 @@ def add_args(parser) -> None:
     parser.add_argument("--config", help="experiment config file (YAML or JSON)")
     parser.add_argument("--config-json", help="experiment config as a JSON mapping")
     parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                        help="override the config's device")
-    parser.add_argument("--resume", nargs="?", const="yes", default="no",
-                        choices=("no", "yes", "auto"),
-                        help="continue from OUT/checkpoints/last.pt if it exists (a checkpoint "
-                             "of another config is an error); --resume auto starts afresh then")
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="override the config's device"
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="yes",
+        default="no",
+        choices=("no", "yes", "auto"),
+        help="continue from OUT/checkpoints/last.pt if it exists (a checkpoint "
+        "of another config is an error); --resume auto starts afresh then",
+    )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
 
 
