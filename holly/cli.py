@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="holly",
         description="Reconstruct a 3D point cloud from 2D microscopy images with unknown poses "
         "(HOLLy). `holly COMMAND --help` explains each command.",
-    )[0])
+    )
     parser.add_argument("--version", action="version", version=f"holly {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
