@@ -36,9 +36,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from holly.atomic import atomic_path  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.pointio import read_points  # noqa: E402
-from holly.provenance import atomic_path  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,6 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
             dpi=dpi,
             metadata={"Software": "holly"} if path.suffix.lower() == ".png" else None,
         )
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
     return path
 
 

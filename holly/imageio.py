@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from holly.atomic import atomic_path
 from holly.errors import HollyError
-from holly.provenance import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".fits", ".fit")
 

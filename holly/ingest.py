@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import re
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from holly.atomic import write_json
 from holly.errors import HollyError
 from holly.imagestore import (
     DIMENSION_NAMES,
@@ -506,7 +506,7 @@ def ingest_fits(
                 dimension_names=["level", "sample", "byte"],
             )
             if skip_bad:
-                _write_json(report, {"store": str(out), "skipped": skipped})
+                write_json(report, {"store": str(out), "skipped": skipped})
             elif overwrite and report.exists():
                 report.unlink()  # a stale report from an earlier run would mislead
             writer.commit(attrs)
@@ -540,16 +540,6 @@ def _select_blocks(arr, keep: np.ndarray, block: int = 1024) -> Iterator[np.ndar
     for start in range(0, keep.size, block):
         part = keep[start : start + block]
         yield np.asarray(arr.get_orthogonal_selection((part, slice(None), slice(None))))
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (temporary sibling, then rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------- OME-Zarr

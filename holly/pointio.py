@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from holly.atomic import atomic_path
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
@@ -100,22 +100,15 @@ def write_points(path: str | os.PathLike, xyz: np.ndarray, comment: str | None =
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise HollyError(f"{path}: unknown point file type {suffix!r}; use one of {SUFFIXES}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".ply":
-            _write_ply(tmp, xyz, comment)
+            _write_ply(str(tmp), xyz, comment)
         elif suffix == ".obj":
             with open(tmp, "w") as fh:
                 fh.write(f"# {comment or 'holly point cloud'}\no points\n")
                 fh.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in xyz)
         else:
             np.savetxt(tmp, xyz, delimiter=",", header="x,y,z", comments="", fmt="%.8g")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_ply(path: str, xyz: np.ndarray, comment: str | None) -> None:

@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from holly import __version__
+from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.figures import (
     EXTRA_FIGURES,
@@ -32,7 +33,6 @@ from holly.figures import (
     read_metrics,
     save_figure,
 )
-from holly.provenance import atomic_path
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 import yaml
 
+from holly.atomic import atomic_path, write_json
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
 from holly.errors import HollyError
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
-from holly.provenance import atomic_path, provenance, sha256_array, sha256_file, write_json
+from holly.provenance import provenance, sha256_array, sha256_file
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
 

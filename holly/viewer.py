@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.figures import RECON_COLOUR, TRUTH_COLOUR
 from holly.pointio import read_points
-from holly.provenance import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +333,5 @@ def write_viewer(
     out = Path(out)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be shared
     log.info("wrote the 3D viewer of %s (%d snapshots) to %s", run_dir, len(data["snapshots"]), out)
     return out

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -40,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from holly import __version__
+from holly.atomic import atomic_path
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
@@ -644,16 +644,8 @@ def write_manifest(
     title = f" ({record.title})" if record.title else ""
     text = f"# Zenodo record {record.record_id}{title}; written by holly fetch --write-manifest\n"
     text += yaml.safe_dump(data, sort_keys=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
     return manifest
 
 

@@ -119,3 +119,15 @@ def test_bench_command_prints_ratios(tmp_path, capsys):
 
     data = json.loads(out.read_text())
     assert data["renderer"]["ratio"] > 0 and data["training_step"]["fast_images_per_s"] > 0
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    """Atomic writes go through a private temp file; the result must still be shareable."""
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_points(tmp_path / "p.ply", [[0.0, 0.0, 0.0]])
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "p.ply").stat().st_mode & 0o777 == 0o644

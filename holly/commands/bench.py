@@ -27,8 +27,8 @@ def add_args(parser) -> None:
 
 
 def main(args) -> int:
+    from holly.atomic import write_json
     from holly.bench import bench_renderer, bench_training_step
-    from holly.provenance import write_json
     from holly.train import pick_device
 
     device = pick_device(args.device)

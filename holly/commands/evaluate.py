@@ -12,12 +12,10 @@ F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
+from holly.atomic import write_json
 from holly.evaluate import evaluate_run
 
 log = logging.getLogger(__name__)
@@ -49,20 +47,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON to a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _summary(result: dict) -> str:
     recon, pose = result["reconstruction"], result["pose_error_deg"]
     parts = [f"{result['n_points']} points"]
@@ -84,6 +68,6 @@ def main(args: argparse.Namespace) -> int:
         args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
     )
     out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation.json"
-    write_json_atomic(out, result)
+    write_json(out, result, allow_nan=False)
     log.info("%s -> %s", _summary(result), out)
     return 0

@@ -115,7 +115,7 @@ def _write_done(
     path: Path, record: zenodo.Record, paths, extracted: dict, dest: Path, pins: dict
 ) -> None:
     """The --done summary, written atomically: its presence means every step succeeded."""
-    from holly.provenance import write_json
+    from holly.atomic import write_json
 
     by_local = {zenodo.local_name(f.name): f for f in record.files}
     files = []

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from holly.archive import find_one
-from holly.provenance import atomic_path
+from holly.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
