@@ -284,9 +284,11 @@ class Trainer:
                 stale.unlink()
         with atomic_path(self.out / "config.yaml") as tmp:
             tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        prov = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed)
-        prov["resumed_from_step"] = self.step
-        write_json(self.out / "provenance.json", prov)
+        self.provenance = provenance(
+            self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
+        )
+        self.provenance["resumed_from_step"] = self.step
+        write_json(self.out / "provenance.json", self.provenance)
         write_points(self.out / "initial_points.ply", self.initial_points)
         if self.data.ground_truth is not None:
             write_points(self.out / "ground_truth.ply", self.data.ground_truth)
@@ -333,14 +335,9 @@ class Trainer:
                     renderings=torch.cat(outs)[pick].numpy(),
                     sigma=sigma,
                 )
-        prov_path = self.out / "provenance.json"
-        if prov_path.exists():
-            import json
-
-            prov = json.loads(prov_path.read_text())
-            prov["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            prov["steps"] = self.step
-            write_json(prov_path, prov)
+        self.provenance["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.provenance["steps"] = self.step
+        write_json(self.out / "provenance.json", self.provenance)
         self.write_snapshot()
         write_points(self.out / "points.ply", self.points())
 
