@@ -28,18 +28,12 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     from holly.atomic import write_json
-    from holly.bench import bench_renderer, bench_training_step
+    from holly.bench import BenchSetup, bench_renderer, bench_training_step
     from holly.train import pick_device
 
     device = pick_device(args.device)
-    shape = (
-        args.batch,
-        args.points,
-        args.size,
-        args.sigma,
-        device,
-        args.repeats,
-        args.dense_repeats,
+    setup = BenchSetup(
+        args.batch, args.points, args.size, args.sigma, device, args.repeats, args.dense_repeats
     )
     results = {
         "device": device_description(device),
@@ -47,8 +41,8 @@ def main(args) -> int:
         "points": args.points,
         "size": args.size,
         "sigma": args.sigma,
-        "renderer": bench_renderer(*shape),
-        "training_step": bench_training_step(*shape),
+        "renderer": bench_renderer(setup),
+        "training_step": bench_training_step(setup),
     }
     r, t = results["renderer"], results["training_step"]
     print(f"device: {results['device']}")
