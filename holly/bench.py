@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -76,7 +76,9 @@ def bench_renderer(b: BenchSetup) -> dict:
 
 def bench_training_step(b: BenchSetup) -> dict:
     """Images/s of a full training step (CNN + render + loss + AdamW), fast vs dense renderer."""
-    cfg = from_dict({"render": {"height": b.size, "width": b.size}, "model": {"num_points": b.n_points}})
+    cfg = from_dict(
+        {"render": {"height": b.size, "width": b.size}, "model": {"num_points": b.n_points}}
+    )
     gen = torch.Generator().manual_seed(0)
     model = HollyModel(cfg, gen).to(b.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -84,7 +86,7 @@ def bench_training_step(b: BenchSetup) -> dict:
         targets = render(
             model.points.detach() * 0.9,
             random_rotations(b.batch, gen).to(b.device),
-            torch.zeros(b.batch, 2, b.device=b.device),
+            torch.zeros(b.batch, 2, device=b.device),
             b.sigma,
             b.size,
             b.size,
