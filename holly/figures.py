@@ -111,6 +111,16 @@ def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         if metrics.empty:
             _empty(ax, "no metric rows yet")
             return fig
+        refine_rows = metrics["phase"] == "refine" if "phase" in metrics else None
+        if refine_rows is not None and refine_rows.any():
+            # the refinement's loss is per-image normalised: another scale, so only mark it
+            ax.axvline(
+                metrics.loc[~refine_rows, "step"].max(),
+                color="0.5",
+                linestyle=":",
+                label="pose refinement starts",
+            )
+            metrics = metrics[~refine_rows]
         ax.plot(metrics["step"], metrics["train_loss"], label="train", color=RECON_COLOUR)
         ax.plot(
             metrics["step"],
@@ -327,10 +337,12 @@ def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
     path = Path(run_dir) / "test_poses.npz"
     if not path.is_file():
         return None
-    from holly.evaluate import pose_error
+    from holly.evaluate import pose_error, read_test_poses, symmetry_order
 
-    with np.load(path) as npz:
-        return pose_error(npz["rot_true"], npz["rot_pred"]).errors_deg
+    # the same symmetry rule as `holly evaluate`'s table (cep152: modulo its 9-fold symmetry)
+    poses = read_test_poses(path)
+    order = symmetry_order(Path(run_dir))
+    return pose_error(poses["rot_true"], poses["rot_pred"], order).errors_deg
 
 
 def run_figures(

@@ -54,8 +54,11 @@ TABLE_COLUMNS = (
     ("floor_chamfer", "floor Chamfer", "{:.3f}"),
     ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
     ("fscore", "F-score", "{:.2f}"),
+    ("fscore_tight", "F-score at tau/2", "{:.2f}"),
     ("handedness", "handedness", "{}"),
+    ("pose_error_amortised_median_deg", "pose error, CNN (median °)", "{:.1f}"),
     ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+    ("wrong_but_fits_fraction", "wrong but fits", "{:.2f}"),
 )
 # The comparison with a published cloud (RUN/vs_published.json), when there is one.
 PUBLISHED_COLUMNS = (
@@ -105,6 +108,9 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
     metrics = read_metrics(run / "metrics.csv")
     last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
+    # the losses of the amortised phase: refinement rows have another normalisation
+    amortised = metrics[metrics["phase"] != "refine"] if "phase" in metrics else metrics
+    last_loss = amortised.iloc[-1] if not amortised.empty else last
     data, render = cfg.get("data", {}), cfg.get("render", {})
     row = {
         "experiment": name or run.name,
@@ -118,8 +124,8 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "epochs": cfg.get("train", {}).get("epochs"),
         "steps": int(last["step"]) if "step" in last else None,
         "train_seconds": float(last["elapsed_s"]) if "elapsed_s" in last else None,
-        "final_train_loss": float(last["train_loss"]) if "train_loss" in last else None,
-        "final_test_loss": float(last["test_loss"]) if "test_loss" in last else None,
+        "final_train_loss": float(last_loss["train_loss"]) if "train_loss" in last else None,
+        "final_test_loss": float(last_loss["test_loss"]) if "test_loss" in last else None,
         "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
         "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
         "device": prov.get("device"),
@@ -136,6 +142,12 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     pose = evaluation.get("pose_error_deg") or {}
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
+    row["pose_error_amortised_median_deg"] = pose.get("amortised_median")
+    row["pose_accuracy_30"] = pose.get("accuracy_30")
+    row["wrong_but_fits_fraction"] = pose.get("wrong_but_fits_fraction")
+    usage = pose.get("head_usage")
+    row["head_usage"] = " ".join(f"{u:.2f}" for u in usage) if usage else None
+    row["fscore_tight"] = recon.get("fscore_tight")
     row["wall_seconds"] = _wall_seconds(prov)
     if (run / PUBLISHED_JSON).is_file():
         row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
