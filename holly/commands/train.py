@@ -32,6 +32,13 @@ def add_args(parser) -> None:
         "of another config is an error); --resume auto starts afresh then",
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
+    parser.add_argument(
+        "--half",
+        type=int,
+        choices=(1, 2),
+        help="train on this half of the training particles only (half-set validation: "
+        "train --half 1 and --half 2 into two folders, then `holly compare` them)",
+    )
 
 
 def resolve_config(args):
@@ -45,6 +52,8 @@ def resolve_config(args):
             raise HollyError("--config-json must be a JSON mapping of config keys")
     if args.device:
         overrides["device"] = args.device
+    if getattr(args, "half", None):
+        overrides.setdefault("validation", {})["half"] = args.half
     if getattr(args, "max_steps", None):
         overrides.setdefault("train", {})["max_steps"] = args.max_steps
     if args.config:
