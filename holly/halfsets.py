@@ -178,32 +178,20 @@ def final_sigma_units(run: Path, cfg: dict) -> float:
 
 
 def nm_per_unit(cfg: dict) -> float | None:
-    """Nanometres per model unit for a run on an image store that records its pixel size.
-
-    The hook for the image store's pixel size: ``ImageStore.nm_per_pixel`` when the store
-    reader has it, else the store's ``holly.nm_per_pixel`` attribute; None when neither is
-    known (simulated data, or a store without a pixel size). 1 unit = ``H / 4`` pixels.
-    """
+    """Nanometres per model unit of a run on an image store that records its pixel size
+    (:attr:`holly.imagestore.ImageStore.nm_per_model_unit`); None for simulated data, a store
+    without a pixel size, or a store that can no longer be opened."""
     data = cfg.get("data") or {}
     if data.get("source") != "zarr" or not data.get("store"):
         return None
-    try:
-        from holly.imagestore import ImageStore
+    from holly.imagestore import ImageStore
 
+    try:
         store = ImageStore.open(data["store"])
-    except Exception as exc:  # the comparison does not need the store, only its pixel size
-        log.warning(
-            "cannot open %s for its pixel size (%s): resolutions in model units only",
-            data["store"],
-            exc,
-        )
+    except HollyError as exc:  # the comparison needs only the pixel size of the store
+        log.warning("%s; resolutions in model units only", exc)
         return None
-    nm = getattr(store, "nm_per_pixel", None)
-    if nm is None:
-        nm = (store.group.attrs.get("holly", {}) or {}).get("nm_per_pixel")
-    if nm is None:
-        return None
-    return float(nm) * store.height / 4.0
+    return store.nm_per_model_unit
 
 
 def compare_clouds(

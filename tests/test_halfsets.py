@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import make_fake_run
 
 from holly.cli import main
@@ -145,3 +146,32 @@ def test_train_half_cli_trains_on_its_half_with_its_own_seed(tmp_path):
     assert prov["seed"] == half_seed(3, 2) and prov["config"]["validation"]["half"] == 2
     steps = [json.loads(json.dumps(r)) for r in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert len(steps) == 32 * 2 // 2 // 8  # one epoch over half the images
+
+
+def test_compare_reports_nm_from_the_image_store(tmp_path):
+    import zarr
+
+    from holly.imagestore import ATTR_KEY
+
+    store = tmp_path / "s.zarr"
+    sim = {
+        "data": {"shape": "spiral", "particles": 4, "augment": 1},
+        "render": {"height": 16, "width": 16},
+        "sigma": {"values": [2.0]},
+    }
+    assert main(["simulate", "--config-json", json.dumps(sim), "--out", str(store)]) == 0
+    group = zarr.open_group(store, mode="r+")
+    group.attrs[ATTR_KEY] = {**group.attrs[ATTR_KEY], "nm_per_px": 10.0}
+    runs = []
+    for k in (1, 2):
+        run = make_fake_run(tmp_path / f"h{k}", n_points=50, seed=k, simulated=False)
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        cfg["data"] = {"source": "zarr", "store": str(store)}
+        (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+        runs.append(str(run))
+    out = tmp_path / "c.json"
+    assert main(["compare", *runs, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["fsc"]["nm_per_unit"] == pytest.approx(10.0 * 16 / 4)
+    assert result["resolution_0143_nm"] == pytest.approx(40.0 * result["resolution_0143"])
+    assert result["ground_truth"] is None and "vs_ground_truth" not in result
