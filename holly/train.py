@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import random
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -49,7 +50,13 @@ METRIC_COLUMNS = [
     "elapsed_s",
 ]
 # Config keys that may change between a checkpoint and its resumption.
-RESUMABLE_KEYS = {("train", "max_steps"), ("train", "threads"), ("device",)}
+RESUMABLE_KEYS = {
+    ("train", "max_steps"),
+    ("train", "threads"),
+    ("train", "keep_checkpoints"),
+    ("device",),
+}
+CHECKPOINT_RE = re.compile(r"^step_(\d{8})\.pt$")
 
 
 def pick_device(name: str) -> torch.device:
@@ -194,6 +201,7 @@ class Trainer:
         for name in (f"step_{self.step:08d}.pt", "last.pt"):
             with atomic_path(ckpt / name) as tmp:
                 torch.save(state, tmp)
+        prune_checkpoints(ckpt, self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
@@ -340,6 +348,27 @@ class Trainer:
         write_json(self.out / "provenance.json", self.provenance)
         self.write_snapshot()
         write_points(self.out / "points.ply", self.points())
+
+
+def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` periodic checkpoints ``step_XXXXXXXX.pt``.
+
+    ``last.pt`` (what ``--resume`` reads) and files of other names are never touched; ``keep``
+    None keeps everything. Returns the deleted paths, oldest first.
+    """
+    if keep is None:
+        return []
+    found = sorted(
+        (int(m.group(1)), path)
+        for path in Path(folder).glob("step_*.pt")
+        if (m := CHECKPOINT_RE.match(path.name))
+    )
+    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    if doomed:
+        log.debug("pruned %d old checkpoints in %s", len(doomed), folder)
+    return doomed
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
