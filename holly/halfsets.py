@@ -19,7 +19,6 @@ and ``half2`` and writes the comparison to ``RESULTS/<experiment>/halfsets.json`
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
@@ -37,7 +36,9 @@ log = logging.getLogger(__name__)
 
 HALVES = (1, 2)
 HALF_SPLIT_SALT = 0x4A1F  # separates the half split's random stream from every other use of seed
-COMPARISON_JSON = "halfsets.json"
+COMPARISON_JSON = "halfsets.json"  # RUN/halfsets.json: the comparison of RUN's two halves
+HALVES_DIR = "halves"  # RUN/halves/half1, RUN/halves/half2: the half-set run folders
+ALIGNED_HALF = "half2_aligned.ply"  # RUN/halves/half2_aligned.ply: half 2 moved onto half 1
 
 
 def half_seed(seed: int, half: int) -> int:
@@ -102,32 +103,6 @@ def take_half(split, half: int, seed: int):
     items = first if half == 1 else second
     log.info("half %d: %d of %d training images", half, len(items), len(first) + len(second))
     return split.subset(items)
-
-
-def half_run_configs(raw: dict) -> dict[str, dict]:
-    """The configs of an experiment's two half-set runs: ``{"half1": ..., "half2": ...}``.
-
-    ``raw`` is the experiment mapping (as the workflow holds it); each copy gets
-    ``validation.half`` set and keeps everything else, including the seed.
-    """
-    out = {}
-    for half in HALVES:
-        cfg = copy.deepcopy(raw)
-        cfg.setdefault("validation", {})["half"] = half
-        out[f"half{half}"] = cfg
-    return out
-
-
-def full_run_config(raw: dict) -> dict:
-    """The config of the experiment's own (all-particle) run: ``validation.half_sets`` removed,
-    so that turning half-sets on or off does not retrain it."""
-    cfg = copy.deepcopy(raw)
-    val = cfg.get("validation")
-    if isinstance(val, dict):
-        val.pop("half_sets", None)
-        if not val:
-            cfg.pop("validation")
-    return cfg
 
 
 # ---------------------------------------------------------------- run folders
@@ -292,6 +267,20 @@ def compare_runs(
         result["resolution_05"],
     )
     return result
+
+
+def halves_viewer_data(run_dir: str | os.PathLike, name: str) -> dict | None:
+    """The 3D viewer's data for an experiment's halves: half 1 and half 2 aligned onto it.
+
+    None when the experiment has no aligned half-set pair (``holly compare --aligned``).
+    """
+    halves = Path(run_dir) / HALVES_DIR
+    first, aligned = halves / "half1" / "points.ply", halves / ALIGNED_HALF
+    if not (first.is_file() and aligned.is_file()):
+        return None
+    from holly.viewer import pair_data
+
+    return pair_data(read_points(first), read_points(aligned), name, ("half 2", "half 1"))
 
 
 def _against_truth(x: np.ndarray, gt: np.ndarray, sigma: float, seed: int, nm) -> dict:
