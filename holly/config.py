@@ -107,6 +107,11 @@ class TrainConfig:
     log_every: int = _spec(100, lo=1, doc="steps between metric rows")
     test_images: int = _spec(256, lo=1, doc="held-out images scored at each log step")
     checkpoint_every: int = _spec(1000, lo=1)
+    keep_checkpoints: int | None = _spec(
+        3,
+        lo=0,
+        doc="newest periodic checkpoints kept besides last.pt (null: all, 0: last.pt only)",
+    )
     snapshot_every: int = _spec(500, lo=1, doc="steps between point-cloud snapshots")
     max_steps: int | None = _spec(None, lo=1, doc="stop after this many steps (for tests)")
     threads: int | None = _spec(None, lo=1, doc="CPU threads for torch (default: all)")

@@ -120,14 +120,15 @@ class RunFolder:
 
     def snapshot_files(self) -> list[tuple[int, Path]]:
         """``(step, path)`` of every training snapshot, by step."""
-        return self._numbered(self.snapshots, "points_*.ply")
+        return self.numbered(self.snapshots, "points_*.ply")
 
     def checkpoint_files(self) -> list[tuple[int, Path]]:
         """``(step, path)`` of every periodic checkpoint ``step_*.pt``, by step."""
-        return self._numbered(self.checkpoints, "step_*.pt")
+        return self.numbered(self.checkpoints, "step_*.pt")
 
     @staticmethod
-    def _numbered(folder: Path, pattern: str) -> list[tuple[int, Path]]:
+    def numbered(folder: Path, pattern: str) -> list[tuple[int, Path]]:
+        """``(step, path)`` of the files ``XXX_<8 digits>.pt|ply`` matching ``pattern``, by step."""
         if not folder.is_dir():
             return []
         found = [(_step_of(p), p) for p in folder.glob(pattern)]

@@ -38,7 +38,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_COLUMNS", "Trainer", "train"]
 # Config keys that may change between a checkpoint and its resumption.
-RESUMABLE_KEYS = {("train", "max_steps"), ("train", "threads"), ("device",)}
+RESUMABLE_KEYS = {
+    ("train", "max_steps"),
+    ("train", "threads"),
+    ("train", "keep_checkpoints"),
+    ("device",),
+}
 
 
 def pick_device(name: str) -> torch.device:
@@ -175,6 +180,7 @@ class Trainer:
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
+        prune_checkpoints(self.run_folder.checkpoints, self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
@@ -347,6 +353,23 @@ class Trainer:
 
 class UnreadableCheckpoint(HollyError):
     """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
+
+
+def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` periodic checkpoints ``step_XXXXXXXX.pt``.
+
+    ``last.pt`` (what ``--resume`` reads) and files of other names are never touched; ``keep``
+    None keeps everything. Returns the deleted paths, oldest first.
+    """
+    if keep is None:
+        return []
+    found = RunFolder.numbered(Path(folder), "step_*.pt")
+    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    if doomed:
+        log.debug("pruned %d old checkpoints in %s", len(doomed), folder)
+    return doomed
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
