@@ -19,6 +19,7 @@ COMMANDS = {
     "simulate": "simulate",
     "train": "train",
     "evaluate": "evaluate",
+    "compare": "compare",
     "render": "render",
     "bench": "bench",
     "config-schema": "config_schema",

@@ -118,6 +118,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    half_sets: bool | None = _spec(
+        None,
+        doc="also train two reconstructions on disjoint halves of the particles and report "
+        "their FSC resolution (docs/validation.md); null: on for data.source zarr, off for "
+        "simulated",
+    )
+    half: int | None = _spec(
+        None,
+        lo=1,
+        hi=2,
+        doc="train on this half (1 or 2) of the training particles only, with a seed derived "
+        "from `seed` (`holly train --half`; the workflow sets it for the half-set runs)",
+    )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = _spec("experiment")
     variant: str = _spec("paper", choices=("paper", "latest"))
@@ -129,6 +146,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     sigma: SigmaConfig = field(default_factory=SigmaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -136,6 +154,13 @@ class ExperimentConfig:
     @property
     def points_lr(self) -> float:
         return self.train.lr if self.train.points_lr is None else self.train.points_lr
+
+    @property
+    def half_sets(self) -> bool:
+        """Whether half-set validation runs: ``validation.half_sets``, or by default for an
+        image store (real data) but not for simulated data."""
+        v = self.validation.half_sets
+        return self.data.source == "zarr" if v is None else v
 
 
 # Defaults of HOLLy's HEAD (2022) era, applied under ``variant: latest`` before the user's keys.

@@ -259,6 +259,61 @@ def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
     return fig
 
 
+def fsc_figure(comparison: dict, title: str = "") -> Figure:
+    """FSC of the two half-set reconstructions against spatial frequency, with 0.143 and 0.5.
+
+    Parameters
+    ----------
+    comparison : dict
+        The ``halfsets.json`` content of :func:`holly.halfsets.compare_runs`; with ground truth,
+        each half's FSC against the ground-truth density is drawn too (dashed).
+    """
+    with style():
+        fig, axes = _new(size=(5.6, 3.4))
+        ax = axes[0, 0]
+        fsc = comparison["fsc"]
+        nm = fsc.get("nm_per_unit")
+        unit = "nm" if nm else "model units"
+        scale = nm or 1.0
+
+        def draw(entry, label, **kw):
+            f = np.asarray(entry["curve"]["frequency"], float)
+            ax.plot(f, entry["curve"]["fsc"], label=label, **kw)
+
+        draw(fsc, "half 1 vs half 2", color=RECON_COLOUR, lw=1.8)
+        truth = comparison.get("vs_ground_truth") or {}
+        for k, (_half, entry) in enumerate(sorted(truth.items())):
+            draw(
+                entry["fsc"],
+                f"half {k + 1} vs ground truth",
+                color=TRUTH_COLOUR,
+                lw=1.0,
+                ls=("--", ":")[k % 2],
+            )
+        for t, style_ in ((0.143, "-"), (0.5, "--")):
+            res = comparison[f"resolution_{str(t).replace('.', '')}"]
+            limited = comparison[f"resolution_{str(t).replace('.', '')}_limited"]
+            ax.axhline(t, color="0.5", lw=0.8, ls=style_)
+            ax.axvline(1.0 / res, color="0.3", lw=0.8, ls=style_)
+            ax.annotate(
+                f"FSC {t:g}: {'≤ ' if limited else ''}{res * scale:.3g} {unit}",
+                (1.0 / res, t),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=8,
+            )
+        ax.axvline(fsc["max_frequency"], color="0.7", lw=0.8, ls=":")
+        ax.set_xlim(0, fsc["max_frequency"] * 1.02)
+        ax.set_ylim(-0.2, 1.05)
+        ax.set_xlabel(
+            "spatial frequency (1 / model unit)" + (f"; 1 unit = {nm:.3g} nm" if nm else "")
+        )
+        ax.set_ylabel("Fourier shell correlation")
+        ax.set_title(title or f"half-set FSC (sigma {comparison['sigma']:.3g} units)")
+        ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
 COMPARISON_METRICS = (
     ("chamfer", "Chamfer distance (model units, lower is better)"),
     ("fscore", "F-score at tau (higher is better)"),

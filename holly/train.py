@@ -26,6 +26,7 @@ from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
 from holly.errors import HollyError
+from holly.halfsets import take_half, training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
@@ -74,6 +75,14 @@ class Data:
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
+    """The data of ``cfg``; with ``validation.half`` only that half of the training particles."""
+    data = _build_data(cfg, device)
+    if cfg.validation.half is not None:
+        data.train = take_half(data.train, cfg.validation.half, cfg.seed)
+    return data
+
+
+def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
     if cfg.data.source == "zarr":
         from holly.realdata import build_zarr_data  # needs zarr; imported only when used
 
@@ -113,7 +122,8 @@ class Trainer:
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, device: torch.device):
         self.cfg, self.out, self.device = cfg, out_dir, device
         self.run_folder = RunFolder(out_dir)
-        generator = seed_everything(cfg.seed)
+        self.seed = training_seed(cfg)  # cfg.seed, or a half-set run's own seed
+        generator = seed_everything(self.seed)
         self.data = build_data(cfg, device)
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
@@ -136,7 +146,7 @@ class Trainer:
     def batch_indices(self, step: int) -> torch.Tensor:
         spe, b = self.schedule.steps_per_epoch, self.cfg.train.batch_size
         epoch, k = divmod(step, spe)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         return torch.randperm(len(self.data.train), generator=gen)[k * b : (k + 1) * b]
 
     def loss_on(self, images: torch.Tensor, sigma: float):
@@ -289,9 +299,7 @@ class Trainer:
         if self.step == 0:  # afresh: snapshots and checkpoints of an earlier run are stale
             rf.remove_run_files()
         rf.write_config(self.cfg.to_dict())
-        self.provenance = provenance(
-            self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
-        )
+        self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
         rf.write_provenance(self.provenance)
         write_points(rf.initial_points, self.initial_points)

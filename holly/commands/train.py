@@ -41,6 +41,13 @@ def add_args(parser) -> None:
         action="store_true",
         help="replace a run already in --out (its own files only) instead of refusing",
     )
+    parser.add_argument(
+        "--half",
+        type=int,
+        choices=(1, 2),
+        help="train on this half of the training particles only (half-set validation: "
+        "train --half 1 and --half 2 into two folders, then `holly compare` them)",
+    )
 
 
 def resolve_config(args):
@@ -59,6 +66,8 @@ def resolve_config(args):
         )
     if args.device:
         overrides["device"] = args.device
+    if getattr(args, "half", None):
+        overrides.setdefault("validation", {})["half"] = args.half
     if getattr(args, "max_steps", None) is not None:
         if args.max_steps < 1:
             raise HollyError(f"--max-steps must be >= 1, got {args.max_steps}")
