@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from holly.errors import HollyError
+from holly.errors import HollyError, one_line
 
 
 def _spec(default: Any, *, lo=None, hi=None, choices=None, doc: str = "") -> Any:
@@ -237,9 +238,13 @@ def _check(value, hint, meta, key: str, where: str):
         elif opt is str and isinstance(value, str):
             ok = value
         elif origin is list and isinstance(value, list):
-            if not value or not all(isinstance(v, int | float) for v in value):
+            if not value or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
                 fail("must be a non-empty list of numbers")
             ok = [float(v) for v in value]
+            if not all(math.isfinite(v) for v in ok):
+                fail(f"must hold finite numbers only, got {value!r}")
         if ok is not None:
             break
     if ok is None:
@@ -247,6 +252,8 @@ def _check(value, hint, meta, key: str, where: str):
         fail(f"must be {names}, got {value!r}")
     if meta.get("choices") and ok not in meta["choices"]:
         fail(f"must be one of {list(meta['choices'])}, got {ok!r}")
+    if isinstance(ok, float) and not math.isfinite(ok):
+        fail(f"must be a finite number, got {value!r}")
     if isinstance(ok, int | float) and not isinstance(ok, bool):
         if meta.get("lo") is not None and ok < meta["lo"]:
             fail(f"must be >= {meta['lo']}, got {ok}")
@@ -263,9 +270,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
     try:
         text = path.read_text()
         raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise HollyError(f"config file {path} is not valid YAML/JSON: {exc}") from exc
-    raw = raw or {}
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HollyError(f"config file {path} is not valid YAML/JSON: {one_line(exc)}") from None
+    if raw is None or raw == {}:
+        raise HollyError(
+            f"config file {path} is empty; start from the tuned defaults with "
+            "`holly config-default > my.yaml`"
+        )
     if overrides:
         raw = _merge(raw, overrides)
     return from_dict(raw, where=str(path))

@@ -14,14 +14,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import logging
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from holly import __version__
 from holly.atomic import atomic_path
@@ -30,10 +28,10 @@ from holly.figures import (
     EXTRA_FIGURES,
     RUN_FIGURES,
     comparison_figure,
-    read_metrics,
     save_figure,
 )
-from holly.halfsets import COMPARISON_JSON, halves_viewer_data
+from holly.halfsets import halves_viewer_data
+from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)
@@ -80,7 +78,7 @@ PUBLISHED_COLUMNS = (
     ("published_blob_chamfer", "blob Chamfer", "{:.3f}"),
     ("published_n_points", "published points", "{:d}"),
 )
-PUBLISHED_JSON = "vs_published.json"
+PUBLISHED_JSON = VS_PUBLISHED
 METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
 BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
 FIGURE_TITLES = {
@@ -95,15 +93,6 @@ FIGURE_TITLES = {
 }
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise HollyError(f"{path} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HollyError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     """One flat row describing a finished, evaluated run folder.
 
@@ -112,11 +101,11 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     ``blob_``, ``random_init_`` and ``floor_``; missing values are None.
     """
     run = Path(run_dir)
-    evaluation = _read_json(run / "evaluation.json")
-    cfg_path = run / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
-    metrics = read_metrics(run / "metrics.csv")
+    rf = RunFolder(run)
+    evaluation = rf.read_evaluation()
+    cfg = rf.read_config(required=False)
+    prov = rf.read_provenance()
+    metrics = rf.read_metrics()
     last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
     data, render = cfg.get("data", {}), cfg.get("render", {})
     row = {
@@ -150,9 +139,9 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
     row["wall_seconds"] = _wall_seconds(prov)
-    if (run / PUBLISHED_JSON).is_file():
-        row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
-    row.update(_halfset_row(run / COMPARISON_JSON))
+    if rf.vs_published.is_file():
+        row.update(_published_row(read_json(rf.vs_published)))
+    row.update(_halfset_row(rf.halfsets))
     return row
 
 
@@ -163,7 +152,7 @@ def _halfset_row(path: Path) -> dict:
     size); ``_limited`` is true when the FSC never fell below the threshold before the
     Gaussian's cutoff (the resolution is then at least as good as given).
     """
-    comp = _read_json(path) if path.is_file() else {}
+    comp = read_json(path) if path.is_file() else {}
     row = {}
     for key in ("0143", "05"):
         for suffix in ("", "_nm", "_limited"):
@@ -403,7 +392,7 @@ def build_report(
             if not path.is_file():
                 raise HollyError(f"{path} not found; run `holly figures {run}` first")
             parts.append(_figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key)))
-        if (run / COMPARISON_JSON).is_file():
+        if RunFolder(run).halfsets.is_file():
             parts.append(_halfset_block(run, name, i, figures_dir, fig_format, captions_dir))
         for key in EXTRA_FIGURES:  # drawn only when the workflow asked for them
             path = run / figures_dir / f"{key}.{fig_format}"
@@ -433,7 +422,7 @@ def _halfset_block(
     run: Path, name: str, i: int, figures_dir: str, fig_format: str, captions_dir
 ) -> str:
     """The half-set section of one experiment: resolution, FSC curve, the halves in 3D."""
-    comp = _read_json(run / COMPARISON_JSON)
+    comp = read_json(RunFolder(run).halfsets)
     nm = comp.get("resolution_0143_nm")
 
     def res(key):
