@@ -31,6 +31,7 @@ from holly.errors import HollyError
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
+from holly.precision import StepPrecision
 from holly.provenance import provenance, sha256_array, sha256_file
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
@@ -138,6 +139,8 @@ class Trainer:
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
         self.opt = make_optimizer(self.model, cfg)
+        self.precision = StepPrecision(cfg.train.precision, device, cfg.train.compile)
+        self.precision.prepare(self.model)
         t = cfg.train
         spe = len(self.data.train) // t.batch_size
         if spe < 1:
@@ -162,19 +165,21 @@ class Trainer:
     def loss_on(self, images: torch.Tensor, sigma: float):
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
-        pred = self.model(target, sigma)
+        with self.precision.autocast():
+            pred = self.model(target, sigma)
         output = normalise(pred.images, lc.normalise)
         return image_loss(output, target, lc.kind, lc.mask_threshold), pred, target, output
 
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns loss and mean predicted sigma as device tensors (reading
+        them on the host would stall a GPU every step; the loop reads them at log steps)."""
         sigma = self.schedule.sigma_at(step)
         images = self.data.train.images(self.batch_indices(step), sigma)
         self.model.train()
         loss, pred, _, _ = self.loss_on(images, sigma)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach()), float(pred.sigma.detach().mean())
+        self.precision.backward_step(loss, self.opt)
+        return loss.detach(), pred.sigma.detach().mean()
 
     @torch.no_grad()
     def test_loss(self, sigma: float) -> float:
@@ -195,6 +200,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
             "holly_checkpoint": 1,
         }
         ckpt = self.out / "checkpoints"
@@ -212,6 +218,7 @@ class Trainer:
         _check_same_config(state["config"], self.cfg.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.precision.load_state_dict(state.get("grad_scaler"))
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -242,6 +249,7 @@ class Trainer:
             if bar:
                 bar.update(1)
             if self.step % t.log_every == 0 or self.step == self.total_steps:
+                train_loss, sigma_pred = float(train_loss), float(sigma_pred)  # host sync here only
                 sigma = self.schedule.sigma_at(self.step - 1)
                 elapsed = time.perf_counter() - started
                 row = {
