@@ -240,6 +240,12 @@ class Trainer:
         t = self.cfg.train
         self.restore(resume)
         self.write_start_files()
+        if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
+            self.data.train.plan(
+                lambda k: (self.batch_indices(k), self.schedule.sigma_at(k)),
+                self.step,
+                self.total_steps,
+            )
         metrics = MetricsLog(self.out / "metrics.csv", self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
