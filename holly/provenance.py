@@ -94,3 +94,42 @@ def provenance(config: dict, device: torch.device, inputs: dict, seed: int) -> d
         "platform": platform.platform(),
         "inputs": inputs,
     }
+
+
+def run_scale(run_dir: str | os.PathLike) -> dict | None:
+    """The physical scale of a run's images, from its ``provenance.json``.
+
+    Returns
+    -------
+    dict or None
+        ``{"nm_per_px": float, "nm_per_model_unit": float, "from": store}`` for a run trained
+        on an image store that records nm per pixel (``holly localise`` from nm or calibrated
+        pixel coordinates); None for simulated data, stores without a scale, or runs without
+        provenance. Multiply model-unit distances by ``nm_per_model_unit`` for nm.
+    """
+    import json
+
+    path = Path(run_dir) / "provenance.json"
+    try:
+        scale = json.loads(path.read_text()).get("scale")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(scale, dict) or not scale.get("nm_per_px"):
+        return None
+    return {
+        "nm_per_px": float(scale["nm_per_px"]),
+        "nm_per_model_unit": float(scale["nm_per_model_unit"]),
+        "from": scale.get("from"),
+    }
+
+
+def nm_per_px(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per image pixel of a run folder, or None when unknown (see :func:`run_scale`)."""
+    scale = run_scale(run_dir)
+    return None if scale is None else scale["nm_per_px"]
+
+
+def nm_per_model_unit(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per model unit of a run folder, or None when unknown (see :func:`run_scale`)."""
+    scale = run_scale(run_dir)
+    return None if scale is None else scale["nm_per_model_unit"]

@@ -84,6 +84,7 @@ class Data:
     test: object
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
+    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
@@ -296,6 +297,7 @@ class Trainer:
             self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
         )
         self.provenance["resumed_from_step"] = self.step
+        self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         write_json(self.out / "provenance.json", self.provenance)
         write_points(self.out / "initial_points.ply", self.initial_points)
         if self.data.ground_truth is not None:
