@@ -11,7 +11,7 @@ from holly.cli import main
 from holly.imagestore import ImageStore
 from holly.localisations import localise
 from holly.pointio import read_points
-from holly.provenance import nm_per_model_unit, nm_per_px, run_scale
+from holly.runfolder import RunFolder, nm_per_model_unit, nm_per_px
 
 CFG = {
     "render": {"height": 32, "width": 32},
@@ -51,7 +51,7 @@ def test_scale_travels_from_store_to_run(run):
     assert result.nm_per_px == pytest.approx(1 / result.pixels_per_unit)  # source unit = 1 nm
     assert nm_per_px(tmp / "run") == pytest.approx(store.nm_per_px)
     assert nm_per_model_unit(tmp / "run") == pytest.approx(store.nm_per_px * 32 / 4)
-    assert run_scale(tmp / "run")["from"] == str(tmp / "s.zarr")
+    assert RunFolder(tmp / "run").read_scale()["from"] == str(tmp / "s.zarr")
     assert nm_per_px(tmp / "nowhere") is None
 
 

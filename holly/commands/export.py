@@ -37,14 +37,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.pointio import read_points, write_points
-    from holly.provenance import run_scale
+    from holly.runfolder import RunFolder
 
     source = args.run / args.points
     if not source.is_file():
         raise HollyError(f"{source} does not exist (is {args.run} a finished run folder?)")
     xyz = read_points(source)
     if args.units == "nm":
-        scale = run_scale(args.run)
+        scale = RunFolder(args.run).read_scale()
         if scale is None:
             raise HollyError(
                 f"{args.run}: no physical scale (simulated data, or a store without nm per "
