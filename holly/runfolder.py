@@ -53,6 +53,9 @@ VIEWER = "viewer.html"
 VS_PUBLISHED = "vs_published.json"
 VS_PUBLISHED_ALIGNED = "vs_published_aligned.ply"
 UNREADABLE = "unreadable"
+HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
+HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
+HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
 
 METRIC_COLUMNS = (
     "step",
@@ -109,6 +112,12 @@ class RunFolder:
     figures = property(lambda self: self._p(FIGURES))
     viewer = property(lambda self: self._p(VIEWER))
     vs_published = property(lambda self: self._p(VS_PUBLISHED))
+    halfsets = property(lambda self: self._p(HALFSETS))
+    half2_aligned = property(lambda self: self._p(HALVES) / HALF2_ALIGNED)
+
+    def half(self, k: int) -> RunFolder:
+        """The run folder of half-set run ``k`` (1 or 2): ``halves/half<k>``."""
+        return RunFolder(self._p(HALVES) / f"half{int(k)}")
 
     def checkpoint(self, step: int) -> Path:
         """``checkpoints/step_XXXXXXXX.pt`` of ``step``."""

@@ -176,11 +176,50 @@ def run_dir(experiment):
     return f"{RESULTS}/{experiment}"
 
 
+def _half_sets_on(name):
+    """Whether an experiment has half-set validation (default: on for image stores)."""
+    cfg = _resolved(name)
+    if cfg is not None:
+        return cfg.half_sets
+    raw = EXPERIMENTS[name]
+    value = (raw.get("validation") or {}).get("half_sets")
+    return raw.get("data", {}).get("source") == "zarr" if value is None else value
+
+
+HALVES = ("half1", "half2")
+
+
+def _run_config(experiment, half=None):
+    """The config of an experiment's own run (without `validation.half_sets`, so toggling it
+    never retrains the run), or of one of its half-set runs (`validation.half` set)."""
+    raw = copy.deepcopy(EXPERIMENTS[experiment])
+    validation = raw.pop("validation", None) or {}
+    validation.pop("half_sets", None)
+    if half is not None:
+        validation["half"] = HALVES.index(half) + 1
+    return dict(raw, validation=validation) if validation else raw
+
+
 def experiment_json(wildcards):
     """The experiment's config as `holly train --config-json` takes it (stable key order)."""
+    half = getattr(wildcards, "half", None)
     return json.dumps(
-        EXPERIMENTS[wildcards.experiment], sort_keys=True, separators=(",", ":")
+        _run_config(wildcards.experiment, half), sort_keys=True, separators=(",", ":")
     )
+
+
+def half_dir(experiment, half):
+    return f"{RESULTS}/{experiment}/halves/{half}"
+
+
+def halfset_paths(experiment):
+    """The comparison of an experiment's two half-set runs and its FSC figure."""
+    if experiment not in HALF_SETS:
+        return []
+    return [
+        f"{RESULTS}/{experiment}/halfsets.json",
+        f"{RESULTS}/{experiment}/figures/fsc.{FIG_FORMAT}",
+    ]
 
 
 def train_inputs(wildcards):
@@ -205,7 +244,8 @@ def train_threads(wildcards):
         cores = workflow.cores
     except WorkflowError:  # e.g. `snakemake --report` or --lint: no --cores given
         return 1
-    return max(1, int(cores) // max(1, len(EXPERIMENTS)))
+    jobs = len(EXPERIMENTS) + len(HALVES) * len(HALF_SETS)
+    return max(1, int(cores) // max(1, jobs))
 
 
 def _resolved(experiment):
@@ -215,6 +255,9 @@ def _resolved(experiment):
     except ImportError:
         return None
     return from_dict(EXPERIMENTS[experiment], where=f"experiment {experiment!r}")
+
+
+HALF_SETS = [name for name in EXPERIMENTS if _half_sets_on(name)]
 
 
 def train_mem_mb(wildcards, attempt):
@@ -372,5 +415,5 @@ def all_targets():
             f"{RESULTS}/{name}/evaluation.json",
             f"{RESULTS}/{name}/viewer.html",
         ]
-        targets += figure_paths(name) + extra_figure_paths(name)
+        targets += figure_paths(name) + extra_figure_paths(name) + halfset_paths(name)
     return targets + published_jsons()
