@@ -73,6 +73,7 @@ class Data:
     test: object
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
+    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
@@ -322,6 +323,7 @@ class Trainer:
         rf.write_config(self.cfg.to_dict())
         self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
+        self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         rf.write_provenance(self.provenance)
         write_points(rf.initial_points, self.initial_points)
         if self.data.ground_truth is not None:
