@@ -71,8 +71,13 @@ def check_experiment(name, raw):
             f"Invalid config: {where}: data.source is zarr but data.store is empty"
         )
     store = cfg.data.store
-    if cfg.data.source == "zarr" and store not in STORES and not Path(store).exists():
-        made = ", ".join(STORES) or "none"
+    made_here = {**STORES, **LOCALISED}
+    if (
+        cfg.data.source == "zarr"
+        and store not in made_here
+        and not Path(store).exists()
+    ):
+        made = ", ".join(made_here) or "none"
         raise WorkflowError(
             f"Invalid config: {where}: image store {store!r} does not exist and is not made "
             f"by the workflow (stores: {made})"
@@ -107,6 +112,20 @@ def resolve_downloads(config):
 
 
 RECORDS, FILES, STORES = resolve_downloads(config)
+
+
+def resolve_localisations(config):
+    """``resources/<name>.zarr -> entry`` of the `localisations` section (names unique)."""
+    out = {}
+    for name, entry in config.get("localisations", {}).items():
+        path = f"resources/{name}.zarr"
+        if path in STORES:
+            raise _bad(f"localisations: {name!r} is also a name under `stores`")
+        out[path] = dict(entry, name=name)
+    return out
+
+
+LOCALISED = resolve_localisations(config)
 
 
 def _variant_copies(raw):
@@ -334,6 +353,53 @@ def ingest_options(wildcards):
     options.append("--flip" if entry.get("flip", True) else "--no-flip")
     if entry.get("skip_bad", False):
         options.append("--skip-bad")
+    return " ".join(options)
+
+
+def localise_entry(wildcards):
+    return LOCALISED[f"resources/{wildcards.locstore}.zarr"]
+
+
+def localise_inputs(wildcards):
+    """The localisation file or folder, and the accepted list and sigma file if any."""
+    entry = localise_entry(wildcards)
+    inputs = {"locs": entry["path"]}
+    if entry.get("accepted"):
+        inputs["accepted"] = entry["accepted"]
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, str) and Path(sigmas).suffix:
+        inputs["sigmas"] = sigmas
+    return inputs
+
+
+def localise_options(wildcards):
+    """`holly localise` options of one `localisations` entry (shell-quoted)."""
+    from shlex import quote
+
+    entry = localise_entry(wildcards)
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, list):
+        sigmas = ",".join(repr(float(s)) for s in sigmas)
+    options = ["--sigmas", quote(str(sigmas))]
+    flags = {
+        "format": "--format",
+        "size": "--size",
+        "perturbations": "--perturbations",
+        "particle_column": "--particle-column",
+        "pixel_size": "--pixel-size",
+        "accepted": "--accepted",
+        "max_points": "--max-points",
+        "min_localisations": "--min-localisations",
+        "outlier_factor": "--outlier-factor",
+        "margin": "--margin",
+        "mat_order": "--mat-order",
+        "seed": "--seed",
+    }
+    for key, flag in flags.items():
+        if entry.get(key) is not None:
+            options += [flag, quote(str(entry[key]))]
+    if entry.get("size_cut"):
+        options.append("--size-cut")
     return " ".join(options)
 
 
