@@ -154,3 +154,37 @@ def test_auto_resume_starts_afresh_when_the_config_changed(tmp_path):
     assert not (out / "snapshots" / "points_00000006.ply").exists()  # stale snapshot removed
     fresh = train(changed, tmp_path / "fresh")
     assert np.array_equal(read_points(out / "points.ply"), read_points(fresh / "points.ply"))
+
+
+def test_keep_checkpoints_prunes_old_ones_and_resume_still_works(tmp_path):
+    """Checkpoints at steps 3, 6, 9, 12: keep 1 leaves step 12 and last.pt, which resumes."""
+    cfg = {**TINY, "train": {**TINY["train"], "keep_checkpoints": 1}}
+    part = train(from_dict({**cfg, "train": {**cfg["train"], "max_steps": 9}}), tmp_path / "r")
+    assert sorted(p.name for p in (part / "checkpoints").iterdir()) == [
+        "last.pt",
+        "step_00000009.pt",
+    ]
+    train(from_dict(cfg), tmp_path / "r", resume=True)  # keep_checkpoints may change on resume
+    assert sorted(p.name for p in (part / "checkpoints").iterdir()) == [
+        "last.pt",
+        "step_00000012.pt",
+    ]
+    full = train(from_dict(TINY), tmp_path / "full")  # default 3: step 3 pruned, 6, 9, 12 kept
+    assert sorted(p.name for p in (full / "checkpoints").glob("step_*.pt")) == [
+        f"step_{s:08d}.pt" for s in (6, 9, 12)
+    ]
+    assert np.array_equal(read_points(full / "points.ply"), read_points(part / "points.ply"))
+
+
+@pytest.mark.parametrize(("keep", "left"), [(None, [1, 2, 10, 30]), (2, [10, 30]), (0, [])])
+def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
+    from holly.train import prune_checkpoints
+
+    for step in (30, 2, 10, 1):  # by step, not by file time
+        (tmp_path / f"step_{step:08d}.pt").write_bytes(b"x")
+    (tmp_path / "last.pt").write_bytes(b"x")
+    (tmp_path / "step_best.pt").write_bytes(b"x")  # not a periodic checkpoint: left alone
+    prune_checkpoints(tmp_path, keep)
+    steps = sorted(int(p.stem[5:]) for p in tmp_path.glob("step_0*.pt"))
+    assert steps == left
+    assert (tmp_path / "last.pt").exists() and (tmp_path / "step_best.pt").exists()
