@@ -23,8 +23,12 @@ tools/base-image.sh builds a Debian bookworm stand-in with debootstrap. Site bui
 wheel as ``build-inputs/wheels/`` when this machine's pip can fetch it (a local wheel directory or
 PyTorch's index); then PyTorch's index is not asked during the build.
 
-Cost: one image build (~3-6 min, cached layers after that) and two runs of the default workflow
-(~6 min each on 2 quiet cores). Wall times are printed, never asserted.
+The repository is copied once (``snapshot``) and the build context and both runs start from that
+copy: a first version copied the checkout per run, picked up a merge made while the container ran,
+and compared two different versions of the code (the numbers then differed by ~1 %).
+
+Cost: one image build (~5 min cold, ~1 min with cached dependency layers) and two runs of the
+default workflow (~6 min each on 2 quiet cores). Wall times are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -91,9 +95,22 @@ def engine():
 
 
 @pytest.fixture(scope="module")
-def image(engine, tmp_path_factory) -> str:
-    """The CPU image built from a fresh copy, with this site's build inputs."""
-    context = fresh_copy(tmp_path_factory.mktemp("context"))
+def snapshot(tmp_path_factory) -> Path:
+    """One copy of the repository, taken once: the build context and both runs start from it, so
+    an edit to the checkout while the tier runs (it takes many minutes) cannot make the image and
+    the host run use different code."""
+    return fresh_copy(tmp_path_factory.mktemp("snapshot"))
+
+
+def copy_of(snapshot: Path, dest: Path) -> Path:
+    shutil.copytree(snapshot, dest, symlinks=True, dirs_exist_ok=True)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def image(engine, snapshot, tmp_path_factory) -> str:
+    """The CPU image built from the snapshot, with this site's build inputs."""
+    context = copy_of(snapshot, tmp_path_factory.mktemp("context"))
     proc = _run(["bash", "tools/base-image.sh", pinned_base()], cwd=context, timeout=900)
     assert proc.returncode == 0, "no base image:\n" + _tail(proc)
     base = proc.stdout.strip()
@@ -145,9 +162,9 @@ def _summary(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def container_run(image, tmp_path_factory) -> tuple[Path, str]:
+def container_run(image, snapshot, tmp_path_factory) -> tuple[Path, str]:
     """The default workflow inside the image: the image's own CMD, no network, non-root."""
-    work = fresh_copy(tmp_path_factory.mktemp("in-container"))
+    work = copy_of(snapshot, tmp_path_factory.mktemp("in-container"))
     uid = os.getuid() if os.getuid() != 0 else 1000
     if os.getuid() == 0:  # root: hand the copy to the image's user
         _run(["chown", "-R", f"{uid}:{uid}", str(work)], timeout=60).check_returncode()
@@ -163,13 +180,13 @@ def container_run(image, tmp_path_factory) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def host_run(container_run, tmp_path_factory) -> Path:
+def host_run(container_run, snapshot, tmp_path_factory) -> Path:
     """The same default workflow on the host, with the same core count (after the container
     run, so the two do not compete for the CPU)."""
     _, log = container_run
     cores = re.search(r"Provided cores: (\d+)", log)
     assert cores, "the container's Snakemake log names no core count"
-    work = fresh_copy(tmp_path_factory.mktemp("on-host"))
+    work = copy_of(snapshot, tmp_path_factory.mktemp("on-host"))
     venv_bin = Path(sys.executable).parent
     env = dict(os.environ, PYTHONPATH=str(work), OMP_NUM_THREADS="1")
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
