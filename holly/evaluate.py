@@ -44,7 +44,7 @@ from scipy.spatial import cKDTree
 
 from holly import __version__
 from holly.errors import HollyError
-from holly.pointio import read_points, write_points
+from holly.pointio import read_ply_comments, read_points, write_points
 
 log = logging.getLogger(__name__)
 
@@ -713,7 +713,9 @@ def evaluate_run(
     scores, al = _score_all(points, gt, init, tau, seed)
     result |= scores
     aligned_path = Path(aligned_out) if aligned_out is not None else run / "aligned_points.ply"
-    write_points(aligned_path, al.aligned, comment="holly evaluate: aligned to GT")
+    meta = {k: v for k, v in read_ply_comments(run / "points.ply").items() if k != "cloud"}
+    meta["cloud"] = f"points.ply aligned to {gt_path.name} (handedness {al.handedness})"
+    write_points(aligned_path, al.aligned, comment="holly evaluate: aligned to GT", meta=meta)
     result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
     return result
 

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -33,6 +34,7 @@ from holly.figures import (
     read_metrics,
     save_figure,
 )
+from holly.units import model_unit_px
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ TABLE_COLUMNS = (
     ("num_points", "points", "{:d}"),
     ("image_size", "image", "{}"),
     ("steps", "steps", "{:d}"),
-    ("train_seconds", "train time (s)", "{:.0f}"),
+    ("threads", "threads", "{:d}"),
+    ("train_seconds", "train time", "{:.0f}"),
     ("final_test_loss", "held-out loss", "{:.4g}"),
     ("chamfer", "Chamfer", "{:.3f}"),
     ("hausdorff95", "Hausdorff-95", "{:.3f}"),
@@ -55,8 +58,35 @@ TABLE_COLUMNS = (
     ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
     ("fscore", "F-score", "{:.2f}"),
     ("handedness", "handedness", "{}"),
-    ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+    ("pose_error_median_deg", "median pose error", "{:.1f}"),
 )
+# The unit of every numeric column of summary.csv that has one (docs/architecture.md lists them).
+# "model units": the frame of the point clouds, 1 unit = model_unit_px pixels (H/4); *_px and
+# *_nm are the same distances converted (nm only where the image store records its pixel size).
+DISTANCE_COLUMNS = ("chamfer", "hausdorff", "hausdorff95", "tau")
+SUMMARY_UNITS = {
+    **{c: "model units" for c in DISTANCE_COLUMNS},
+    **{f"{c}_px": "px" for c in DISTANCE_COLUMNS},
+    **{f"{c}_nm": "nm" for c in DISTANCE_COLUMNS},
+    "blob_chamfer": "model units",
+    "random_init_chamfer": "model units",
+    "floor_chamfer": "model units",
+    "model_unit_px": "px per model unit",
+    "pixel_nm": "nm per px",
+    "final_sigma_in": "px",
+    "final_sigma_pred": "px",
+    "train_seconds": "s",
+    "wall_seconds": "s",
+    "pose_error_median_deg": "degrees",
+    "pose_error_mean_deg": "degrees",
+    "threads": "CPU threads",
+    **{f"published_{c}": "model units" for c in ("chamfer", "hausdorff", "hausdorff95")},
+    "published_blob_chamfer": "model units",
+    "published_random_init_chamfer": "model units",
+}
+# Short unit labels under the report table's column names.
+UNIT_LABELS = {"degrees": "°", "CPU threads": ""}
+
 # The comparison with a published cloud (RUN/vs_published.json), when there is one.
 PUBLISHED_COLUMNS = (
     ("experiment", "experiment", "{}"),
@@ -123,6 +153,7 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
         "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
         "device": prov.get("device"),
+        "threads": _threads(prov),
         "git_commit": (prov.get("git") or {}).get("commit"),
         "tau": evaluation.get("tau"),
     }
@@ -137,9 +168,34 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
     row["wall_seconds"] = _wall_seconds(prov)
+    row.update(_converted_distances(row, prov, render))
     if (run / PUBLISHED_JSON).is_file():
         row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
     return row
+
+
+def _threads(prov: dict) -> int | None:
+    """torch's CPU thread count of the run (older runs: from the device text "..., N threads")."""
+    if isinstance(prov.get("threads"), int):
+        return prov["threads"]
+    match = re.search(r"(\d+) threads", str(prov.get("device") or ""))
+    return int(match.group(1)) if match else None
+
+
+def _converted_distances(row: dict, prov: dict, render: dict) -> dict:
+    """``model_unit_px``, ``pixel_nm`` and the distance columns in px and nm (None if unknown)."""
+    units = prov.get("units") or {}
+    px = units.get("model_unit_px")
+    if px is None and render.get("height"):
+        px = model_unit_px(int(render["height"]))
+    nm = units.get("pixel_nm")
+    out = {"model_unit_px": px, "pixel_nm": nm}
+    for col in DISTANCE_COLUMNS:
+        value = row.get(col)
+        known = value is not None and px is not None
+        out[f"{col}_px"] = value * px if known else None
+        out[f"{col}_nm"] = value * px * nm if known and nm is not None else None
+    return out
 
 
 def _wall_seconds(prov: dict) -> float | None:
@@ -192,23 +248,49 @@ def _fmt(value, spec: str) -> str:
 def table_html(summary: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
     """The summary as an HTML ``<table>`` with the columns of :data:`TABLE_COLUMNS`."""
     cols = [(c, label, spec) for c, label, spec in columns if c in summary]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
+    head = "".join(
+        f'<th scope="col"{_align(spec)}>{html.escape(label)}{_unit_label(c)}</th>'
+        for c, label, spec in cols
+    )
     rows = []
     for rec in summary.to_dict("records"):
-        cells = "".join(f"<td>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols)
+        cells = "".join(
+            f"<td{_align(spec)}>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols
+        )
         rows.append(f"<tr>{cells}</tr>")
+    # the wrapper scrolls sideways on its own, so a wide table never widens the page
     return (
+        f'<div class="holly-table-wrap" tabindex="0" role="region" aria-label="summary table">'
         f'<table class="holly-summary"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
+def _align(spec: str) -> str:
+    """Numbers right-aligned (so their digits line up), text left-aligned."""
+    return ' class="num"' if spec != "{}" else ' class="text"'
+
+
+def _unit_label(column: str) -> str:
+    unit = SUMMARY_UNITS.get(column)
+    if not unit:
+        return ""
+    short = UNIT_LABELS.get(unit, unit)
+    return f'<span class="unit">{html.escape(short)}</span>' if short else ""
+
+
 TABLE_CSS = """
-table.holly-summary{border-collapse:collapse;font-size:13px;margin:0.5em 0}
-table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px;
-  text-align:right}
-table.holly-summary th:first-child,table.holly-summary td:first-child{text-align:left}
-table.holly-summary thead th{border-bottom:2px solid #888}
+.holly-table-wrap{max-width:100%;overflow-x:auto;margin:0.5em 0;border:1px solid #eee}
+table.holly-summary{border-collapse:collapse;font-size:13px;white-space:nowrap}
+table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px}
+table.holly-summary .num{text-align:right;font-variant-numeric:tabular-nums}
+table.holly-summary .text{text-align:left}
+table.holly-summary thead th{border-bottom:2px solid #888;vertical-align:bottom;
+  white-space:normal;min-width:4em}
+table.holly-summary th .unit{display:block;font-weight:normal;color:#666;font-size:11px}
+table.holly-summary tbody tr:nth-child(even){background:#fafafa}
+table.holly-summary th:first-child,table.holly-summary td:first-child{position:sticky;left:0;
+  background:#fff}
 """
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import yaml
 
+from holly import __version__
 from holly.atomic import atomic_path, write_json
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
@@ -34,6 +35,7 @@ from holly.pointio import write_points
 from holly.provenance import provenance, sha256_array, sha256_file
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
+from holly.units import describe_units, run_units, store_pixel_nm
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +153,9 @@ class Trainer:
         self.step = 0
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
+        # model units in px, and in nm when the image store knows its pixel size
+        pixel_nm = store_pixel_nm(cfg.data.store) if cfg.data.source == "zarr" else None
+        self.units = run_units(cfg.render.height, pixel_nm)
 
     # -- batches ---------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -296,13 +301,26 @@ class Trainer:
             self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
         )
         self.provenance["resumed_from_step"] = self.step
+        self.provenance["units"] = self.units
         write_json(self.out / "provenance.json", self.provenance)
-        write_points(self.out / "initial_points.ply", self.initial_points)
+        write_points(self.out / "initial_points.ply", self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:
-            write_points(self.out / "ground_truth.ply", self.data.ground_truth)
+            meta = {**self.ply_meta(None), "cloud": "ground truth (as simulated)"}
+            write_points(self.out / "ground_truth.ply", self.data.ground_truth, meta=meta)
+
+    def ply_meta(self, step: int | None) -> dict:
+        """The comment lines of the run's PLY files (pointio ``meta``)."""
+        meta = {"holly": __version__, "experiment": self.cfg.name}
+        if step is not None:
+            meta["step"] = step
+        return {**meta, "units": describe_units(self.units)}
 
     def write_snapshot(self) -> None:
-        write_points(self.out / "snapshots" / f"points_{self.step:08d}.ply", self.points())
+        write_points(
+            self.out / "snapshots" / f"points_{self.step:08d}.ply",
+            self.points(),
+            meta=self.ply_meta(self.step),
+        )
 
     def points(self) -> np.ndarray:
         return self.model.points.detach().cpu().numpy()
@@ -347,7 +365,7 @@ class Trainer:
         self.provenance["steps"] = self.step
         write_json(self.out / "provenance.json", self.provenance)
         self.write_snapshot()
-        write_points(self.out / "points.ply", self.points())
+        write_points(self.out / "points.ply", self.points(), meta=self.ply_meta(self.step))
 
 
 def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:

@@ -188,3 +188,35 @@ def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
     steps = sorted(int(p.stem[5:]) for p in tmp_path.glob("step_0*.pt"))
     assert steps == left
     assert (tmp_path / "last.pt").exists() and (tmp_path / "step_best.pt").exists()
+
+
+def test_run_ply_files_say_units_version_experiment_and_step(tmp_path):
+    from holly import __version__
+    from holly.pointio import read_ply_comments
+
+    cfg = from_dict({**TINY, "name": "tiny", "train": {**TINY["train"], "max_steps": 3}})
+    out = train(cfg, tmp_path / "run")
+    final = read_ply_comments(out / "points.ply")
+    # 32 px high images: 1 model unit = 32/4 = 8 px; simulated data have no nm
+    assert final == {
+        "holly": __version__,
+        "experiment": "tiny",
+        "step": "3",
+        "units": "model units (1 unit = 8 px)",
+    }
+    assert read_ply_comments(out / "snapshots" / "points_00000003.ply")["step"] == "3"
+    assert read_ply_comments(out / "initial_points.ply")["step"] == "0"
+    assert "step" not in read_ply_comments(out / "ground_truth.ply")
+    import json
+
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["threads"] == 1 and prov["units"]["model_unit_px"] == 8.0
+    assert prov["units"]["pixel_nm"] is None and prov["units"]["model_unit_nm"] is None
+
+
+def test_run_units_in_nm_when_the_pixel_size_is_known():
+    from holly.units import describe_units, run_units
+
+    units = run_units(64, pixel_nm=10.0)
+    assert units["model_unit_px"] == 16.0 and units["model_unit_nm"] == 160.0
+    assert describe_units(units) == "model units (1 unit = 16 px = 160 nm)"
