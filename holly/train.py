@@ -262,8 +262,10 @@ class Trainer:
                     "elapsed_s": elapsed,
                 }
                 metrics.append(row)
+                # the ETA is for log files (Snakemake's), where there is no progress bar
+                eta = elapsed / (self.step - done_at_start) * (self.total_steps - self.step)
                 log.info(
-                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
                     self.step,
                     self.total_steps,
                     train_loss,
@@ -271,6 +273,7 @@ class Trainer:
                     sigma,
                     sigma_pred,
                     row["images_per_s"],
+                    duration_text(eta),
                 )
             if self.step % t.snapshot_every == 0:
                 self.write_snapshot()
@@ -403,6 +406,16 @@ def _check_same_config(saved: dict, current: dict, path: Path) -> None:
             f"checkpoint {path} was made with a different config ({', '.join(diffs)}); "
             f"resume with the same config or train into a new output folder"
         )
+
+
+def duration_text(seconds: float) -> str:
+    """``"45s"``, ``"3m12s"`` or ``"2h05m"``: a short, human duration (rounded down)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _progress(total: int, start: int):

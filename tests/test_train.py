@@ -220,3 +220,17 @@ def test_run_units_in_nm_when_the_pixel_size_is_known():
     units = run_units(64, pixel_nm=10.0)
     assert units["model_unit_px"] == 16.0 and units["model_unit_nm"] == 160.0
     assert describe_units(units) == "model units (1 unit = 16 px = 160 nm)"
+
+
+def test_log_lines_carry_an_eta(tmp_path, caplog):
+    """Without a terminal there is no bar: each metric line says how long is left."""
+    import logging
+
+    from holly.train import duration_text
+
+    with caplog.at_level(logging.INFO, logger="holly.train"):
+        train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 4}}), tmp_path / "r")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 2 and all(", ETA " in line for line in lines)
+    assert lines[-1].startswith("step 4/4") and lines[-1].endswith("ETA 0s")
+    assert [duration_text(s) for s in (-1, 45.9, 192, 7500)] == ["0s", "45s", "3m12s", "2h05m"]
