@@ -20,9 +20,11 @@ COMMANDS = {
     "simulate": "simulate",
     "train": "train",
     "evaluate": "evaluate",
+    "compare": "compare",
     "render": "render",
     "bench": "bench",
     "config-schema": "config_schema",
+    "config-default": "config_default",
     "figures": "figures",
     "viewer": "viewer",
     "summarise": "summarise",
@@ -84,6 +86,13 @@ def _bar_safe_logging():
     return logging_redirect_tqdm()
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, and what to check."""
+    what = exc.strerror or str(exc)
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"{what}: {paths}" if paths else what
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``holly`` console script. Returns the exit status."""
     parser = build_parser()
@@ -94,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
             result = args._main(args)
     except HollyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only, disk full, a file where a folder should be, ...
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from holly.errors import HollyError
+from holly.errors import HollyError, one_line
 
 
 def _spec(default: Any, *, lo=None, hi=None, choices=None, doc: str = "") -> Any:
@@ -117,6 +118,23 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    half_sets: bool | None = _spec(
+        None,
+        doc="also train two reconstructions on disjoint halves of the particles and report "
+        "their FSC resolution (docs/validation.md); null: on for data.source zarr, off for "
+        "simulated",
+    )
+    half: int | None = _spec(
+        None,
+        lo=1,
+        hi=2,
+        doc="train on this half (1 or 2) of the training particles only, with a seed derived "
+        "from `seed` (`holly train --half`; the workflow sets it for the half-set runs)",
+    )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = _spec("experiment")
     variant: str = _spec("paper", choices=("paper", "latest"))
@@ -128,6 +146,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     sigma: SigmaConfig = field(default_factory=SigmaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -135,6 +154,13 @@ class ExperimentConfig:
     @property
     def points_lr(self) -> float:
         return self.train.lr if self.train.points_lr is None else self.train.points_lr
+
+    @property
+    def half_sets(self) -> bool:
+        """Whether half-set validation runs: ``validation.half_sets``, or by default for an
+        image store (real data) but not for simulated data."""
+        v = self.validation.half_sets
+        return self.data.source == "zarr" if v is None else v
 
 
 # Defaults of HOLLy's HEAD (2022) era, applied under ``variant: latest`` before the user's keys.
@@ -212,9 +238,13 @@ def _check(value, hint, meta, key: str, where: str):
         elif opt is str and isinstance(value, str):
             ok = value
         elif origin is list and isinstance(value, list):
-            if not value or not all(isinstance(v, int | float) for v in value):
+            if not value or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
                 fail("must be a non-empty list of numbers")
             ok = [float(v) for v in value]
+            if not all(math.isfinite(v) for v in ok):
+                fail(f"must hold finite numbers only, got {value!r}")
         if ok is not None:
             break
     if ok is None:
@@ -222,6 +252,8 @@ def _check(value, hint, meta, key: str, where: str):
         fail(f"must be {names}, got {value!r}")
     if meta.get("choices") and ok not in meta["choices"]:
         fail(f"must be one of {list(meta['choices'])}, got {ok!r}")
+    if isinstance(ok, float) and not math.isfinite(ok):
+        fail(f"must be a finite number, got {value!r}")
     if isinstance(ok, int | float) and not isinstance(ok, bool):
         if meta.get("lo") is not None and ok < meta["lo"]:
             fail(f"must be >= {meta['lo']}, got {ok}")
@@ -238,9 +270,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
     try:
         text = path.read_text()
         raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise HollyError(f"config file {path} is not valid YAML/JSON: {exc}") from exc
-    raw = raw or {}
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HollyError(f"config file {path} is not valid YAML/JSON: {one_line(exc)}") from None
+    if raw is None or raw == {}:
+        raise HollyError(
+            f"config file {path} is empty; start from the tuned defaults with "
+            "`holly config-default > my.yaml`"
+        )
     if overrides:
         raw = _merge(raw, overrides)
     return from_dict(raw, where=str(path))

@@ -44,7 +44,8 @@ from scipy.spatial import cKDTree
 
 from holly import __version__
 from holly.errors import HollyError
-from holly.pointio import read_ply_comments, read_points, write_points
+from holly.pointio import read_points, write_points
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -602,20 +603,12 @@ def _read_cloud(path: Path, what: str, hint: str) -> np.ndarray:
     return x
 
 
-def _read_poses(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with np.load(path) as npz:
-            return npz["rot_true"], npz["rot_pred"]
-    except KeyError as exc:
-        raise HollyError(f"{path} lacks {exc}; expected arrays rot_true and rot_pred") from exc
-    except Exception as exc:
-        raise HollyError(f"cannot read {path}: {exc}; delete it or rerun `holly train`") from exc
-
-
-def _pose_summary(path: Path, symmetry_order: int = 1) -> dict | None:
-    if not path.is_file():
+def _pose_summary(run: RunFolder, symmetry_order: int = 1) -> dict | None:
+    path = run.test_poses
+    poses = run.read_test_poses()
+    if poses is None:
         return None
-    rot_true, rot_pred = _read_poses(path)
+    rot_true, rot_pred = poses["rot_true"], poses["rot_pred"]
     try:
         err = pose_error(rot_true, rot_pred, symmetry_order)
     except ValueError as exc:
@@ -653,6 +646,23 @@ def evaluate_run(
 ) -> dict:
     """Score a finished run folder; writes ``aligned_points.ply`` there when there is ground truth.
 
+    :func:`score_run` without the write; this writes the aligned cloud it returns.
+    """
+    result, aligned_path, aligned = score_run(run_dir, ground_truth, tau, seed, aligned_out)
+    if aligned is not None:
+        write_points(aligned_path, aligned, comment="holly evaluate: aligned to GT")
+    return result
+
+
+def score_run(
+    run_dir: str | os.PathLike,
+    ground_truth: str | os.PathLike | None = None,
+    tau: float | None = None,
+    seed: int = 0,
+    aligned_out: str | os.PathLike | None = None,
+) -> tuple[dict, Path, np.ndarray | None]:
+    """Score a finished run folder; returns the result, and where and what to write aligned.
+
     Parameters
     ----------
     run_dir : path-like
@@ -672,8 +682,12 @@ def evaluate_run(
 
     Returns
     -------
-    dict
+    result : dict
         The ``evaluation.json`` content.
+    aligned_path : Path
+        Where the aligned reconstruction belongs (``aligned_out`` or ``RUN/aligned_points.ply``).
+    aligned : ndarray [N, 3] or None
+        The reconstruction aligned onto the ground truth; None without ground truth.
 
     Raises
     ------
@@ -682,19 +696,20 @@ def evaluate_run(
         ``test_poses.npz``, non-positive ``tau``.
     """
     run = Path(run_dir)
+    rf = RunFolder(run)
     if not run.is_dir():
         raise HollyError(f"run folder {run} does not exist; pass the --out folder of `holly train`")
-    if tau is not None and not tau > 0:
-        raise HollyError(f"--tau must be a positive distance in model units, got {tau}")
+    if tau is not None and not (tau > 0 and np.isfinite(tau)):
+        raise HollyError(f"--tau must be a positive finite distance in model units, got {tau}")
     points = _read_cloud(
-        run / "points.ply",
+        rf.points,
         "the final reconstruction",
         "points.ply is written last, so the run has not finished: wait for or resume `holly train`",
     )
-    gt_path = Path(ground_truth) if ground_truth is not None else run / "ground_truth.ply"
+    gt_path = Path(ground_truth) if ground_truth is not None else rf.ground_truth
     has_gt = ground_truth is not None or gt_path.is_file()
-    init_path = run / "initial_points.ply"
-    poses = _pose_summary(run / "test_poses.npz", _symmetry_order(run))
+    init_path = rf.initial_points
+    poses = _pose_summary(rf, _symmetry_order(rf))
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -703,47 +718,37 @@ def evaluate_run(
         "n_points": len(points),
         "cloud": cloud_stats(points),
         "pose_error_deg": poses,
-        "held_out_fit": _held_out_fit(run / "metrics.csv"),
+        "held_out_fit": _held_out_fit(rf),
     }
+    aligned_path = Path(aligned_out) if aligned_out is not None else rf.aligned_points
     if not has_gt:
         log.warning("no ground truth for %s: reporting cloud statistics only", run)
-        return result | _no_gt_fields(tau)
+        return result | _no_gt_fields(tau), aligned_path, None
     gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
     init = read_points(init_path) if init_path.is_file() else None
     scores, al = _score_all(points, gt, init, tau, seed)
     result |= scores
-    aligned_path = Path(aligned_out) if aligned_out is not None else run / "aligned_points.ply"
-    meta = {k: v for k, v in read_ply_comments(run / "points.ply").items() if k != "cloud"}
-    meta["cloud"] = f"points.ply aligned to {gt_path.name} (handedness {al.handedness})"
-    write_points(aligned_path, al.aligned, comment="holly evaluate: aligned to GT", meta=meta)
     result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
-    return result
+    return result, aligned_path, al.aligned
 
 
-def _symmetry_order(run: Path) -> int:
+def _symmetry_order(run: RunFolder) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
     from holly.shapes import SYMMETRY_ORDER
 
-    config = run / "config.yaml"
-    if not config.is_file():
-        return 1
-    import yaml
-
-    shape = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("shape")
-    return SYMMETRY_ORDER.get(shape, 1)
+    shape = (run.read_config(required=False).get("data") or {}).get("shape")
+    return SYMMETRY_ORDER.get(shape, 1) if isinstance(shape, str) else 1
 
 
-def _held_out_fit(path: Path) -> dict | None:
+def _held_out_fit(run: RunFolder) -> dict | None:
     """The image loss on held-out images at the end of training (last row of metrics.csv).
 
     For real data this is the only measure of fit: how well the learned cloud, posed by the
     CNN, reproduces images it was not trained on.
     """
-    if not path.is_file():
+    if not run.metrics.is_file():
         return None
-    import pandas as pd
-
-    rows = pd.read_csv(path)
+    rows = run.read_metrics()
     if rows.empty:
         return None
     last = rows.iloc[-1]

@@ -141,18 +141,20 @@ class HollyModel(nn.Module):
 
     def forward(self, images: torch.Tensor, sigma_in: float) -> Prediction:
         """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them."""
-        rotations, translations, sigma = self.pose(self.encoder(images), sigma_in)
-        r = self.cfg.render
-        # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
-        rendered = self.render_fn(
-            self.points,
-            rotations,
-            translations,
-            sigma.clamp_min(0.3),
-            r.height,
-            r.width,
-            order=r.order,
-        )
+        raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
+        with torch.autocast(images.device.type, enabled=False):  # poses and renderer: float32
+            rotations, translations, sigma = self.pose(raw, sigma_in)
+            r = self.cfg.render
+            # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
+            rendered = self.render_fn(
+                self.points,
+                rotations,
+                translations,
+                sigma.clamp_min(0.3),
+                r.height,
+                r.width,
+                order=r.order,
+            )
         return Prediction(rotations, translations, sigma, rendered)
 
 

@@ -34,6 +34,14 @@ class StoreSplit:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def particle_ids(self) -> np.ndarray:
+        """The particle of each image of this split → ``[I]`` (for splits by particle)."""
+        return np.asarray(self.store.particle_ids)[self.indices]
+
+    def subset(self, items: np.ndarray) -> StoreSplit:
+        """The images at positions ``items`` of this split, as a new split."""
+        return StoreSplit(self.store, self.indices[np.asarray(items)], self.preload, self.device)
+
     def images(self, idx: torch.Tensor, sigma: float) -> torch.Tensor:
         """Images ``idx`` (positions within this split) at the level nearest ``sigma``."""
         level = self.store.level_for(sigma)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import logging
 import math
 import os
@@ -22,7 +21,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from holly import __version__
 from holly.atomic import atomic_path
@@ -31,9 +29,9 @@ from holly.figures import (
     EXTRA_FIGURES,
     RUN_FIGURES,
     comparison_figure,
-    read_metrics,
     save_figure,
 )
+from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
 from holly.units import model_unit_px
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
@@ -98,7 +96,7 @@ PUBLISHED_COLUMNS = (
     ("published_blob_chamfer", "blob Chamfer", "{:.3f}"),
     ("published_n_points", "published points", "{:d}"),
 )
-PUBLISHED_JSON = "vs_published.json"
+PUBLISHED_JSON = VS_PUBLISHED
 METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
 BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
 FIGURE_TITLES = {
@@ -112,15 +110,6 @@ FIGURE_TITLES = {
 }
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise HollyError(f"{path} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HollyError(f"{path} is not valid JSON: {exc}") from exc
-
-
 def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     """One flat row describing a finished, evaluated run folder.
 
@@ -129,11 +118,11 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     ``blob_``, ``random_init_`` and ``floor_``; missing values are None.
     """
     run = Path(run_dir)
-    evaluation = _read_json(run / "evaluation.json")
-    cfg_path = run / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
-    metrics = read_metrics(run / "metrics.csv")
+    rf = RunFolder(run)
+    evaluation = rf.read_evaluation()
+    cfg = rf.read_config(required=False)
+    prov = rf.read_provenance()
+    metrics = rf.read_metrics()
     last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
     data, render = cfg.get("data", {}), cfg.get("render", {})
     row = {
@@ -169,8 +158,8 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["pose_error_mean_deg"] = pose.get("mean")
     row["wall_seconds"] = _wall_seconds(prov)
     row.update(_converted_distances(row, prov, render))
-    if (run / PUBLISHED_JSON).is_file():
-        row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
+    if rf.vs_published.is_file():
+        row.update(_published_row(read_json(rf.vs_published)))
     return row
 
 

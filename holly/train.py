@@ -11,10 +11,9 @@ and marks a finished run.
 
 from __future__ import annotations
 
-import csv
 import logging
+import math
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -22,35 +21,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from holly import __version__
-from holly.atomic import atomic_path, write_json
+from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
 from holly.errors import HollyError
+from holly.halfsets import take_half, training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
 from holly.provenance import provenance, sha256_array, sha256_file
+from holly.runfolder import METRIC_COLUMNS, RunFolder
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
 from holly.units import describe_units, run_units, store_pixel_nm
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = [
-    "step",
-    "epoch",
-    "train_loss",
-    "test_loss",
-    "sigma_in",
-    "sigma_pred_mean",
-    "lr_cnn",
-    "lr_points",
-    "images_per_s",
-    "elapsed_s",
-]
+__all__ = ["METRIC_COLUMNS", "Trainer", "train"]
 # Config keys that may change between a checkpoint and its resumption.
 RESUMABLE_KEYS = {
     ("train", "max_steps"),
@@ -58,7 +47,6 @@ RESUMABLE_KEYS = {
     ("train", "keep_checkpoints"),
     ("device",),
 }
-CHECKPOINT_RE = re.compile(r"^step_(\d{8})\.pt$")
 
 
 def pick_device(name: str) -> torch.device:
@@ -89,6 +77,14 @@ class Data:
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
+    """The data of ``cfg``; with ``validation.half`` only that half of the training particles."""
+    data = _build_data(cfg, device)
+    if cfg.validation.half is not None:
+        data.train = take_half(data.train, cfg.validation.half, cfg.seed)
+    return data
+
+
+def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
     if cfg.data.source == "zarr":
         from holly.realdata import build_zarr_data  # needs zarr; imported only when used
 
@@ -114,20 +110,12 @@ def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Opti
 class MetricsLog:
     """``metrics.csv``, one row per log step; on resume, rows after the checkpoint are dropped."""
 
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        rows = []
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    def __init__(self, run: RunFolder, resume_step: int | None):
+        self.run = run
+        run.start_metrics(run.metric_rows(resume_step) if resume_step is not None else [])
 
     def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, METRIC_COLUMNS).writerow(row)
+        self.run.append_metrics(row)
 
 
 class Trainer:
@@ -135,7 +123,9 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, device: torch.device):
         self.cfg, self.out, self.device = cfg, out_dir, device
-        generator = seed_everything(cfg.seed)
+        self.run_folder = RunFolder(out_dir)
+        self.seed = training_seed(cfg)  # cfg.seed, or a half-set run's own seed
+        generator = seed_everything(self.seed)
         self.data = build_data(cfg, device)
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
@@ -161,7 +151,7 @@ class Trainer:
     def batch_indices(self, step: int) -> torch.Tensor:
         spe, b = self.schedule.steps_per_epoch, self.cfg.train.batch_size
         epoch, k = divmod(step, spe)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         return torch.randperm(len(self.data.train), generator=gen)[k * b : (k + 1) * b]
 
     def loss_on(self, images: torch.Tensor, sigma: float):
@@ -202,48 +192,69 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "holly_checkpoint": 1,
         }
-        ckpt = self.out / "checkpoints"
-        for name in (f"step_{self.step:08d}.pt", "last.pt"):
-            with atomic_path(ckpt / name) as tmp:
+        for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
+            with atomic_path(path) as tmp:
                 torch.save(state, tmp)
-        prune_checkpoints(ckpt, self.cfg.train.keep_checkpoints)
+        self.run_folder.prune_checkpoints(self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
+            saved_cfg, _, _, _ = state["config"], state["model"], state["optimizer"], state["step"]
         except Exception as exc:
-            raise HollyError(f"cannot read checkpoint {path}: {exc}") from exc
-        _check_same_config(state["config"], self.cfg.to_dict(), path)
+            raise UnreadableCheckpoint(f"cannot read checkpoint {path}: {exc}") from exc
+        _check_same_config(saved_cfg, self.cfg.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
     def restore(self, mode: str) -> None:
-        """``mode`` no: start afresh; yes: continue from ``last.pt`` if present (a checkpoint of
-        another config is an error); auto: continue if it matches, else start afresh."""
-        last = self.out / "checkpoints" / "last.pt"
-        if mode == "no" or not last.exists():
+        """``mode`` no: start afresh; yes: continue from the newest readable checkpoint if there
+        is one (a checkpoint of another config is an error); auto: continue if it matches, else
+        start afresh.
+
+        ``last.pt`` is tried first, then ``step_*.pt`` newest first: an unreadable file is set
+        aside (``checkpoints/unreadable/``), never deleted, and the next one is tried. When none
+        can be read, nothing is touched and the run stops with an error.
+        """
+        if mode == "no":
             return
-        try:
-            self.load_checkpoint(last)
-        except HollyError as exc:
-            if mode != "auto":
-                raise
-            log.warning("%s; starting afresh", exc)
+        unreadable = []
+        for path in self.run_folder.resume_candidates():
+            try:
+                self.load_checkpoint(path)
+            except UnreadableCheckpoint as exc:
+                log.warning("%s; trying the next checkpoint", exc)
+                unreadable.append(path)
+                continue
+            except HollyError as exc:
+                if mode != "auto":
+                    raise
+                log.warning("%s; starting afresh", exc)
+            for bad in unreadable:  # they would be overwritten by the continued run
+                self.run_folder.set_aside(bad)
+            return
+        if unreadable:
+            raise HollyError(
+                f"no readable checkpoint in {self.run_folder.checkpoints} (tried "
+                f"{', '.join(p.name for p in unreadable)}); nothing was deleted. Train afresh "
+                "with --force (the old run is replaced) or into another --out folder"
+            )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, resume: str = "no") -> None:
         t = self.cfg.train
         self.restore(resume)
         self.write_start_files()
-        metrics = MetricsLog(self.out / "metrics.csv", self.step or None)
+        metrics = MetricsLog(self.run_folder, self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
             train_loss, sigma_pred = self.train_step(self.step)
             self.step += 1
+            self.check_finite(train_loss)
             if bar:
                 bar.update(1)
             if self.step % t.log_every == 0 or self.step == self.total_steps:
@@ -290,26 +301,20 @@ class Trainer:
         Also on resume: a workflow manager may have deleted them (Snakemake removes a failed
         job's outputs), and the initial cloud is recreated exactly from the seed.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "points.ply").unlink(missing_ok=True)  # a restarted run is not finished
+        rf = self.run_folder
+        rf.root.mkdir(parents=True, exist_ok=True)
+        rf.points.unlink(missing_ok=True)  # a restarted run is not finished
         if self.step == 0:  # afresh: snapshots and checkpoints of an earlier run are stale
-            for stale in (
-                *self.out.glob("snapshots/points_*.ply"),
-                *self.out.glob("checkpoints/*.pt"),
-            ):
-                stale.unlink()
-        with atomic_path(self.out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        self.provenance = provenance(
-            self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
-        )
+            rf.remove_run_files()
+        rf.write_config(self.cfg.to_dict())
+        self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
         self.provenance["units"] = self.units
-        write_json(self.out / "provenance.json", self.provenance)
-        write_points(self.out / "initial_points.ply", self.initial_points, meta=self.ply_meta(0))
+        rf.write_provenance(self.provenance)
+        write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:
             meta = {**self.ply_meta(None), "cloud": "ground truth (as simulated)"}
-            write_points(self.out / "ground_truth.ply", self.data.ground_truth, meta=meta)
+            write_points(rf.ground_truth, self.data.ground_truth, meta=meta)
 
     def ply_meta(self, step: int | None) -> dict:
         """The comment lines of the run's PLY files (pointio ``meta``)."""
@@ -318,11 +323,19 @@ class Trainer:
             meta["step"] = step
         return {**meta, "units": describe_units(self.units)}
 
+    def check_finite(self, train_loss: float) -> None:
+        """Stop with a clear error when the loss or the cloud stops being finite."""
+        if math.isfinite(train_loss) and bool(torch.isfinite(self.model.points).all()):
+            return
+        raise HollyError(
+            f"training diverged at step {self.step}: the loss is {train_loss} or the point "
+            "cloud holds non-finite values; lower train.lr / train.points_lr or check the data "
+            f"(the last good checkpoint is kept in {self.run_folder.checkpoints})"
+        )
+
     def write_snapshot(self) -> None:
         write_points(
-            self.out / "snapshots" / f"points_{self.step:08d}.ply",
-            self.points(),
-            meta=self.ply_meta(self.step),
+            self.run_folder.snapshot(self.step), self.points(), meta=self.ply_meta(self.step)
         )
 
     def points(self) -> np.ndarray:
@@ -342,54 +355,31 @@ class Trainer:
             outs.append(output.cpu())
         rot_pred, trans_pred, sigma_pred = (torch.cat(x).numpy() for x in zip(*preds, strict=True))
         if hasattr(test, "rotations"):
-            with atomic_path(self.out / "test_poses.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(
-                        fh,
-                        rot_true=test.rotations(self.test_idx).cpu().numpy(),
-                        rot_pred=rot_pred,
-                        trans_true=test.translations_of(self.test_idx).cpu().numpy(),
-                        trans_pred=trans_pred,
-                        sigma_in=np.full(len(rot_pred), sigma),
-                        sigma_pred=sigma_pred,
-                    )
+            self.run_folder.write_test_poses(
+                rot_true=test.rotations(self.test_idx).cpu().numpy(),
+                rot_pred=rot_pred,
+                trans_true=test.translations_of(self.test_idx).cpu().numpy(),
+                trans_pred=trans_pred,
+                sigma_in=np.full(len(rot_pred), sigma),
+                sigma_pred=sigma_pred,
+            )
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one
         pick = torch.linspace(0, len(self.test_idx) - 1, min(16, len(self.test_idx))).long()
-        with atomic_path(self.out / "samples.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    inputs=torch.cat(ins)[pick].numpy(),
-                    renderings=torch.cat(outs)[pick].numpy(),
-                    sigma=sigma,
-                )
+        self.run_folder.write_samples(
+            inputs=torch.cat(ins)[pick].numpy(),
+            renderings=torch.cat(outs)[pick].numpy(),
+            sigma=sigma,
+        )
         self.provenance["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.provenance["steps"] = self.step
-        write_json(self.out / "provenance.json", self.provenance)
+        self.run_folder.write_provenance(self.provenance)
         self.write_snapshot()
-        write_points(self.out / "points.ply", self.points(), meta=self.ply_meta(self.step))
+        write_points(self.run_folder.points, self.points(), meta=self.ply_meta(self.step))
 
 
-def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
-    """Delete all but the newest ``keep`` periodic checkpoints ``step_XXXXXXXX.pt``.
-
-    ``last.pt`` (what ``--resume`` reads) and files of other names are never touched; ``keep``
-    None keeps everything. Returns the deleted paths, oldest first.
-    """
-    if keep is None:
-        return []
-    found = sorted(
-        (int(m.group(1)), path)
-        for path in Path(folder).glob("step_*.pt")
-        if (m := CHECKPOINT_RE.match(path.name))
-    )
-    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    if doomed:
-        log.debug("pruned %d old checkpoints in %s", len(doomed), folder)
-    return doomed
+class UnreadableCheckpoint(HollyError):
+    """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
@@ -426,12 +416,18 @@ def _progress(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
-def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool | str = False) -> Path:
+def train(
+    cfg: ExperimentConfig | dict,
+    out_dir: str | Path,
+    resume: bool | str = False,
+    force: bool = False,
+) -> Path:
     """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
-    ``resume``: False/"no" starts afresh; True/"yes" continues from the folder's last checkpoint
-    (an error if it was made with another config); "auto" continues when the config matches and
-    starts afresh otherwise (what the workflow uses).
+    ``resume``: False/"no" starts afresh, and refuses a folder that holds another run unless
+    ``force`` (then that run's files are replaced); True/"yes" continues from the folder's newest
+    readable checkpoint (an error if it was made with another config); "auto" continues when the
+    config matches and starts afresh otherwise (what the workflow uses).
     """
     resume = {True: "yes", False: "no"}.get(resume, resume)
     if resume not in ("no", "yes", "auto"):
@@ -442,6 +438,7 @@ def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool | str 
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.device)
     out_dir = Path(out_dir)
+    RunFolder(out_dir).claim(resume=resume != "no", force=force)
     log.info("training %s on %s into %s", cfg.name, device, out_dir)
     trainer = Trainer(cfg, out_dir, device)
     trainer.run(resume)

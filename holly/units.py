@@ -3,8 +3,8 @@
 Point clouds, translations and every distance score (Chamfer, Hausdorff, tau) are in **model
 units**. The renderer's viewport maps 1 model unit to ``H/4`` pixels of an ``H x W`` image
 (:mod:`holly.render`), and sigma is in pixels. Nanometres are known only for real data whose
-image store records its pixel size (an ``nm_per_pixel`` attribute, written by the readers that
-know it); simulated data have none.
+image store records its pixel size (``nm_per_px``, written by the readers that know it);
+simulated data have none.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import logging
 import math
 import os
 
-log = logging.getLogger(__name__)
+from holly.errors import HollyError
 
-# Store attribute names that give the pixel size in nm (the first one present wins).
-PIXEL_NM_ATTRS = ("nm_per_pixel", "pixel_size_nm")
+log = logging.getLogger(__name__)
 
 
 def model_unit_px(height: int) -> float:
@@ -25,26 +24,21 @@ def model_unit_px(height: int) -> float:
 
 
 def store_pixel_nm(store_path: str | os.PathLike | None) -> float | None:
-    """The pixel size (nm) an image store records, or None when it records none.
+    """The pixel size (nm) an image store records (:attr:`ImageStore.nm_per_px`), or None.
 
     A store that cannot be opened gives None too (logged): units are a courtesy, never a reason
     for a run or a summary to fail.
     """
     if not store_path:
         return None
-    try:
-        from holly.imagestore import ImageStore
+    from holly.imagestore import ImageStore
 
-        attrs = ImageStore.open(store_path).attrs
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.debug("no pixel size from %s: %s", store_path, exc)
+    try:
+        nm = ImageStore.open(store_path).nm_per_px
+    except HollyError as exc:
+        log.warning("%s; lengths in model units and px only", exc)
         return None
-    for key in PIXEL_NM_ATTRS:
-        value = attrs.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if math.isfinite(value) and value > 0:
-                return float(value)
-    return None
+    return nm if nm is not None and math.isfinite(nm) and nm > 0 else None
 
 
 def run_units(height: int, pixel_nm: float | None = None) -> dict:

@@ -29,11 +29,10 @@ import numpy as np
 from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.figures import RECON_COLOUR, TRUTH_COLOUR
-from holly.pointio import read_points
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_RE = re.compile(r"points_(\d+)\.ply$")
 DECIMALS = 4  # coordinates are rounded in the page: 1e-4 model units is far below a pixel
 
 
@@ -66,13 +65,7 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def snapshot_files(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """``(step, path)`` of ``RUN/snapshots/points_XXXXXXXX.ply``, by step."""
-    folder = Path(run_dir) / "snapshots"
-    found = []
-    for path in folder.glob("points_*.ply") if folder.is_dir() else []:
-        m = SNAPSHOT_RE.search(path.name)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
+    return RunFolder(run_dir).snapshot_files()
 
 
 def _pick(items: list, k: int) -> list:
@@ -100,26 +93,30 @@ def viewer_data(
         the initial cloud as step 0, training snapshots, and last the final reconstruction).
     """
     run = Path(run_dir)
-    final = run / "points.ply"
-    if not final.is_file():
-        raise HollyError(f"{final} not found: the run has not finished (`holly train`)")
+    rf = RunFolder(run)
+    if not rf.is_finished():
+        raise HollyError(f"{rf.points} not found: the run has not finished (`holly train`)")
     if max_snapshots < 1:
         raise HollyError(f"max_snapshots must be >= 1, got {max_snapshots}")
-    points = read_points(final)
-    found = snapshot_files(run)
-    if (run / "initial_points.ply").is_file():
-        found.insert(0, (0, run / "initial_points.ply"))  # step 0: the random initial cloud
+    points = rf.read_cloud(rf.points)
+    found = rf.snapshot_files()
+    if rf.initial_points.is_file():
+        found.insert(0, (0, rf.initial_points))  # step 0: the random initial cloud
     snaps = _pick(found, max(1, max_snapshots - 1))
-    clouds = [(step, read_points(path)) for step, path in snaps]
+    clouds = [(step, rf.read_cloud(path)) for step, path in snaps]
     last_step = snaps[-1][0] if snaps else 0
-    if not clouds or not np.allclose(clouds[-1][1], points, atol=1e-6):
+    if (
+        not clouds
+        or clouds[-1][1].shape != points.shape
+        or not np.allclose(clouds[-1][1], points, atol=1e-6)
+    ):
         clouds.append((last_step, points))
-    truth_path, aligned_path = run / "ground_truth.ply", run / "aligned_points.ply"
+    truth_path, aligned_path = rf.ground_truth, rf.aligned_points
     truth, frame = None, "training"
     if truth_path.is_file():
-        truth = read_points(truth_path)
+        truth = rf.read_cloud(truth_path)
         if aligned_path.is_file():
-            q, t, rms = rigid_fit(points, read_points(aligned_path))
+            q, t, rms = rigid_fit(points, rf.read_cloud(aligned_path))
             if rms < 1e-3:
                 clouds = [(step, xyz @ q + t) for step, xyz in clouds]
                 frame = "ground truth"

@@ -118,7 +118,7 @@ def test_bench_command_prints_ratios(tmp_path, capsys):
     import json
 
     data = json.loads(out.read_text())
-    assert data["renderer"]["ratio"] > 0 and data["training_step"]["fast_images_per_s"] > 0
+    assert data["renderer"]["ratio"] > 0 and data["training_step"]["fast"]["best_images_per_s"] > 0
 
 
 def test_written_files_get_normal_permissions(tmp_path):

@@ -178,16 +178,18 @@ def test_keep_checkpoints_prunes_old_ones_and_resume_still_works(tmp_path):
 
 @pytest.mark.parametrize(("keep", "left"), [(None, [1, 2, 10, 30]), (2, [10, 30]), (0, [])])
 def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
-    from holly.train import prune_checkpoints
+    from holly.runfolder import RunFolder
 
+    rf = RunFolder(tmp_path)
+    folder = rf.checkpoints
+    folder.mkdir()
     for step in (30, 2, 10, 1):  # by step, not by file time
-        (tmp_path / f"step_{step:08d}.pt").write_bytes(b"x")
-    (tmp_path / "last.pt").write_bytes(b"x")
-    (tmp_path / "step_best.pt").write_bytes(b"x")  # not a periodic checkpoint: left alone
-    prune_checkpoints(tmp_path, keep)
-    steps = sorted(int(p.stem[5:]) for p in tmp_path.glob("step_0*.pt"))
-    assert steps == left
-    assert (tmp_path / "last.pt").exists() and (tmp_path / "step_best.pt").exists()
+        (folder / f"step_{step:08d}.pt").write_bytes(b"x")
+    (folder / "last.pt").write_bytes(b"x")
+    (folder / "step_best.pt").write_bytes(b"x")  # not a periodic checkpoint: left alone
+    rf.prune_checkpoints(keep)
+    assert [step for step, _ in rf.checkpoint_files()] == left
+    assert (folder / "last.pt").exists() and (folder / "step_best.pt").exists()
 
 
 def test_run_ply_files_say_units_version_experiment_and_step(tmp_path):

@@ -1,0 +1,300 @@
+"""Gold-standard half-set validation: two reconstructions from disjoint halves, compared.
+
+Without ground truth (real data) the only honest measure of a reconstruction is how well two
+independent ones agree. The training particles are split **by particle** into two halves
+(:func:`split_halves`; every augmentation copy of a particle goes with it, the held-out test
+set stays the same for both), each half is trained with its own seed derived from the
+experiment's (:func:`training_seed`), and :func:`compare_runs` aligns the two results
+(mirror-aware, :func:`holly.evaluate.align`) and reports their Chamfer distance and their
+Fourier shell correlation (:mod:`holly.fsc`) with the resolutions at FSC 0.143 and 0.5.
+
+With ground truth (simulated data) it also reports each half against the truth: Chamfer after
+alignment and the FSC of each half with the ground-truth density. That is the calibration of
+the half-set resolution (README, docs/validation.md).
+
+Run folders: a half-set run is an ordinary run folder whose ``config.yaml`` has
+``validation.half`` 1 or 2; the workflow puts them in ``RESULTS/<experiment>/halves/half1``
+and ``half2`` and writes the comparison to ``RESULTS/<experiment>/halfsets.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from holly import __version__
+from holly.errors import HollyError
+from holly.evaluate import align, shape_metrics
+from holly.fsc import cloud_fsc
+from holly.pointio import read_points, write_points
+
+log = logging.getLogger(__name__)
+
+HALVES = (1, 2)
+HALF_SPLIT_SALT = 0x4A1F  # separates the half split's random stream from every other use of seed
+COMPARISON_JSON = "halfsets.json"
+
+
+def half_seed(seed: int, half: int) -> int:
+    """The training seed of half ``half`` (1 or 2) of an experiment with seed ``seed``.
+
+    Different for the two halves and from ``seed`` itself in practice, and a pure function of
+    both (NumPy's ``SeedSequence``), so reruns reproduce it.
+    """
+    if half not in HALVES:
+        raise HollyError(f"half must be 1 or 2, got {half!r}")
+    return int(np.random.SeedSequence([int(seed), int(half)]).generate_state(1)[0] >> 1)
+
+
+def training_seed(cfg) -> int:
+    """Seed of the model initialisation and batch order: ``cfg.seed``, or its half's seed.
+
+    The data (simulated particles, the train/test split, the half split) keep ``cfg.seed``, so
+    the two halves are complementary parts of one data set.
+    """
+    half = cfg.validation.half
+    return cfg.seed if half is None else half_seed(cfg.seed, half)
+
+
+def split_halves(particle_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split items into two halves by particle.
+
+    Parameters
+    ----------
+    particle_ids : array-like [I] of int
+        The particle of each item (image); the copies of one particle share an id.
+    seed : int
+        The experiment seed; both halves of an experiment must use the same one.
+
+    Returns
+    -------
+    half1, half2 : ndarray of int64
+        Sorted item positions. The unique particles are shuffled and the first ``ceil(P / 2)``
+        form half 1, so no particle is in both and the halves differ by at most one particle.
+
+    Raises
+    ------
+    HollyError
+        Fewer than two particles.
+    """
+    ids = np.asarray(particle_ids)
+    if ids.ndim != 1:
+        raise HollyError("particle_ids must be one-dimensional")
+    unique = np.unique(ids)
+    if unique.size < 2:
+        raise HollyError(
+            f"half-set validation needs at least two training particles, got {unique.size}"
+        )
+    rng = np.random.default_rng([int(seed), HALF_SPLIT_SALT])
+    first = rng.permutation(unique)[: (unique.size + 1) // 2]
+    in_first = np.isin(ids, first)
+    return np.flatnonzero(in_first), np.flatnonzero(~in_first)
+
+
+def take_half(split, half: int, seed: int):
+    """The part of a training split (``particle_ids()`` and ``subset(items)``) in ``half``."""
+    first, second = split_halves(split.particle_ids(), seed)
+    items = first if half == 1 else second
+    log.info("half %d: %d of %d training images", half, len(items), len(first) + len(second))
+    return split.subset(items)
+
+
+def half_run_configs(raw: dict) -> dict[str, dict]:
+    """The configs of an experiment's two half-set runs: ``{"half1": ..., "half2": ...}``.
+
+    ``raw`` is the experiment mapping (as the workflow holds it); each copy gets
+    ``validation.half`` set and keeps everything else, including the seed.
+    """
+    out = {}
+    for half in HALVES:
+        cfg = copy.deepcopy(raw)
+        cfg.setdefault("validation", {})["half"] = half
+        out[f"half{half}"] = cfg
+    return out
+
+
+def full_run_config(raw: dict) -> dict:
+    """The config of the experiment's own (all-particle) run: ``validation.half_sets`` removed,
+    so that turning half-sets on or off does not retrain it."""
+    cfg = copy.deepcopy(raw)
+    val = cfg.get("validation")
+    if isinstance(val, dict):
+        val.pop("half_sets", None)
+        if not val:
+            cfg.pop("validation")
+    return cfg
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def _run_config(run: Path) -> dict:
+    path = run / "config.yaml"
+    if not path.is_file():
+        raise HollyError(f"{path} not found: {run} is not a finished `holly train` folder")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _training_seed(run: Path) -> int | None:
+    """The seed a run was trained with (``provenance.json``; a half's own seed)."""
+    import json
+
+    path = run / "provenance.json"
+    try:
+        return json.loads(path.read_text()).get("seed") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _points(path: Path, what: str) -> np.ndarray:
+    if not path.is_file():
+        raise HollyError(
+            f"{path} not found ({what}); points.ply is written last, so the run has not finished"
+        )
+    x = read_points(path)
+    if len(x) < 3:
+        raise HollyError(f"{path} has {len(x)} points; the comparison needs at least 3")
+    return x
+
+
+def final_sigma_units(run: Path, cfg: dict) -> float:
+    """The run's final input blur in model units: the last ``sigma_in`` of ``metrics.csv``
+    (pixels) times ``4 / H`` (1 model unit is ``H / 4`` pixels)."""
+    import pandas as pd
+
+    height = (cfg.get("render") or {}).get("height")
+    metrics = run / "metrics.csv"
+    if not height or not metrics.is_file():
+        raise HollyError(f"{run}: needs config.yaml and metrics.csv to know the final sigma")
+    rows = pd.read_csv(metrics)
+    if rows.empty or "sigma_in" not in rows:
+        raise HollyError(f"{metrics} has no sigma_in rows")
+    return float(rows["sigma_in"].iloc[-1]) * 4.0 / float(height)
+
+
+def nm_per_unit(cfg: dict) -> float | None:
+    """Nanometres per model unit of a run on an image store that records its pixel size
+    (:attr:`holly.imagestore.ImageStore.nm_per_model_unit`); None for simulated data, a store
+    without a pixel size, or a store that can no longer be opened."""
+    data = cfg.get("data") or {}
+    if data.get("source") != "zarr" or not data.get("store"):
+        return None
+    from holly.imagestore import ImageStore
+
+    try:
+        store = ImageStore.open(data["store"])
+    except HollyError as exc:  # the comparison needs only the pixel size of the store
+        log.warning("%s; resolutions in model units only", exc)
+        return None
+    return store.nm_per_model_unit
+
+
+def compare_clouds(
+    a: np.ndarray,
+    b: np.ndarray,
+    sigma: float,
+    *,
+    seed: int = 0,
+    nm_per_unit: float | None = None,
+) -> tuple[dict, np.ndarray]:
+    """Align ``b`` onto ``a`` (mirror allowed), then Chamfer, Hausdorff-95 and FSC.
+
+    Returns the JSON-ready scores and ``b`` aligned ``[M, 3]``.
+    """
+    al = align(b, a, seed=seed)
+    metrics = shape_metrics(al.aligned, a, tau=float("inf"))
+    fsc = cloud_fsc(a, al.aligned, sigma)
+    scores = {
+        "chamfer": al.chamfer,
+        "hausdorff95": metrics["hausdorff95"],
+        "handedness": al.handedness,
+        "chamfer_other_handedness": al.chamfer_other_handedness,
+        "fsc": fsc.to_dict(nm_per_unit),
+    }
+    return scores, al.aligned
+
+
+def compare_runs(
+    run_a: str | os.PathLike,
+    run_b: str | os.PathLike,
+    *,
+    ground_truth: str | os.PathLike | None = None,
+    seed: int = 0,
+    aligned_out: str | os.PathLike | None = None,
+) -> dict:
+    """Compare two finished runs (normally the two halves of one experiment).
+
+    Parameters
+    ----------
+    run_a, run_b : path-like
+        Run folders; ``b`` is aligned onto ``a``. The density blur is ``a``'s final sigma.
+    ground_truth : path-like, optional
+        Ground-truth points; defaults to ``run_a/ground_truth.ply`` if it exists.
+    seed : int
+        Seed of the alignment starts.
+    aligned_out : path-like, optional
+        Where to write ``b``'s points aligned onto ``a`` (for the viewer).
+
+    Returns
+    -------
+    dict
+        The ``halfsets.json`` content: ``chamfer``, ``hausdorff95``, ``handedness``, ``fsc``
+        (see :meth:`holly.fsc.CloudFSC.to_dict`), ``resolution_0143``/``_05`` copied to the
+        top level, and with ground truth ``vs_ground_truth``: per half its Chamfer and FSC
+        against the ground truth.
+    """
+    ra, rb = Path(run_a), Path(run_b)
+    cfg_a, cfg_b = _run_config(ra), _run_config(rb)
+    a = _points(ra / "points.ply", "the first reconstruction")
+    b = _points(rb / "points.ply", "the second reconstruction")
+    sigma = final_sigma_units(ra, cfg_a)
+    sigma_b = final_sigma_units(rb, cfg_b)
+    if not np.isclose(sigma, sigma_b, rtol=1e-3):
+        log.warning(
+            "the runs end at different sigmas (%.4g, %.4g units): using %.4g", sigma, sigma_b, sigma
+        )
+    nm = nm_per_unit(cfg_a)
+    scores, b_aligned = compare_clouds(a, b, sigma, seed=seed, nm_per_unit=nm)
+    fsc = scores["fsc"]
+    result = {
+        "holly_version": __version__,
+        "run_a": str(ra),
+        "run_b": str(rb),
+        "halves": [
+            (cfg_a.get("validation") or {}).get("half"),
+            (cfg_b.get("validation") or {}).get("half"),
+        ],
+        "training_seeds": [_training_seed(ra), _training_seed(rb)],
+        "n_points": [len(a), len(b)],
+        "sigma": sigma,
+        **{k: fsc[k] for k in fsc if k.startswith("resolution_")},
+        **scores,
+    }
+    if aligned_out is not None:
+        write_points(Path(aligned_out), b_aligned, comment="holly compare: aligned to run A")
+    gt_path = Path(ground_truth) if ground_truth is not None else ra / "ground_truth.ply"
+    result["ground_truth"] = None
+    if ground_truth is not None or gt_path.is_file():
+        gt = _points(gt_path, "ground truth")
+        result["ground_truth"] = str(gt_path)
+        result["vs_ground_truth"] = {
+            name: _against_truth(x, gt, sigma, seed, nm) for name, x in (("a", a), ("b", b))
+        }
+    log.info(
+        "halves: chamfer %.4g, FSC resolution %.3g (0.143) / %.3g (0.5) model units",
+        result["chamfer"],
+        result["resolution_0143"],
+        result["resolution_05"],
+    )
+    return result
+
+
+def _against_truth(x: np.ndarray, gt: np.ndarray, sigma: float, seed: int, nm) -> dict:
+    scores, _ = compare_clouds(gt, x, sigma, seed=seed, nm_per_unit=nm)
+    fsc = scores["fsc"]
+    return scores | {k: fsc[k] for k in fsc if k.startswith("resolution_")}
