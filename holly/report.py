@@ -275,7 +275,7 @@ table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;paddi
 table.holly-summary .num{text-align:right;font-variant-numeric:tabular-nums}
 table.holly-summary .text{text-align:left}
 table.holly-summary thead th{border-bottom:2px solid #888;vertical-align:bottom;
-  white-space:normal;min-width:4em}
+  white-space:normal;min-width:5em}
 table.holly-summary th .unit{display:block;font-weight:normal;color:#666;font-size:11px}
 table.holly-summary tbody tr:nth-child(even){background:#fafafa}
 table.holly-summary th:first-child,table.holly-summary td:first-child{position:sticky;left:0;
