@@ -92,9 +92,17 @@ def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     )
     attrs = store.group.attrs.get("holly", {})
     inputs = {str(d.store): attrs.get("created", ""), "source": attrs.get("source", {})}
+    scale = None
+    if store.nm_per_px is not None:
+        scale = {
+            "nm_per_px": store.nm_per_px,
+            "nm_per_model_unit": store.nm_per_model_unit,
+            "from": str(d.store),
+        }
     return Data(
         StoreSplit(store, train_idx, d.preload, device),
         StoreSplit(store, test_idx, d.preload, device),
         None,
         inputs,
+        scale,
     )

@@ -35,7 +35,7 @@ from holly.provenance import provenance, sha256_array, sha256_file
 from holly.runfolder import METRIC_COLUMNS, RunFolder
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
-from holly.units import describe_units, run_units, store_pixel_nm
+from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Data:
     test: object
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
+    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
@@ -144,8 +145,7 @@ class Trainer:
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
         # model units in px, and in nm when the image store knows its pixel size
-        pixel_nm = store_pixel_nm(cfg.data.store) if cfg.data.source == "zarr" else None
-        self.units = run_units(cfg.render.height, pixel_nm)
+        self.units = run_units(cfg.render.height, (self.data.scale or {}).get("nm_per_px"))
 
     # -- batches ---------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -309,7 +309,7 @@ class Trainer:
         rf.write_config(self.cfg.to_dict())
         self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
-        self.provenance["units"] = self.units
+        self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         rf.write_provenance(self.provenance)
         write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:

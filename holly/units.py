@@ -3,19 +3,11 @@
 Point clouds, translations and every distance score (Chamfer, Hausdorff, tau) are in **model
 units**. The renderer's viewport maps 1 model unit to ``H/4`` pixels of an ``H x W`` image
 (:mod:`holly.render`), and sigma is in pixels. Nanometres are known only for real data whose
-image store records its pixel size (``nm_per_px``, written by the readers that know it);
-simulated data have none.
+image store records its pixel size (``nm_per_px``; the run folder's
+:meth:`holly.runfolder.RunFolder.read_scale`); simulated data have none.
 """
 
 from __future__ import annotations
-
-import logging
-import math
-import os
-
-from holly.errors import HollyError
-
-log = logging.getLogger(__name__)
 
 
 def model_unit_px(height: int) -> float:
@@ -23,26 +15,8 @@ def model_unit_px(height: int) -> float:
     return height / 4.0
 
 
-def store_pixel_nm(store_path: str | os.PathLike | None) -> float | None:
-    """The pixel size (nm) an image store records (:attr:`ImageStore.nm_per_px`), or None.
-
-    A store that cannot be opened gives None too (logged): units are a courtesy, never a reason
-    for a run or a summary to fail.
-    """
-    if not store_path:
-        return None
-    from holly.imagestore import ImageStore
-
-    try:
-        nm = ImageStore.open(store_path).nm_per_px
-    except HollyError as exc:
-        log.warning("%s; lengths in model units and px only", exc)
-        return None
-    return nm if nm is not None and math.isfinite(nm) and nm > 0 else None
-
-
 def run_units(height: int, pixel_nm: float | None = None) -> dict:
-    """The units record of a run (``provenance.json`` ``units``), JSON-ready.
+    """The units of a run's lengths, for file headers (:func:`describe_units`).
 
     Returns
     -------

@@ -147,12 +147,25 @@ def viewer_data(
 
 def _units(rf: RunFolder) -> dict:
     """``model_unit_px`` and ``model_unit_nm`` (None if unknown) for the viewer's scale bar."""
-    units = rf.read_provenance().get("units") or {}
-    px, nm = units.get("model_unit_px"), units.get("model_unit_nm")
-    if px is None:  # a run from before provenance recorded units
-        height = (rf.read_config(required=False).get("render") or {}).get("height")
-        px = model_unit_px(int(height)) if height else None
-    return {"model_unit_px": px, "model_unit_nm": nm}
+    height = (rf.read_config(required=False).get("render") or {}).get("height")
+    scale = rf.read_scale()
+    return {
+        "model_unit_px": model_unit_px(int(height)) if height else None,
+        "model_unit_nm": scale["nm_per_model_unit"] if scale else None,
+    }
+
+
+def pair_data(first: np.ndarray, second: np.ndarray, name: str, labels: tuple[str, str]) -> dict:
+    """Viewer data of two fixed clouds over each other (no training slider): ``second`` in the
+    reconstruction's colour, ``first`` in the ground truth's, named by ``labels`` (second,
+    first). Used for the two half-set reconstructions of an experiment."""
+    return {
+        "name": name,
+        "frame": labels[1],
+        "labels": list(labels),
+        "truth": _flat(first),
+        "snapshots": [{"step": 0, "points": _flat(second)}],
+    }
 
 
 VIEWER_CSS = """
@@ -344,6 +357,9 @@ def viewer_fragment(data: dict, uid: str) -> str:
     truth_label = "ground truth" + (
         " (reconstruction aligned to it)" if data["frame"] == "ground truth" else ""
     )
+    recon_label = "reconstruction"
+    if data.get("labels"):  # a pair of clouds (pair_data), e.g. two half-set reconstructions
+        recon_label, truth_label = (html.escape(x) for x in data["labels"])
     return f"""<div class="holly-viewer" id="viewer-{uid}" data-src="viewer-data-{uid}">
 <div class="hv-title">{name}</div>
 <canvas width="640" height="480" aria-label="3D view of {name}"></canvas>
@@ -354,7 +370,7 @@ def viewer_fragment(data: dict, uid: str) -> str:
 </div>
 <div class="hv-controls">
 <label><input type="checkbox" class="hv-show-recon" checked><span class="hv-key"
- style="background:{RECON_COLOUR}"></span>reconstruction</label>
+ style="background:{RECON_COLOUR}"></span>{recon_label}</label>
 <label><input type="checkbox" class="hv-show-truth" checked><span class="hv-key"
  style="background:{TRUTH_COLOUR}"></span>{truth_label}</label>
 <span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset; axes bottom left,

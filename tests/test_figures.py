@@ -139,7 +139,7 @@ def test_summary_columns_have_units(two_runs, tmp_path):
 
     beta = two_runs["beta"]
     prov = json.loads((beta / "provenance.json").read_text())
-    prov.update(threads=4, units={"model_unit_px": 8.0, "pixel_nm": 10.0})
+    prov.update(threads=4, scale={"nm_per_px": 10.0, "nm_per_model_unit": 40.0, "from": "s"})
     (beta / "provenance.json").write_text(json.dumps(prov))
     csv = tmp_path / "summary.csv"
     write_summary(two_runs, csv, table=tmp_path / "t.html")
@@ -149,8 +149,8 @@ def test_summary_columns_have_units(two_runs, tmp_path):
     assert alpha["threads"] == 1 and alpha["model_unit_px"] == 16 / 4
     assert alpha["chamfer_px"] == pytest.approx(0.03 * 4)
     assert np.isnan(alpha["pixel_nm"]) and np.isnan(alpha["chamfer_nm"])
-    assert b["threads"] == 4 and b["chamfer_nm"] == pytest.approx(0.03 * 8 * 10)
-    assert b["hausdorff95_nm"] == pytest.approx(b["hausdorff95"] * 80)
+    assert b["threads"] == 4 and b["chamfer_nm"] == pytest.approx(0.03 * 4 * 10)
+    assert b["hausdorff95_nm"] == pytest.approx(b["hausdorff95"] * 40)
     for col in df.columns:  # every distance-like numeric column has a documented unit
         if any(w in col for w in ("chamfer", "hausdorff", "sigma", "seconds", "_deg", "_nm")):
             assert col in SUMMARY_UNITS or col.endswith("ratio_to_blob"), col

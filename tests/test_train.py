@@ -212,8 +212,7 @@ def test_run_ply_files_say_units_version_experiment_and_step(tmp_path):
     import json
 
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["threads"] == 1 and prov["units"]["model_unit_px"] == 8.0
-    assert prov["units"]["pixel_nm"] is None and prov["units"]["model_unit_nm"] is None
+    assert prov["threads"] == 1
 
 
 def test_run_units_in_nm_when_the_pixel_size_is_known():
@@ -236,25 +235,3 @@ def test_log_lines_carry_an_eta(tmp_path, caplog):
     assert len(lines) == 2 and all(", ETA " in line for line in lines)
     assert lines[-1].startswith("step 4/4") and lines[-1].endswith("ETA 0s")
     assert [duration_text(s) for s in (-1, 45.9, 192, 7500)] == ["0s", "45s", "3m12s", "2h05m"]
-
-
-def test_store_pixel_size_reaches_the_units(tmp_path):
-    """A store with nm_per_px gives nm; one without, or a missing one, gives None (no error)."""
-    import json
-
-    import zarr
-
-    from holly.imagestore import ATTR_KEY
-    from holly.units import store_pixel_nm
-
-    store = tmp_path / "s.zarr"
-    sim = {
-        "data": {"shape": "spiral", "particles": 2, "augment": 1},
-        "render": {"height": 16, "width": 16},
-        "sigma": {"values": [2.0]},
-    }
-    assert main(["simulate", "--config-json", json.dumps(sim), "--out", str(store)]) == 0
-    assert store_pixel_nm(store) is None and store_pixel_nm(tmp_path / "none.zarr") is None
-    group = zarr.open_group(store, mode="r+")
-    group.attrs[ATTR_KEY] = {**group.attrs[ATTR_KEY], "nm_per_px": 12.5}
-    assert store_pixel_nm(store) == 12.5

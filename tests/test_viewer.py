@@ -114,7 +114,7 @@ def test_browser_draws_viewer(fake_run, tmp_path, browser):
 
 def test_browser_scale_bar_in_nm_when_known(fake_run, tmp_path, browser):
     prov = json.loads((fake_run / "provenance.json").read_text())
-    prov["units"] = {"model_unit_px": 4.0, "pixel_nm": 40.0, "model_unit_nm": 160.0}
+    prov["scale"] = {"nm_per_px": 40.0, "nm_per_model_unit": 160.0, "from": "store.zarr"}
     (fake_run / "provenance.json").write_text(json.dumps(prov))
     assert viewer_data(fake_run)["units"] == {"model_unit_px": 4.0, "model_unit_nm": 160.0}
     dom, _ = browser.load(write_viewer(fake_run, tmp_path / "viewer.html"))
