@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from holly import __version__
 from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
@@ -30,10 +31,12 @@ from holly.halfsets import take_half, training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
+from holly.precision import StepPrecision
 from holly.provenance import provenance, sha256_array, sha256_file
 from holly.runfolder import METRIC_COLUMNS, RunFolder
 from holly.shapes import is_shape_path, load_shape
 from holly.simulate import simulate
+from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,8 @@ class Trainer:
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
         self.opt = make_optimizer(self.model, cfg)
+        self.precision = StepPrecision(cfg.train.precision, device, cfg.train.compile)
+        self.precision.prepare(self.model)
         t = cfg.train
         spe = len(self.data.train) // t.batch_size
         if spe < 1:
@@ -142,6 +147,8 @@ class Trainer:
         self.step = 0
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
+        # model units in px, and in nm when the image store knows its pixel size
+        self.units = run_units(cfg.render.height, (self.data.scale or {}).get("nm_per_px"))
 
     # -- batches ---------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -153,19 +160,21 @@ class Trainer:
     def loss_on(self, images: torch.Tensor, sigma: float):
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
-        pred = self.model(target, sigma)
+        with self.precision.autocast():
+            pred = self.model(target, sigma)
         output = normalise(pred.images, lc.normalise)
         return image_loss(output, target, lc.kind, lc.mask_threshold), pred, target, output
 
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns loss and mean predicted sigma as device tensors (reading
+        them on the host would stall a GPU every step; the loop reads them at log steps)."""
         sigma = self.schedule.sigma_at(step)
         images = self.data.train.images(self.batch_indices(step), sigma)
         self.model.train()
         loss, pred, _, _ = self.loss_on(images, sigma)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach()), float(pred.sigma.detach().mean())
+        self.precision.backward_step(loss, self.opt)
+        return loss.detach(), pred.sigma.detach().mean()
 
     @torch.no_grad()
     def test_loss(self, sigma: float) -> float:
@@ -186,12 +195,13 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
             "holly_checkpoint": 1,
         }
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
-        prune_checkpoints(self.run_folder.checkpoints, self.cfg.train.keep_checkpoints)
+        self.run_folder.prune_checkpoints(self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
@@ -203,6 +213,7 @@ class Trainer:
         _check_same_config(saved_cfg, self.cfg.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.precision.load_state_dict(state.get("grad_scaler"))
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -244,16 +255,30 @@ class Trainer:
         t = self.cfg.train
         self.restore(resume)
         self.write_start_files()
+        if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
+            self.data.train.plan(
+                lambda k: (self.batch_indices(k), self.schedule.sigma_at(k)),
+                self.step,
+                self.total_steps,
+            )
         metrics = MetricsLog(self.run_folder, self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
             train_loss, sigma_pred = self.train_step(self.step)
             self.step += 1
-            self.check_finite(train_loss)
+            # reading the loss syncs a GPU: there, check only where the loop reads the host anyway
+            reads = (t.log_every, t.snapshot_every, t.checkpoint_every)
+            if (
+                self.device.type == "cpu"
+                or self.step == self.total_steps
+                or any(self.step % n == 0 for n in reads)
+            ):
+                self.check_finite(float(train_loss))
             if bar:
                 bar.update(1)
             if self.step % t.log_every == 0 or self.step == self.total_steps:
+                train_loss, sigma_pred = float(train_loss), float(sigma_pred)  # host sync here only
                 sigma = self.schedule.sigma_at(self.step - 1)
                 elapsed = time.perf_counter() - started
                 row = {
@@ -269,8 +294,10 @@ class Trainer:
                     "elapsed_s": elapsed,
                 }
                 metrics.append(row)
+                # the ETA is for log files (Snakemake's), where there is no progress bar
+                eta = elapsed / (self.step - done_at_start) * (self.total_steps - self.step)
                 log.info(
-                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
                     self.step,
                     self.total_steps,
                     train_loss,
@@ -278,6 +305,7 @@ class Trainer:
                     sigma,
                     sigma_pred,
                     row["images_per_s"],
+                    duration_text(eta),
                 )
             if self.step % t.snapshot_every == 0:
                 self.write_snapshot()
@@ -304,9 +332,17 @@ class Trainer:
         self.provenance["resumed_from_step"] = self.step
         self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         rf.write_provenance(self.provenance)
-        write_points(rf.initial_points, self.initial_points)
+        write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:
-            write_points(rf.ground_truth, self.data.ground_truth)
+            meta = {**self.ply_meta(None), "cloud": "ground truth (as simulated)"}
+            write_points(rf.ground_truth, self.data.ground_truth, meta=meta)
+
+    def ply_meta(self, step: int | None) -> dict:
+        """The comment lines of the run's PLY files (pointio ``meta``)."""
+        meta = {"holly": __version__, "experiment": self.cfg.name}
+        if step is not None:
+            meta["step"] = step
+        return {**meta, "units": describe_units(self.units)}
 
     def check_finite(self, train_loss: float) -> None:
         """Stop with a clear error when the loss or the cloud stops being finite."""
@@ -319,7 +355,9 @@ class Trainer:
         )
 
     def write_snapshot(self) -> None:
-        write_points(self.run_folder.snapshot(self.step), self.points())
+        write_points(
+            self.run_folder.snapshot(self.step), self.points(), meta=self.ply_meta(self.step)
+        )
 
     def points(self) -> np.ndarray:
         return self.model.points.detach().cpu().numpy()
@@ -358,28 +396,11 @@ class Trainer:
         self.provenance["steps"] = self.step
         self.run_folder.write_provenance(self.provenance)
         self.write_snapshot()
-        write_points(self.run_folder.points, self.points())
+        write_points(self.run_folder.points, self.points(), meta=self.ply_meta(self.step))
 
 
 class UnreadableCheckpoint(HollyError):
     """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
-
-
-def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
-    """Delete all but the newest ``keep`` periodic checkpoints ``step_XXXXXXXX.pt``.
-
-    ``last.pt`` (what ``--resume`` reads) and files of other names are never touched; ``keep``
-    None keeps everything. Returns the deleted paths, oldest first.
-    """
-    if keep is None:
-        return []
-    found = RunFolder.numbered(Path(folder), "step_*.pt")
-    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    if doomed:
-        log.debug("pruned %d old checkpoints in %s", len(doomed), folder)
-    return doomed
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
@@ -396,6 +417,16 @@ def _check_same_config(saved: dict, current: dict, path: Path) -> None:
             f"checkpoint {path} was made with a different config ({', '.join(diffs)}); "
             f"resume with the same config or train into a new output folder"
         )
+
+
+def duration_text(seconds: float) -> str:
+    """``"45s"``, ``"3m12s"`` or ``"2h05m"``: a short, human duration (rounded down)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _progress(total: int, start: int):
