@@ -6,7 +6,14 @@
 #   make run TORCH=cuda      # PyPI's Linux wheel (a CUDA build)
 #
 # `make run` installs only what the workflow needs; `make test` adds the test tools.
+#
+# Containers (docs/containers.md): `make image` builds the Docker image holly:$(VARIANT) (cuda, or
+# VARIANT=cpu), `make sif` converts it into holly.sif, the default `container_image` of
+# `snakemake --sdm apptainer`. DOCKER_BUILD_ARGS passes more, e.g. the base or a site's index.
 VENV ?= .venv
+VARIANT ?= cuda
+IMAGE ?= holly
+DOCKER_BUILD_ARGS ?=
 PYTHON ?= python3
 TORCH ?= auto
 TORCH_VERSION := 2.13.0
@@ -15,7 +22,7 @@ PIP = $(VENV)/bin/pip
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test results-table lint clean
+.PHONY: install run test results-table lint clean image sif
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +59,13 @@ test: $(TEST_STAMP)
 SEEDS ?= 1 2 3
 results-table: $(RUN_STAMP)
 	. $(VENV)/bin/activate && python tools/results-table.py --seeds $(SEEDS)
+
+image:
+	docker build -t $(IMAGE):$(VARIANT) --build-arg TORCH_VARIANT=$(VARIANT) \
+		--build-arg REVISION="$$(git rev-parse HEAD 2>/dev/null || echo unknown)" $(DOCKER_BUILD_ARGS) .
+
+sif:
+	apptainer build holly.sif docker-daemon://$(IMAGE):$(VARIANT)
 
 clean:
 	rm -rf results logs benchmarks report.html .snakemake
