@@ -17,9 +17,11 @@ install: $(STAMP)
 run: $(STAMP)
 	. $(VENV)/bin/activate && snakemake --cores all
 
+# Every test tier this machine can run, with the time each took (tools/run-tiers);
+# `make test TIERS=fast` runs only the fast tier (what plain `pytest` runs).
 test: $(STAMP)
 	bash tools/system-deps.sh
-	. $(VENV)/bin/activate && python -m pytest
+	. $(VENV)/bin/activate && python tools/run-tiers $(TIERS)
 
 clean:
 	rm -rf results logs benchmarks report.html .snakemake
