@@ -32,6 +32,7 @@ COMMANDS = {
     "pick": "pick",
     "ingest": "ingest",
     "localise": "localise",
+    "export": "export",
 }
 
 log = logging.getLogger("holly")

@@ -115,6 +115,12 @@ class TrainConfig:
     snapshot_every: int = _spec(500, lo=1, doc="steps between point-cloud snapshots")
     max_steps: int | None = _spec(None, lo=1, doc="stop after this many steps (for tests)")
     threads: int | None = _spec(None, lo=1, doc="CPU threads for torch (default: all)")
+    precision: str = _spec(
+        "fp32",
+        choices=("fp32", "bf16", "fp16"),
+        doc="the pose CNN's arithmetic (renderer, loss and points stay fp32)",
+    )
+    compile: bool = _spec(False, doc="torch.compile the pose CNN (first steps slower)")
 
 
 @dataclass(frozen=True)

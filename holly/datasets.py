@@ -28,6 +28,7 @@ class Data:
     test: object
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
+    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:

@@ -19,25 +19,23 @@ and ``half2`` and writes the comparison to ``RESULTS/<experiment>/halfsets.json`
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from holly import __version__
 from holly.errors import HollyError
 from holly.evaluate import align, shape_metrics
 from holly.fsc import cloud_fsc
 from holly.pointio import read_points, write_points
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
 HALVES = (1, 2)
 HALF_SPLIT_SALT = 0x4A1F  # separates the half split's random stream from every other use of seed
-COMPARISON_JSON = "halfsets.json"
 
 
 def half_seed(seed: int, half: int) -> int:
@@ -104,76 +102,25 @@ def take_half(split, half: int, seed: int):
     return split.subset(items)
 
 
-def half_run_configs(raw: dict) -> dict[str, dict]:
-    """The configs of an experiment's two half-set runs: ``{"half1": ..., "half2": ...}``.
-
-    ``raw`` is the experiment mapping (as the workflow holds it); each copy gets
-    ``validation.half`` set and keeps everything else, including the seed.
-    """
-    out = {}
-    for half in HALVES:
-        cfg = copy.deepcopy(raw)
-        cfg.setdefault("validation", {})["half"] = half
-        out[f"half{half}"] = cfg
-    return out
-
-
-def full_run_config(raw: dict) -> dict:
-    """The config of the experiment's own (all-particle) run: ``validation.half_sets`` removed,
-    so that turning half-sets on or off does not retrain it."""
-    cfg = copy.deepcopy(raw)
-    val = cfg.get("validation")
-    if isinstance(val, dict):
-        val.pop("half_sets", None)
-        if not val:
-            cfg.pop("validation")
-    return cfg
-
-
 # ---------------------------------------------------------------- run folders
 
 
-def _run_config(run: Path) -> dict:
-    path = run / "config.yaml"
-    if not path.is_file():
-        raise HollyError(f"{path} not found: {run} is not a finished `holly train` folder")
-    return yaml.safe_load(path.read_text()) or {}
-
-
-def _training_seed(run: Path) -> int | None:
-    """The seed a run was trained with (``provenance.json``; a half's own seed)."""
-    import json
-
-    path = run / "provenance.json"
-    try:
-        return json.loads(path.read_text()).get("seed") if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-
-
-def _points(path: Path, what: str) -> np.ndarray:
-    if not path.is_file():
-        raise HollyError(
-            f"{path} not found ({what}); points.ply is written last, so the run has not finished"
-        )
-    x = read_points(path)
+def _cloud(rf: RunFolder, path: Path, what: str) -> np.ndarray:
+    x = rf.read_cloud(path, what)
     if len(x) < 3:
         raise HollyError(f"{path} has {len(x)} points; the comparison needs at least 3")
     return x
 
 
-def final_sigma_units(run: Path, cfg: dict) -> float:
+def final_sigma_units(rf: RunFolder, cfg: dict) -> float:
     """The run's final input blur in model units: the last ``sigma_in`` of ``metrics.csv``
     (pixels) times ``4 / H`` (1 model unit is ``H / 4`` pixels)."""
-    import pandas as pd
-
     height = (cfg.get("render") or {}).get("height")
-    metrics = run / "metrics.csv"
-    if not height or not metrics.is_file():
-        raise HollyError(f"{run}: needs config.yaml and metrics.csv to know the final sigma")
-    rows = pd.read_csv(metrics)
-    if rows.empty or "sigma_in" not in rows:
-        raise HollyError(f"{metrics} has no sigma_in rows")
+    if not height:
+        raise HollyError(f"{rf.config} has no render.height; rerun `holly train`")
+    rows = rf.read_metrics()
+    if rows.empty:
+        raise HollyError(f"{rf.metrics} has no rows: the run has not logged a step")
     return float(rows["sigma_in"].iloc[-1]) * 4.0 / float(height)
 
 
@@ -248,10 +195,13 @@ def compare_runs(
         top level, and with ground truth ``vs_ground_truth``: per half its Chamfer and FSC
         against the ground truth.
     """
-    ra, rb = Path(run_a), Path(run_b)
-    cfg_a, cfg_b = _run_config(ra), _run_config(rb)
-    a = _points(ra / "points.ply", "the first reconstruction")
-    b = _points(rb / "points.ply", "the second reconstruction")
+    ra, rb = RunFolder(run_a), RunFolder(run_b)
+    for rf in (ra, rb):
+        if not rf.root.is_dir():
+            raise HollyError(f"run folder {rf.root} does not exist")
+    cfg_a, cfg_b = ra.read_config(), rb.read_config()
+    a = _cloud(ra, ra.points, "the first reconstruction")
+    b = _cloud(rb, rb.points, "the second reconstruction")
     sigma = final_sigma_units(ra, cfg_a)
     sigma_b = final_sigma_units(rb, cfg_b)
     if not np.isclose(sigma, sigma_b, rtol=1e-3):
@@ -263,13 +213,13 @@ def compare_runs(
     fsc = scores["fsc"]
     result = {
         "holly_version": __version__,
-        "run_a": str(ra),
-        "run_b": str(rb),
+        "run_a": str(ra.root),
+        "run_b": str(rb.root),
         "halves": [
             (cfg_a.get("validation") or {}).get("half"),
             (cfg_b.get("validation") or {}).get("half"),
         ],
-        "training_seeds": [_training_seed(ra), _training_seed(rb)],
+        "training_seeds": [rf.read_provenance().get("seed") for rf in (ra, rb)],
         "n_points": [len(a), len(b)],
         "sigma": sigma,
         **{k: fsc[k] for k in fsc if k.startswith("resolution_")},
@@ -277,10 +227,10 @@ def compare_runs(
     }
     if aligned_out is not None:
         write_points(Path(aligned_out), b_aligned, comment="holly compare: aligned to run A")
-    gt_path = Path(ground_truth) if ground_truth is not None else ra / "ground_truth.ply"
+    gt_path = Path(ground_truth) if ground_truth is not None else ra.ground_truth
     result["ground_truth"] = None
     if ground_truth is not None or gt_path.is_file():
-        gt = _points(gt_path, "ground truth")
+        gt = _cloud(ra, gt_path, "ground truth")
         result["ground_truth"] = str(gt_path)
         result["vs_ground_truth"] = {
             name: _against_truth(x, gt, sigma, seed, nm) for name, x in (("a", a), ("b", b))
@@ -292,6 +242,20 @@ def compare_runs(
         result["resolution_05"],
     )
     return result
+
+
+def halves_viewer_data(run_dir: str | os.PathLike, name: str) -> dict | None:
+    """The 3D viewer's data for an experiment's halves: half 1 and half 2 aligned onto it.
+
+    None when the experiment has no aligned half-set pair (``holly compare --aligned``).
+    """
+    rf = RunFolder(run_dir)
+    first, aligned = rf.half(1).points, rf.half2_aligned
+    if not (first.is_file() and aligned.is_file()):
+        return None
+    from holly.viewer import pair_data
+
+    return pair_data(read_points(first), read_points(aligned), name, ("half 2", "half 1"))
 
 
 def _against_truth(x: np.ndarray, gt: np.ndarray, sigma: float, seed: int, nm) -> dict:

@@ -147,6 +147,17 @@ def resolve_downloads(config: dict) -> tuple[dict, dict, dict]:
     return records, files, stores
 
 
+def resolve_localisations(config: dict, stores: dict) -> dict:
+    """``resources/<name>.zarr -> entry`` of the `localisations` section (names unique)."""
+    out = {}
+    for name, entry in (config.get("localisations") or {}).items():
+        path = f"resources/{name}.zarr"
+        if path in stores:
+            raise HollyError(f"localisations: {name!r} is also a name under `stores`")
+        out[path] = dict(entry, name=name)
+    return out
+
+
 def variant_copies(raw: dict, variants: list[str] | None) -> list[tuple[str, dict]]:
     """``raw`` once per variant (as written when ``variants`` is empty): ``(name, config)``."""
     if not variants:
@@ -258,15 +269,18 @@ def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
 def plan(config: dict) -> dict:
     """Every plan-time check of a validated workflow config; returns the resolved pieces.
 
-    Keys: ``records``, ``files``, ``stores``, ``experiments``, ``published``.
+    Keys: ``records``, ``files``, ``stores``, ``localised`` (stores made by `holly localise`),
+    ``experiments``, ``published``.
     """
     check_finite(config, "")
     records, files, stores = resolve_downloads(config)
-    experiments, published = resolve_experiments(config, files, stores)
+    localised = resolve_localisations(config, stores)
+    experiments, published = resolve_experiments(config, files, {**stores, **localised})
     return {
         "records": records,
         "files": files,
         "stores": stores,
+        "localised": localised,
         "experiments": experiments,
         "published": published,
     }

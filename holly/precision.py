@@ -30,9 +30,40 @@ def autocast(precision: str, device: torch.device):
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """A gradient scaler, enabled only for fp16 (a no-op pass-through otherwise)."""
-    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    # The loss is a sum over pixels (~10^3), so gradients are large: start unscaled (the default
+    # 2^16 overflows for many steps, each one skipped) and let the scaler grow it if it can.
+    return torch.amp.GradScaler(device.type, init_scale=1.0, enabled=precision == "fp16")
 
 
-def maybe_compile(module: torch.nn.Module, enabled: bool) -> torch.nn.Module:
-    """``torch.compile(module)`` when ``enabled``, else ``module`` itself."""
-    return torch.compile(module, dynamic=False) if enabled else module
+class StepPrecision:
+    """The training step's precision and compilation (``train.precision``, ``train.compile``).
+
+    Use ``with sp.autocast(): pred = model(...)`` for the forward pass and
+    ``sp.backward_step(loss, opt)`` instead of ``loss.backward(); opt.step()``; the fp16 gradient
+    scaler's state goes into checkpoints via :meth:`state_dict` so a resume stays exact.
+    """
+
+    def __init__(self, precision: str, device: torch.device, compile: bool = False):
+        autocast(precision, device)  # validates
+        self.precision, self.device, self.compile = precision, device, compile
+        self.scaler = grad_scaler(precision, device)
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        """Compile the model's pose encoder in place (keeps its state-dict keys)."""
+        if self.compile:
+            model.encoder.compile(dynamic=False)
+
+    def autocast(self):
+        return autocast(self.precision, self.device)
+
+    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state:
+            self.scaler.load_state_dict(state)

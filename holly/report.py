@@ -30,6 +30,7 @@ from holly.figures import (
     comparison_figure,
     save_figure,
 )
+from holly.halfsets import halves_viewer_data
 from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
@@ -54,7 +55,18 @@ TABLE_COLUMNS = (
     ("fscore", "F-score", "{:.2f}"),
     ("handedness", "handedness", "{}"),
     ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+    ("fsc_resolution_0143", "FSC 0.143 resolution", "{:.3f}"),
+    ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
+    ("fsc_resolution_0143_nm", "FSC 0.143 (nm)", "{:.0f}"),
+    ("halves_chamfer", "half-set Chamfer", "{:.3f}"),
 )
+# Shown in the table only when some experiment has a value (half-set runs are optional).
+OPTIONAL_COLUMNS = {
+    "fsc_resolution_0143",
+    "fsc_resolution_05",
+    "fsc_resolution_0143_nm",
+    "halves_chamfer",
+}
 # The comparison with a published cloud (RUN/vs_published.json), when there is one.
 PUBLISHED_COLUMNS = (
     ("experiment", "experiment", "{}"),
@@ -77,6 +89,7 @@ FIGURE_TITLES = {
     "pose_error": "Pose error",
     "evolution": "Point cloud over training",
     "vs_published": "Our reconstruction and the published one",
+    "fsc": "Half-set Fourier shell correlation",
 }
 
 
@@ -128,6 +141,28 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["wall_seconds"] = _wall_seconds(prov)
     if rf.vs_published.is_file():
         row.update(_published_row(read_json(rf.vs_published)))
+    row.update(_halfset_row(rf.halfsets))
+    return row
+
+
+def _halfset_row(path: Path) -> dict:
+    """``fsc_*`` and ``halves_*`` columns from the half-set comparison (all None without one).
+
+    Resolutions in model units (``_nm``: nanometres, where the image store knows its pixel
+    size); ``_limited`` is true when the FSC never fell below the threshold before the
+    Gaussian's cutoff (the resolution is then at least as good as given).
+    """
+    comp = read_json(path) if path.is_file() else {}
+    row = {}
+    for key in ("0143", "05"):
+        for suffix in ("", "_nm", "_limited"):
+            row[f"fsc_resolution_{key}{suffix}"] = comp.get(f"resolution_{key}{suffix}")
+    row["halves_chamfer"] = comp.get("chamfer")
+    truth = comp.get("vs_ground_truth") or {}
+    for half, name in (("a", "half1"), ("b", "half2")):
+        entry = truth.get(half) or {}
+        row[f"{name}_gt_chamfer"] = entry.get("chamfer")
+        row[f"{name}_gt_fsc_resolution_0143"] = entry.get("resolution_0143")
     return row
 
 
@@ -180,7 +215,11 @@ def _fmt(value, spec: str) -> str:
 
 def table_html(summary: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
     """The summary as an HTML ``<table>`` with the columns of :data:`TABLE_COLUMNS`."""
-    cols = [(c, label, spec) for c, label, spec in columns if c in summary]
+    cols = [
+        (c, label, spec)
+        for c, label, spec in columns
+        if c in summary and (c not in OPTIONAL_COLUMNS or summary[c].notna().any())
+    ]
     head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
     rows = []
     for rec in summary.to_dict("records"):
@@ -353,6 +392,8 @@ def build_report(
             if not path.is_file():
                 raise HollyError(f"{path} not found; run `holly figures {run}` first")
             parts.append(_figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key)))
+        if RunFolder(run).halfsets.is_file():
+            parts.append(_halfset_block(run, name, i, figures_dir, fig_format, captions_dir))
         for key in EXTRA_FIGURES:  # drawn only when the workflow asked for them
             path = run / figures_dir / f"{key}.{fig_format}"
             if path.is_file():
@@ -375,6 +416,34 @@ def build_report(
         out.stat().st_size / 1e6,
     )
     return out
+
+
+def _halfset_block(
+    run: Path, name: str, i: int, figures_dir: str, fig_format: str, captions_dir
+) -> str:
+    """The half-set section of one experiment: resolution, FSC curve, the halves in 3D."""
+    comp = read_json(RunFolder(run).halfsets)
+    nm = comp.get("resolution_0143_nm")
+
+    def res(key):
+        limited = "≤ " if comp.get(f"resolution_{key}_limited") else ""
+        return f"{limited}{comp[f'resolution_{key}']:.3g}"
+
+    text = (
+        f'<h3>Half-set validation</h3><p class="meta">two halves of the particles, trained '
+        f"apart: FSC resolution {res('0143')} (0.143) and {res('05')} (0.5) model units"
+        + (f" ({nm:.0f} nm at 0.143)" if nm else "")
+        + f"; Chamfer between the halves {comp['chamfer']:.3f}, sigma {comp['sigma']:.3g} "
+        f"units ({html.escape(str(comp.get('handedness')))} alignment)</p>"
+    )
+    parts = [text]
+    path = run / figures_dir / f"fsc.{fig_format}"
+    if path.is_file():
+        parts.append(_figure_block(path, FIGURE_TITLES["fsc"], caption_html(captions_dir, "fsc")))
+    data = halves_viewer_data(run, f"{name}: half 2 aligned onto half 1")
+    if data is not None:
+        parts.append(viewer_fragment(data, f"{i}-{name}-halves"))
+    return "\n".join(parts)
 
 
 def parse_runs(items: list[str]) -> dict[str, Path]:

@@ -53,6 +53,9 @@ VIEWER = "viewer.html"
 VS_PUBLISHED = "vs_published.json"
 VS_PUBLISHED_ALIGNED = "vs_published_aligned.ply"
 UNREADABLE = "unreadable"
+HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
+HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
+HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
 
 METRIC_COLUMNS = (
     "step",
@@ -109,6 +112,12 @@ class RunFolder:
     figures = property(lambda self: self._p(FIGURES))
     viewer = property(lambda self: self._p(VIEWER))
     vs_published = property(lambda self: self._p(VS_PUBLISHED))
+    halfsets = property(lambda self: self._p(HALFSETS))
+    half2_aligned = property(lambda self: self._p(HALVES) / HALF2_ALIGNED)
+
+    def half(self, k: int) -> RunFolder:
+        """The run folder of half-set run ``k`` (1 or 2): ``halves/half<k>``."""
+        return RunFolder(self._p(HALVES) / f"half{int(k)}")
 
     def checkpoint(self, step: int) -> Path:
         """``checkpoints/step_XXXXXXXX.pt`` of ``step``."""
@@ -236,6 +245,26 @@ class RunFolder:
 
     def write_provenance(self, prov: dict) -> None:
         write_json(self.provenance, prov)
+
+    def read_scale(self) -> dict | None:
+        """The physical scale of the run's images (provenance ``scale``), or None.
+
+        ``{"nm_per_px": float, "nm_per_model_unit": float, "from": store}`` for a run trained on
+        an image store that records nm per pixel (``holly localise`` of nm, or of pixels of known
+        size); None for simulated data, stores without a scale, or no/unreadable provenance.
+        Model-unit distances times ``nm_per_model_unit`` are nm.
+        """
+        try:
+            scale = self.read_provenance().get("scale")
+        except HollyError:
+            return None
+        if not isinstance(scale, dict) or not scale.get("nm_per_px"):
+            return None
+        return {
+            "nm_per_px": float(scale["nm_per_px"]),
+            "nm_per_model_unit": float(scale["nm_per_model_unit"]),
+            "from": scale.get("from"),
+        }
 
     # -- metrics ---------------------------------------------------------------------------
     def read_metrics(self):
@@ -373,3 +402,17 @@ def _write_npz(path: Path, arrays: dict) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+
+
+def nm_per_px(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per image pixel of a run folder, or None when unknown
+    (:meth:`RunFolder.read_scale`); for scale bars and nm columns of figures and reports."""
+    scale = RunFolder(run_dir).read_scale()
+    return None if scale is None else scale["nm_per_px"]
+
+
+def nm_per_model_unit(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per model unit of a run folder (distances in model units times this are nm),
+    or None when unknown (:meth:`RunFolder.read_scale`)."""
+    scale = RunFolder(run_dir).read_scale()
+    return None if scale is None else scale["nm_per_model_unit"]

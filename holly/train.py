@@ -30,6 +30,7 @@ from holly.halfsets import training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
+from holly.precision import StepPrecision
 from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
 
@@ -95,6 +96,8 @@ class Trainer:
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
         self.opt = make_optimizer(self.model, cfg)
+        self.precision = StepPrecision(cfg.train.precision, device, cfg.train.compile)
+        self.precision.prepare(self.model)
         t = cfg.train
         spe = len(self.data.train) // t.batch_size
         if spe < 1:
@@ -119,19 +122,21 @@ class Trainer:
     def loss_on(self, images: torch.Tensor, sigma: float):
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
-        pred = self.model(target, sigma)
+        with self.precision.autocast():
+            pred = self.model(target, sigma)
         output = normalise(pred.images, lc.normalise)
         return image_loss(output, target, lc.kind, lc.mask_threshold), pred, target, output
 
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns loss and mean predicted sigma as device tensors (reading
+        them on the host would stall a GPU every step; the loop reads them at log steps)."""
         sigma = self.schedule.sigma_at(step)
         images = self.data.train.images(self.batch_indices(step), sigma)
         self.model.train()
         loss, pred, _, _ = self.loss_on(images, sigma)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        return float(loss.detach()), float(pred.sigma.detach().mean())
+        self.precision.backward_step(loss, self.opt)
+        return loss.detach(), pred.sigma.detach().mean()
 
     @torch.no_grad()
     def test_loss(self, sigma: float) -> float:
@@ -152,6 +157,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
             "holly_checkpoint": 1,
         }
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
@@ -169,6 +175,7 @@ class Trainer:
         _check_same_config(saved_cfg, self.cfg.to_dict(), path)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        self.precision.load_state_dict(state.get("grad_scaler"))
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -210,16 +217,30 @@ class Trainer:
         t = self.cfg.train
         self.restore(resume)
         self.write_start_files()
+        if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
+            self.data.train.plan(
+                lambda k: (self.batch_indices(k), self.schedule.sigma_at(k)),
+                self.step,
+                self.total_steps,
+            )
         metrics = MetricsLog(self.run_folder, self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
             train_loss, sigma_pred = self.train_step(self.step)
             self.step += 1
-            self.check_finite(train_loss)
+            # reading the loss syncs a GPU: there, check only where the loop reads the host anyway
+            reads = (t.log_every, t.snapshot_every, t.checkpoint_every)
+            if (
+                self.device.type == "cpu"
+                or self.step == self.total_steps
+                or any(self.step % n == 0 for n in reads)
+            ):
+                self.check_finite(float(train_loss))
             if bar:
                 bar.update(1)
             if self.step % t.log_every == 0 or self.step == self.total_steps:
+                train_loss, sigma_pred = float(train_loss), float(sigma_pred)  # host sync here only
                 sigma = self.schedule.sigma_at(self.step - 1)
                 elapsed = time.perf_counter() - started
                 row = {
@@ -268,6 +289,7 @@ class Trainer:
         rf.write_config(self.cfg.to_dict())
         self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
+        self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         rf.write_provenance(self.provenance)
         write_points(rf.initial_points, self.initial_points)
         if self.data.ground_truth is not None:

@@ -141,6 +141,19 @@ def viewer_data(
     }
 
 
+def pair_data(first: np.ndarray, second: np.ndarray, name: str, labels: tuple[str, str]) -> dict:
+    """Viewer data of two fixed clouds over each other (no training slider): ``second`` in the
+    reconstruction's colour, ``first`` in the ground truth's, named by ``labels`` (second,
+    first). Used for the two half-set reconstructions of an experiment."""
+    return {
+        "name": name,
+        "frame": labels[1],
+        "labels": list(labels),
+        "truth": _flat(first),
+        "snapshots": [{"step": 0, "points": _flat(second)}],
+    }
+
+
 VIEWER_CSS = """
 .holly-viewer{font:13px system-ui,sans-serif;max-width:680px;margin:0.5em 0 1.5em 0}
 .holly-viewer canvas{width:100%;height:auto;aspect-ratio:4/3;background:#fbfbfb;
@@ -283,6 +296,9 @@ def viewer_fragment(data: dict, uid: str) -> str:
     truth_label = "ground truth" + (
         " (reconstruction aligned to it)" if data["frame"] == "ground truth" else ""
     )
+    recon_label = "reconstruction"
+    if data.get("labels"):  # a pair of clouds (pair_data), e.g. two half-set reconstructions
+        recon_label, truth_label = (html.escape(x) for x in data["labels"])
     return f"""<div class="holly-viewer" id="viewer-{uid}" data-src="viewer-data-{uid}">
 <div class="hv-title">{name}</div>
 <canvas width="640" height="480" aria-label="3D view of {name}"></canvas>
@@ -293,7 +309,7 @@ def viewer_fragment(data: dict, uid: str) -> str:
 </div>
 <div class="hv-controls">
 <label><input type="checkbox" class="hv-show-recon" checked><span class="hv-key"
- style="background:{RECON_COLOUR}"></span>reconstruction</label>
+ style="background:{RECON_COLOUR}"></span>{recon_label}</label>
 <label><input type="checkbox" class="hv-show-truth" checked><span class="hv-key"
  style="background:{TRUTH_COLOUR}"></span>{truth_label}</label>
 <span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset</span>

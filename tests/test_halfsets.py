@@ -13,8 +13,6 @@ from holly.config import from_dict
 from holly.errors import HollyError
 from holly.halfsets import (
     compare_clouds,
-    full_run_config,
-    half_run_configs,
     half_seed,
     split_halves,
     take_half,
@@ -77,14 +75,6 @@ def test_half_seeds_differ_and_config_keys_validate():
     assert not from_dict({}).half_sets and from_dict({"validation": {"half_sets": True}}).half_sets
     zarr_off = {"data": {"source": "zarr", "store": "x"}, "validation": {"half_sets": False}}
     assert not from_dict(zarr_off).half_sets
-
-
-def test_half_and_full_run_configs():
-    raw = {"name": "e", "seed": 2, "validation": {"half_sets": True}}
-    halves = half_run_configs(raw)
-    assert [h["validation"]["half"] for h in halves.values()] == [1, 2]
-    assert all(h["seed"] == 2 for h in halves.values()) and "half" not in raw["validation"]
-    assert full_run_config(raw) == {"name": "e", "seed": 2}  # toggling half_sets never retrains
 
 
 def test_compare_clouds_undoes_a_mirrored_move():

@@ -1,5 +1,6 @@
 # Config validation (the schema here, the rest in holly/plan.py) and input functions. No rules
 # here: the root Snakefile's `rule all` must stay the first rule (the default target).
+import copy
 import json
 import os
 import re
@@ -29,14 +30,15 @@ EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
 
 
 # 2. Everything else that can be known before a job runs (holly/plan.py, unit-tested there):
-# finite numbers everywhere, download names cross-checked, each experiment a valid holly config
-# whose shape exists, is finite and inside the frame, whose sigma list is valid and whose data
-# fill a batch, and no experiment named like a file the workflow writes.
+# finite numbers everywhere, download and localisation names cross-checked, each experiment a
+# valid holly config whose shape exists, is finite and inside the frame, whose sigma list is
+# valid and whose data fill a batch, and no experiment named like a file the workflow writes.
 try:
     _PLAN = plan(config)
 except HollyError as exc:
     raise WorkflowError(f"Invalid config: {exc}") from None
 RECORDS, FILES, STORES = _PLAN["records"], _PLAN["files"], _PLAN["stores"]
+LOCALISED = _PLAN["localised"]
 EXPERIMENTS, PUBLISHED = _PLAN["experiments"], _PLAN["published"]
 
 
@@ -44,11 +46,50 @@ def run_dir(experiment):
     return f"{RESULTS}/{experiment}"
 
 
+def _half_sets_on(name):
+    """Whether an experiment has half-set validation (default: on for image stores)."""
+    cfg = _resolved(name)
+    if cfg is not None:
+        return cfg.half_sets
+    raw = EXPERIMENTS[name]
+    value = (raw.get("validation") or {}).get("half_sets")
+    return raw.get("data", {}).get("source") == "zarr" if value is None else value
+
+
+HALVES = ("half1", "half2")
+
+
+def _run_config(experiment, half=None):
+    """The config of an experiment's own run (without `validation.half_sets`, so toggling it
+    never retrains the run), or of one of its half-set runs (`validation.half` set)."""
+    raw = copy.deepcopy(EXPERIMENTS[experiment])
+    validation = raw.pop("validation", None) or {}
+    validation.pop("half_sets", None)
+    if half is not None:
+        validation["half"] = HALVES.index(half) + 1
+    return dict(raw, validation=validation) if validation else raw
+
+
 def experiment_json(wildcards):
     """The experiment's config as `holly train --config-json` takes it (stable key order)."""
+    half = getattr(wildcards, "half", None)
     return json.dumps(
-        EXPERIMENTS[wildcards.experiment], sort_keys=True, separators=(",", ":")
+        _run_config(wildcards.experiment, half), sort_keys=True, separators=(",", ":")
     )
+
+
+def half_dir(experiment, half):
+    return f"{RESULTS}/{experiment}/halves/{half}"
+
+
+def halfset_paths(experiment):
+    """The comparison of an experiment's two half-set runs and its FSC figure."""
+    if experiment not in HALF_SETS:
+        return []
+    return [
+        f"{RESULTS}/{experiment}/halfsets.json",
+        f"{RESULTS}/{experiment}/figures/fsc.{FIG_FORMAT}",
+    ]
 
 
 def train_inputs(wildcards):
@@ -73,7 +114,8 @@ def train_threads(wildcards):
         cores = workflow.cores
     except WorkflowError:  # e.g. `snakemake --report` or --lint: no --cores given
         return 1
-    return max(1, int(cores) // max(1, len(EXPERIMENTS)))
+    jobs = len(EXPERIMENTS) + len(HALVES) * len(HALF_SETS)
+    return max(1, int(cores) // max(1, jobs))
 
 
 def _resolved(experiment):
@@ -83,6 +125,9 @@ def _resolved(experiment):
     except ImportError:
         return None
     return from_dict(EXPERIMENTS[experiment], where=f"experiment {experiment!r}")
+
+
+HALF_SETS = [name for name in EXPERIMENTS if _half_sets_on(name)]
 
 
 def train_mem_mb(wildcards, attempt):
@@ -181,6 +226,53 @@ def ingest_options(wildcards):
     return " ".join(options)
 
 
+def localise_entry(wildcards):
+    return LOCALISED[f"resources/{wildcards.locstore}.zarr"]
+
+
+def localise_inputs(wildcards):
+    """The localisation file or folder, and the accepted list and sigma file if any."""
+    entry = localise_entry(wildcards)
+    inputs = {"locs": entry["path"]}
+    if entry.get("accepted"):
+        inputs["accepted"] = entry["accepted"]
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, str) and Path(sigmas).suffix:
+        inputs["sigmas"] = sigmas
+    return inputs
+
+
+def localise_options(wildcards):
+    """`holly localise` options of one `localisations` entry (shell-quoted)."""
+    from shlex import quote
+
+    entry = localise_entry(wildcards)
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, list):
+        sigmas = ",".join(repr(float(s)) for s in sigmas)
+    options = ["--sigmas", quote(str(sigmas))]
+    flags = {
+        "format": "--format",
+        "size": "--size",
+        "perturbations": "--perturbations",
+        "particle_column": "--particle-column",
+        "pixel_size": "--pixel-size",
+        "accepted": "--accepted",
+        "max_points": "--max-points",
+        "min_localisations": "--min-localisations",
+        "outlier_factor": "--outlier-factor",
+        "margin": "--margin",
+        "mat_order": "--mat-order",
+        "seed": "--seed",
+    }
+    for key, flag in flags.items():
+        if entry.get(key) is not None:
+            options += [flag, quote(str(entry[key]))]
+    if entry.get("size_cut"):
+        options.append("--size-cut")
+    return " ".join(options)
+
+
 def run_options(wildcards=None):
     """`--run=NAME=RUN_DIR` for every experiment, in config order (quote each with :q)."""
     return [f"--run={name}={run_dir(name)}" for name in EXPERIMENTS]
@@ -193,5 +285,5 @@ def all_targets():
             f"{RESULTS}/{name}/evaluation.json",
             f"{RESULTS}/{name}/viewer.html",
         ]
-        targets += figure_paths(name) + extra_figure_paths(name)
+        targets += figure_paths(name) + extra_figure_paths(name) + halfset_paths(name)
     return targets + published_jsons()
