@@ -14,6 +14,7 @@ import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 min_version("9.27")
 
@@ -43,6 +44,19 @@ config.update(_with_base)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/deploy.smk"
+
+
+# envs/holly.yaml (--sdm conda) installs holly from this checkout: pip expands ${HOLLY_SOURCE} in
+# its last line, wherever Snakemake copies the file (.snakemake/conda/).
+os.environ.setdefault("HOLLY_SOURCE", workflow.basedir)
+
+
+# With --sdm apptainer every job runs in this image (ignored otherwise). A local image (a .sif
+# path; the default holly.sif) that does not exist stops the run here, before any job, saying how
+# to build it; registry URIs (docker://...) are pulled by Snakemake as usual.
+if DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
+    check_container_image(config["container_image"])
 
 
 container: config["container_image"]
