@@ -51,9 +51,11 @@ install: $(RUN_STAMP)
 run: $(RUN_STAMP)
 	. $(VENV)/bin/activate && snakemake --cores all
 
+# Every test tier this machine can run, with the time each took (tools/run-tiers);
+# `make test TIERS=fast` runs only the fast tier (what plain `pytest` runs).
 test: $(TEST_STAMP)
 	bash tools/system-deps.sh
-	. $(VENV)/bin/activate && python -m pytest
+	. $(VENV)/bin/activate && python tools/run-tiers $(TIERS)
 
 # The README's results table: the workflow once per seed, mean ± sd (tools/results-table.py).
 SEEDS ?= 1 2 3

@@ -61,4 +61,4 @@ def test_run_installs_the_workflow_only_and_test_adds_the_test_tools(tmp_path):
     assert "-e ." in run and ".[test]" not in run
     assert "snakemake --cores all" in run
     test = plan("test")
-    assert "-e '.[test]'" in test and "python -m pytest" in test
+    assert "-e '.[test]'" in test and "tools/run-tiers" in test
