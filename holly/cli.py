@@ -7,6 +7,7 @@ User errors (:class:`holly.errors.HollyError`) become one ``error: ...`` line an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -19,9 +20,11 @@ COMMANDS = {
     "simulate": "simulate",
     "train": "train",
     "evaluate": "evaluate",
+    "compare": "compare",
     "render": "render",
     "bench": "bench",
     "config-schema": "config_schema",
+    "config-default": "config_default",
     "figures": "figures",
     "viewer": "viewer",
     "summarise": "summarise",
@@ -30,6 +33,7 @@ COMMANDS = {
     "pick": "pick",
     "ingest": "ingest",
     "localise": "localise",
+    "export": "export",
 }
 
 log = logging.getLogger("holly")
@@ -74,15 +78,35 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     )
 
 
+def _bar_safe_logging():
+    """On a terminal, log lines go through tqdm so they do not break a progress bar's line."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file-system error: what failed, on which path, and what to check."""
+    what = exc.strerror or str(exc)
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"{what}: {paths}" if paths else what
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``holly`` console script. Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        result = args._main(args)
+        with _bar_safe_logging():
+            result = args._main(args)
     except HollyError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # read-only, disk full, a file where a folder should be, ...
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

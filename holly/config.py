@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from holly.errors import HollyError
+from holly.errors import HollyError, one_line
 
 
 def _spec(default: Any, *, lo=None, hi=None, choices=None, doc: str = "") -> Any:
@@ -123,9 +124,37 @@ class TrainConfig:
     log_every: int = _spec(100, lo=1, doc="steps between metric rows")
     test_images: int = _spec(256, lo=1, doc="held-out images scored at each log step")
     checkpoint_every: int = _spec(1000, lo=1)
+    keep_checkpoints: int | None = _spec(
+        3,
+        lo=0,
+        doc="newest periodic checkpoints kept besides last.pt (null: all, 0: last.pt only)",
+    )
     snapshot_every: int = _spec(500, lo=1, doc="steps between point-cloud snapshots")
     max_steps: int | None = _spec(None, lo=1, doc="stop after this many steps (for tests)")
     threads: int | None = _spec(None, lo=1, doc="CPU threads for torch (default: all)")
+    precision: str = _spec(
+        "fp32",
+        choices=("fp32", "bf16", "fp16"),
+        doc="the pose CNN's arithmetic (renderer, loss and points stay fp32)",
+    )
+    compile: bool = _spec(False, doc="torch.compile the pose CNN (first steps slower)")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    half_sets: bool | None = _spec(
+        None,
+        doc="also train two reconstructions on disjoint halves of the particles and report "
+        "their FSC resolution (docs/validation.md); null: on for data.source zarr, off for "
+        "simulated",
+    )
+    half: int | None = _spec(
+        None,
+        lo=1,
+        hi=2,
+        doc="train on this half (1 or 2) of the training particles only, with a seed derived "
+        "from `seed` (`holly train --half`; the workflow sets it for the half-set runs)",
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +163,7 @@ class RefineConfig:
         0, lo=0, doc="per-image pose refinement steps after the amortised phase (0: none)"
     )
     images: int = _spec(
-        1024, lo=1, doc="training images in the pose table (a seeded subset; cost scales with it)"
+        512, lo=1, doc="training images in the pose table (a seeded subset; cost scales with it)"
     )
     batch_size: int = _spec(64, lo=1)
     pose_lr: float = _spec(0.01, lo=0.0, hi=1.0, doc="Adam learning rate of the pose table")
@@ -150,10 +179,13 @@ class RefineConfig:
     )
     flips: bool = _spec(True, doc="also try the in-plane 180 deg turn and the mirrors")
     search_rotations: int = _spec(
-        1024, lo=0, doc="seeded random rotations added to every image's candidates"
+        1024, lo=0, doc="held-out images: seeded random rotations added to the candidates"
     )
     search_sigma: float = _spec(
         3.0, lo=0.1, hi=50.0, doc="blur (pixels) at which candidates are scored"
+    )
+    table_rotations: int = _spec(
+        256, lo=0, doc="pose table: seeded random rotations added to every image's candidates"
     )
     search_keep: int = _spec(
         4, lo=1, hi=16, doc="held-out images: distinct best candidates refined before choosing"
@@ -179,6 +211,7 @@ class ExperimentConfig:
     sigma: SigmaConfig = field(default_factory=SigmaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -186,6 +219,13 @@ class ExperimentConfig:
     @property
     def points_lr(self) -> float:
         return self.train.lr if self.train.points_lr is None else self.train.points_lr
+
+    @property
+    def half_sets(self) -> bool:
+        """Whether half-set validation runs: ``validation.half_sets``, or by default for an
+        image store (real data) but not for simulated data."""
+        v = self.validation.half_sets
+        return self.data.source == "zarr" if v is None else v
 
 
 # Defaults of HOLLy's HEAD (2022) era, applied under ``variant: latest`` before the user's keys.
@@ -263,9 +303,13 @@ def _check(value, hint, meta, key: str, where: str):
         elif opt is str and isinstance(value, str):
             ok = value
         elif origin is list and isinstance(value, list):
-            if not value or not all(isinstance(v, int | float) for v in value):
+            if not value or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            ):
                 fail("must be a non-empty list of numbers")
             ok = [float(v) for v in value]
+            if not all(math.isfinite(v) for v in ok):
+                fail(f"must hold finite numbers only, got {value!r}")
         if ok is not None:
             break
     if ok is None:
@@ -273,6 +317,8 @@ def _check(value, hint, meta, key: str, where: str):
         fail(f"must be {names}, got {value!r}")
     if meta.get("choices") and ok not in meta["choices"]:
         fail(f"must be one of {list(meta['choices'])}, got {ok!r}")
+    if isinstance(ok, float) and not math.isfinite(ok):
+        fail(f"must be a finite number, got {value!r}")
     if isinstance(ok, int | float) and not isinstance(ok, bool):
         if meta.get("lo") is not None and ok < meta["lo"]:
             fail(f"must be >= {meta['lo']}, got {ok}")
@@ -289,9 +335,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
     try:
         text = path.read_text()
         raw = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise HollyError(f"config file {path} is not valid YAML/JSON: {exc}") from exc
-    raw = raw or {}
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HollyError(f"config file {path} is not valid YAML/JSON: {one_line(exc)}") from None
+    if raw is None or raw == {}:
+        raise HollyError(
+            f"config file {path} is empty; start from the tuned defaults with "
+            "`holly config-default > my.yaml`"
+        )
     if overrides:
         raw = _merge(raw, overrides)
     return from_dict(raw, where=str(path))

@@ -45,6 +45,7 @@ from scipy.spatial import cKDTree
 from holly import __version__
 from holly.errors import HollyError
 from holly.pointio import read_points, write_points
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -654,30 +655,18 @@ def _read_cloud(path: Path, what: str, hint: str) -> np.ndarray:
     return x
 
 
-def read_test_poses(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of a run's ``test_poses.npz`` (see docs/architecture.md)."""
-    try:
-        with np.load(path) as npz:
-            poses = {k: npz[k] for k in npz.files}
-    except Exception as exc:
-        raise HollyError(f"cannot read {path}: {exc}; delete it or rerun `holly train`") from exc
-    missing = {"rot_true", "rot_pred"} - set(poses)
-    if missing:
-        raise HollyError(f"{path} lacks {sorted(missing)}; expected arrays rot_true and rot_pred")
-    return poses
-
-
 WRONG_POSE_DEG = 30.0  # a pose further than this from the truth counts as wrong (DPC's rule)
 FITS_AS_WELL = 1.02  # "renders as well": image loss within 2 % of the true pose's
 
 
-def _pose_summary(path: Path, symmetry_order: int = 1, points: np.ndarray | None = None):
+def _pose_summary(run: RunFolder, symmetry_order: int = 1, points: np.ndarray | None = None):
     """Pose errors of the final poses and, where recorded, of the amortised (CNN) poses before
     refinement; accuracy at 30 degrees; head usage; and, with ``points``, how many wrong poses
     fit their image as well as the true pose does (:func:`pose_fit`)."""
-    if not path.is_file():
+    path = run.test_poses
+    poses = run.read_test_poses()
+    if poses is None:
         return None
-    poses = read_test_poses(path)
     try:
         err = pose_error(poses["rot_true"], poses["rot_pred"], symmetry_order)
         before = (
@@ -780,6 +769,23 @@ def evaluate_run(
 ) -> dict:
     """Score a finished run folder; writes ``aligned_points.ply`` there when there is ground truth.
 
+    :func:`score_run` without the write; this writes the aligned cloud it returns.
+    """
+    result, aligned_path, aligned = score_run(run_dir, ground_truth, tau, seed, aligned_out)
+    if aligned is not None:
+        write_points(aligned_path, aligned, comment="holly evaluate: aligned to GT")
+    return result
+
+
+def score_run(
+    run_dir: str | os.PathLike,
+    ground_truth: str | os.PathLike | None = None,
+    tau: float | None = None,
+    seed: int = 0,
+    aligned_out: str | os.PathLike | None = None,
+) -> tuple[dict, Path, np.ndarray | None]:
+    """Score a finished run folder; returns the result, and where and what to write aligned.
+
     Parameters
     ----------
     run_dir : path-like
@@ -799,8 +805,12 @@ def evaluate_run(
 
     Returns
     -------
-    dict
+    result : dict
         The ``evaluation.json`` content.
+    aligned_path : Path
+        Where the aligned reconstruction belongs (``aligned_out`` or ``RUN/aligned_points.ply``).
+    aligned : ndarray [N, 3] or None
+        The reconstruction aligned onto the ground truth; None without ground truth.
 
     Raises
     ------
@@ -809,19 +819,20 @@ def evaluate_run(
         ``test_poses.npz``, non-positive ``tau``.
     """
     run = Path(run_dir)
+    rf = RunFolder(run)
     if not run.is_dir():
         raise HollyError(f"run folder {run} does not exist; pass the --out folder of `holly train`")
-    if tau is not None and not tau > 0:
-        raise HollyError(f"--tau must be a positive distance in model units, got {tau}")
+    if tau is not None and not (tau > 0 and np.isfinite(tau)):
+        raise HollyError(f"--tau must be a positive finite distance in model units, got {tau}")
     points = _read_cloud(
-        run / "points.ply",
+        rf.points,
         "the final reconstruction",
         "points.ply is written last, so the run has not finished: wait for or resume `holly train`",
     )
-    gt_path = Path(ground_truth) if ground_truth is not None else run / "ground_truth.ply"
+    gt_path = Path(ground_truth) if ground_truth is not None else rf.ground_truth
     has_gt = ground_truth is not None or gt_path.is_file()
-    init_path = run / "initial_points.ply"
-    poses = _pose_summary(run / "test_poses.npz", symmetry_order(run), points)
+    init_path = rf.initial_points
+    poses = _pose_summary(rf, symmetry_order(rf), points)
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -830,45 +841,38 @@ def evaluate_run(
         "n_points": len(points),
         "cloud": cloud_stats(points),
         "pose_error_deg": poses,
-        "held_out_fit": _held_out_fit(run / "metrics.csv"),
+        "held_out_fit": _held_out_fit(rf),
     }
+    aligned_path = Path(aligned_out) if aligned_out is not None else rf.aligned_points
     if not has_gt:
         log.warning("no ground truth for %s: reporting cloud statistics only", run)
-        return result | _no_gt_fields(tau)
+        return result | _no_gt_fields(tau), aligned_path, None
     gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
     init = read_points(init_path) if init_path.is_file() else None
     scores, al = _score_all(points, gt, init, tau, seed)
     result |= scores
-    aligned_path = Path(aligned_out) if aligned_out is not None else run / "aligned_points.ply"
-    write_points(aligned_path, al.aligned, comment="holly evaluate: aligned to GT")
     result["pose_gauge_vs_alignment_deg"] = _gauge_agreement(poses, al)
-    return result
+    return result, aligned_path, al.aligned
 
 
-def symmetry_order(run: Path) -> int:
+def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
     from holly.shapes import SYMMETRY_ORDER
 
-    config = run / "config.yaml"
-    if not config.is_file():
-        return 1
-    import yaml
-
-    shape = (yaml.safe_load(config.read_text()) or {}).get("data", {}).get("shape")
-    return SYMMETRY_ORDER.get(shape, 1)
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    shape = (run.read_config(required=False).get("data") or {}).get("shape")
+    return SYMMETRY_ORDER.get(shape, 1) if isinstance(shape, str) else 1
 
 
-def _held_out_fit(path: Path) -> dict | None:
+def _held_out_fit(run: RunFolder) -> dict | None:
     """The image loss on held-out images at the end of training (last row of metrics.csv).
 
     For real data this is the only measure of fit: how well the learned cloud, posed by the
     CNN, reproduces images it was not trained on.
     """
-    if not path.is_file():
+    if not run.metrics.is_file():
         return None
-    import pandas as pd
-
-    rows = pd.read_csv(path)
+    rows = run.read_metrics()
     if "phase" in rows:  # refinement rows have no held-out loss (another normalisation)
         rows = rows[rows["phase"] != "refine"]
     if rows.empty:

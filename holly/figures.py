@@ -39,6 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from holly.atomic import atomic_path  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.pointio import read_points  # noqa: E402
+from holly.runfolder import RunFolder, read_metrics_file  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,19 @@ def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         ax.set_xlabel("step")
         ax.set_ylabel("loss (normalised L1)")
         ax.set_title(title or "loss")
-        ax.legend()
+        handles, labels = ax.get_legend_handles_labels()
+        if "sigma_in" in metrics:
+            # the curriculum's sigma on a second axis: the loss rises as sigma falls (sharper
+            # images), which is expected and not divergence
+            sig = ax.twinx()
+            (line,) = sig.plot(
+                metrics["step"], metrics["sigma_in"], color="0.6", linewidth=1, linestyle=":"
+            )
+            sig.set_ylabel("input sigma (px)", color="0.45")
+            sig.tick_params(axis="y", colors="0.45")
+            handles.append(line)
+            labels.append("input sigma (right axis)")
+        ax.legend(handles, labels)
     return fig
 
 
@@ -268,6 +281,61 @@ def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
     return fig
 
 
+def fsc_figure(comparison: dict, title: str = "") -> Figure:
+    """FSC of the two half-set reconstructions against spatial frequency, with 0.143 and 0.5.
+
+    Parameters
+    ----------
+    comparison : dict
+        The ``halfsets.json`` content of :func:`holly.halfsets.compare_runs`; with ground truth,
+        each half's FSC against the ground-truth density is drawn too (dashed).
+    """
+    with style():
+        fig, axes = _new(size=(5.6, 3.4))
+        ax = axes[0, 0]
+        fsc = comparison["fsc"]
+        nm = fsc.get("nm_per_unit")
+        unit = "nm" if nm else "model units"
+        scale = nm or 1.0
+
+        def draw(entry, label, **kw):
+            f = np.asarray(entry["curve"]["frequency"], float)
+            ax.plot(f, entry["curve"]["fsc"], label=label, **kw)
+
+        draw(fsc, "half 1 vs half 2", color=RECON_COLOUR, lw=1.8)
+        truth = comparison.get("vs_ground_truth") or {}
+        for k, (_half, entry) in enumerate(sorted(truth.items())):
+            draw(
+                entry["fsc"],
+                f"half {k + 1} vs ground truth",
+                color=TRUTH_COLOUR,
+                lw=1.0,
+                ls=("--", ":")[k % 2],
+            )
+        for t, style_ in ((0.143, "-"), (0.5, "--")):
+            res = comparison[f"resolution_{str(t).replace('.', '')}"]
+            limited = comparison[f"resolution_{str(t).replace('.', '')}_limited"]
+            ax.axhline(t, color="0.5", lw=0.8, ls=style_)
+            ax.axvline(1.0 / res, color="0.3", lw=0.8, ls=style_)
+            ax.annotate(
+                f"FSC {t:g}: {'≤ ' if limited else ''}{res * scale:.3g} {unit}",
+                (1.0 / res, t),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=8,
+            )
+        ax.axvline(fsc["max_frequency"], color="0.7", lw=0.8, ls=":")
+        ax.set_xlim(0, fsc["max_frequency"] * 1.02)
+        ax.set_ylim(-0.2, 1.05)
+        ax.set_xlabel(
+            "spatial frequency (1 / model unit)" + (f"; 1 unit = {nm:.3g} nm" if nm else "")
+        )
+        ax.set_ylabel("Fourier shell correlation")
+        ax.set_title(title or f"half-set FSC (sigma {comparison['sigma']:.3g} units)")
+        ax.legend(loc="upper right", fontsize=8)
+    return fig
+
+
 COMPARISON_METRICS = (
     ("chamfer", "Chamfer distance (model units, lower is better)"),
     ("fscore", "F-score at tau (higher is better)"),
@@ -318,31 +386,27 @@ def comparison_figure(summary: pd.DataFrame) -> Figure:
 
 
 def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
-    """``metrics.csv`` as a DataFrame (numeric columns), with a clear error if it is unusable."""
+    """``metrics.csv`` (the file, or a run folder's) as a DataFrame of numbers.
+
+    See :meth:`holly.runfolder.RunFolder.read_metrics`: a clear error if it is unusable.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise HollyError(f"{path} not found; it is written by `holly train`")
-    try:
-        metrics = pd.read_csv(path)
-    except Exception as exc:
-        raise HollyError(f"cannot read {path}: {exc}") from exc
-    missing = {"step", "train_loss", "test_loss", "sigma_in"} - set(metrics.columns)
-    if missing:
-        raise HollyError(f"{path} lacks columns {sorted(missing)}")
-    return metrics
+    return RunFolder(path).read_metrics() if path.is_dir() else read_metrics_file(path)
 
 
 def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
     """Per-image pose errors (degrees) of a run's ``test_poses.npz``; None if it has none."""
-    path = Path(run_dir) / "test_poses.npz"
-    if not path.is_file():
+    poses = RunFolder(run_dir).read_test_poses()
+    if poses is None:
         return None
-    from holly.evaluate import pose_error, read_test_poses, symmetry_order
+    from holly.evaluate import pose_error, symmetry_order
 
     # the same symmetry rule as `holly evaluate`'s table (cep152: modulo its 9-fold symmetry)
-    poses = read_test_poses(path)
     order = symmetry_order(Path(run_dir))
-    return pose_error(poses["rot_true"], poses["rot_pred"], order).errors_deg
+    try:
+        return pose_error(poses["rot_true"], poses["rot_pred"], order).errors_deg
+    except ValueError as exc:
+        raise HollyError(f"{RunFolder(run_dir).test_poses}: {exc}") from None
 
 
 def run_figures(
@@ -364,21 +428,18 @@ def run_figures(
         The files written, ``out_dir/<name>.<fmt>`` in the order of :data:`RUN_FIGURES`.
     """
     run, out = Path(run_dir), Path(out_dir)
-    if not (run / "points.ply").is_file():
-        raise HollyError(f"{run}/points.ply not found: the run has not finished (`holly train`)")
+    rf = RunFolder(run)
+    if not rf.is_finished():
+        raise HollyError(f"{rf.points} not found: the run has not finished (`holly train`)")
     name = title or run.name
-    metrics = read_metrics(run / "metrics.csv")
-    samples_path = run / "samples.npz"
-    if not samples_path.is_file():
-        raise HollyError(f"{samples_path} not found; it is written by `holly train`")
-    with np.load(samples_path) as npz:
-        inputs, renderings = npz["inputs"], npz["renderings"]
-    aligned = run / "aligned_points.ply"
-    truth = run / "ground_truth.ply"
+    metrics = rf.read_metrics()
+    samples = rf.read_samples()
+    inputs, renderings = samples["inputs"], samples["renderings"]
+    aligned, truth = rf.aligned_points, rf.ground_truth
     if aligned.is_file() and truth.is_file():
-        points, gt, frame = read_points(aligned), read_points(truth), "aligned to ground truth"
+        points, gt, frame = rf.read_cloud(aligned), rf.read_cloud(truth), "aligned to ground truth"
     else:
-        points, gt, frame = read_points(run / "points.ply"), None, "not aligned"
+        points, gt, frame = rf.read_cloud(rf.points), None, "not aligned"
     figures = {
         "loss": loss_figure(metrics, f"{name}: loss"),
         "sigma": sigma_figure(metrics, f"{name}: input sigma vs predicted sigma"),

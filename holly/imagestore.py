@@ -25,7 +25,9 @@ pixel. How the source was mapped onto this is recorded in ``attributes["holly"][
 Root attributes ``holly``: ``format_version``, ``kind`` ("image-store"), ``n_images``,
 ``height``, ``width``, ``sigmas`` (descending), ``levels`` (name -> sigma), ``orientation``,
 ``source`` (what the images came from, with checksums), ``holly_version``, ``created``
-(ISO-8601, UTC), ``params`` (the options the store was made with) and, for ingest, ``skipped``.
+(ISO-8601, UTC), ``params`` (the options the store was made with), ``nm_per_px`` (nm per image
+pixel, null where the source gives no physical scale; :attr:`ImageStore.nm_per_px`) and, for
+ingest, ``skipped``.
 
 Stores are written into a hidden sibling directory and renamed into place only when complete
 (:class:`StoreWriter`), so a store at the requested path is always finished.
@@ -167,6 +169,19 @@ class ImageStore:
     def sigmas(self) -> list[float]:
         """Stored sigma levels in pixels, largest first."""
         return sorted(self._levels, reverse=True)
+
+    @property
+    def nm_per_px(self) -> float | None:
+        """Nanometres per image pixel, or None where the store's source did not give a scale
+        (stores written before this attribute existed read as None)."""
+        value = self.attrs.get("nm_per_px")
+        return None if value is None else float(value)
+
+    @property
+    def nm_per_model_unit(self) -> float | None:
+        """Nanometres per model unit (one model unit is ``height / 4`` pixels), or None."""
+        nm = self.nm_per_px
+        return None if nm is None else nm * self.height / 4
 
     @property
     def particle_ids(self) -> np.ndarray:
@@ -311,8 +326,13 @@ def base_attrs(
     orientation: dict,
     source: dict,
     params: dict,
+    nm_per_px: float | None = None,
 ) -> dict:
-    """The ``holly`` root attributes common to every store (callers add their own keys)."""
+    """The ``holly`` root attributes common to every store (callers add their own keys).
+
+    ``nm_per_px``: physical size of one image pixel in nm, where the source gives it (a
+    localisation table in nm, or in camera pixels of known size); None where it is unknown.
+    """
     sigmas = sorted((float(s) for s in sigmas), reverse=True)
     return {
         "format_version": FORMAT_VERSION,
@@ -327,6 +347,7 @@ def base_attrs(
         "holly_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "params": params,
+        "nm_per_px": None if nm_per_px is None else float(nm_per_px),
     }
 
 

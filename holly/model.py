@@ -200,19 +200,21 @@ class HollyModel(nn.Module):
 
         All ``B * K`` hypotheses are drawn in one batched renderer call.
         """
-        hypotheses, translations, sigma = self.pose(self.encoder(images), sigma_in)
-        b, n_hyp = hypotheses.shape[:2]
-        r = self.cfg.render
-        # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
-        rendered = self.render_fn(
-            self.points,
-            hypotheses.reshape(b * n_hyp, 3, 3),
-            translations.repeat_interleave(n_hyp, 0),
-            sigma.clamp_min(0.3).repeat_interleave(n_hyp, 0),
-            r.height,
-            r.width,
-            order=r.order,
-        )
+        raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
+        with torch.autocast(images.device.type, enabled=False):  # poses and renderer: float32
+            hypotheses, translations, sigma = self.pose(raw, sigma_in)
+            b, n_hyp = hypotheses.shape[:2]
+            r = self.cfg.render
+            # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
+            rendered = self.render_fn(
+                self.points,
+                hypotheses.reshape(b * n_hyp, 3, 3),
+                translations.repeat_interleave(n_hyp, 0),
+                sigma.clamp_min(0.3).repeat_interleave(n_hyp, 0),
+                r.height,
+                r.width,
+                order=r.order,
+            )
         images_out = rendered.reshape(b, n_hyp, r.height, r.width)  # [B, K, H, W]
         return Prediction(hypotheses, translations, sigma, images_out)
 

@@ -6,12 +6,17 @@ particle (``particle_id``), so the augmentation copies of one particle never str
 
 Memory: with ``data.preload`` (default) the current level's images of a split are held in RAM
 (the CEP152 data: ~1.9 GB per level) and replaced when the curriculum moves to the next level;
-without it, each batch is read from Zarr on demand, so memory stays at one batch.
+without it, each batch is read from Zarr on demand, so memory stays at a few batches. Training
+announces its batches (:meth:`StoreSplit.plan`), and a streaming split reads the next
+``READ_AHEAD`` of them in a background thread while the current step computes.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -20,6 +25,8 @@ from holly.config import ExperimentConfig
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
+
+READ_AHEAD = 4  # batches a streaming split reads ahead of training
 
 
 class StoreSplit:
@@ -30,17 +37,51 @@ class StoreSplit:
         self.preload, self.device = preload, device
         self._level: float | None = None
         self._cache: torch.Tensor | None = None
+        self._ahead: _ReadAhead | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def plan(self, batches: Callable[[int], tuple[torch.Tensor, float]], start: int, stop: int):
+        """Announce the requests to come: step ``k`` in ``[start, stop)`` asks ``batches(k)``.
+
+        A streaming split then reads those batches ahead in a background thread; requests that
+        leave the plan are still served, read on the spot. A preloading split ignores the plan.
+        """
+        self.close()
+        if not self.preload and start < stop:
+            self._ahead = _ReadAhead(
+                self._read, self.store.level_for, batches, start, stop, READ_AHEAD
+            )
+
+    def close(self) -> None:
+        """Stop reading ahead (pending reads are dropped)."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
+    def _read(self, level: float, pos: np.ndarray) -> torch.Tensor:
+        block = next(self.store.iter_batches(level, self.indices[pos], batch_size=len(pos)))
+        tensor = torch.from_numpy(block)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def particle_ids(self) -> np.ndarray:
+        """The particle of each image of this split → ``[I]`` (for splits by particle)."""
+        return np.asarray(self.store.particle_ids)[self.indices]
+
+    def subset(self, items: np.ndarray) -> StoreSplit:
+        """The images at positions ``items`` of this split, as a new split."""
+        return StoreSplit(self.store, self.indices[np.asarray(items)], self.preload, self.device)
 
     def images(self, idx: torch.Tensor, sigma: float) -> torch.Tensor:
         """Images ``idx`` (positions within this split) at the level nearest ``sigma``."""
         level = self.store.level_for(sigma)
         pos = idx.cpu().numpy()
         if not self.preload:
-            block = next(self.store.iter_batches(level, self.indices[pos], batch_size=len(pos)))
-            return torch.from_numpy(block).to(self.device)
+            ahead = self._ahead.take(level, pos) if self._ahead is not None else None
+            return ahead if ahead is not None else self._read(level, pos)
         if level != self._level:
             log.info(
                 "loading level sigma=%.2f (%d images) from %s", level, len(self), self.store.path
@@ -54,10 +95,49 @@ class StoreSplit:
         return self._cache[torch.as_tensor(pos, device=self.device)]
 
 
+class _ReadAhead:
+    """Reads planned batches in one background thread, ``depth`` steps ahead of their use."""
+
+    def __init__(self, read, level_for, batches, start: int, stop: int, depth: int):
+        self.read, self.level_for, self.batches = read, level_for, batches
+        self.next, self.stop, self.depth = start, stop, depth
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="holly-read-ahead")
+        self.pending: deque[tuple[float, np.ndarray, Future]] = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self.pending) < self.depth and self.next < self.stop:
+            idx, sigma = self.batches(self.next)
+            level = self.level_for(sigma)
+            pos = idx.cpu().numpy()
+            self.pending.append((level, pos, self.pool.submit(self.read, level, pos)))
+            self.next += 1
+
+    def take(self, level: float, pos: np.ndarray) -> torch.Tensor | None:
+        """The prefetched batch if it is the next one planned, else ``None`` (plan dropped)."""
+        if self.pending:
+            want_level, want_pos, future = self.pending[0]
+            if want_level == level and np.array_equal(want_pos, pos):
+                self.pending.popleft()
+                self._fill()
+                return future.result()
+        if self.pending or self.next < self.stop:
+            log.debug("a request left the read-ahead plan; reading on demand from now on")
+        self.close()
+        return None
+
+    def close(self) -> None:
+        for *_, future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        self.next = self.stop
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     """Train/test splits of the store named by ``cfg.data.store``."""
+    from holly.datasets import Data
     from holly.imagestore import ImageStore, split_by_particle
-    from holly.train import Data
 
     d = cfg.data
     if not d.store:
@@ -84,9 +164,17 @@ def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     )
     attrs = store.group.attrs.get("holly", {})
     inputs = {str(d.store): attrs.get("created", ""), "source": attrs.get("source", {})}
+    scale = None
+    if store.nm_per_px is not None:
+        scale = {
+            "nm_per_px": store.nm_per_px,
+            "nm_per_model_unit": store.nm_per_model_unit,
+            "from": str(d.store),
+        }
     return Data(
         StoreSplit(store, train_idx, d.preload, device),
         StoreSplit(store, test_idx, d.preload, device),
         None,
         inputs,
+        scale,
     )

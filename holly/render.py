@@ -71,36 +71,93 @@ def project(
     return cols, rows
 
 
+# Where the factors' support (``2 * sqrt(-2 * EXPONENT_CUTOFF) * sigma + 2`` pixels) covers less
+# than this share of the image, the CPU computes them only inside each point's band.
+BAND_FRACTION = 0.7
+
+
+def _band_width(sigma_max: float, size: int) -> int:
+    """Pixels per point inside the exponent cut-off (``size`` when no band is narrower)."""
+    reach = math.sqrt(-2 * EXPONENT_CUTOFF) * sigma_max
+    return min(size, math.floor(2 * reach) + 2)
+
+
 class _GaussianFactors(torch.autograd.Function):
-    """``exp(-(c - i)^2 / (2 sigma^2))`` for pixel index ``i``: ``[B, N] -> [B, N, size]``.
+    """``w * exp(-(c - i)^2 / (2 sigma^2))`` for pixel index ``i``: ``[B, N] -> [B, N, size]``.
 
     One fused function with a hand-written backward instead of autograd over five elementwise
     ops: it keeps only ``d = c - i`` and the factors for backward, and it clamps the exponent
     before ``exp`` so no subnormal value is ever produced (they slow CPUs down badly).
-    Measured 1.7x faster for the whole renderer's forward + backward (B=32, N=350, 128x128).
+
+    With ``band < size`` only the ``band`` pixels from ``start = floor(c - reach)`` (clamped to
+    the frame) are evaluated; ``reach = sqrt(-2 EXPONENT_CUTOFF) sigma_max`` is where the cut
+    sets factors to 0 anyway, so the result is the same as the full evaluation, bit for bit.
+    The band is scattered into a zero matrix for the matmul, and backward gathers it back.
     """
 
     @staticmethod
-    def forward(ctx, centres: torch.Tensor, sigma: torch.Tensor, size: int) -> torch.Tensor:
-        grid = torch.arange(size, dtype=centres.dtype, device=centres.device)
-        d = centres[..., None] - grid  # [B, N, size]
-        a = d * d / (2 * sigma[:, None, None] ** 2)  # minus the exponent, >= 0
+    def forward(ctx, centres, sigma, weight, size: int, band: int):
+        if band < size:
+            reach = math.sqrt(-2 * EXPONENT_CUTOFF) * float(sigma.max())
+            first = torch.nan_to_num(centres.detach() - reach).floor_().clamp_(0, size - band)
+            index = first.long()[..., None] + torch.arange(band, device=centres.device)
+            grid = index.to(centres.dtype)  # [B, N, band]
+        else:
+            index = None
+            grid = torch.arange(size, dtype=centres.dtype, device=centres.device)
+        d = centres[..., None] - grid  # [B, N, band]
+        a = d * d
+        a *= (0.5 / sigma**2)[:, None, None]  # minus the exponent, >= 0
         g = torch.exp(-a.clamp(max=-EXPONENT_CUTOFF)).masked_fill_(a >= -EXPONENT_CUTOFF, 0.0)
-        ctx.save_for_backward(d, g, sigma)
-        return g
+        ctx.save_for_backward(d, g, sigma, weight, index)
+        ctx.size = size
+        out = g * weight[..., None] if weight is not None else g
+        if index is None:
+            return out
+        full = centres.new_zeros(*centres.shape, size)
+        return full.scatter_(-1, index, out)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        d, g, sigma = ctx.saved_tensors
-        gd = grad * g * d  # dg/dc = -g d / sigma^2 ; dg/dsigma = g d^2 / sigma^3
-        grad_centres = -gd.sum(-1) / sigma[:, None] ** 2
-        grad_sigma = (gd * d).sum((1, 2)) / sigma**3
-        return grad_centres, grad_sigma, None
+        d, g, sigma, weight, index = ctx.saved_tensors
+        if index is not None:
+            grad = grad.gather(-1, index)
+        grad_weight = None
+        if weight is not None:
+            if ctx.needs_input_grad[2]:
+                grad_weight = (grad * g).sum(-1)
+            grad = grad * weight[..., None]
+        gd = grad * g
+        gd *= d  # dg/dc = -g d / sigma^2 ; dg/dsigma = g d^2 / sigma^3
+        grad_centres = grad_sigma = None
+        if ctx.needs_input_grad[0]:
+            grad_centres = gd.sum(-1) * (-1 / sigma**2)[:, None]
+        if ctx.needs_input_grad[1]:
+            grad_sigma = (gd * d).sum((1, 2)) / sigma**3
+        return grad_centres, grad_sigma, grad_weight, None, None
 
 
-def _gaussian_factors(centres: torch.Tensor, size: int, sigma: torch.Tensor) -> torch.Tensor:
-    """``exp(-(c - i)^2 / (2 sigma^2))`` for pixel index ``i``: ``[B, N] -> [B, N, size]``."""
-    return _GaussianFactors.apply(centres, sigma, size)
+def _gaussian_factors(
+    centres: torch.Tensor,
+    size: int,
+    sigma: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    banded: bool | None = None,
+) -> torch.Tensor:
+    """``weight * exp(-(c - i)^2 / (2 sigma^2))`` for pixel ``i``: ``[B, N] -> [B, N, size]``.
+
+    ``banded`` (default: on the CPU) evaluates only each point's band inside the exponent
+    cut-off. Reading the band width needs ``sigma.max()`` on the host, a sync a GPU should not
+    pay every step, and GPUs gain little from it; so they use the full evaluation.
+    """
+    if banded is None:
+        banded = centres.device.type == "cpu"
+    band = size
+    if banded:
+        band = _band_width(float(sigma.detach().max()), size)
+        if band >= BAND_FRACTION * size:
+            band = size
+    return _GaussianFactors.apply(centres, sigma, weight, size, band)
 
 
 def _as_batch_sigma(sigma: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -117,6 +174,7 @@ def render(
     width: int,
     mask: torch.Tensor | None = None,
     order: Order = "paper",
+    banded: bool | None = None,
 ) -> torch.Tensor:
     """Render posed Gaussian point clouds, separably and batched.
 
@@ -134,6 +192,9 @@ def render(
     mask : Tensor [N] or [B, N], optional
         Per-point weights (0 removes a point); default all ones.
     order : {"paper", "latest"}
+    banded : bool, optional
+        Evaluate each point's factors only within the exponent cut-off (same result, less
+        work); default on the CPU only (it reads ``max(sigma)`` on the host).
 
     Returns
     -------
@@ -143,12 +204,14 @@ def render(
     batch = rotations.shape[0]
     cols, rows = project(points, rotations, translations, height, width, order)
     sig = _as_batch_sigma(sigma, batch, cols)
-    gx = _gaussian_factors(cols, width, sig)  # [B, N, W]
-    gy = _gaussian_factors(rows, height, sig)  # [B, N, H]
+    # the mask and the normalisation 1 / (2 pi sigma^2) are applied to the row factors' bands
+    weight = (1 / (2 * math.pi * sig**2))[:, None]  # [B, 1]
     if mask is not None:
-        gy = gy * mask.to(gy.dtype).expand(batch, -1)[..., None]
-    images = gy.transpose(1, 2) @ gx  # [B, H, W]
-    return images / (2 * math.pi * sig[:, None, None] ** 2)
+        weight = weight * mask.to(cols.dtype)
+    weight = weight.expand(batch, cols.shape[1])
+    gx = _gaussian_factors(cols, width, sig, banded=banded)  # [B, N, W]
+    gy = _gaussian_factors(rows, height, sig, weight, banded=banded)  # [B, N, H]
+    return gy.transpose(1, 2) @ gx  # [B, H, W]
 
 
 def render_dense(

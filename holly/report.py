@@ -14,14 +14,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import json
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from holly import __version__
 from holly.atomic import atomic_path
@@ -30,9 +29,11 @@ from holly.figures import (
     EXTRA_FIGURES,
     RUN_FIGURES,
     comparison_figure,
-    read_metrics,
     save_figure,
 )
+from holly.halfsets import halves_viewer_data
+from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.units import model_unit_px
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ TABLE_COLUMNS = (
     ("num_points", "points", "{:d}"),
     ("image_size", "image", "{}"),
     ("steps", "steps", "{:d}"),
-    ("train_seconds", "train time (s)", "{:.0f}"),
+    ("threads", "threads", "{:d}"),
+    ("train_seconds", "train time", "{:.0f}"),
     ("final_test_loss", "held-out loss", "{:.4g}"),
     ("chamfer", "Chamfer", "{:.3f}"),
     ("hausdorff95", "Hausdorff-95", "{:.3f}"),
@@ -56,10 +58,63 @@ TABLE_COLUMNS = (
     ("fscore", "F-score", "{:.2f}"),
     ("fscore_tight", "F-score at tau/2", "{:.2f}"),
     ("handedness", "handedness", "{}"),
-    ("pose_error_amortised_median_deg", "pose error, CNN (median °)", "{:.1f}"),
-    ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+    ("pose_error_amortised_median_deg", "median pose error, CNN", "{:.1f}"),
+    ("pose_error_median_deg", "median pose error", "{:.1f}"),
     ("wrong_but_fits_fraction", "wrong but fits", "{:.2f}"),
+    ("fsc_resolution_0143", "FSC 0.143 resolution", "{:.3f}"),
+    ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
+    ("fsc_resolution_0143_nm", "FSC 0.143", "{:.0f}"),
+    ("halves_chamfer", "half-set Chamfer", "{:.3f}"),
 )
+# Shown in the table only when some experiment has a value (half-set runs are optional).
+OPTIONAL_COLUMNS = {
+    "pose_error_amortised_median_deg",
+    "wrong_but_fits_fraction",
+    "fsc_resolution_0143",
+    "fsc_resolution_05",
+    "fsc_resolution_0143_nm",
+    "halves_chamfer",
+}
+# The unit of every numeric column of summary.csv that has one (docs/architecture.md lists them).
+# "model units": the frame of the point clouds, 1 unit = model_unit_px pixels (H/4); *_px and
+# *_nm are the same distances converted (nm only where the image store records its pixel size).
+DISTANCE_COLUMNS = ("chamfer", "hausdorff", "hausdorff95", "tau")
+SUMMARY_UNITS = {
+    **{c: "model units" for c in DISTANCE_COLUMNS},
+    **{f"{c}_px": "px" for c in DISTANCE_COLUMNS},
+    **{f"{c}_nm": "nm" for c in DISTANCE_COLUMNS},
+    "blob_chamfer": "model units",
+    "random_init_chamfer": "model units",
+    "floor_chamfer": "model units",
+    "model_unit_px": "px per model unit",
+    "pixel_nm": "nm per px",
+    "final_sigma_in": "px",
+    "final_sigma_pred": "px",
+    "train_seconds": "s",
+    "wall_seconds": "s",
+    "pose_error_median_deg": "degrees",
+    "pose_error_mean_deg": "degrees",
+    "pose_error_amortised_median_deg": "degrees (the CNN's best hypothesis, before refinement)",
+    "pose_accuracy_30": "fraction of held-out images within 30 degrees",
+    "wrong_but_fits_fraction": "fraction of held-out images off by > 30 deg that fit as well",
+    "fscore_tight": "F-score at tau/2",
+    "threads": "CPU threads",
+    **{f"published_{c}": "model units" for c in ("chamfer", "hausdorff", "hausdorff95")},
+    "published_blob_chamfer": "model units",
+    "published_random_init_chamfer": "model units",
+    "fsc_resolution_0143": "model units",
+    "fsc_resolution_05": "model units",
+    "fsc_resolution_0143_nm": "nm",
+    "fsc_resolution_05_nm": "nm",
+    "halves_chamfer": "model units",
+    "half1_gt_chamfer": "model units",
+    "half2_gt_chamfer": "model units",
+    "half1_gt_fsc_resolution_0143": "model units",
+    "half2_gt_fsc_resolution_0143": "model units",
+}
+# Short unit labels under the report table's column names.
+UNIT_LABELS = {"degrees": "°", "CPU threads": ""}
+
 # The comparison with a published cloud (RUN/vs_published.json), when there is one.
 PUBLISHED_COLUMNS = (
     ("experiment", "experiment", "{}"),
@@ -71,7 +126,7 @@ PUBLISHED_COLUMNS = (
     ("published_blob_chamfer", "blob Chamfer", "{:.3f}"),
     ("published_n_points", "published points", "{:d}"),
 )
-PUBLISHED_JSON = "vs_published.json"
+PUBLISHED_JSON = VS_PUBLISHED
 METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
 BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
 FIGURE_TITLES = {
@@ -82,16 +137,8 @@ FIGURE_TITLES = {
     "pose_error": "Pose error",
     "evolution": "Point cloud over training",
     "vs_published": "Our reconstruction and the published one",
+    "fsc": "Half-set Fourier shell correlation",
 }
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise HollyError(f"{path} not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise HollyError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
@@ -102,11 +149,11 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     ``blob_``, ``random_init_`` and ``floor_``; missing values are None.
     """
     run = Path(run_dir)
-    evaluation = _read_json(run / "evaluation.json")
-    cfg_path = run / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
-    metrics = read_metrics(run / "metrics.csv")
+    rf = RunFolder(run)
+    evaluation = rf.read_evaluation()
+    cfg = rf.read_config(required=False)
+    prov = rf.read_provenance()
+    metrics = rf.read_metrics()
     last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
     # the losses of the amortised phase: refinement rows have another normalisation
     amortised = metrics[metrics["phase"] != "refine"] if "phase" in metrics else metrics
@@ -129,6 +176,7 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
         "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
         "device": prov.get("device"),
+        "threads": _threads(prov),
         "git_commit": (prov.get("git") or {}).get("commit"),
         "tau": evaluation.get("tau"),
     }
@@ -149,9 +197,55 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["head_usage"] = " ".join(f"{u:.2f}" for u in usage) if usage else None
     row["fscore_tight"] = recon.get("fscore_tight")
     row["wall_seconds"] = _wall_seconds(prov)
-    if (run / PUBLISHED_JSON).is_file():
-        row.update(_published_row(_read_json(run / PUBLISHED_JSON)))
+    row.update(_converted_distances(row, rf.read_scale(), render))
+    if rf.vs_published.is_file():
+        row.update(_published_row(read_json(rf.vs_published)))
+    row.update(_halfset_row(rf.halfsets))
     return row
+
+
+def _halfset_row(path: Path) -> dict:
+    """``fsc_*`` and ``halves_*`` columns from the half-set comparison (all None without one).
+
+    Resolutions in model units (``_nm``: nanometres, where the image store knows its pixel
+    size); ``_limited`` is true when the FSC never fell below the threshold before the
+    Gaussian's cutoff (the resolution is then at least as good as given).
+    """
+    comp = read_json(path) if path.is_file() else {}
+    row = {}
+    for key in ("0143", "05"):
+        for suffix in ("", "_nm", "_limited"):
+            row[f"fsc_resolution_{key}{suffix}"] = comp.get(f"resolution_{key}{suffix}")
+    row["halves_chamfer"] = comp.get("chamfer")
+    truth = comp.get("vs_ground_truth") or {}
+    for half, name in (("a", "half1"), ("b", "half2")):
+        entry = truth.get(half) or {}
+        row[f"{name}_gt_chamfer"] = entry.get("chamfer")
+        row[f"{name}_gt_fsc_resolution_0143"] = entry.get("resolution_0143")
+    return row
+
+
+def _threads(prov: dict) -> int | None:
+    """torch's CPU thread count of the run (older runs: from the device text "..., N threads")."""
+    if isinstance(prov.get("threads"), int):
+        return prov["threads"]
+    match = re.search(r"(\d+) threads", str(prov.get("device") or ""))
+    return int(match.group(1)) if match else None
+
+
+def _converted_distances(row: dict, scale: dict | None, render: dict) -> dict:
+    """``model_unit_px``, ``pixel_nm`` and the distance columns in px and nm (None if unknown).
+
+    ``scale`` is :meth:`RunFolder.read_scale` (None: no physical scale known)."""
+    px = model_unit_px(int(render["height"])) if render.get("height") else None
+    nm = scale["nm_per_px"] if scale else None
+    out = {"model_unit_px": px, "pixel_nm": nm}
+    for col in DISTANCE_COLUMNS:
+        value = row.get(col)
+        known = value is not None and px is not None
+        out[f"{col}_px"] = value * px if known else None
+        out[f"{col}_nm"] = value * px * nm if known and nm is not None else None
+    return out
 
 
 def _wall_seconds(prov: dict) -> float | None:
@@ -203,24 +297,54 @@ def _fmt(value, spec: str) -> str:
 
 def table_html(summary: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
     """The summary as an HTML ``<table>`` with the columns of :data:`TABLE_COLUMNS`."""
-    cols = [(c, label, spec) for c, label, spec in columns if c in summary]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
+    cols = [
+        (c, label, spec)
+        for c, label, spec in columns
+        if c in summary and (c not in OPTIONAL_COLUMNS or summary[c].notna().any())
+    ]
+    head = "".join(
+        f'<th scope="col"{_align(spec)}>{html.escape(label)}{_unit_label(c)}</th>'
+        for c, label, spec in cols
+    )
     rows = []
     for rec in summary.to_dict("records"):
-        cells = "".join(f"<td>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols)
+        cells = "".join(
+            f"<td{_align(spec)}>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols
+        )
         rows.append(f"<tr>{cells}</tr>")
+    # the wrapper scrolls sideways on its own, so a wide table never widens the page
     return (
+        f'<div class="holly-table-wrap" tabindex="0" role="region" aria-label="summary table">'
         f'<table class="holly-summary"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
+def _align(spec: str) -> str:
+    """Numbers right-aligned (so their digits line up), text left-aligned."""
+    return ' class="num"' if spec != "{}" else ' class="text"'
+
+
+def _unit_label(column: str) -> str:
+    unit = SUMMARY_UNITS.get(column)
+    if not unit:
+        return ""
+    short = UNIT_LABELS.get(unit, unit)
+    return f'<span class="unit">{html.escape(short)}</span>' if short else ""
+
+
 TABLE_CSS = """
-table.holly-summary{border-collapse:collapse;font-size:13px;margin:0.5em 0}
-table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px;
-  text-align:right}
-table.holly-summary th:first-child,table.holly-summary td:first-child{text-align:left}
-table.holly-summary thead th{border-bottom:2px solid #888}
+.holly-table-wrap{max-width:100%;overflow-x:auto;margin:0.5em 0;border:1px solid #eee}
+table.holly-summary{border-collapse:collapse;font-size:13px;white-space:nowrap}
+table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px}
+table.holly-summary .num{text-align:right;font-variant-numeric:tabular-nums}
+table.holly-summary .text{text-align:left}
+table.holly-summary thead th{border-bottom:2px solid #888;vertical-align:bottom;
+  white-space:normal;min-width:5em}
+table.holly-summary th .unit{display:block;font-weight:normal;color:#666;font-size:11px}
+table.holly-summary tbody tr:nth-child(even){background:#fafafa}
+table.holly-summary th:first-child,table.holly-summary td:first-child{position:sticky;left:0;
+  background:#fff}
 """
 
 
@@ -376,6 +500,8 @@ def build_report(
             if not path.is_file():
                 raise HollyError(f"{path} not found; run `holly figures {run}` first")
             parts.append(_figure_block(path, FIGURE_TITLES[key], caption_html(captions_dir, key)))
+        if RunFolder(run).halfsets.is_file():
+            parts.append(_halfset_block(run, name, i, figures_dir, fig_format, captions_dir))
         for key in EXTRA_FIGURES:  # drawn only when the workflow asked for them
             path = run / figures_dir / f"{key}.{fig_format}"
             if path.is_file():
@@ -398,6 +524,34 @@ def build_report(
         out.stat().st_size / 1e6,
     )
     return out
+
+
+def _halfset_block(
+    run: Path, name: str, i: int, figures_dir: str, fig_format: str, captions_dir
+) -> str:
+    """The half-set section of one experiment: resolution, FSC curve, the halves in 3D."""
+    comp = read_json(RunFolder(run).halfsets)
+    nm = comp.get("resolution_0143_nm")
+
+    def res(key):
+        limited = "≤ " if comp.get(f"resolution_{key}_limited") else ""
+        return f"{limited}{comp[f'resolution_{key}']:.3g}"
+
+    text = (
+        f'<h3>Half-set validation</h3><p class="meta">two halves of the particles, trained '
+        f"apart: FSC resolution {res('0143')} (0.143) and {res('05')} (0.5) model units"
+        + (f" ({nm:.0f} nm at 0.143)" if nm else "")
+        + f"; Chamfer between the halves {comp['chamfer']:.3f}, sigma {comp['sigma']:.3g} "
+        f"units ({html.escape(str(comp.get('handedness')))} alignment)</p>"
+    )
+    parts = [text]
+    path = run / figures_dir / f"fsc.{fig_format}"
+    if path.is_file():
+        parts.append(_figure_block(path, FIGURE_TITLES["fsc"], caption_html(captions_dir, "fsc")))
+    data = halves_viewer_data(run, f"{name}: half 2 aligned onto half 1")
+    if data is not None:
+        parts.append(viewer_fragment(data, f"{i}-{name}-halves"))
+    return "\n".join(parts)
 
 
 def parse_runs(items: list[str]) -> dict[str, Path]:

@@ -62,6 +62,27 @@ class SimulatedSet:
     def translations_of(self, idx: torch.Tensor) -> torch.Tensor:
         return self.translations[self.item_particle[idx.to(self.item_particle.device)]]
 
+    def particle_ids(self) -> np.ndarray:
+        """The particle of each item → ``[I]`` (for splits by particle)."""
+        return self.item_particle.cpu().numpy()
+
+    def subset(self, items: np.ndarray) -> SimulatedSet:
+        """The items at positions ``items`` (all copies of whole particles), as a new set."""
+        pos = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.item_particle.device)
+        particle = self.item_particle[pos]
+        keep = torch.unique(particle)  # sorted
+        return SimulatedSet(
+            self.points[keep],
+            self.masks[keep],
+            self.base_rotations[keep],
+            self.translations[keep],
+            torch.searchsorted(keep, particle),
+            self.item_angle[pos],
+            self.height,
+            self.width,
+            self.order,
+        )
+
     def images(self, idx: torch.Tensor, sigma: float) -> torch.Tensor:
         """Render items ``idx [B]`` at ``sigma`` pixels → ``[B, H, W]`` on the set's device."""
         idx = idx.to(self.item_particle.device)

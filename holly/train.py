@@ -11,8 +11,8 @@ and marks a finished run.
 
 from __future__ import annotations
 
-import csv
 import logging
+import math
 import random
 import sys
 import time
@@ -21,43 +21,33 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from holly import refine
-from holly.atomic import atomic_path, write_json
+from holly import __version__, refine
+from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
+from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
 from holly.geometry import random_rotations
+from holly.halfsets import training_seed
 from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
 from holly.poses import image_plane_shift
-from holly.provenance import provenance, sha256_array, sha256_file
-from holly.shapes import is_shape_path, load_shape
-from holly.simulate import simulate
+from holly.precision import StepPrecision
+from holly.provenance import provenance
+from holly.runfolder import METRIC_COLUMNS, RunFolder
+from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = [
-    "step",
-    "epoch",
-    "train_loss",
-    "test_loss",
-    "sigma_in",
-    "sigma_pred_mean",
-    "lr_cnn",
-    "lr_points",
-    "images_per_s",
-    "elapsed_s",
-    "phase",
-    "head_usage",
-]
-# Config keys that may change between a checkpoint and its resumption (refinement can be added
-# to, or extended on, a finished run: `holly refine`).
+__all__ = ["METRIC_COLUMNS", "Trainer", "train"]
+# Config keys that may change between a checkpoint and its resumption (refinement can be
+# extended on a finished run; before the refinement stage starts, all its keys may change).
 RESUMABLE_KEYS = {
     ("train", "max_steps"),
     ("train", "threads"),
+    ("train", "keep_checkpoints"),
     ("device",),
     ("refine", "steps"),
     ("refine", "ladder_steps"),
@@ -85,29 +75,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@dataclass
-class Data:
-    """What training needs of a data source: two splits with ``images(idx, sigma)``."""
-
-    train: object
-    test: object
-    ground_truth: np.ndarray | None
-    inputs: dict[str, str]  # name -> checksum, for provenance
-
-
-def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
-    if cfg.data.source == "zarr":
-        from holly.realdata import build_zarr_data  # needs zarr; imported only when used
-
-        return build_zarr_data(cfg, device)
-    vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
-    checksum = (
-        sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape) else sha256_array(vertices)
-    )
-    train, test = simulate(vertices, cfg)
-    return Data(train.to(device), test.to(device), vertices, {cfg.data.shape: checksum})
-
-
 def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Optimizer:
     """AdamW with two groups: CNN (lr, weight decay) and points (points_lr, no decay by default)."""
     t = cfg.train
@@ -121,20 +88,12 @@ def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Opti
 class MetricsLog:
     """``metrics.csv``, one row per log step; on resume, rows after the checkpoint are dropped."""
 
-    def __init__(self, path: Path, resume_step: int | None):
-        self.path = path
-        rows = []
-        if resume_step is not None and path.exists():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-        with open(path, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+    def __init__(self, run: RunFolder, resume_step: int | None):
+        self.run = run
+        run.start_metrics(run.metric_rows(resume_step) if resume_step is not None else [])
 
     def append(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, METRIC_COLUMNS).writerow(row)
+        self.run.append_metrics(row)
 
 
 class Trainer:
@@ -142,11 +101,15 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, device: torch.device):
         self.cfg, self.out, self.device = cfg, out_dir, device
-        generator = seed_everything(cfg.seed)
+        self.run_folder = RunFolder(out_dir)
+        self.seed = training_seed(cfg)  # cfg.seed, or a half-set run's own seed
+        generator = seed_everything(self.seed)
         self.data = build_data(cfg, device)
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
         self.opt = make_optimizer(self.model, cfg)
+        self.precision = StepPrecision(cfg.train.precision, device, cfg.train.compile)
+        self.precision.prepare(self.model)
         t = cfg.train
         spe = len(self.data.train) // t.batch_size
         if spe < 1:
@@ -161,16 +124,18 @@ class Trainer:
         )
         self.total_steps = self.amortised_steps + cfg.refine.steps
         self.step = 0
-        self.head_wins = torch.zeros(cfg.model.pose_hypotheses, dtype=torch.long)
+        self.head_wins = torch.zeros(cfg.model.pose_hypotheses, dtype=torch.long, device=device)
         self.refinement: RefinementState | None = None
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
+        # model units in px, and in nm when the image store knows its pixel size
+        self.units = run_units(cfg.render.height, (self.data.scale or {}).get("nm_per_px"))
 
     # -- batches ---------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
         spe, b = self.schedule.steps_per_epoch, self.cfg.train.batch_size
         epoch, k = divmod(step, spe)
-        gen = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         return torch.randperm(len(self.data.train), generator=gen)[k * b : (k + 1) * b]
 
     def epsilon_at(self, step: int) -> float:
@@ -186,23 +151,25 @@ class Trainer:
         each image, normalised targets, and the best hypothesis' normalised rendering."""
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
-        pred = self.model(target, sigma)
+        with self.precision.autocast():
+            pred = self.model(target, sigma)
         losses = hypothesis_losses(pred.images, target, lc.normalise, lc.kind, lc.mask_threshold)
         loss, best = min_over_hypotheses(losses, epsilon)
         rows = torch.arange(len(best), device=best.device)
         output = hypothesis_output(pred.images, lc.normalise)[rows, best]
         return loss, pred, best, target, output
 
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns loss and mean predicted sigma as device tensors (reading
+        them on the host would stall a GPU every step; the loop reads them at log steps)."""
         sigma = self.schedule.sigma_at(step)
         images = self.data.train.images(self.batch_indices(step), sigma)
         self.model.train()
         loss, pred, best, _, _ = self.loss_on(images, sigma, self.epsilon_at(step))
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.head_wins += torch.bincount(best.cpu(), minlength=len(self.head_wins))
-        return float(loss.detach()), float(pred.sigma.detach().mean())
+        self.precision.backward_step(loss, self.opt)
+        self.head_wins += torch.bincount(best, minlength=len(self.head_wins))
+        return loss.detach(), pred.sigma.detach().mean()
 
     def head_usage(self) -> str:
         """Win fraction of each head since the last log step, e.g. ``0.41 0.20 0.21 0.18``."""
@@ -270,10 +237,10 @@ class Trainer:
             out.append((pred.hypotheses, shift, pred.sigma, best))
         return [torch.cat(x) for x in zip(*out, strict=True)]
 
-    def search_spec(self, keep: int) -> refine.SearchSpec:
+    def search_spec(self, keep: int, rotations: int) -> refine.SearchSpec:
         rc = self.cfg.refine
         return refine.SearchSpec(
-            rotations=rc.search_rotations,
+            rotations=rotations,
             sigma=rc.search_sigma,
             keep=keep,
             ladder_steps=rc.ladder_steps,
@@ -283,7 +250,7 @@ class Trainer:
             seed=self.cfg.seed,
         )
 
-    def searched_poses(self, images_at, keep: int) -> refine.PoseTable:
+    def searched_poses(self, images_at, keep: int, rotations: int) -> refine.PoseTable:
         """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current
         cloud: the CNN's hypotheses and a global search (:func:`holly.refine.search_poses`)."""
         sigma = self.final_sigma()
@@ -298,7 +265,7 @@ class Trainer:
                 images_at,
                 sigma,
                 self.render_spec(),
-                self.search_spec(keep),
+                self.search_spec(keep, rotations),
                 symmetries,
             )
 
@@ -306,7 +273,7 @@ class Trainer:
         rc = self.cfg.refine
         items = refine.table_subset(len(self.data.train), rc.images, self.cfg.seed)
         table = self.searched_poses(
-            lambda sigma: self.data.train.images(items, sigma), self.cfg.refine.table_keep
+            lambda sigma: self.data.train.images(items, sigma), rc.table_keep, rc.table_rotations
         )
         self.refinement = RefinementState(
             items=items,
@@ -346,7 +313,7 @@ class Trainer:
             len(st.table),
         )
 
-    def refine_step(self) -> tuple[float, float]:
+    def refine_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose steps on one batch of table rows, then one step on the cloud."""
         if self.refinement is None:
             self.start_refinement()
@@ -364,13 +331,16 @@ class Trainer:
         st.points_opt.zero_grad(set_to_none=True)
         loss.backward()
         st.points_opt.step()
-        return float(loss.detach()), float(sigma.mean())
+        return loss.detach(), sigma.detach().mean()
 
     def refined_test_poses(self) -> refine.PoseTable:
         """Held-out poses against the final cloud (fixed): hypotheses, global search, and
         coarse-to-fine refinement of the best few candidates."""
+        rc = self.cfg.refine
         return self.searched_poses(
-            lambda sigma: self.data.test.images(self.test_idx, sigma), self.cfg.refine.search_keep
+            lambda sigma: self.data.test.images(self.test_idx, sigma),
+            rc.search_keep,
+            rc.search_rotations,
         )
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -380,28 +350,31 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
+            "grad_scaler": self.precision.state_dict(),
             "head_wins": self.head_wins,
             "refinement": self.refinement.state_dict() if self.refinement else None,
             "holly_checkpoint": 1,
         }
-        ckpt = self.out / "checkpoints"
-        for name in (f"step_{self.step:08d}.pt", "last.pt"):
-            with atomic_path(ckpt / name) as tmp:
+        for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
+            with atomic_path(path) as tmp:
                 torch.save(state, tmp)
+        self.run_folder.prune_checkpoints(self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
+            saved_cfg, _, _, _ = state["config"], state["model"], state["optimizer"], state["step"]
         except Exception as exc:
-            raise HollyError(f"cannot read checkpoint {path}: {exc}") from exc
+            raise UnreadableCheckpoint(f"cannot read checkpoint {path}: {exc}") from exc
         # before the refinement stage has started, its settings may still change
         refining = state.get("refinement") is not None
-        _check_same_config(state["config"], self.cfg.to_dict(), path, refine_fixed=refining)
+        _check_same_config(saved_cfg, self.cfg.to_dict(), path, refine_fixed=refining)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.head_wins = state.get("head_wins", self.head_wins)
-        if state.get("refinement") is not None:
+        self.precision.load_state_dict(state.get("grad_scaler"))
+        self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
+        if refining:
             self.refinement = RefinementState.from_state(
                 state["refinement"], self.model.points, self.cfg.refine, self.device
             )
@@ -409,24 +382,50 @@ class Trainer:
         log.info("resumed from %s at step %d", path, self.step)
 
     def restore(self, mode: str) -> None:
-        """``mode`` no: start afresh; yes: continue from ``last.pt`` if present (a checkpoint of
-        another config is an error); auto: continue if it matches, else start afresh."""
-        last = self.out / "checkpoints" / "last.pt"
-        if mode == "no" or not last.exists():
+        """``mode`` no: start afresh; yes: continue from the newest readable checkpoint if there
+        is one (a checkpoint of another config is an error); auto: continue if it matches, else
+        start afresh.
+
+        ``last.pt`` is tried first, then ``step_*.pt`` newest first: an unreadable file is set
+        aside (``checkpoints/unreadable/``), never deleted, and the next one is tried. When none
+        can be read, nothing is touched and the run stops with an error.
+        """
+        if mode == "no":
             return
-        try:
-            self.load_checkpoint(last)
-        except HollyError as exc:
-            if mode != "auto":
-                raise
-            log.warning("%s; starting afresh", exc)
+        unreadable = []
+        for path in self.run_folder.resume_candidates():
+            try:
+                self.load_checkpoint(path)
+            except UnreadableCheckpoint as exc:
+                log.warning("%s; trying the next checkpoint", exc)
+                unreadable.append(path)
+                continue
+            except HollyError as exc:
+                if mode != "auto":
+                    raise
+                log.warning("%s; starting afresh", exc)
+            for bad in unreadable:  # they would be overwritten by the continued run
+                self.run_folder.set_aside(bad)
+            return
+        if unreadable:
+            raise HollyError(
+                f"no readable checkpoint in {self.run_folder.checkpoints} (tried "
+                f"{', '.join(p.name for p in unreadable)}); nothing was deleted. Train afresh "
+                "with --force (the old run is replaced) or into another --out folder"
+            )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, resume: str = "no") -> None:
         t = self.cfg.train
         self.restore(resume)
         self.write_start_files()
-        metrics = MetricsLog(self.out / "metrics.csv", self.step or None)
+        if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
+            self.data.train.plan(
+                lambda k: (self.batch_indices(k), self.schedule.sigma_at(k)),
+                min(self.step, self.amortised_steps),
+                self.amortised_steps,  # the refinement stage reads its own images
+            )
+        metrics = MetricsLog(self.run_folder, self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
@@ -436,10 +435,19 @@ class Trainer:
             else:
                 train_loss, sigma_pred = self.refine_step()
             self.step += 1
+            # reading the loss syncs a GPU: there, check only where the loop reads the host anyway
+            reads = (t.log_every, t.snapshot_every, t.checkpoint_every)
+            if (
+                self.device.type == "cpu"
+                or self.step == self.total_steps
+                or any(self.step % n == 0 for n in reads)
+            ):
+                self.check_finite(float(train_loss))
             if bar:
                 bar.update(1)
             phase_end = self.step in (self.amortised_steps, self.total_steps)
             if self.step % t.log_every == 0 or phase_end:
+                train_loss, sigma_pred = float(train_loss), float(sigma_pred)  # host sync here only
                 sigma = self.schedule.sigma_at(min(self.step, self.amortised_steps) - 1)
                 elapsed = time.perf_counter() - started
                 row = {
@@ -462,8 +470,10 @@ class Trainer:
                 if amortised:
                     self.reseed_dead_heads()
                     self.head_wins.zero_()
+                # the ETA is for log files (Snakemake's), where there is no progress bar
+                eta = elapsed / (self.step - done_at_start) * (self.total_steps - self.step)
                 log.info(
-                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
                     self.step,
                     self.total_steps,
                     train_loss,
@@ -471,6 +481,7 @@ class Trainer:
                     sigma,
                     sigma_pred,
                     row["images_per_s"],
+                    duration_text(eta),
                 )
             if self.step % t.snapshot_every == 0:
                 self.write_snapshot()
@@ -487,27 +498,42 @@ class Trainer:
         Also on resume: a workflow manager may have deleted them (Snakemake removes a failed
         job's outputs), and the initial cloud is recreated exactly from the seed.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "points.ply").unlink(missing_ok=True)  # a restarted run is not finished
+        rf = self.run_folder
+        rf.root.mkdir(parents=True, exist_ok=True)
+        rf.points.unlink(missing_ok=True)  # a restarted run is not finished
         if self.step == 0:  # afresh: snapshots and checkpoints of an earlier run are stale
-            for stale in (
-                *self.out.glob("snapshots/points_*.ply"),
-                *self.out.glob("checkpoints/*.pt"),
-            ):
-                stale.unlink()
-        with atomic_path(self.out / "config.yaml") as tmp:
-            tmp.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        self.provenance = provenance(
-            self.cfg.to_dict(), self.device, self.data.inputs, self.cfg.seed
-        )
+            rf.remove_run_files()
+        rf.write_config(self.cfg.to_dict())
+        self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
-        write_json(self.out / "provenance.json", self.provenance)
-        write_points(self.out / "initial_points.ply", self.initial_points)
+        self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
+        rf.write_provenance(self.provenance)
+        write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:
-            write_points(self.out / "ground_truth.ply", self.data.ground_truth)
+            meta = {**self.ply_meta(None), "cloud": "ground truth (as simulated)"}
+            write_points(rf.ground_truth, self.data.ground_truth, meta=meta)
+
+    def ply_meta(self, step: int | None) -> dict:
+        """The comment lines of the run's PLY files (pointio ``meta``)."""
+        meta = {"holly": __version__, "experiment": self.cfg.name}
+        if step is not None:
+            meta["step"] = step
+        return {**meta, "units": describe_units(self.units)}
+
+    def check_finite(self, train_loss: float) -> None:
+        """Stop with a clear error when the loss or the cloud stops being finite."""
+        if math.isfinite(train_loss) and bool(torch.isfinite(self.model.points).all()):
+            return
+        raise HollyError(
+            f"training diverged at step {self.step}: the loss is {train_loss} or the point "
+            "cloud holds non-finite values; lower train.lr / train.points_lr or check the data "
+            f"(the last good checkpoint is kept in {self.run_folder.checkpoints})"
+        )
 
     def write_snapshot(self) -> None:
-        write_points(self.out / "snapshots" / f"points_{self.step:08d}.ply", self.points())
+        write_points(
+            self.run_folder.snapshot(self.step), self.points(), meta=self.ply_meta(self.step)
+        )
 
     def points(self) -> np.ndarray:
         return self.model.points.detach().cpu().numpy()
@@ -556,29 +582,28 @@ class Trainer:
                 "sigma_refined": sig.cpu().numpy(),
             }
         if hasattr(test, "rotations"):
-            poses |= {
-                "rot_true": test.rotations(self.test_idx).cpu().numpy(),
-                "trans_true": test.translations_of(self.test_idx).cpu().numpy(),
-            }
-            with atomic_path(self.out / "test_poses.npz") as tmp:
-                with open(tmp, "wb") as fh:
-                    np.savez(fh, **poses)
+            self.run_folder.write_test_poses(
+                rot_true=test.rotations(self.test_idx).cpu().numpy(),
+                trans_true=test.translations_of(self.test_idx).cpu().numpy(),
+                **poses,
+            )
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one
         pick = torch.linspace(0, len(self.test_idx) - 1, min(16, len(self.test_idx))).long()
-        with atomic_path(self.out / "samples.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    inputs=torch.cat(ins)[pick].numpy(),
-                    renderings=torch.cat(outs)[pick].numpy(),
-                    sigma=sigma,
-                )
+        self.run_folder.write_samples(
+            inputs=torch.cat(ins)[pick].numpy(),
+            renderings=torch.cat(outs)[pick].numpy(),
+            sigma=sigma,
+        )
         self.provenance["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.provenance["steps"] = self.step
-        write_json(self.out / "provenance.json", self.provenance)
+        self.run_folder.write_provenance(self.provenance)
         self.write_snapshot()
-        write_points(self.out / "points.ply", self.points())
+        write_points(self.run_folder.points, self.points(), meta=self.ply_meta(self.step))
+
+
+class UnreadableCheckpoint(HollyError):
+    """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
 
 
 def hypothesis_output(renderings: torch.Tensor, mode: str) -> torch.Tensor:
@@ -637,6 +662,16 @@ def _check_same_config(saved: dict, current: dict, path: Path, refine_fixed: boo
         )
 
 
+def duration_text(seconds: float) -> str:
+    """``"45s"``, ``"3m12s"`` or ``"2h05m"``: a short, human duration (rounded down)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def _progress(total: int, start: int):
     if not sys.stderr.isatty():
         return None
@@ -645,12 +680,18 @@ def _progress(total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
 
 
-def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool | str = False) -> Path:
+def train(
+    cfg: ExperimentConfig | dict,
+    out_dir: str | Path,
+    resume: bool | str = False,
+    force: bool = False,
+) -> Path:
     """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
-    ``resume``: False/"no" starts afresh; True/"yes" continues from the folder's last checkpoint
-    (an error if it was made with another config); "auto" continues when the config matches and
-    starts afresh otherwise (what the workflow uses).
+    ``resume``: False/"no" starts afresh, and refuses a folder that holds another run unless
+    ``force`` (then that run's files are replaced); True/"yes" continues from the folder's newest
+    readable checkpoint (an error if it was made with another config); "auto" continues when the
+    config matches and starts afresh otherwise (what the workflow uses).
     """
     resume = {True: "yes", False: "no"}.get(resume, resume)
     if resume not in ("no", "yes", "auto"):
@@ -661,6 +702,7 @@ def train(cfg: ExperimentConfig | dict, out_dir: str | Path, resume: bool | str 
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.device)
     out_dir = Path(out_dir)
+    RunFolder(out_dir).claim(resume=resume != "no", force=force)
     log.info("training %s on %s into %s", cfg.name, device, out_dir)
     trainer = Trainer(cfg, out_dir, device)
     trainer.run(resume)

@@ -4,15 +4,17 @@ The page is one HTML file with inline CSS and JavaScript and the data inline as 
 external library, no network. Each viewer draws the points on a ``<canvas>`` (orthographic
 projection, depth-sorted and depth-shaded): drag to rotate, wheel to zoom, double-click to reset,
 a slider (and a play button) over the training snapshots, the reconstruction and the ground
-truth in two colours, each switchable.
+truth in two colours, each switchable. The data frame's x, y, z axes are drawn bottom left, and a
+scale bar bottom right: a round length in nm when the run's image store records its pixel size,
+else in model units with its length in image pixels.
 
 When the run has been evaluated (``aligned_points.ply``), every snapshot is moved into the
 ground truth's frame with the one rigid (possibly mirrored) transform that takes ``points.ply``
 onto ``aligned_points.ply``, recovered by orthogonal Procrustes on the corresponding points.
 
 For tests and the report the page records what it did: each viewer element gets
-``data-status="ok"`` and ``data-points-drawn`` after drawing, and uncaught errors are counted in
-``<body data-viewer-errors>``.
+``data-status="ok"``, ``data-points-drawn`` and ``data-scale-bar`` (its label) after drawing,
+and uncaught errors are counted in ``<body data-viewer-errors>``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ import numpy as np
 from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.figures import RECON_COLOUR, TRUTH_COLOUR
-from holly.pointio import read_points
+from holly.runfolder import RunFolder
+from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_RE = re.compile(r"points_(\d+)\.ply$")
 DECIMALS = 4  # coordinates are rounded in the page: 1e-4 model units is far below a pixel
 
 
@@ -66,13 +68,7 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def snapshot_files(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """``(step, path)`` of ``RUN/snapshots/points_XXXXXXXX.ply``, by step."""
-    folder = Path(run_dir) / "snapshots"
-    found = []
-    for path in folder.glob("points_*.ply") if folder.is_dir() else []:
-        m = SNAPSHOT_RE.search(path.name)
-        if m:
-            found.append((int(m.group(1)), path))
-    return sorted(found)
+    return RunFolder(run_dir).snapshot_files()
 
 
 def _pick(items: list, k: int) -> list:
@@ -100,26 +96,30 @@ def viewer_data(
         the initial cloud as step 0, training snapshots, and last the final reconstruction).
     """
     run = Path(run_dir)
-    final = run / "points.ply"
-    if not final.is_file():
-        raise HollyError(f"{final} not found: the run has not finished (`holly train`)")
+    rf = RunFolder(run)
+    if not rf.is_finished():
+        raise HollyError(f"{rf.points} not found: the run has not finished (`holly train`)")
     if max_snapshots < 1:
         raise HollyError(f"max_snapshots must be >= 1, got {max_snapshots}")
-    points = read_points(final)
-    found = snapshot_files(run)
-    if (run / "initial_points.ply").is_file():
-        found.insert(0, (0, run / "initial_points.ply"))  # step 0: the random initial cloud
+    points = rf.read_cloud(rf.points)
+    found = rf.snapshot_files()
+    if rf.initial_points.is_file():
+        found.insert(0, (0, rf.initial_points))  # step 0: the random initial cloud
     snaps = _pick(found, max(1, max_snapshots - 1))
-    clouds = [(step, read_points(path)) for step, path in snaps]
+    clouds = [(step, rf.read_cloud(path)) for step, path in snaps]
     last_step = snaps[-1][0] if snaps else 0
-    if not clouds or not np.allclose(clouds[-1][1], points, atol=1e-6):
+    if (
+        not clouds
+        or clouds[-1][1].shape != points.shape
+        or not np.allclose(clouds[-1][1], points, atol=1e-6)
+    ):
         clouds.append((last_step, points))
-    truth_path, aligned_path = run / "ground_truth.ply", run / "aligned_points.ply"
+    truth_path, aligned_path = rf.ground_truth, rf.aligned_points
     truth, frame = None, "training"
     if truth_path.is_file():
-        truth = read_points(truth_path)
+        truth = rf.read_cloud(truth_path)
         if aligned_path.is_file():
-            q, t, rms = rigid_fit(points, read_points(aligned_path))
+            q, t, rms = rigid_fit(points, rf.read_cloud(aligned_path))
             if rms < 1e-3:
                 clouds = [(step, xyz @ q + t) for step, xyz in clouds]
                 frame = "ground truth"
@@ -139,8 +139,32 @@ def viewer_data(
     return {
         "name": name or run.name,
         "frame": frame,
+        "units": _units(rf),
         "truth": _flat(truth) if truth is not None else None,
         "snapshots": [{"step": int(step), "points": _flat(xyz)} for step, xyz in clouds],
+    }
+
+
+def _units(rf: RunFolder) -> dict:
+    """``model_unit_px`` and ``model_unit_nm`` (None if unknown) for the viewer's scale bar."""
+    height = (rf.read_config(required=False).get("render") or {}).get("height")
+    scale = rf.read_scale()
+    return {
+        "model_unit_px": model_unit_px(int(height)) if height else None,
+        "model_unit_nm": scale["nm_per_model_unit"] if scale else None,
+    }
+
+
+def pair_data(first: np.ndarray, second: np.ndarray, name: str, labels: tuple[str, str]) -> dict:
+    """Viewer data of two fixed clouds over each other (no training slider): ``second`` in the
+    reconstruction's colour, ``first`` in the ground truth's, named by ``labels`` (second,
+    first). Used for the two half-set reconstructions of an experiment."""
+    return {
+        "name": name,
+        "frame": labels[1],
+        "labels": list(labels),
+        "truth": _flat(first),
+        "snapshots": [{"step": 0, "points": _flat(second)}],
     }
 
 
@@ -162,6 +186,7 @@ VIEWER_JS = """
 (function () {
   "use strict";
   var RECON = "__RECON__", TRUTH = "__TRUTH__";
+  var AXIS_COLOURS = ["#c0392b", "#2e8b57", "#2c6fbb"];
   function rgb(hex) {
     return [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); });
   }
@@ -216,10 +241,56 @@ VIEWER_JS = """
                 0, 2 * Math.PI);
         ctx.fill();
       });
+      overlay(w, h, scale);
       label.textContent =
         "step " + snaps[index].step + " (" + (index + 1) + "/" + snaps.length + ")";
       root.dataset.pointsDrawn = String(items.length);
       root.dataset.status = "ok";
+    }
+    function nice(x) {  // 1, 2 or 5 times a power of ten, at most x
+      var p = Math.pow(10, Math.floor(Math.log10(x))), m = x / p;
+      return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
+    }
+    function num(v) { return String(Number(v.toPrecision(3))); }
+    function overlay(w, h, scale) {
+      // axes: the data frame's x, y, z as seen from the current view (bottom left)
+      var dpr = window.devicePixelRatio || 1, len = 22 * dpr, ox = 34 * dpr, oy = h - 34 * dpr;
+      var axes = [];
+      project([1, 0, 0, 0, 1, 0, 0, 0, 1], "", axes);
+      ctx.lineWidth = 1.5 * dpr;
+      ctx.font = (11 * dpr) + "px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ["x", "y", "z"].forEach(function (name, k) {
+        var ex = ox + axes[k][0] * len, ey = oy - axes[k][1] * len;
+        ctx.strokeStyle = ctx.fillStyle = AXIS_COLOURS[k];
+        ctx.beginPath(); ctx.moveTo(ox, oy); ctx.lineTo(ex, ey); ctx.stroke();
+        ctx.fillText(name, ox + axes[k][0] * (len + 8 * dpr), oy - axes[k][1] * (len + 8 * dpr));
+      });
+      // scale bar (bottom right): a round length in nm where known, else in model units
+      var units = data.units || {}, target = 0.2 * w / scale, bar, text;
+      if (units.model_unit_nm) {
+        var lengthNm = nice(target * units.model_unit_nm);
+        bar = lengthNm / units.model_unit_nm;
+        text = num(lengthNm) + " nm";
+      } else {
+        bar = nice(target);
+        text = num(bar) + (bar === 1 ? " model unit" : " model units");
+        if (units.model_unit_px) { text += " (" + num(bar * units.model_unit_px) + " px)"; }
+      }
+      var x1 = w - 16 * dpr, x0 = x1 - bar * scale, y = h - 16 * dpr;
+      ctx.strokeStyle = ctx.fillStyle = "#333";
+      ctx.lineWidth = 2 * dpr;
+      ctx.beginPath();
+      ctx.moveTo(x0, y - 4 * dpr);
+      ctx.lineTo(x0, y);
+      ctx.lineTo(x1, y);
+      ctx.lineTo(x1, y - 4 * dpr);
+      ctx.stroke();
+      ctx.textAlign = "right";
+      ctx.textBaseline = "bottom";
+      ctx.fillText(text, x1, y - 6 * dpr);
+      root.dataset.scaleBar = text;
     }
     var drag = null;
     canvas.addEventListener("pointerdown", function (e) {
@@ -286,6 +357,9 @@ def viewer_fragment(data: dict, uid: str) -> str:
     truth_label = "ground truth" + (
         " (reconstruction aligned to it)" if data["frame"] == "ground truth" else ""
     )
+    recon_label = "reconstruction"
+    if data.get("labels"):  # a pair of clouds (pair_data), e.g. two half-set reconstructions
+        recon_label, truth_label = (html.escape(x) for x in data["labels"])
     return f"""<div class="holly-viewer" id="viewer-{uid}" data-src="viewer-data-{uid}">
 <div class="hv-title">{name}</div>
 <canvas width="640" height="480" aria-label="3D view of {name}"></canvas>
@@ -296,10 +370,11 @@ def viewer_fragment(data: dict, uid: str) -> str:
 </div>
 <div class="hv-controls">
 <label><input type="checkbox" class="hv-show-recon" checked><span class="hv-key"
- style="background:{RECON_COLOUR}"></span>reconstruction</label>
+ style="background:{RECON_COLOUR}"></span>{recon_label}</label>
 <label><input type="checkbox" class="hv-show-truth" checked><span class="hv-key"
  style="background:{TRUTH_COLOUR}"></span>{truth_label}</label>
-<span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset</span>
+<span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset; axes bottom left,
+ scale bar bottom right</span>
 </div>
 <script type="application/json" id="viewer-data-{uid}">{_json_for_script(data)}</script>
 </div>"""

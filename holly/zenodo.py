@@ -14,8 +14,9 @@ that fails the check is moved aside to ``<name>.bad-md5`` and never used.
 A manifest (YAML: record id, DOI, and name/size/md5 of every file) pins a record so that a
 workflow can check its inputs offline; see :func:`write_manifest` and :func:`read_manifest`.
 
-The standard library's ``urllib`` does the HTTP: ``zenodo_get`` (a dependency, used for
-``zenodo_get -m`` by hand) hard-codes the zenodo.org host and cannot resume a transfer.
+The standard library's ``urllib`` does the HTTP. ``zenodo_get`` is not used: it hard-codes the
+zenodo.org host (no mirror, no loopback test server) and restarts an interrupted file from byte 0;
+the tests use it only as an independent reading of the record JSON.
 """
 
 from __future__ import annotations

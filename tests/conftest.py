@@ -55,10 +55,12 @@ def make_fake_run(
         Write ``ground_truth.ply`` and ``test_poses.npz`` (a real-data run has neither).
     """
     from holly.pointio import write_points
+    from holly.runfolder import RunFolder
     from holly.shapes import builtin_shape
 
     run = Path(path)
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    rf = RunFolder(run)  # the one owner of the layout (docs/architecture.md)
+    rf.checkpoints.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     gt = builtin_shape("tetrapod")
     truth_sample = gt[rng.choice(len(gt), n_points, replace=False)]
@@ -77,8 +79,8 @@ def make_fake_run(
         "model": {"num_points": n_points},
         "train": {"epochs": 3},
     }
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (run / "provenance.json").write_text(
+    (rf.config).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (rf.provenance).write_text(
         json.dumps(
             {
                 "created": "2026-01-01T00:00:00+00:00",
@@ -106,29 +108,29 @@ def make_fake_run(
             }
         )
         t = step / steps
-        write_points(run / "snapshots" / f"points_{step:08d}.ply", (1 - t) * initial + t * final)
+        write_points(rf.snapshot(step), (1 - t) * initial + t * final)
     header = list(rows[0])
     lines = [",".join(header)] + [",".join(str(r[c]) for c in header) for r in rows]
-    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
-    write_points(run / "initial_points.ply", initial)
-    (run / "checkpoints" / "last.pt").write_bytes(b"fake")
+    (rf.metrics).write_text("\n".join(lines) + "\n")
+    write_points(rf.initial_points, initial)
+    (rf.last_checkpoint).write_bytes(b"fake")
     yy, xx = np.mgrid[:image_size, :image_size]
     blobs = np.stack(
         [np.exp(-((xx - c) ** 2 + (yy - c) ** 2) / 8.0) for c in rng.uniform(4, image_size - 4, 8)]
     )
     np.savez(
-        run / "samples.npz",
+        rf.samples,
         inputs=blobs / blobs.sum((1, 2), keepdims=True),
         renderings=np.roll(blobs, 1, axis=2) / blobs.sum((1, 2), keepdims=True),
         sigma=1.5,
     )
     if simulated:
-        write_points(run / "ground_truth.ply", gt)
+        write_points(rf.ground_truth, gt)
         rot_true = np.stack([_rotation(rng) for _ in range(n_test)])
         noise = np.stack([_rotation(np.random.default_rng(i)) for i in range(n_test)])
         rot_pred = np.where(np.arange(n_test)[:, None, None] % 2 == 0, rot_true, noise)
         np.savez(
-            run / "test_poses.npz",
+            rf.test_poses,
             rot_true=rot_true,
             rot_pred=rot_pred,
             trans_true=np.zeros((n_test, 2)),
@@ -159,10 +161,10 @@ def make_fake_run(
             "pose_error_deg": {"median": 45.0, "mean": 60.0} if simulated else None,
             "chamfer_ratio_to_blob": 0.15 if simulated else None,
         }
-        (run / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+        (rf.evaluation).write_text(json.dumps(evaluation, indent=2))
         if simulated:
-            write_points(run / "aligned_points.ply", aligned)
-    write_points(run / "points.ply", final)  # last, as `holly train` does
+            write_points(rf.aligned_points, aligned)
+    write_points(rf.points, final)  # last, as `holly train` does
     return run
 
 

@@ -201,7 +201,7 @@ def test_cep152_reader_skips_non_particles(tmp_path):
 
 def test_bad_inputs(tmp_path):
     pd.DataFrame({"a": [1.0], "b": [2.0]}).to_csv(tmp_path / "cols.csv", index=False)
-    with pytest.raises(HollyError, match=r"cols\.csv: no x/y columns"):
+    with pytest.raises(HollyError, match=r"cols\.csv: cannot tell the localisation format"):
         localise(tmp_path / "cols.csv", tmp_path / "s.zarr", [1.0])
     write_thunderstorm(tmp_path / "t.csv", rings(), column=False)
     with pytest.raises(HollyError, match="no particle column 'cell'"):

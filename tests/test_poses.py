@@ -34,7 +34,9 @@ def _scene(n=40, batch=5, seed=0, dtype=torch.float64):
 def test_image_plane_shift_renders_the_same_image(order):
     points, rotations, t = _scene()
     a = render(points, rotations, t, 1.3, 32, 40, order=order)
-    b = render(points, rotations, image_plane_shift(rotations, t, order), 1.3, 32, 40, order="latest")
+    b = render(
+        points, rotations, image_plane_shift(rotations, t, order), 1.3, 32, 40, order="latest"
+    )
     assert torch.allclose(a, b, atol=1e-12)
 
 

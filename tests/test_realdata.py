@@ -87,3 +87,36 @@ def test_store_size_mismatch_is_a_clear_error(tmp_path, capsys):
         == 2
     )
     assert "names no image store" in capsys.readouterr().err
+
+
+def test_streaming_read_ahead_serves_planned_and_unplanned_batches(tmp_path):
+    store = ImageStore.open(make_store(tmp_path))
+    split = StoreSplit(store, np.arange(5, 45), preload=False, device=torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    plan = [(torch.randperm(40, generator=gen)[:8], 3.0 if k < 4 else 1.5) for k in range(9)]
+    split.plan(lambda k: plan[k], 2, 9)  # steps 2..8, crossing a level change
+    levels = {s: store.load_level(s) for s in (3.0, 1.5)}
+    for k in range(2, 9):
+        idx, sigma = plan[k]
+        expected = torch.from_numpy(levels[sigma][5 + idx.numpy()])
+        assert torch.equal(split.images(idx, sigma), expected)
+    assert split._ahead is not None and not split._ahead.pending  # all consumed from the plan
+    # a request off the plan is read on the spot, and so is everything after it
+    split.plan(lambda k: plan[k], 0, 9)
+    odd = torch.tensor([1, 1, 39])
+    assert torch.equal(split.images(odd, 1.5), torch.from_numpy(levels[1.5][[6, 6, 44]]))
+    idx, sigma = plan[1]
+    assert torch.equal(split.images(idx, sigma), torch.from_numpy(levels[sigma][5 + idx.numpy()]))
+    split.close()
+
+
+def test_streaming_training_equals_preloaded_training(tmp_path):
+    store = make_store(tmp_path)
+    points = []
+    for preload in (True, False):
+        data = {"source": "zarr", "store": str(store), "test_fraction": 0.25, "preload": preload}
+        cfg = {**CFG, "data": data}
+        out = tmp_path / f"run_{preload}"
+        assert main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 0
+        points.append(read_points(out / "points.ply"))
+    assert np.array_equal(points[0], points[1])

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from holly.geometry import axis_angle_to_matrix, random_rotations
-from holly.render import project, render, render_dense
+from holly.render import (
+    BAND_FRACTION,
+    _band_width,
+    _gaussian_factors,
+    project,
+    render,
+    render_dense,
+)
 
 
 def scene(b, n, seed=0, dtype=torch.float64):
@@ -142,3 +149,60 @@ def test_rotation_about_z_rotates_image():
     row, col = divmod(int(img.argmax()), 64)
     # (0.8, 0, 0) turns into (0, 0.8, 0): column 32, row 32 - 16 * 0.8 = 19.2
     assert (col, row) == (32, 19)
+
+
+def banded_scene(dtype=torch.float64):
+    """A scene where the band (points' support within the exponent cut-off) is well below the
+    frame, with points near and beyond the edges so the band's clamping is exercised."""
+    points, rot, trans, _ = scene(3, 40, seed=11, dtype=dtype)
+    points = points * 1.4  # some points leave the 64 x 80 frame
+    sigma = torch.tensor([0.6, 1.1, 1.5], dtype=dtype)
+    assert _band_width(1.5, 64) < BAND_FRACTION * 64  # the band path is really taken
+    return points, rot, trans, sigma
+
+
+def test_banded_factors_equal_full_evaluation_bit_for_bit():
+    points, rot, trans, sigma = banded_scene(torch.float32)
+    mask = (torch.rand(40, generator=torch.Generator().manual_seed(2)) > 0.2).float()
+    banded = render(points, rot, trans, sigma, 64, 80, mask=mask, banded=True)
+    full = render(points, rot, trans, sigma, 64, 80, mask=mask, banded=False)
+    assert torch.equal(banded, full)
+
+
+@pytest.mark.parametrize("order", ["paper", "latest"])
+def test_banded_matches_dense_forward_and_gradients(order):
+    points, rot, trans, sigma = banded_scene()
+    mask = (torch.rand(40, generator=torch.Generator().manual_seed(4)) > 0.3).double()
+    weights = torch.rand(3, 64, 80, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for fn, kw in ((render, {"banded": True}), (render_dense, {})):
+        inputs = [t.clone().requires_grad_() for t in (points, rot, trans, sigma)]
+        img = fn(*inputs, 64, 80, mask=mask, order=order, **kw)
+        (img * weights).sum().backward()
+        grads.append((img.detach(), [t.grad for t in inputs]))
+    (fast, fast_grads), (dense, dense_grads) = grads
+    assert torch.allclose(fast, dense, rtol=1e-6, atol=1e-12)
+    for f, d in zip(fast_grads, dense_grads, strict=True):
+        assert torch.allclose(f, d, rtol=1e-6, atol=1e-10)
+
+
+def test_banded_gradcheck_float64_including_mask():
+    points, rot, trans, _ = scene(2, 3, seed=6)
+    sigma = torch.tensor([0.5, 0.7], dtype=torch.float64)
+    assert _band_width(0.7, 24) < BAND_FRACTION * 24
+
+    def fn(p, t, s, m):
+        return render(p, rot, t, s, 24, 28, mask=m, banded=True)
+
+    mask = torch.tensor([1.0, 0.5, 0.8], dtype=torch.float64)
+    args = [x.clone().requires_grad_() for x in (points * 0.5, trans, sigma, mask)]
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_band_width_covers_the_cut_off():
+    # a point's factors are non-zero on at most band pixels, for any sub-pixel position
+    for sigma in (0.3, 1.0, 2.0, 3.7):
+        band = _band_width(sigma, 10_000)
+        c = torch.linspace(100, 101, 17, dtype=torch.float64)[None]
+        g = _gaussian_factors(c, 300, torch.tensor([sigma], dtype=torch.float64), banded=False)
+        assert int((g != 0).sum(-1).max()) <= band

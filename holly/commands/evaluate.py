@@ -12,11 +12,15 @@ F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
-from holly.atomic import write_json
-from holly.evaluate import evaluate_run
+from holly.atomic import _jsonable, write_json
+from holly.errors import HollyError
+from holly.evaluate import score_run
+from holly.pointio import read_ply_comments, write_points
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +67,32 @@ def _summary(result: dict) -> str:
     return "; ".join(parts)
 
 
+def _meta(args: argparse.Namespace, result: dict) -> dict:
+    """PLY comments of the aligned cloud: those of points.ply (units, step, ...) and what it is."""
+    meta = read_ply_comments(RunFolder(args.run_dir).points)
+    truth = Path(result.get("ground_truth") or "ground truth").name
+    handedness = (result.get("reconstruction") or {}).get("handedness")
+    meta["cloud"] = f"points.ply aligned to {truth} (handedness {handedness})"
+    return meta
+
+
 def main(args: argparse.Namespace) -> int:
-    result = evaluate_run(
+    result, aligned_path, aligned = score_run(
         args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
     )
-    out = Path(args.out) if args.out else Path(args.run_dir) / "evaluation.json"
+    out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
+    try:  # strict JSON first: a result that cannot be written leaves both files untouched
+        json.dumps(result, default=_jsonable, allow_nan=False)
+    except ValueError as exc:
+        raise HollyError(
+            f"the evaluation of {args.run_dir} holds non-finite numbers: {exc}"
+        ) from None
+    if out.is_dir():
+        raise HollyError(f"--out {out} is a folder; give the path of the JSON file")
+    if aligned is not None:
+        write_points(
+            aligned_path, aligned, comment="holly evaluate: aligned to GT", meta=_meta(args, result)
+        )
     write_json(out, result, allow_nan=False)
     log.info("%s -> %s", _summary(result), out)
     return 0

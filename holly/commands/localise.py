@@ -1,10 +1,16 @@
 """Render SMLM localisation tables into a holly image store (Zarr v3), one level per sigma.
 
-INPUT is a ThunderSTORM CSV ("x [nm]", "y [nm]"; --particle-column names the particle, otherwise
-the file is one particle), a Picasso HDF5 file (/locs, particle = the group column), the CEP152
-MATLAB v7.3 file (cell array Cep152_all_filtered, 8-row datasets, rows 0/1 = x/y), or a folder of
-such files (read in name order). Particles are numbered from 0 in read order; --accepted lists the
-numbers to keep.
+INPUT is a localisation file or a folder of them (read in name order; one format, one kind, one
+pixel size per folder). Formats, told apart by content: ThunderSTORM CSV ("x [nm]", "y [nm]"),
+Picasso HDF5 (/locs in camera pixels, particle = group; pixel size from the .yaml beside it),
+SMAP _sml.mat (saveloc.loc.xnm/ynm) and _sml.csv (xnm, ynm), DECODE HDF5 (data/xyz, meta
+xy_unit/px_size), Zeiss Elyra tables ("Position X [nm]"), ONI Nanoimager CSV ("X (nm)"),
+rapidSTORM text (XML field header) and the CEP152 MATLAB v7.3 cell array Cep152_all_filtered.
+--particle-column names the column that groups rows into particles; otherwise a file is one
+particle. Particles are numbered from 0 in read order; --accepted lists the numbers to keep.
+Particles with fewer than --min-localisations, and outliers far wider than the median particle,
+are dropped with a warning. The store records nm per image pixel where the source gives a scale
+(nm columns, Picasso's .yaml, DECODE's px_size, or --pixel-size).
 
 Each particle is centred on its bounding-box centre and scaled by one global factor (the
 localisation farthest from its centre lands (1 - margin) of the way to the frame edge), then
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from holly.errors import HollyError
@@ -25,10 +32,15 @@ log = logging.getLogger(__name__)
 
 
 def parse_sigmas(text: str) -> list[float]:
-    """Comma-separated sigmas in pixels, or a path to a file holding such a list."""
+    """Comma-separated sigmas in pixels, a path to a file holding such a list, or the name of a
+    shipped list (``cep``, ``bunny``, ``quick``: holly/data/sigma_<name>.csv)."""
+    from holly.curriculum import load_sigma_list
+
     path = Path(text)
     if path.is_file():
         text = path.read_text()
+    elif re.fullmatch(r"[a-z_]+", text.strip()):
+        return load_sigma_list(text.strip())
     try:
         values = [float(t) for t in text.replace("\n", ",").split(",") if t.strip()]
     except ValueError:
@@ -53,7 +65,33 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         metavar="S1,S2,...|FILE",
         help="Gaussian sigmas in pixels, or a sigma file",
     )
-    parser.add_argument("--format", default="auto", choices=FORMATS, dest="fmt")
+    parser.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        dest="fmt",
+        help="localisation format (auto: from each file's content)",
+    )
+    parser.add_argument(
+        "--pixel-size",
+        type=float,
+        metavar="NM",
+        help="nm per camera pixel, for coordinates in pixels (overrides Picasso's .yaml)",
+    )
+    parser.add_argument(
+        "--min-localisations",
+        type=int,
+        default=2,
+        metavar="N",
+        help="drop particles with fewer localisations (default 2), with a counted warning",
+    )
+    parser.add_argument(
+        "--outlier-factor",
+        type=float,
+        default=3.0,
+        metavar="F",
+        help="drop particles reaching farther than F x the median particle (3; 0 keeps all)",
+    )
     parser.add_argument(
         "--accepted",
         type=Path,
@@ -118,14 +156,19 @@ def main(args: argparse.Namespace) -> int:
         margin=args.margin,
         particle_column=args.particle_column,
         mat_order=args.mat_order,
+        pixel_size=args.pixel_size,
+        min_localisations=args.min_localisations,
+        outlier_factor=args.outlier_factor,
         overwrite=args.force,
         device=args.device,
     )
+    scale = f"{result.nm_per_px:.4g} nm per pixel" if result.nm_per_px else "scale in nm unknown"
     log.info(
-        "%d of %d particles -> %d images (%.4g px per source unit)",
+        "%d of %d particles -> %d images (%.4g px per source unit, %s)",
         result.n_selected,
         result.n_read,
         result.n_images,
         result.pixels_per_unit,
+        scale,
     )
     return 0

@@ -3,8 +3,12 @@
 The experiment config comes from a YAML/JSON file (--config), a JSON string (--config-json, as
 the workflow passes it), or both (the JSON is merged over the file). Results go to the --out
 folder (layout in docs/architecture.md); points.ply appears last, when training has finished.
-Re-running with --resume continues from the folder's last checkpoint (exactly, on the same
-device); --resume auto does so only if the config is unchanged.
+Re-running with --resume continues from the folder's newest readable checkpoint (exactly, on
+the same device); --resume auto does so only if the config is unchanged. A folder that holds
+another run is refused unless --resume or --force (which replaces that run's files only).
+
+There is no built-in experiment: `holly config-default > my.yaml` writes the tuned defaults of
+config/config.yaml to start from.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ def add_args(parser) -> None:
         "of another config is an error); --resume auto starts afresh then",
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a run already in --out (its own files only) instead of refusing",
+    )
+    parser.add_argument(
+        "--half",
+        type=int,
+        choices=(1, 2),
+        help="train on this half of the training particles only (half-set validation: "
+        "train --half 1 and --half 2 into two folders, then `holly compare` them)",
+    )
 
 
 def resolve_config(args):
@@ -43,9 +59,18 @@ def resolve_config(args):
             raise HollyError(f"--config-json is not valid JSON: {exc}") from None
         if not isinstance(overrides, dict):
             raise HollyError("--config-json must be a JSON mapping of config keys")
+    if not args.config and not args.config_json:
+        raise HollyError(
+            "no experiment config: pass --config FILE (or --config-json); "
+            "`holly config-default > my.yaml` writes the tuned defaults to start from"
+        )
     if args.device:
         overrides["device"] = args.device
-    if getattr(args, "max_steps", None):
+    if getattr(args, "half", None):
+        overrides.setdefault("validation", {})["half"] = args.half
+    if getattr(args, "max_steps", None) is not None:
+        if args.max_steps < 1:
+            raise HollyError(f"--max-steps must be >= 1, got {args.max_steps}")
         overrides.setdefault("train", {})["max_steps"] = args.max_steps
     if args.config:
         return load_config(args.config, overrides)
@@ -55,5 +80,5 @@ def resolve_config(args):
 def main(args) -> int:
     from holly.train import train
 
-    train(resolve_config(args), args.out, resume=args.resume)
+    train(resolve_config(args), args.out, resume=args.resume, force=args.force)
     return 0

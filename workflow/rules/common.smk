@@ -1,5 +1,5 @@
-# Config validation and target helpers. No rules here: the root Snakefile's `rule all` must
-# stay the first rule (the default target).
+# Config validation (the schema here, the rest in holly/plan.py) and input functions. No rules
+# here: the root Snakefile's `rule all` must stay the first rule (the default target).
 import copy
 import json
 import os
@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.logging import logger
 from snakemake.utils import validate
+
+from holly.errors import HollyError
+from holly.plan import plan
 
 # 1. Structure, types and ranges (unknown keys rejected); fills the optional sections' defaults.
 validate(config, "../schemas/config.schema.yaml")
@@ -27,141 +29,67 @@ RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
 EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
 
 
-def merge(base, over):
-    """Deep merge of two config mappings: ``over`` wins, nested mappings are merged."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def check_experiment(name, raw):
-    """2. The merged experiment is a valid holly config and its shape exists (raises)."""
-    try:
-        from holly.config import from_dict
-        from holly.errors import HollyError
-        from holly.shapes import BUILTIN_SHAPES, is_shape_path
-    except ImportError:
-        logger.warning(
-            "holly is not importable here: only the schema checked the config"
-        )
-        return
-    where = f"experiment {name!r}"
-    try:
-        cfg = from_dict(raw, where=where)
-    except HollyError as exc:
-        raise WorkflowError(f"Invalid config: {exc}") from None
-    shape = cfg.data.shape
-    if cfg.data.source == "simulated" and shape not in BUILTIN_SHAPES:
-        if not is_shape_path(shape):
-            raise WorkflowError(
-                f"Invalid config: {where}: unknown shape {shape!r}; use a built-in shape "
-                f"({', '.join(sorted(BUILTIN_SHAPES))}) or a path to a .ply/.obj/.csv file"
-            )
-        if not Path(shape).is_file() and shape not in FILES:
-            raise WorkflowError(
-                f"Invalid config: {where}: shape file {shape!r} does not exist "
-                f"(relative paths start in the working directory {Path.cwd()})"
-            )
-    if cfg.data.source == "zarr" and not cfg.data.store:
-        raise WorkflowError(
-            f"Invalid config: {where}: data.source is zarr but data.store is empty"
-        )
-    store = cfg.data.store
-    if cfg.data.source == "zarr" and store not in STORES and not Path(store).exists():
-        made = ", ".join(STORES) or "none"
-        raise WorkflowError(
-            f"Invalid config: {where}: image store {store!r} does not exist and is not made "
-            f"by the workflow (stores: {made})"
-        )
-
-
-def _bad(message):
-    return WorkflowError(f"Invalid config: {message}")
-
-
-def resolve_downloads(config):
-    """Records, files picked from them and image stores; names cross-checked (no network)."""
-    records = config["zenodo"]["records"]
-    files, stores = {}, {}
-    for key, entry in config["files"].items():
-        if ".." in key.split("/"):
-            raise _bad(f"files: {key!r} must not contain '..'")
-        if entry["record"] not in records:
-            raise _bad(
-                f"files: {key!r} names record {entry['record']!r}, which is not under "
-                f"zenodo.records ({', '.join(records) or 'none'})"
-            )
-        files[f"resources/{key}"] = entry
-    for name, entry in config["stores"].items():
-        if entry["record"] not in records:
-            raise _bad(
-                f"stores: {name!r} names record {entry['record']!r}, which is not under "
-                f"zenodo.records ({', '.join(records) or 'none'})"
-            )
-        stores[f"resources/{name}.zarr"] = dict(entry, name=name)
-    return records, files, stores
-
-
-RECORDS, FILES, STORES = resolve_downloads(config)
-
-
-def _variant_copies(raw):
-    """``raw`` once per variant of the config's `variants` (as written when it is absent)."""
-    variants = config.get("variants")
-    if not variants:
-        return [(raw["name"], raw)]
-    own = raw.get("variant", "paper")
-    copies = []
-    for variant in variants:
-        name = raw["name"] if variant == own else f"{raw['name']}-{variant}"
-        copies.append((name, merge(raw, {"name": name, "variant": variant})))
-    return copies
-
-
-def resolve_experiments(config):
-    """``name -> experiment config`` (defaults merged with each experiment), validated.
-
-    Also returns ``name -> published cloud`` for the experiments compared with one (copies made
-    for `variants` share their experiment's)."""
-    experiments, published = {}, {}
-    names = [entry["name"] for entry in config["experiments"]]
-    for key in config["published"]:
-        if key not in names:
-            raise _bad(f"published: {key!r} is not an experiment ({', '.join(names)})")
-    for entry in config["experiments"]:
-        base = merge(config.get("defaults") or {}, entry)
-        for name, raw in _variant_copies(base):
-            if name in experiments:
-                raise _bad(f"experiment name {name!r} is used twice")
-            check_experiment(name, raw)
-            experiments[name] = raw
-            if entry["name"] in config["published"]:
-                published[name] = config["published"][entry["name"]]
-    for name, path in published.items():
-        if path not in FILES and not Path(path).is_file():
-            raise _bad(
-                f"published cloud {path!r} of experiment {name!r} is neither a file nor made "
-                f"by the workflow (keys of `files` are made as resources/<key>)"
-            )
-    return experiments, published
-
-
-EXPERIMENTS, PUBLISHED = resolve_experiments(config)
+# 2. Everything else that can be known before a job runs (holly/plan.py, unit-tested there):
+# finite numbers everywhere, download and localisation names cross-checked, each experiment a
+# valid holly config whose shape exists, is finite and inside the frame, whose sigma list is
+# valid and whose data fill a batch, and no experiment named like a file the workflow writes.
+try:
+    _PLAN = plan(config)
+except HollyError as exc:
+    raise WorkflowError(f"Invalid config: {exc}") from None
+RECORDS, FILES, STORES = _PLAN["records"], _PLAN["files"], _PLAN["stores"]
+LOCALISED = _PLAN["localised"]
+EXPERIMENTS, PUBLISHED = _PLAN["experiments"], _PLAN["published"]
 
 
 def run_dir(experiment):
     return f"{RESULTS}/{experiment}"
 
 
+def _half_sets_on(name):
+    """Whether an experiment has half-set validation (default: on for image stores)."""
+    cfg = _resolved(name)
+    if cfg is not None:
+        return cfg.half_sets
+    raw = EXPERIMENTS[name]
+    value = (raw.get("validation") or {}).get("half_sets")
+    return raw.get("data", {}).get("source") == "zarr" if value is None else value
+
+
+HALVES = ("half1", "half2")
+
+
+def _run_config(experiment, half=None):
+    """The config of an experiment's own run (without `validation.half_sets`, so toggling it
+    never retrains the run), or of one of its half-set runs (`validation.half` set)."""
+    raw = copy.deepcopy(EXPERIMENTS[experiment])
+    validation = raw.pop("validation", None) or {}
+    validation.pop("half_sets", None)
+    if half is not None:
+        validation["half"] = HALVES.index(half) + 1
+    return dict(raw, validation=validation) if validation else raw
+
+
 def experiment_json(wildcards):
     """The experiment's config as `holly train --config-json` takes it (stable key order)."""
+    half = getattr(wildcards, "half", None)
     return json.dumps(
-        EXPERIMENTS[wildcards.experiment], sort_keys=True, separators=(",", ":")
+        _run_config(wildcards.experiment, half), sort_keys=True, separators=(",", ":")
     )
+
+
+def half_dir(experiment, half):
+    return f"{RESULTS}/{experiment}/halves/{half}"
+
+
+def halfset_paths(experiment):
+    """The comparison of an experiment's two half-set runs and its FSC figure."""
+    if experiment not in HALF_SETS:
+        return []
+    return [
+        f"{RESULTS}/{experiment}/halfsets.json",
+        f"{RESULTS}/{experiment}/figures/fsc.{FIG_FORMAT}",
+    ]
 
 
 def train_inputs(wildcards):
@@ -186,7 +114,8 @@ def train_threads(wildcards):
         cores = workflow.cores
     except WorkflowError:  # e.g. `snakemake --report` or --lint: no --cores given
         return 1
-    return max(1, int(cores) // max(1, len(EXPERIMENTS)))
+    jobs = len(EXPERIMENTS) + len(HALVES) * len(HALF_SETS)
+    return max(1, int(cores) // max(1, jobs))
 
 
 def _resolved(experiment):
@@ -196,6 +125,9 @@ def _resolved(experiment):
     except ImportError:
         return None
     return from_dict(EXPERIMENTS[experiment], where=f"experiment {experiment!r}")
+
+
+HALF_SETS = [name for name in EXPERIMENTS if _half_sets_on(name)]
 
 
 def train_mem_mb(wildcards, attempt):
@@ -294,6 +226,53 @@ def ingest_options(wildcards):
     return " ".join(options)
 
 
+def localise_entry(wildcards):
+    return LOCALISED[f"resources/{wildcards.locstore}.zarr"]
+
+
+def localise_inputs(wildcards):
+    """The localisation file or folder, and the accepted list and sigma file if any."""
+    entry = localise_entry(wildcards)
+    inputs = {"locs": entry["path"]}
+    if entry.get("accepted"):
+        inputs["accepted"] = entry["accepted"]
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, str) and Path(sigmas).suffix:
+        inputs["sigmas"] = sigmas
+    return inputs
+
+
+def localise_options(wildcards):
+    """`holly localise` options of one `localisations` entry (shell-quoted)."""
+    from shlex import quote
+
+    entry = localise_entry(wildcards)
+    sigmas = entry["sigmas"]
+    if isinstance(sigmas, list):
+        sigmas = ",".join(repr(float(s)) for s in sigmas)
+    options = ["--sigmas", quote(str(sigmas))]
+    flags = {
+        "format": "--format",
+        "size": "--size",
+        "perturbations": "--perturbations",
+        "particle_column": "--particle-column",
+        "pixel_size": "--pixel-size",
+        "accepted": "--accepted",
+        "max_points": "--max-points",
+        "min_localisations": "--min-localisations",
+        "outlier_factor": "--outlier-factor",
+        "margin": "--margin",
+        "mat_order": "--mat-order",
+        "seed": "--seed",
+    }
+    for key, flag in flags.items():
+        if entry.get(key) is not None:
+            options += [flag, quote(str(entry[key]))]
+    if entry.get("size_cut"):
+        options.append("--size-cut")
+    return " ".join(options)
+
+
 def run_options(wildcards=None):
     """`--run=NAME=RUN_DIR` for every experiment, in config order (quote each with :q)."""
     return [f"--run={name}={run_dir(name)}" for name in EXPERIMENTS]
@@ -306,5 +285,5 @@ def all_targets():
             f"{RESULTS}/{name}/evaluation.json",
             f"{RESULTS}/{name}/viewer.html",
         ]
-        targets += figure_paths(name) + extra_figure_paths(name)
+        targets += figure_paths(name) + extra_figure_paths(name) + halfset_paths(name)
     return targets + published_jsons()

@@ -1,4 +1,5 @@
-# Downloads and preprocessing: Zenodo records -> point files and image stores under resources/.
+# Downloads and preprocessing: Zenodo records -> point files and image stores under resources/;
+# localisation files (config `localisations`) -> rendered image stores under resources/.
 # Only `holly fetch` touches the network, and only when its job runs (never while planning).
 
 
@@ -74,3 +75,26 @@ rule ingest:
     shell:
         "holly ingest {params.dir:q} --find {params.pattern:q} --out {output.store:q}"
         " --record {params.record:q} {params.options} 2> {log:q}"
+
+
+rule localise:
+    """Render SMLM localisation files into an image store (`holly localise`)."""
+    input:
+        unpack(localise_inputs),
+    output:
+        store=directory("resources/{locstore}.zarr"),
+    log:
+        "logs/resources/{locstore}.localise.log",
+    benchmark:
+        "benchmarks/resources/{locstore}.localise.tsv"
+    wildcard_constraints:
+        locstore="|".join(re.escape(entry["name"]) for entry in LOCALISED.values())
+        or "^$",
+    conda:
+        "../../envs/holly.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        options=localise_options,
+    shell:
+        "holly localise {input.locs:q} --out {output.store:q} {params.options} 2> {log:q}"

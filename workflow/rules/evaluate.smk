@@ -41,3 +41,33 @@ rule vs_published:
         "holly evaluate {params.run:q} --ground-truth {input.published:q}"
         " --out {output.json:q} --aligned {output.aligned:q} --seed {params.seed}"
         " {params.extra} 2> {log:q}"
+
+
+rule compare_halves:
+    """Align an experiment's two half-set runs and compute their FSC resolution (`holly compare`)."""
+    input:
+        half1=f"{RESULTS}/{{experiment}}/halves/half1/points.ply",
+        half2=f"{RESULTS}/{{experiment}}/halves/half2/points.ply",
+    output:
+        json=f"{RESULTS}/{{experiment}}/halfsets.json",
+        figure=report(
+            f"{RESULTS}/{{experiment}}/figures/fsc.{FIG_FORMAT}",
+            caption="../report/fsc.rst",
+            category="{experiment}",
+            subcategory="reconstruction",
+            labels={"experiment": "{experiment}", "figure": "half-set FSC"},
+        ),
+        aligned=f"{RESULTS}/{{experiment}}/halves/half2_aligned.ply",
+    log:
+        f"{LOGS}/{{experiment}}/compare_halves.log",
+    conda:
+        "../../envs/holly.yaml"
+    params:
+        half1=lambda w: half_dir(w.experiment, "half1"),
+        half2=lambda w: half_dir(w.experiment, "half2"),
+        seed=config["evaluation"]["seed"],
+        dpi=config["figures"]["dpi"],
+    shell:
+        "holly compare {params.half1:q} {params.half2:q} --out {output.json:q}"
+        " --figure {output.figure:q} --aligned {output.aligned:q} --seed {params.seed}"
+        " --dpi {params.dpi} 2> {log:q}"

@@ -6,6 +6,7 @@ rule summarise:
         ),
         metrics=expand(f"{RESULTS}/{{experiment}}/metrics.csv", experiment=EXPERIMENTS),
         published=published_jsons(),
+        halfsets=[path for name in EXPERIMENTS for path in halfset_paths(name)],
     output:
         csv=report(
             f"{RESULTS}/summary.csv",
@@ -44,12 +45,13 @@ rule report:
         chart=f"{RESULTS}/figures/comparison.{FIG_FORMAT}",
         figures=[path for name in EXPERIMENTS for path in figure_paths(name)],
         extra=[path for name in EXPERIMENTS for path in extra_figure_paths(name)],
+        halfsets=[path for name in EXPERIMENTS for path in halfset_paths(name)],
         snapshots=expand(f"{RESULTS}/{{experiment}}/snapshots", experiment=EXPERIMENTS),
         evaluations=expand(
             f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
         ),
         captions=expand(
-            f"{CAPTIONS}/{{key}}.rst", key=RUN_FIGURES + ("viewer", "workflow")
+            f"{CAPTIONS}/{{key}}.rst", key=RUN_FIGURES + ("viewer", "workflow", "fsc")
         ),
         extra_captions=expand(f"{CAPTIONS}/{{key}}.rst", key=EXTRA_CAPTIONS),
     output:

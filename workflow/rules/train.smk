@@ -30,3 +30,33 @@ rule train:
     shell:
         "OMP_NUM_THREADS={threads} holly train --config-json {params.cfg:q}"
         " --out {params.run:q} --resume auto 2> {log:q}"
+
+
+rule train_half:
+    """Train one half-set run: the experiment on half of its particles (`holly train --half`)."""
+    input:
+        unpack(train_inputs),
+    output:
+        points=f"{RESULTS}/{{experiment}}/halves/{{half}}/points.ply",
+        metrics=f"{RESULTS}/{{experiment}}/halves/{{half}}/metrics.csv",
+        config=f"{RESULTS}/{{experiment}}/halves/{{half}}/config.yaml",
+        provenance=f"{RESULTS}/{{experiment}}/halves/{{half}}/provenance.json",
+    log:
+        f"{LOGS}/{{experiment}}/train_{{half}}.log",
+    benchmark:
+        f"{BENCHMARKS}/{{experiment}}/train_{{half}}.tsv"
+    wildcard_constraints:
+        half="half1|half2",
+    conda:
+        "../../envs/holly.yaml"
+    threads: train_threads
+    resources:
+        gpu=1,
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+    params:
+        cfg=experiment_json,
+        run=lambda w: half_dir(w.experiment, w.half),
+    shell:
+        "OMP_NUM_THREADS={threads} holly train --config-json {params.cfg:q}"
+        " --out {params.run:q} --resume auto 2> {log:q}"

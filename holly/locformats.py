@@ -1,0 +1,806 @@
+"""Readers of SMLM localisation files: one function per format, detection by content.
+
+Every reader returns a :class:`Particles`: 2D localisations grouped into particles, in the
+source's units with y growing *down* the camera frame, plus what the file says about its scale
+(``nm_per_unit``: nanometres per source coordinate unit, ``None`` where the file does not say).
+Formats and the layouts they are read with (column names as the software writes them):
+
+==============  ==================================================================================
+``thunderstorm`` CSV, ``"x [nm]"``/``"y [nm]"`` (or any ``x [unit]``/``y [unit]`` pair: nm, um, px;
+                 or plain ``x``/``y``, units unknown). ``.csv``, ``.txt``.
+``picasso``      HDF5 ``/locs`` table, ``x``/``y`` in camera pixels, ``group`` = picked particle;
+                 the sidecar ``<stem>.yaml`` (several YAML documents) gives ``Pixelsize`` (nm).
+``cep152-mat``   MATLAB v7.3 (HDF5) with the cell array ``Cep152_all_filtered``: object references
+                 to ``(8, n)`` numeric datasets in ``#refs#``, row 0 = x, row 1 = y. Nothing else.
+``smap-mat``     SMAP ``_sml.mat`` (MATLAB v7.3, or v7 through scipy): struct ``saveloc`` with
+                 ``loc.xnm``/``loc.ynm`` (nm; column vectors, stored ``(1, n)``), ``loc.frame``,
+                 ``loc.channel``, ``loc.filenumber``; ``saveloc.file`` (struct, ``name`` a MATLAB
+                 char array, ``info.cam_pixelsize_um``); ``fileformat.name == 'sml'``.
+``smap-csv``     SMAP's CSV export (``_sml.csv``): columns ``xnm``, ``ynm`` (nm), ``frame``, ...
+``decode``       DECODE emitter HDF5: groups ``data`` (``xyz [n, 3]``, ``frame_ix``, ``phot``,
+                 ``id``, ...), ``meta`` (attributes ``xy_unit`` "px" or "nm", ``px_size`` nm per
+                 px in x, y) and ``decode`` (attribute ``version``).
+``elyra``        Zeiss Elyra (ZEN) tab-separated table, latin-1, ``"Position X [nm]"``,
+                 ``"Position Y [nm]"``, ``"First Frame"``, ``"Channel"``; ZEN appends metadata
+                 after a NUL byte, which is ignored.
+``nanoimager``   ONI Nanoimager CSV: ``"X (nm)"``, ``"Y (nm)"``, ``"Channel"``, ``"Frame"``, ...
+``rapidstorm``   rapidSTORM text: first line ``# <localizations ...>`` with one ``<field>`` per
+                 column (``identifier="Position-0-0"`` = x, ``"Position-1-0"`` = y, ``unit``
+                 "nanometer"), then whitespace-separated rows.
+==============  ==================================================================================
+
+Particles: with ``particle_column`` each distinct value of that column is one particle (sorted
+by value); Picasso's ``group`` is used by default; otherwise the whole file is one particle.
+Rows are grouped *before* bad rows (non-finite x/y) are dropped, so a particle keeps its number
+when some or all of its rows are dropped (an emptied particle stays, to be dropped later with a
+count, and the numbering of the others does not move).
+
+A folder is read file by file in name order (``.csv .txt .tsv .hdf5 .h5 .mat``; Picasso
+``.yaml`` sidecars and hidden files are skipped); every file must be of one format, be grouped
+the same way (all by a particle column, or all one particle per file) and have the same scale.
+
+Errors name the file, stay under :data:`MAX_ERROR` characters and, where no format fits, list
+the supported ones.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from holly.errors import HollyError
+
+log = logging.getLogger(__name__)
+
+FORMATS = (
+    "thunderstorm",
+    "picasso",
+    "cep152-mat",
+    "smap-mat",
+    "smap-csv",
+    "decode",
+    "elyra",
+    "nanoimager",
+    "rapidstorm",
+)
+SUFFIXES = (".csv", ".txt", ".tsv", ".hdf5", ".h5", ".mat")
+MAT_MEMBER = "Cep152_all_filtered"
+MAX_ERROR = 300  # characters of one error line
+UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0}
+PIXEL_UNITS = ("px", "pixel", "pix", "camera pixels")
+
+
+@dataclass
+class Particles:
+    """Localisations grouped by particle, in source units, y growing downwards.
+
+    ``grouped``: the particles come from a particle column (False: one particle per file).
+    ``nm_per_unit``: nanometres per source unit, or None where unknown.
+    """
+
+    xy: list[np.ndarray]  # each [n_i, 2] float64
+    labels: list  # the source's name for each particle (group value, cell index, file)
+    source: dict = field(default_factory=dict)
+    nm_per_unit: float | None = None
+    grouped: bool = False
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+def supported() -> str:
+    return ", ".join(FORMATS)
+
+
+def short(items, limit: int = 6) -> str:
+    """``a, b, c, ... (+N more)``: a list for an error line, kept short."""
+    items = [str(i)[:40] for i in items]
+    head = ", ".join(items[:limit])
+    return head + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def fail(path: Path | str, message: str) -> HollyError:
+    """A HollyError ``"<path>: <message>"`` cut to :data:`MAX_ERROR` characters."""
+    text = f"{path}: {message}"
+    if len(text) > MAX_ERROR:
+        name = Path(path).name
+        text = f"{name}: {message}"
+        if len(text) > MAX_ERROR:
+            text = text[: MAX_ERROR - 3] + "..."
+    return HollyError(text)
+
+
+# ---------------------------------------------------------------------------- detection
+def _head(path: Path, size: int = 65536) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(size)
+
+
+def _is_mat5(head: bytes) -> bool:
+    """MATLAB v5/v7 (non-HDF5) MAT-file: a 128-byte text header ``MATLAB 5.0 MAT-file``."""
+    return head.startswith(b"MATLAB 5.0 MAT-file")
+
+
+def _text_format(path: Path, head: bytes) -> str | None:
+    text = head.split(b"\x00")[0].decode("latin-1")
+    first = text.splitlines()[0] if text else ""
+    if first.lstrip("# ").startswith("<localizations"):
+        return "rapidstorm"
+    if "\t" in first and "Position X [nm]" in first:
+        return "elyra"
+    cols = [c.strip().strip('"').strip() for c in re.split(r"[,\t;]", first)]
+    if "X (nm)" in cols and "Y (nm)" in cols:
+        return "nanoimager"
+    if "xnm" in cols and "ynm" in cols:
+        return "smap-csv"
+    if _xy_pair(cols) is not None:
+        return "thunderstorm"
+    return None
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of one file, from its content (suffixes are not trusted).
+
+    Raises
+    ------
+    HollyError
+        No supported format fits; the message says what the file looks like and lists the
+        supported formats.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        head = _head(path)
+    except OSError as exc:
+        raise fail(path, f"cannot read ({exc.strerror})") from exc
+    if not head:
+        raise fail(path, "empty file")
+    if h5py.is_hdf5(path):
+        try:
+            with h5py.File(path, "r") as f:
+                members = list(f.keys())
+                if "saveloc" in f:
+                    return "smap-mat"
+                if MAT_MEMBER in f:
+                    return "cep152-mat"
+                if "locs" in f:
+                    return "picasso"
+                if {"data", "meta"} <= set(members) and "xyz" in f["data"]:
+                    return "decode"
+        except OSError as exc:
+            raise fail(path, f"not a readable HDF5 file ({exc})") from exc
+        kind = "MATLAB v7.3 file" if _is_mat73(head) else "HDF5 file"
+        raise fail(
+            path,
+            f"{kind} holding [{short(members)}]: not a localisation file of a known layout "
+            f"(SMAP saveloc, {MAT_MEMBER}, Picasso /locs, DECODE data/meta); "
+            f"supported: {supported()}",
+        )
+    if _is_mat5(head):
+        return "smap-mat"  # read_smap_mat checks for saveloc and refuses anything else
+    fmt = _text_format(path, head)
+    if fmt is None:
+        binary = b"\x00" in head[:1024] and not head.startswith(b"Index")
+        first = head.split(b"\n")[0][:60].decode("latin-1", "replace")
+        what = "binary data" if binary else f"first line {first!r}"
+        raise fail(path, f"cannot tell the localisation format ({what}); supported: {supported()}")
+    return fmt
+
+
+def _is_mat73(head: bytes) -> bool:
+    return head.startswith(b"MATLAB 7.3 MAT-file")
+
+
+# ---------------------------------------------------------------------------- grouping
+def _xy_pair(columns: list[str]) -> tuple[str, str, str] | None:
+    """ThunderSTORM-style x/y column names and their unit (``unknown`` for plain x, y)."""
+    for c in columns:
+        m = re.fullmatch(r"x \[(.+)\]", c)
+        if m and f"y [{m.group(1)}]" in columns:
+            return c, f"y [{m.group(1)}]", m.group(1)
+    if "x" in columns and "y" in columns:
+        return "x", "y", "unknown"
+    return None
+
+
+def _scale_of(unit: str, path: Path, pixel_size: float | None) -> tuple[float | None, str]:
+    """nm per source unit for a unit name; pixels need the pixel size."""
+    u = unit.strip().lower()
+    if u in UNIT_NM:
+        return UNIT_NM[u], "nm" if UNIT_NM[u] == 1.0 else u
+    if u in PIXEL_UNITS:
+        return pixel_size, "camera pixels"
+    return None, unit
+
+
+def _numeric(values, path: Path, column: str) -> np.ndarray:
+    """A column as float64; text that is not a number is an error naming file and column."""
+    import pandas as pd
+
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(np.float64)
+    num = pd.to_numeric(pd.Series(arr), errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(num) & ~pd.isna(pd.Series(arr)).to_numpy())
+    if bad.size:
+        raise fail(
+            path,
+            f"column {column!r} holds text, not numbers (row {bad[0] + 1}: "
+            f"{str(arr[bad[0]])[:30]!r}, {bad.size} such rows)",
+        )
+    return num
+
+
+def _particles(
+    path: Path,
+    coords: np.ndarray,
+    keys: np.ndarray | None,
+    source: dict,
+    nm_per_unit: float | None,
+    key_name: str | None = None,
+) -> Particles:
+    """Group rows by key (or one particle), then drop non-finite rows inside each group."""
+    good = np.isfinite(coords).all(axis=1)
+    if not good.all():
+        log.warning("%s: dropped %d rows with missing or non-finite x/y", path, (~good).sum())
+    if keys is None:
+        return Particles([coords[good]], [path.name], source, nm_per_unit, grouped=False)
+    keys = np.asarray(keys)
+    if keys.dtype.kind == "f":
+        nokey = ~np.isfinite(keys)
+        if nokey.any():
+            log.warning("%s: dropped %d rows without a %s value", path, nokey.sum(), key_name)
+            keys, coords, good = keys[~nokey], coords[~nokey], good[~nokey]
+    try:
+        uniq, inverse = np.unique(keys, return_inverse=True)
+    except TypeError as exc:
+        raise fail(path, f"particle column {key_name!r} has values of mixed types") from exc
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(uniq.size + 1))
+    xy = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[a:b]
+        xy.append(coords[rows[good[rows]]])
+    labels = [k.item() if hasattr(k, "item") else k for k in uniq]
+    source = source | {"particle_column": key_name}
+    return Particles(xy, labels, source, nm_per_unit, grouped=True)
+
+
+def _key_column(table, particle_column: str | None, path: Path):
+    if particle_column is None:
+        return None
+    if particle_column not in table.columns:
+        raise fail(
+            path,
+            f"no particle column {particle_column!r}; columns are [{short(table.columns)}]",
+        )
+    return table[particle_column].to_numpy()
+
+
+def _table_particles(
+    table,
+    path: Path,
+    xc: str,
+    yc: str,
+    unit: str,
+    fmt: str,
+    particle_column: str | None,
+    pixel_size: float | None,
+) -> Particles:
+    nm, unit_name = _scale_of(unit, path, pixel_size)
+    coords = np.stack(
+        [_numeric(table[xc].to_numpy(), path, xc), _numeric(table[yc].to_numpy(), path, yc)],
+        axis=1,
+    )
+    source = {"format": fmt, "units": unit_name, "columns": [xc, yc]}
+    keys = _key_column(table, particle_column, path)
+    return _particles(path, coords, keys, source, nm, particle_column)
+
+
+def _read_csv(path: Path, **kwargs):
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, **kwargs)
+    except Exception as exc:  # pandas raises many kinds
+        raise fail(path, f"not a readable table ({str(exc)[:120]})") from exc
+
+
+# ---------------------------------------------------------------------------- text formats
+def read_thunderstorm(
+    path: str | os.PathLike,
+    particle_column: str | None = None,
+    pixel_size: float | None = None,
+) -> Particles:
+    """ThunderSTORM CSV (``"x [nm]"``, ``"y [nm]"``, ...); see the module docstring."""
+    path = Path(path)
+    header = list(_read_csv(path, nrows=0).columns)
+    pair = _xy_pair(header)
+    if pair is None:
+        raise fail(
+            path,
+            f'no x/y columns (ThunderSTORM writes "x [nm]", "y [nm]"); '
+            f"columns are [{short(header)}]",
+        )
+    table = _read_csv(path)
+    return _table_particles(
+        table, path, pair[0], pair[1], pair[2], "thunderstorm", particle_column, pixel_size
+    )
+
+
+def read_smap_csv(path: str | os.PathLike, particle_column: str | None = None) -> Particles:
+    """SMAP CSV export (``xnm``, ``ynm`` in nm)."""
+    path = Path(path)
+    table = _read_csv(path)
+    if "xnm" not in table.columns or "ynm" not in table.columns:
+        raise fail(path, f"no xnm/ynm columns (SMAP CSV); columns are [{short(table.columns)}]")
+    return _table_particles(table, path, "xnm", "ynm", "nm", "smap-csv", particle_column, None)
+
+
+def read_nanoimager(path: str | os.PathLike, particle_column: str | None = None) -> Particles:
+    """ONI Nanoimager CSV (``"X (nm)"``, ``"Y (nm)"``)."""
+    path = Path(path)
+    table = _read_csv(path)
+    table.columns = [str(c).strip() for c in table.columns]
+    if "X (nm)" not in table.columns or "Y (nm)" not in table.columns:
+        raise fail(
+            path, f'no "X (nm)"/"Y (nm)" columns (Nanoimager); columns are [{short(table.columns)}]'
+        )
+    return _table_particles(
+        table, path, "X (nm)", "Y (nm)", "nm", "nanoimager", particle_column, None
+    )
+
+
+def read_elyra(path: str | os.PathLike, particle_column: str | None = None) -> Particles:
+    """Zeiss Elyra tab-separated table (latin-1; metadata after a NUL byte ignored)."""
+    import pandas as pd
+
+    path = Path(path)
+    text = path.read_bytes().decode("latin-1").split("\x00")[0]
+    try:
+        table = pd.read_csv(io.StringIO(text), sep="\t")
+    except Exception as exc:
+        raise fail(path, f"not a readable tab-separated table ({str(exc)[:120]})") from exc
+    table.columns = [str(c).strip() for c in table.columns]
+    if "Position X [nm]" not in table.columns or "Position Y [nm]" not in table.columns:
+        raise fail(
+            path,
+            f'no "Position X [nm]"/"Position Y [nm]" columns (Zeiss Elyra); '
+            f"columns are [{short(table.columns)}]",
+        )
+    return _table_particles(
+        table, path, "Position X [nm]", "Position Y [nm]", "nm", "elyra", particle_column, None
+    )
+
+
+def read_rapidstorm(
+    path: str | os.PathLike,
+    particle_column: str | None = None,
+    pixel_size: float | None = None,
+) -> Particles:
+    """rapidSTORM localisation text file (XML field header, whitespace-separated rows)."""
+    path = Path(path)
+    with open(path, encoding="latin-1") as fh:
+        first = fh.readline()
+    try:
+        root = ET.fromstring(first.lstrip("#").strip())
+    except ET.ParseError as exc:
+        raise fail(
+            path, f"first line is not rapidSTORM's <localizations> XML header ({exc})"
+        ) from exc
+    fields = [(f.get("identifier"), f.get("unit", "")) for f in root.iter("field")]
+    names = [n for n, _ in fields]
+    units = dict(fields)
+    if "Position-0-0" not in names or "Position-1-0" not in names:
+        raise fail(path, f"rapidSTORM header has no Position-0-0/Position-1-0 ([{short(names)}])")
+    table = _read_csv(path, sep=r"\s+", comment="#", header=None, names=names, engine="python")
+    unit = units["Position-0-0"] or "unknown"
+    return _table_particles(
+        table, path, "Position-0-0", "Position-1-0", unit, "rapidstorm", particle_column, pixel_size
+    )
+
+
+# ---------------------------------------------------------------------------- HDF5 formats
+def _h5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise fail(path, f"not a readable HDF5 file ({exc})") from exc
+
+
+def picasso_pixel_size(path: Path) -> float | None:
+    """``Pixelsize`` (nm) from the Picasso sidecar ``<stem>.yaml``, if there is one."""
+    import yaml
+
+    side = path.with_suffix(".yaml")
+    if not side.is_file():
+        return None
+    try:
+        docs = list(yaml.safe_load_all(side.read_text(encoding="utf-8", errors="replace")))
+    except yaml.YAMLError as exc:
+        log.warning("%s: unreadable YAML (%s); pixel size unknown", side, str(exc)[:80])
+        return None
+    for doc in docs:
+        if isinstance(doc, dict) and "Pixelsize" in doc:
+            try:
+                value = float(doc["Pixelsize"])
+            except (TypeError, ValueError):
+                continue
+            if value > 0:
+                return value
+    return None
+
+
+def read_picasso(
+    path: str | os.PathLike,
+    particle_column: str | None = None,
+    pixel_size: float | None = None,
+) -> Particles:
+    """Picasso HDF5 ``/locs`` (x, y in camera pixels; ``group`` = particle by default)."""
+    path = Path(path)
+    with _h5(path) as f:
+        if "locs" not in f:
+            raise fail(path, f"no /locs table; not a Picasso file (holds [{short(f.keys())}])")
+        locs = f["locs"][()]
+    fields = locs.dtype.names or ()
+    if "x" not in fields or "y" not in fields:
+        raise fail(path, f"/locs has no x and y columns (columns: [{short(fields)}])")
+    coords = np.stack([locs["x"], locs["y"]], axis=1).astype(np.float64)
+    nm = picasso_pixel_size(path)
+    if pixel_size is not None:
+        if nm is not None and abs(nm - pixel_size) > 1e-6 * nm:
+            log.warning("%s: --pixel-size %g nm overrides the .yaml's %g nm", path, pixel_size, nm)
+        nm = pixel_size
+    column = particle_column or ("group" if "group" in fields else None)
+    if column is not None and column not in fields:
+        raise fail(path, f"no particle column {column!r}; /locs has [{short(fields)}]")
+    source = {"format": "picasso", "units": "camera pixels", "pixel_size_nm": nm}
+    keys = None if column is None else np.asarray(locs[column])
+    return _particles(path, coords, keys, source, nm, column)
+
+
+def read_decode(
+    path: str | os.PathLike,
+    particle_column: str | None = None,
+    pixel_size: float | None = None,
+) -> Particles:
+    """DECODE emitter HDF5 (``data/xyz``; ``meta`` ``xy_unit``, ``px_size``)."""
+    path = Path(path)
+    with _h5(path) as f:
+        if "data" not in f or "xyz" not in f["data"]:
+            raise fail(path, f"no data/xyz; not a DECODE file (holds [{short(f.keys())}])")
+        data = f["data"]
+        xyz = np.asarray(data["xyz"][()], dtype=np.float64)
+        meta = dict(f["meta"].attrs) if "meta" in f else {}
+        keys = None
+        if particle_column is not None:
+            if particle_column not in data:
+                raise fail(path, f"no particle dataset {particle_column!r} in data/")
+            keys = np.asarray(data[particle_column][()]).ravel()
+    if xyz.ndim != 2 or xyz.shape[1] < 2:
+        raise fail(path, f"data/xyz has shape {xyz.shape}, expected [n, 3]")
+    unit = meta.get("xy_unit", "unknown")
+    unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+    coords = xyz[:, :2].copy()
+    px = meta.get("px_size")
+    px = None if px is None or np.asarray(px).dtype.kind not in "fiu" else np.asarray(px, float)
+    if unit == "px":
+        size = np.array([pixel_size, pixel_size]) if pixel_size else px
+        if size is not None and np.all(np.isfinite(size)) and size.size >= 2:
+            coords *= size[:2]  # DECODE's px_size is (x, y): convert each axis to nm
+            unit = "nm"
+    nm, unit_name = _scale_of(unit, path, None)
+    source = {"format": "decode", "units": unit_name, "xy_unit": meta.get("xy_unit")}
+    return _particles(path, coords, keys, source, nm, particle_column)
+
+
+# ---------------------------------------------------------------------------- MATLAB files
+def _mat_class(obj) -> str:
+    value = obj.attrs.get("MATLAB_class", b"")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _mat_vector(ds, path: Path, name: str) -> np.ndarray:
+    """A MATLAB numeric vector (stored ``(1, n)`` or ``(n, 1)``), as float64 ``[n]``."""
+    import h5py
+
+    if not isinstance(ds, h5py.Dataset):
+        raise fail(path, f"{name} is not a numeric array (a {type(ds).__name__})")
+    if ds.attrs.get("MATLAB_empty", 0):
+        return np.zeros(0)
+    if ds.dtype.kind not in "fiu" or _mat_class(ds) in ("char", "cell", "struct"):
+        raise fail(path, f"{name} is MATLAB {_mat_class(ds) or ds.dtype}, not numbers")
+    arr = np.asarray(ds[()], dtype=np.float64)
+    if arr.ndim == 2 and 1 in arr.shape:
+        return arr.ravel()
+    if arr.ndim == 1:
+        return arr
+    raise fail(path, f"{name} has shape {arr.shape}, expected a vector")
+
+
+def _mat_string(f, ds) -> str | None:
+    """A MATLAB char array (uint16 code units) as text; follows a one-cell reference."""
+    import h5py
+
+    try:
+        if ds.dtype == h5py.ref_dtype:
+            ds = f[np.asarray(ds[()]).ravel()[0]]
+        if _mat_class(ds) != "char":
+            return None
+        return "".join(map(chr, np.asarray(ds[()]).ravel(order="F")))
+    except Exception:  # best effort: names are provenance, not data
+        return None
+
+
+def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -> Particles:
+    """SMAP ``_sml.mat``: ``saveloc.loc.xnm``/``ynm`` (nm); v7.3 (HDF5) or v7 (scipy)."""
+    path = Path(path)
+    head = _head(path, 128)
+    if _is_mat5(head):
+        return _read_smap_mat5(path, particle_column)
+    with _h5(path) as f:
+        if "saveloc" not in f or "loc" not in f["saveloc"]:
+            raise fail(
+                path,
+                f"no saveloc.loc struct; not a SMAP _sml.mat (holds [{short(f.keys())}])",
+            )
+        loc = f["saveloc/loc"]
+        missing = [k for k in ("xnm", "ynm") if k not in loc]
+        if missing:
+            raise fail(path, f"saveloc.loc has no {'/'.join(missing)} ([{short(loc.keys())}])")
+        x = _mat_vector(loc["xnm"], path, "saveloc.loc.xnm")
+        y = _mat_vector(loc["ynm"], path, "saveloc.loc.ynm")
+        keys = None
+        if particle_column is not None:
+            if particle_column not in loc:
+                raise fail(
+                    path,
+                    f"no field {particle_column!r} in saveloc.loc ([{short(loc.keys())}])",
+                )
+            keys = _mat_vector(loc[particle_column], path, f"saveloc.loc.{particle_column}")
+        fields = sorted(loc.keys())
+        names = []
+        if "file" in f["saveloc"] and "name" in f["saveloc/file"]:
+            name = f["saveloc/file/name"]
+            refs = np.asarray(name[()]).ravel() if name.dtype.kind == "O" else [None]
+            for ref in refs:
+                s = _mat_string(f, name if ref is None else f[ref])
+                if s:
+                    names.append(s)
+    if x.shape != y.shape or (keys is not None and keys.shape != x.shape):
+        raise fail(path, "saveloc.loc fields have different lengths")
+    source = {"format": "smap-mat", "units": "nm", "fields": fields, "smap_files": names[:20]}
+    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+
+
+def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path, squeeze_me=True, struct_as_record=False, variable_names=["saveloc"])
+    except Exception as exc:
+        raise fail(path, f"not a readable MATLAB file ({str(exc)[:100]})") from exc
+    saveloc = mat.get("saveloc")
+    loc = getattr(saveloc, "loc", None)
+    if loc is None or not hasattr(loc, "xnm") or not hasattr(loc, "ynm"):
+        raise fail(path, "MATLAB file without saveloc.loc.xnm/ynm: not a SMAP _sml.mat")
+    x = _numeric(np.atleast_1d(loc.xnm).ravel(), path, "saveloc.loc.xnm")
+    y = _numeric(np.atleast_1d(loc.ynm).ravel(), path, "saveloc.loc.ynm")
+    keys = None
+    if particle_column is not None:
+        if not hasattr(loc, particle_column):
+            raise fail(path, f"no field {particle_column!r} in saveloc.loc")
+        keys = np.atleast_1d(getattr(loc, particle_column)).ravel().astype(np.float64)
+    source = {"format": "smap-mat", "units": "nm", "fields": sorted(loc._fieldnames)}
+    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+
+
+def read_cep152_mat(
+    path: str | os.PathLike, order: str = "cell", pixel_size: float | None = None
+) -> Particles:
+    """Particles of the CEP152 MATLAB v7.3 file, and of nothing else.
+
+    The file must hold the cell array ``Cep152_all_filtered`` (object references); every cell
+    that references a numeric ``(8, n)`` dataset is one particle (row 0 = x, row 1 = y); other
+    cells are skipped, and a file without such cells is an error. ``#refs#`` is never walked on
+    its own: MATLAB keeps strings and matrices of any variable there.
+
+    Parameters
+    ----------
+    path : path-like
+    order : {"cell", "refs"}
+        Particle numbering: MATLAB cell order, or the ``#refs#`` name order of the referenced
+        datasets (the order CEPrender walked them in).
+    pixel_size : float, optional
+        nm per source unit, if known (the file does not say).
+    """
+    import h5py
+
+    path = Path(path)
+    if order not in ("cell", "refs"):
+        raise HollyError(f"--mat-order must be 'cell' or 'refs', not {order!r}")
+    xy, labels, names = [], [], []
+    with _h5(path) as f:
+        if MAT_MEMBER not in f:
+            hint = " (this is a SMAP file: use --format smap-mat)" if "saveloc" in f else ""
+            raise fail(
+                path,
+                f"no {MAT_MEMBER} cell array; not the CEP152 file (holds "
+                f"[{short(k for k in f.keys() if k != '#refs#')}]){hint}",
+            )
+        cells = f[MAT_MEMBER]
+        if not isinstance(cells, h5py.Dataset) or cells.dtype != h5py.ref_dtype:
+            raise fail(path, f"{MAT_MEMBER} is not a MATLAB cell array (no object references)")
+        # MATLAB stores arrays transposed: h5py's C order is MATLAB's column-major cell order
+        for k, ref in enumerate(np.asarray(cells[()]).ravel()):
+            if not ref:
+                continue
+            data = f[ref]
+            if (
+                isinstance(data, h5py.Dataset)
+                and data.ndim == 2
+                and data.shape[0] == 8
+                and data.dtype.kind in "fiu"
+                and _mat_class(data) not in ("char", "cell", "struct", "logical")
+            ):
+                xy.append(np.asarray(data[0:2], dtype=np.float64).T)
+                labels.append(k)
+                names.append(data.name)
+    if not xy:
+        raise fail(path, f"{MAT_MEMBER} references no numeric (8, n) datasets: no particles")
+    if order == "refs":
+        perm = sorted(range(len(xy)), key=lambda i: names[i])
+        xy = [xy[i] for i in perm]
+        labels = [names[i].rsplit("/", 1)[-1] for i in perm]
+    source = {"format": "cep152-mat", "order": order, "units": "unknown"}
+    coords = [p for p in xy]
+    out = Particles(coords, labels, source, pixel_size, grouped=True)
+    good = [np.isfinite(p).all(axis=1) for p in out.xy]
+    dropped = sum(int((~g).sum()) for g in good)
+    if dropped:
+        log.warning("%s: dropped %d localisations with non-finite x/y", path, dropped)
+        out.xy = [p[g] for p, g in zip(out.xy, good, strict=True)]
+    return out
+
+
+# ---------------------------------------------------------------------------- dispatch
+def read_file(
+    path: Path,
+    fmt: str,
+    *,
+    particle_column: str | None = None,
+    mat_order: str = "cell",
+    pixel_size: float | None = None,
+) -> Particles:
+    """One file in a given format (``auto``: :func:`detect_format`)."""
+    kind = detect_format(path) if fmt == "auto" else fmt
+    if kind == "thunderstorm":
+        part = read_thunderstorm(path, particle_column, pixel_size)
+    elif kind == "picasso":
+        part = read_picasso(path, particle_column, pixel_size)
+    elif kind == "cep152-mat":
+        part = read_cep152_mat(path, mat_order, pixel_size)
+    elif kind == "smap-mat":
+        part = read_smap_mat(path, particle_column)
+    elif kind == "smap-csv":
+        part = read_smap_csv(path, particle_column)
+    elif kind == "decode":
+        part = read_decode(path, particle_column, pixel_size)
+    elif kind == "elyra":
+        part = read_elyra(path, particle_column)
+    elif kind == "nanoimager":
+        part = read_nanoimager(path, particle_column)
+    elif kind == "rapidstorm":
+        part = read_rapidstorm(path, particle_column, pixel_size)
+    else:
+        raise HollyError(f"--format must be auto or one of: {supported()}; not {kind!r}")
+    if part.nm_per_unit is None and pixel_size is not None and kind not in ("cep152-mat",):
+        # units the file does not name (plain x/y columns): the option says what they are
+        part.nm_per_unit = pixel_size
+    return part
+
+
+def list_inputs(path: Path) -> list[Path]:
+    """The files of a folder that may hold localisations, in name order."""
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
+    )
+    if not files:
+        present = short(sorted(p.name for p in path.iterdir())) or "nothing"
+        raise fail(
+            path, f"no localisation files ({' '.join(SUFFIXES)}) in folder; it holds {present}"
+        )
+    return files
+
+
+def read_localisations(
+    path: str | os.PathLike,
+    fmt: str = "auto",
+    *,
+    particle_column: str | None = None,
+    mat_order: str = "cell",
+    pixel_size: float | None = None,
+) -> tuple[Particles, list[Path]]:
+    """Read particles from a file, or from every localisation file in a folder (name order).
+
+    A folder's files must share one format, one way of grouping (all by a particle column, or
+    all one particle per file: a whole-field file among picked particles would set the scale
+    of everything) and one scale (nm per unit); anything else is an error naming the files.
+
+    Returns
+    -------
+    particles : Particles
+    files : list of Path
+        The files read.
+    """
+    path = Path(path)
+    if fmt != "auto" and fmt not in FORMATS:
+        raise HollyError(f"--format must be auto or one of: {supported()}; not {fmt!r}")
+    if pixel_size is not None and not (pixel_size > 0 and np.isfinite(pixel_size)):
+        raise HollyError(f"--pixel-size must be a positive number of nm, not {pixel_size}")
+    if not path.exists():
+        raise HollyError(f"localisation input {path} does not exist")
+    files = list_inputs(path) if path.is_dir() else [path]
+    parts = [
+        read_file(
+            f, fmt, particle_column=particle_column, mat_order=mat_order, pixel_size=pixel_size
+        )
+        for f in files
+    ]
+    if len(parts) == 1:
+        return parts[0], files
+    _check_folder(path, files, parts)
+    xy, labels = [], []
+    for file, part in zip(files, parts, strict=True):
+        xy.extend(part.xy)
+        labels.extend(f"{file.name}:{lb}" if part.grouped else file.name for lb in part.labels)
+    first = parts[0]
+    return Particles(xy, labels, first.source, first.nm_per_unit, first.grouped), files
+
+
+def _check_folder(folder: Path, files: list[Path], parts: list[Particles]) -> None:
+    formats = sorted({p.source["format"] for p in parts})
+    if len(formats) > 1:
+        by = {}
+        for x, p in zip(files, parts, strict=True):
+            by.setdefault(p.source["format"], []).append(x.name)
+        raise fail(
+            folder,
+            "files of different formats: "
+            + "; ".join(f"{k}: {short(v, 2)}" for k, v in by.items())
+            + "; put one format in a folder",
+        )
+    grouped = [x.name for x, p in zip(files, parts, strict=True) if p.grouped]
+    whole = [x.name for x, p in zip(files, parts, strict=True) if not p.grouped]
+    if grouped and whole:
+        column = parts[[p.grouped for p in parts].index(True)].source.get("particle_column")
+        raise fail(
+            folder,
+            f"mixes files of particles (by {column!r}: {short(grouped, 2)}) with files read "
+            f"whole (no {column!r}: {short(whole, 2)}), e.g. picks beside a whole-field file; "
+            "keep one kind in the folder",
+        )
+    scales = {p.nm_per_unit for p in parts}
+    if len(scales) > 1:
+        by = {}
+        for x, p in zip(files, parts, strict=True):
+            by.setdefault(p.nm_per_unit, []).append(x.name)
+        raise fail(
+            folder,
+            "files with different pixel sizes (nm per unit): "
+            + "; ".join(f"{k}: {short(v, 2)}" for k, v in by.items())
+            + "; localise them separately",
+        )

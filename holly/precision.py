@@ -1,0 +1,69 @@
+"""Numeric precision and compilation of the training step (``train.precision``, ``train.compile``).
+
+* ``fp32`` (default): everything in float32.
+* ``bf16`` / ``fp16``: the pose CNN runs under :func:`torch.autocast` (convolutions and linear
+  layers in the low precision, reductions in float32). The renderer, the loss and the point
+  cloud always stay in float32: the model casts the CNN's outputs back before rendering. fp16
+  uses a gradient scaler (:func:`grad_scaler`) against underflow; bf16 needs none.
+* ``train.compile``: the pose encoder is wrapped with :func:`torch.compile`; the renderer's
+  custom autograd function stays eager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device):
+    """Context manager running the enclosed ops in ``precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled only for fp16 (a no-op pass-through otherwise)."""
+    # The loss is a sum over pixels (~10^3), so gradients are large: start unscaled (the default
+    # 2^16 overflows for many steps, each one skipped) and let the scaler grow it if it can.
+    return torch.amp.GradScaler(device.type, init_scale=1.0, enabled=precision == "fp16")
+
+
+class StepPrecision:
+    """The training step's precision and compilation (``train.precision``, ``train.compile``).
+
+    Use ``with sp.autocast(): pred = model(...)`` for the forward pass and
+    ``sp.backward_step(loss, opt)`` instead of ``loss.backward(); opt.step()``; the fp16 gradient
+    scaler's state goes into checkpoints via :meth:`state_dict` so a resume stays exact.
+    """
+
+    def __init__(self, precision: str, device: torch.device, compile: bool = False):
+        autocast(precision, device)  # validates
+        self.precision, self.device, self.compile = precision, device, compile
+        self.scaler = grad_scaler(precision, device)
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        """Compile the model's pose encoder in place (keeps its state-dict keys)."""
+        if self.compile:
+            model.encoder.compile(dynamic=False)
+
+    def autocast(self):
+        return autocast(self.precision, self.device)
+
+    def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state:
+            self.scaler.load_state_dict(state)

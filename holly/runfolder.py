@@ -1,0 +1,434 @@
+"""The run folder: the one owner of its layout (docs/architecture.md) and of reading its files.
+
+Every module that reads or writes a run folder (training, evaluation, figures, viewer, report,
+the test fixtures) goes through :class:`RunFolder`: the file names live here only, and each file
+has one typed reader that turns a missing or corrupt file into a :class:`~holly.errors.HollyError`
+naming the file, never a traceback.
+
+Two safety rules live here too:
+
+* :meth:`RunFolder.claim` refuses to start a run in a folder that holds another one, unless the
+  caller resumes it or passes ``force``; with ``force`` only the run's own files are replaced.
+* :meth:`RunFolder.resume_candidates` lists ``last.pt`` and then the periodic ``step_*.pt``
+  newest first, so an unreadable ``last.pt`` falls back to the newest readable checkpoint, and
+  :meth:`RunFolder.set_aside` keeps an unreadable file (moved to ``checkpoints/unreadable/``)
+  instead of deleting it.
+
+Kept free of heavy imports (torch, pandas are imported where used).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from holly.atomic import atomic_path, write_json
+from holly.errors import HollyError, one_line
+
+log = logging.getLogger(__name__)
+
+CONFIG = "config.yaml"
+PROVENANCE = "provenance.json"
+METRICS = "metrics.csv"
+CHECKPOINTS = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+SNAPSHOTS = "snapshots"
+INITIAL_POINTS = "initial_points.ply"
+GROUND_TRUTH = "ground_truth.ply"
+TEST_POSES = "test_poses.npz"
+SAMPLES = "samples.npz"
+POINTS = "points.ply"
+EVALUATION = "evaluation.json"
+ALIGNED_POINTS = "aligned_points.ply"
+FIGURES = "figures"
+VIEWER = "viewer.html"
+VS_PUBLISHED = "vs_published.json"
+VS_PUBLISHED_ALIGNED = "vs_published_aligned.ply"
+UNREADABLE = "unreadable"
+HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
+HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
+HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
+
+METRIC_COLUMNS = (
+    "step",
+    "epoch",
+    "train_loss",
+    "test_loss",
+    "sigma_in",
+    "sigma_pred_mean",
+    "lr_cnn",
+    "lr_points",
+    "images_per_s",
+    "elapsed_s",
+    "phase",  # amortised (CNN) or refine (per-image pose refinement)
+    "head_usage",  # win fraction of each pose hypothesis head over the log window
+)
+REQUIRED_METRICS = ("step", "train_loss", "test_loss", "sigma_in")
+TEST_POSE_KEYS = ("rot_true", "rot_pred")
+SAMPLE_KEYS = ("inputs", "renderings")
+
+_STEP_FILE = re.compile(r"^(?:step|points)_([0-9]{8})\.(?:pt|ply)$")
+# Files whose presence means "a run was trained here" (what claim() protects).
+_RUN_MARKERS = (CONFIG, METRICS, POINTS, PROVENANCE)
+
+
+def _step_of(path: Path) -> int | None:
+    m = _STEP_FILE.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths and readers/writers of one run folder ``root`` (see docs/architecture.md)."""
+
+    root: Path
+
+    def __init__(self, root: str | os.PathLike):
+        object.__setattr__(self, "root", Path(root))
+
+    # -- paths -----------------------------------------------------------------------------
+    def _p(self, name: str) -> Path:
+        return self.root / name
+
+    config = property(lambda self: self._p(CONFIG))
+    provenance = property(lambda self: self._p(PROVENANCE))
+    metrics = property(lambda self: self._p(METRICS))
+    checkpoints = property(lambda self: self._p(CHECKPOINTS))
+    last_checkpoint = property(lambda self: self._p(CHECKPOINTS) / LAST_CHECKPOINT)
+    snapshots = property(lambda self: self._p(SNAPSHOTS))
+    initial_points = property(lambda self: self._p(INITIAL_POINTS))
+    ground_truth = property(lambda self: self._p(GROUND_TRUTH))
+    test_poses = property(lambda self: self._p(TEST_POSES))
+    samples = property(lambda self: self._p(SAMPLES))
+    points = property(lambda self: self._p(POINTS))
+    evaluation = property(lambda self: self._p(EVALUATION))
+    aligned_points = property(lambda self: self._p(ALIGNED_POINTS))
+    figures = property(lambda self: self._p(FIGURES))
+    viewer = property(lambda self: self._p(VIEWER))
+    vs_published = property(lambda self: self._p(VS_PUBLISHED))
+    halfsets = property(lambda self: self._p(HALFSETS))
+    half2_aligned = property(lambda self: self._p(HALVES) / HALF2_ALIGNED)
+
+    def half(self, k: int) -> RunFolder:
+        """The run folder of half-set run ``k`` (1 or 2): ``halves/half<k>``."""
+        return RunFolder(self._p(HALVES) / f"half{int(k)}")
+
+    def checkpoint(self, step: int) -> Path:
+        """``checkpoints/step_XXXXXXXX.pt`` of ``step``."""
+        return self.checkpoints / f"step_{int(step):08d}.pt"
+
+    def snapshot(self, step: int) -> Path:
+        """``snapshots/points_XXXXXXXX.ply`` of ``step``."""
+        return self.snapshots / f"points_{int(step):08d}.ply"
+
+    def snapshot_files(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every training snapshot, by step."""
+        return self.numbered(self.snapshots, "points_*.ply")
+
+    def checkpoint_files(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every periodic checkpoint ``step_*.pt``, by step."""
+        return self.numbered(self.checkpoints, "step_*.pt")
+
+    @staticmethod
+    def numbered(folder: Path, pattern: str) -> list[tuple[int, Path]]:
+        """``(step, path)`` of the files ``XXX_<8 digits>.pt|ply`` matching ``pattern``, by step."""
+        if not folder.is_dir():
+            return []
+        found = [(_step_of(p), p) for p in folder.glob(pattern)]
+        return sorted((s, p) for s, p in found if s is not None)
+
+    def prune_checkpoints(self, keep: int | None) -> list[Path]:
+        """Delete all but the newest ``keep`` periodic checkpoints (``train.keep_checkpoints``).
+
+        ``last.pt`` and files of other names are never touched; ``keep`` None keeps all.
+        Returns the deleted paths, oldest first.
+        """
+        if keep is None:
+            return []
+        found = self.checkpoint_files()
+        doomed = [path for _, path in found[: max(0, len(found) - keep)]]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return doomed
+
+    def resume_candidates(self) -> list[Path]:
+        """Checkpoints to resume from, best first: ``last.pt``, then ``step_*.pt`` newest first."""
+        found = [self.last_checkpoint] if self.last_checkpoint.is_file() else []
+        return found + [p for _, p in reversed(self.checkpoint_files())]
+
+    def is_finished(self) -> bool:
+        """``points.ply`` is written last: its presence marks a finished run."""
+        return self.points.is_file()
+
+    def holds_run(self) -> bool:
+        """Whether the folder holds (part of) a training run."""
+        return any(self._p(n).exists() for n in _RUN_MARKERS) or bool(self.resume_candidates())
+
+    # -- claiming the folder for a new run -------------------------------------------------
+    def claim(self, resume: bool, force: bool = False) -> None:
+        """Make ``root`` ready for training; refuse to overwrite another run.
+
+        Parameters
+        ----------
+        resume : bool
+            The caller will continue the run found there (or start one if there is none).
+        force : bool
+            Replace a run found there: its own files (those of docs/architecture.md) are removed,
+            nothing else in the folder is touched.
+
+        Raises
+        ------
+        HollyError
+            ``root`` is a file, or holds another run and neither ``resume`` nor ``force`` is set.
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise HollyError(f"--out {self.root} is a file, not a folder; choose another path")
+        if self.holds_run() and not resume:
+            if not force:
+                raise HollyError(
+                    f"{self.root} already holds a training run; continue it with --resume, "
+                    "replace it with --force, or choose another --out folder"
+                )
+            log.warning("--force: replacing the run in %s", self.root)
+            self.remove_run_files()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def remove_run_files(self, keep_checkpoints: bool = False) -> None:
+        """Delete the files of docs/architecture.md (and only those) from the folder."""
+        names = [CONFIG, PROVENANCE, METRICS, INITIAL_POINTS, GROUND_TRUTH, TEST_POSES, SAMPLES]
+        names += [POINTS, EVALUATION, ALIGNED_POINTS, VIEWER, VS_PUBLISHED, VS_PUBLISHED_ALIGNED]
+        for name in names:
+            self._p(name).unlink(missing_ok=True)
+        for _, path in self.snapshot_files():
+            path.unlink()
+        if not keep_checkpoints:
+            for _, path in self.checkpoint_files():
+                path.unlink()
+            self.last_checkpoint.unlink(missing_ok=True)
+
+    def set_aside(self, path: Path) -> Path:
+        """Move an unreadable file into ``checkpoints/unreadable/`` (never delete it)."""
+        dest_dir = self.checkpoints / UNREADABLE
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest, k = dest_dir / path.name, 1
+        while dest.exists():
+            dest, k = dest_dir / f"{path.name}.{k}", k + 1
+        shutil.move(os.fspath(path), dest)
+        log.warning("kept the unreadable %s as %s", path, dest)
+        return dest
+
+    # -- config and provenance -------------------------------------------------------------
+    def read_config(self, required: bool = True) -> dict:
+        """The resolved config (``config.yaml``); ``{}`` when absent and not ``required``."""
+        import yaml
+
+        path = self.config
+        if not path.is_file():
+            if required:
+                raise HollyError(f"{path} not found; it is written by `holly train`")
+            return {}
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise HollyError(
+                f"{path} is not valid YAML ({one_line(exc)}); rerun `holly train`"
+            ) from None
+        if data is None and not required:
+            return {}
+        if not isinstance(data, dict):
+            raise HollyError(f"{path} is not a config mapping; rerun `holly train`")
+        return data
+
+    def write_config(self, cfg: dict) -> None:
+        import yaml
+
+        with atomic_path(self.config) as tmp:
+            tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+    def read_provenance(self, required: bool = False) -> dict:
+        """``provenance.json``; ``{}`` when absent and not ``required``."""
+        if not self.provenance.is_file() and not required:
+            return {}
+        return read_json(self.provenance)
+
+    def write_provenance(self, prov: dict) -> None:
+        write_json(self.provenance, prov)
+
+    def read_scale(self) -> dict | None:
+        """The physical scale of the run's images (provenance ``scale``), or None.
+
+        ``{"nm_per_px": float, "nm_per_model_unit": float, "from": store}`` for a run trained on
+        an image store that records nm per pixel (``holly localise`` of nm, or of pixels of known
+        size); None for simulated data, stores without a scale, or no/unreadable provenance.
+        Model-unit distances times ``nm_per_model_unit`` are nm.
+        """
+        try:
+            scale = self.read_provenance().get("scale")
+        except HollyError:
+            return None
+        if not isinstance(scale, dict) or not scale.get("nm_per_px"):
+            return None
+        return {
+            "nm_per_px": float(scale["nm_per_px"]),
+            "nm_per_model_unit": float(scale["nm_per_model_unit"]),
+            "from": scale.get("from"),
+        }
+
+    # -- metrics ---------------------------------------------------------------------------
+    def read_metrics(self):
+        """``metrics.csv`` as a pandas DataFrame of numbers, with a clear error if unusable."""
+        return read_metrics_file(self.metrics)
+
+    def metric_rows(self, up_to_step: int) -> list[dict]:
+        """The rows of ``metrics.csv`` with ``step <= up_to_step`` (for resuming).
+
+        Rows that cannot be parsed are skipped with a warning rather than failing the resume.
+        """
+        path = self.metrics
+        if not path.is_file():
+            return []
+        rows, bad = [], 0
+        try:
+            with open(path, newline="") as fh:
+                for row in csv.DictReader(fh):
+                    try:
+                        step = int(row["step"])
+                    except (KeyError, TypeError, ValueError):
+                        bad += 1
+                        continue
+                    if step <= up_to_step:
+                        rows.append({k: row.get(k, "") for k in METRIC_COLUMNS})
+        except (UnicodeDecodeError, csv.Error) as exc:
+            log.warning("%s is unreadable (%s): its rows are not kept", path, exc)
+            return []
+        if bad:
+            log.warning("%s: skipped %d unreadable rows", path, bad)
+        return rows
+
+    def start_metrics(self, rows: list[dict]) -> None:
+        """(Re)write ``metrics.csv`` with its header and ``rows``, atomically."""
+        with atomic_path(self.metrics) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, METRIC_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.metrics, "a", newline="") as fh:
+            csv.DictWriter(fh, METRIC_COLUMNS).writerow(row)
+
+    # -- arrays ----------------------------------------------------------------------------
+    def write_test_poses(self, **arrays) -> None:
+        """``test_poses.npz``: rot_true, rot_pred [T,3,3], trans_true, trans_pred [T,2], ..."""
+        _write_npz(self.test_poses, arrays)
+
+    def read_test_poses(self) -> dict | None:
+        """``test_poses.npz`` as a dict of arrays; None when the run has none (real data)."""
+        if not self.test_poses.is_file():
+            return None
+        return read_npz(self.test_poses, TEST_POSE_KEYS)
+
+    def write_samples(self, **arrays) -> None:
+        """``samples.npz``: inputs and renderings [K,H,W] (normalised), sigma."""
+        _write_npz(self.samples, arrays)
+
+    def read_samples(self) -> dict:
+        if not self.samples.is_file():
+            raise HollyError(f"{self.samples} not found; it is written by `holly train`")
+        return read_npz(self.samples, SAMPLE_KEYS)
+
+    # -- point clouds ----------------------------------------------------------------------
+    def read_cloud(self, path: Path, what: str | None = None) -> np.ndarray:
+        """A point file of this run, finite, as [N, 3]; a clear error when missing or bad."""
+        from holly.pointio import read_points
+
+        if not path.is_file():
+            hint = (
+                "the run has not finished: wait for or resume `holly train`"
+                if path == self.points
+                else "it is written by `holly train`"
+            )
+            raise HollyError(f"{path} not found: {hint}")
+        xyz = read_points(path)
+        if not np.isfinite(xyz).all():
+            raise HollyError(f"{path} ({what or path.name}) holds non-finite coordinates")
+        return xyz
+
+    def read_evaluation(self) -> dict:
+        return read_json(self.evaluation)
+
+
+def read_metrics_file(path: str | os.PathLike):
+    """A ``metrics.csv`` file as a pandas DataFrame of numbers; HollyError if unusable."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise HollyError(f"{path} not found; it is written by `holly train`")
+    try:
+        metrics = pd.read_csv(path)
+    except Exception as exc:  # pandas raises several parser and decoding errors
+        raise HollyError(f"cannot read {path}: {one_line(exc)}") from None
+    missing = set(REQUIRED_METRICS) - set(metrics.columns)
+    if missing:
+        raise HollyError(f"{path} lacks columns {sorted(missing)}; rerun `holly train`")
+    try:
+        metrics = metrics.apply(pd.to_numeric)
+    except (ValueError, TypeError) as exc:
+        raise HollyError(f"{path} holds a non-number ({exc}); rerun `holly train`") from None
+    return metrics
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; HollyError when missing, corrupt or not an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise HollyError(f"{path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HollyError(f"{path} is not valid JSON: {one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise HollyError(f"{path} does not hold a JSON object")
+    return data
+
+
+def read_npz(path: Path, required: tuple[str, ...] = ()) -> dict:
+    """Arrays of an ``.npz`` file; HollyError when corrupt or lacking ``required`` keys."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError, OSError, ...
+        raise HollyError(f"cannot read {path}: {one_line(exc)}") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise HollyError(f"{path} lacks {missing}; rerun `holly train`")
+    return arrays
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def nm_per_px(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per image pixel of a run folder, or None when unknown
+    (:meth:`RunFolder.read_scale`); for scale bars and nm columns of figures and reports."""
+    scale = RunFolder(run_dir).read_scale()
+    return None if scale is None else scale["nm_per_px"]
+
+
+def nm_per_model_unit(run_dir: str | os.PathLike) -> float | None:
+    """Nanometres per model unit of a run folder (distances in model units times this are nm),
+    or None when unknown (:meth:`RunFolder.read_scale`)."""
+    scale = RunFolder(run_dir).read_scale()
+    return None if scale is None else scale["nm_per_model_unit"]

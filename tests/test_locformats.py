@@ -1,0 +1,443 @@
+"""Localisation formats, each on a small file written by that software's own layout, and the
+guards that keep junk out of training data."""
+
+import logging
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from matlab73 import MatFile
+
+from holly.errors import HollyError
+from holly.imagestore import ImageStore
+from holly.localisations import localise
+from holly.locformats import MAX_ERROR, detect_format, read_localisations
+
+SIZE = 32
+COUNTS = [40, 48, 56]
+RADII = [60.0, 90.0, 120.0]  # nm
+
+
+def rings(offset=(5000.0, 3000.0)):
+    out = []
+    for k, (n, r) in enumerate(zip(COUNTS, RADII, strict=True)):
+        t = 2 * np.pi * np.arange(n) / n
+        centre = np.array(offset) + 700.0 * k
+        out.append(centre + r * np.stack([np.cos(t), np.sin(t)], axis=1))
+    return out
+
+
+def stacked(particles):
+    xy = np.concatenate(particles)
+    ids = np.repeat(np.arange(len(particles)), [len(p) for p in particles])
+    return xy, ids
+
+
+def run(path, tmp_path, name="s.zarr", **kw):
+    kw = dict(size=SIZE, margin=0.25, perturbations=2) | kw
+    return localise(path, tmp_path / name, [0.7], **kw)
+
+
+def expected_ppu(nm_reach=RADII[2], unit_nm=1.0):
+    """pixels per source unit for the widest ring (reach in nm, source unit = unit_nm nm)."""
+    return 0.75 * (SIZE / 2 - 0.5) / (nm_reach / unit_nm)
+
+
+def check(result, tmp_path, counts=COUNTS, nm=True, name="s.zarr"):
+    store = ImageStore.open(tmp_path / name)
+    sums = store.load_level(0.7).sum(axis=(1, 2))
+    assert np.allclose(sums, np.repeat(counts, 2), rtol=2e-3)
+    if nm:  # one image pixel = 1 / pixels_per_nm nanometres
+        assert result.nm_per_px == pytest.approx(RADII[2] / (0.75 * (SIZE / 2 - 0.5)), rel=1e-5)
+        assert store.nm_per_px == pytest.approx(result.nm_per_px)
+        assert store.nm_per_model_unit == pytest.approx(result.nm_per_px * SIZE / 4)
+    else:
+        assert result.nm_per_px is None and store.nm_per_px is None
+    return store
+
+
+# ---------------------------------------------------------------------------- writers
+def write_thunderstorm(path, particles, unit="nm", scale=1.0):
+    xy, ids = stacked(particles)
+    n = len(xy)
+    table = pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "frame": np.arange(n) % 50 + 1,
+            f"x [{unit}]": xy[:, 0] / scale,
+            f"y [{unit}]": xy[:, 1] / scale,
+            "sigma [nm]": 120.0,
+            "intensity [photon]": 900.0,
+            "offset [photon]": 30.0,
+            "bkgstd [photon]": 5.0,
+            "uncertainty [nm]": 9.0,
+            "particle": ids,
+        }
+    )
+    table.to_csv(path, index=False, quoting=1)  # ThunderSTORM quotes every header name
+
+
+def write_smap_mat(path, particles, version="7.3"):
+    xy, ids = stacked(particles)
+    n = len(xy)
+    loc = {
+        "xnm": xy[:, 0],
+        "ynm": xy[:, 1],
+        "frame": np.arange(n) + 1.0,
+        "channel": ids.astype(float),  # a field to group by in the test
+        "filenumber": np.ones(n),
+        "locprecnm": np.full(n, 8.0),
+        "phot": np.full(n, 1500.0),
+        "bg": np.full(n, 20.0),
+    }
+    info = {
+        "cam_pixelsize_um": [0.1, 0.1],
+        "Width": 256.0,
+        "Height": 256.0,
+        "roi": [0, 0, 256, 256],
+    }
+    if version != "7.3":
+        from scipy.io import savemat
+
+        savemat(path, {"saveloc": {"loc": loc, "file": {"name": "cell1_sml.mat", "info": info}}})
+        return
+    with MatFile(path) as m:
+        m.put(
+            m.f,
+            "saveloc",
+            {
+                "loc": loc,
+                "file": {"name": "C:\\data\\cell1_sml.mat", "info": info, "number": 1.0, "tif": []},
+                "history": ["Filters", "localize", "drift correction"],
+            },
+        )
+        m.put(m.f, "fileformat", {"name": "sml"})
+        # the parameters struct: strings and matrices in cells, all in #refs#
+        m.put(
+            m.f,
+            "parameters",
+            {
+                "Filters": ["Filters", "locprecnm", "PSFxnm", "frame"],
+                "ranges": [np.array([[0.0, 30.0], [0.0, 200.0]]), np.arange(6.0)],
+                "tabs": ("struct_array", [{"name": "File"}, {"name": "Render"}]),
+            },
+        )
+
+
+def write_picasso(path, particles, group=True, pixel_nm=130.0, yaml_docs=True):
+    xy, ids = stacked(particles)
+    fields = [("frame", "u4"), ("x", "f4"), ("y", "f4"), ("photons", "f4"), ("sx", "f4")]
+    fields += [("sy", "f4"), ("bg", "f4"), ("lpx", "f4"), ("lpy", "f4")]
+    fields += [("group", "i4")] if group else []
+    locs = np.zeros(len(xy), dtype=fields)
+    locs["x"], locs["y"] = xy[:, 0] / pixel_nm, xy[:, 1] / pixel_nm
+    if group:
+        locs["group"] = ids
+    with h5py.File(path, "w") as f:
+        f.create_dataset("locs", data=locs)
+    if yaml_docs:
+        docs = [
+            {"Byte Order": "<", "Camera": "Andor Zyla", "Frames": 1000, "Height": 256},
+            {"Generated by": "Picasso Localize", "Box Size": 7, "Pixelsize": pixel_nm},
+            {"Generated by": "Picasso Render : Pick", "Pick Diameter": 2.0},
+        ]
+        path.with_suffix(".yaml").write_text(yaml.safe_dump_all(docs))
+
+
+def write_decode(path, particles, px=(100.0, 100.0)):
+    xy, ids = stacked(particles)
+    n = len(xy)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        xyz = np.zeros((n, 3), np.float32)
+        xyz[:, 0], xyz[:, 1] = xy[:, 0] / px[0], xy[:, 1] / px[1]
+        data.create_dataset("xyz", data=xyz)
+        data.create_dataset("phot", data=np.full(n, 3000.0, np.float32))
+        data.create_dataset("frame_ix", data=np.arange(n, dtype=np.int64))
+        data.create_dataset("id", data=ids.astype(np.int64))
+        data.create_dataset("prob", data=np.full(n, 0.9, np.float32))
+        data.create_dataset("bg", data=np.full(n, 100.0, np.float32))
+        meta = f.create_group("meta")
+        meta.attrs["xy_unit"] = "px"
+        meta.attrs["px_size"] = np.array(px)
+        f.create_group("decode").attrs["version"] = "0.10.0"
+
+
+def write_elyra(path, particles):
+    xy, ids = stacked(particles)
+    cols = [
+        "Index",
+        "First Frame",
+        "Number Frames",
+        "Frames Missing",
+        "Position X [nm]",
+        "Position Y [nm]",
+        "Precision [nm]",
+        "Number Photons",
+        "Background variance",
+        "Chi square",
+        "PSF half width [nm]",
+        "Channel",
+        "Z Slice",
+    ]
+    lines = ["\t".join(cols)]
+    for i, ((x, y), c) in enumerate(zip(xy, ids, strict=True)):
+        lines.append(
+            f"{i + 1}\t{i + 1}\t1\t0\t{x:.3f}\t{y:.3f}\t12.5\t800\t14.2\t1.1\t150\t{c + 1}\t0"
+        )
+    body = "\r\n".join(lines) + "\r\n"
+    tail = "\x00VoxelSizeX=0.0971\r\nZEN 2.3 SP1 (black) Version 14.0.0.201\r\nµm"
+    path.write_bytes((body + tail).encode("latin-1"))
+
+
+def write_nanoimager(path, particles):
+    xy, ids = stacked(particles)
+    n = len(xy)
+    table = pd.DataFrame(
+        {
+            "Channel": ids,
+            "Frame": np.arange(n),
+            "X (nm)": xy[:, 0],
+            "Y (nm)": xy[:, 1],
+            "Z (nm)": 0.0,
+            "X precision (nm)": 7.0,
+            "Y precision (nm)": 7.0,
+            "Z precision (nm)": 0.0,
+            "Photons": 1200.0,
+            "Background": 40.0,
+            "PSF Sigma X (pix)": 1.2,
+            "PSF Sigma Y (pix)": 1.2,
+            "X (pix)": xy[:, 0] / 117.0,
+            "Y (pix)": xy[:, 1] / 117.0,
+        }
+    )
+    table.to_csv(path, index=False)
+
+
+def write_rapidstorm(path, particles):
+    xy, ids = stacked(particles)
+    syntax = 'syntax="floating point with . for decimals and optional scientific e-notation"'
+    header = (
+        '# <localizations insequence="true" repetitions="variable">'
+        f'<field identifier="Position-0-0" {syntax} semantic="position in sample space in X" '
+        'unit="nanometer" min="0 m" max="3.27165e-005 m" />'
+        f'<field identifier="Position-1-0" {syntax} semantic="position in sample space in Y" '
+        'unit="nanometer" min="0 m" max="3.27165e-005 m" />'
+        '<field identifier="ImageNumber-0-0" syntax="integer" semantic="frame number" '
+        'unit="frame" min="0 fr" />'
+        f'<field identifier="Amplitude-0-0" {syntax} semantic="emission strength" '
+        'unit="A/D count" />'
+        f'<field identifier="FitResidues-0-0" {syntax} semantic="fit residue chi square value" '
+        'unit="A/D count^2" />'
+        f'<field identifier="LocalBackground-0-0" {syntax} semantic="local background" '
+        'unit="A/D count" /></localizations>'
+    )
+    rows = [
+        f"{x:.4f} {y:.4f} {i} {5000 + c} 1.2e+06 {90 + c}"
+        for i, ((x, y), c) in enumerate(zip(xy, ids, strict=True))
+    ]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+
+
+def write_smap_csv(path, particles):
+    xy, ids = stacked(particles)
+    n = len(xy)
+    pd.DataFrame(
+        {
+            "frame": np.arange(n) + 1,
+            "xnm": xy[:, 0],
+            "ynm": xy[:, 1],
+            "locprecnm": 8.0,
+            "phot": 1500.0,
+            "bg": 20.0,
+            "channel": ids,
+            "filenumber": 1,
+        }
+    ).to_csv(path, index=False)
+
+
+# ---------------------------------------------------------------------------- each format
+CASES = {
+    # format: (file name, writer, particle column)
+    "thunderstorm": ("locs.csv", write_thunderstorm, "particle"),
+    "smap-mat": ("cell1_sml.mat", write_smap_mat, "channel"),
+    "smap-csv": ("cell1_sml.csv", write_smap_csv, "channel"),
+    "picasso": ("locs_picked.hdf5", write_picasso, None),  # group column by default
+    "decode": ("emitters.h5", write_decode, "id"),
+    "elyra": ("elyra_export.txt", write_elyra, "Channel"),
+    "nanoimager": ("ONI_locs.csv", write_nanoimager, "Channel"),
+    "rapidstorm": ("rapid.txt", write_rapidstorm, "LocalBackground-0-0"),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(CASES))
+def test_each_format_detected_read_and_scaled_in_nm(tmp_path, fmt):
+    name, writer, column = CASES[fmt]
+    path = tmp_path / name
+    writer(path, rings())
+    assert detect_format(path) == fmt
+    particles, _ = read_localisations(path, particle_column=column)
+    assert [len(p) for p in particles.xy] == COUNTS
+    # coordinates in nm (DECODE px converted with px_size; Picasso stays in camera pixels)
+    unit = 130.0 if fmt == "picasso" else 1.0
+    assert np.allclose(particles.xy[2] * unit, rings()[2], atol=2e-3)
+    result = run(path, tmp_path, particle_column=column)
+    assert result.pixels_per_unit == pytest.approx(expected_ppu(unit_nm=unit), rel=1e-5)
+    store = check(result, tmp_path)
+    assert store.attrs["source"]["format"] == fmt
+
+
+def test_smap_mat_v7_through_scipy(tmp_path):
+    write_smap_mat(tmp_path / "old_sml.mat", rings(), version="7")
+    result = run(tmp_path / "old_sml.mat", tmp_path, particle_column="channel")
+    check(result, tmp_path)
+
+
+def test_smap_v73_is_never_taken_for_cep152(tmp_path):
+    """The issue's case: a SMAP file full of #refs# strings became 'particles' ('F', 'i')."""
+    path = tmp_path / "cell1_sml.mat"
+    write_smap_mat(path, rings())
+    assert open(path, "rb").read(19) == b"MATLAB 7.3 MAT-file"
+    with h5py.File(path) as f:
+        assert len(f["#refs#"]) > 5  # strings and matrices of parameters/history
+    assert detect_format(path) == "smap-mat"
+    with pytest.raises(HollyError, match="no Cep152_all_filtered.*use --format smap-mat"):
+        run(path, tmp_path, fmt="cep152-mat")
+    whole = run(path, tmp_path, name="w.zarr")  # no particle column: the file is one particle
+    assert whole.n_read == 1 and whole.n_localisations == [sum(COUNTS)]
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_matlab_file_of_another_kind_is_refused(tmp_path):
+    path = tmp_path / "analysis.mat"
+    with MatFile(path) as m:
+        m.put(m.f, "results", {"labels": ["Filters", "cells"], "M": np.ones((3, 8))})
+        m.put(m.f, "tracks", [np.ones((8, 20)), np.zeros((8, 5))])  # 8-row matrices in #refs#
+    for fmt in ("auto", "cep152-mat", "smap-mat"):
+        with pytest.raises(HollyError) as err:
+            run(path, tmp_path, fmt=fmt)
+        line = str(err.value)
+        assert "analysis.mat" in line and len(line) <= MAX_ERROR
+        assert "results" in line or "saveloc" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis.mat"]
+
+
+def test_picasso_pixel_size_from_yaml_and_option(tmp_path):
+    write_picasso(tmp_path / "a.hdf5", rings(), pixel_nm=130.0)
+    r = run(tmp_path / "a.hdf5", tmp_path)
+    assert r.nm_per_px == pytest.approx(130.0 / r.pixels_per_unit)
+    write_picasso(tmp_path / "b.hdf5", rings(), pixel_nm=130.0, yaml_docs=False)
+    r = run(tmp_path / "b.hdf5", tmp_path, name="b.zarr")
+    assert r.nm_per_px is None
+    r = run(tmp_path / "b.hdf5", tmp_path, name="c.zarr", pixel_size=130.0)
+    assert r.nm_per_px == pytest.approx(130.0 / r.pixels_per_unit)
+
+
+def test_thunderstorm_in_pixels_needs_the_pixel_size(tmp_path):
+    write_thunderstorm(tmp_path / "px.csv", rings(), unit="px", scale=100.0)
+    r = run(tmp_path / "px.csv", tmp_path, particle_column="particle")
+    assert r.nm_per_px is None
+    r = run(
+        tmp_path / "px.csv", tmp_path, name="b.zarr", particle_column="particle", pixel_size=100
+    )
+    check(r, tmp_path, name="b.zarr")
+
+
+# ---------------------------------------------------------------------------- folders
+def test_picasso_folder_of_picks_whole_field_and_single_molecules_is_an_error(tmp_path):
+    folder = tmp_path / "picasso"
+    folder.mkdir()
+    write_picasso(folder / "cell_picked.hdf5", rings())
+    write_picasso(
+        folder / "cell_locs.hdf5", [np.random.default_rng(0).uniform(0, 2e4, (500, 2))], group=False
+    )
+    for k in range(3):
+        write_picasso(folder / f"molecule_{k}.hdf5", [np.array([[100.0 * k, 50.0]])], group=False)
+    with pytest.raises(HollyError, match="mixes files of particles") as err:
+        run(folder, tmp_path)
+    assert len(str(err.value)) <= MAX_ERROR and "cell_locs.hdf5" in str(err.value)
+
+
+def test_folders_of_txt_files_read_like_one_txt_file(tmp_path):
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    for k, p in enumerate(rings()):
+        write_thunderstorm(folder / f"particle_{k}.txt", [p])
+    one = run(folder / "particle_0.txt", tmp_path, name="one.zarr")
+    assert one.n_read == 1
+    every = run(folder, tmp_path, name="all.zarr")
+    assert every.n_read == 3
+    check(every, tmp_path, name="all.zarr")
+
+
+def test_folder_with_different_pixel_sizes_or_formats_is_an_error(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    write_picasso(a / "one.hdf5", rings()[:2], pixel_nm=130.0)
+    write_picasso(a / "two.hdf5", rings()[2:], pixel_nm=108.0)
+    with pytest.raises(HollyError, match="different pixel sizes"):
+        run(a, tmp_path)
+    b = tmp_path / "b"
+    b.mkdir()
+    write_thunderstorm(b / "one.csv", rings()[:1])
+    write_nanoimager(b / "two.csv", rings()[1:])
+    with pytest.raises(HollyError, match="different formats.*nanoimager: two.csv"):
+        run(b, tmp_path)
+
+
+# ---------------------------------------------------------------------------- junk guards
+def test_one_point_and_empty_particles_dropped_with_a_count_numbers_kept(tmp_path, caplog):
+    parts = rings() + [np.array([[0.0, 0.0]]), np.full((4, 2), 7.0)]
+    write_thunderstorm(tmp_path / "t.csv", parts)
+    table = pd.read_csv(tmp_path / "t.csv")
+    table.loc[table["particle"] == 1, "x [nm]"] = np.nan  # every row of particle 1 is bad
+    table.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        r = run(tmp_path / "t.csv", tmp_path, particle_column="particle")
+    assert r.n_read == 5 and r.n_selected == 2
+    assert "dropped 3 of 5 particles" in caplog.text
+    store = ImageStore.open(tmp_path / "s.zarr")
+    assert np.array_equal(np.unique(store.particle_ids), [0, 2])  # read-order numbers survive
+
+
+def test_text_in_coordinates_is_an_error_naming_file_and_column(tmp_path):
+    (tmp_path / "t.csv").write_text('"x [nm]","y [nm]"\n1.0,2.0\nabc,3.0\n')
+    with pytest.raises(HollyError, match=r"t\.csv: column 'x \[nm\]' holds text.*row 2: 'abc'"):
+        run(tmp_path / "t.csv", tmp_path)
+
+
+def test_an_outlier_particle_is_dropped_with_a_warning_not_allowed_to_set_the_scale(
+    tmp_path, caplog
+):
+    field = np.random.default_rng(1).uniform(0, 20000, (300, 2))  # a whole field of view
+    write_thunderstorm(tmp_path / "t.csv", [*rings(), field])
+    with caplog.at_level(logging.WARNING):
+        r = run(tmp_path / "t.csv", tmp_path, particle_column="particle")
+    assert r.n_selected == 3 and "dropped 1 of 4 particles reaching more than 3" in caplog.text
+    assert r.pixels_per_unit == pytest.approx(expected_ppu(), rel=1e-5)
+    kept = run(
+        tmp_path / "t.csv", tmp_path, name="k.zarr", particle_column="particle", outlier_factor=0
+    )
+    assert kept.n_selected == 4
+
+
+def test_unknown_formats_and_long_headers_give_short_errors(tmp_path):
+    wide = ",".join(f"column_{i}" for i in range(400))
+    (tmp_path / "wide.csv").write_text(wide + "\n" + ",".join(["1"] * 400) + "\n")
+    (tmp_path / "nums.csv").write_text("\n".join(",".join(["1.5"] * 300) for _ in range(3)))
+    xml = "# <localizations>" + "<field identifier='A' />" * 200 + "</localizations>\n1 2\n"
+    (tmp_path / "rs.txt").write_text(xml)
+    (tmp_path / "blob.h5").write_bytes(b"\x89\x00" * 100)
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        for i in range(50):
+            f.create_dataset(f"dataset_with_a_long_name_{i}", data=[1])
+    for name in ("wide.csv", "nums.csv", "rs.txt", "blob.h5", "other.h5"):
+        with pytest.raises(HollyError) as err:
+            run(tmp_path / name, tmp_path)
+        line = str(err.value)
+        assert name in line and len(line) <= MAX_ERROR, line
+        assert "\n" not in line
+    with pytest.raises(HollyError, match="supported: thunderstorm, picasso"):
+        run(tmp_path / "nums.csv", tmp_path)
