@@ -165,7 +165,7 @@ class RefineConfig:
     images: int = _spec(
         512, lo=1, doc="training images in the pose table (a seeded subset; cost scales with it)"
     )
-    batch_size: int = _spec(64, lo=1)
+    batch_size: int = _spec(64, lo=1, doc="images per refinement batch")
     pose_lr: float = _spec(0.01, lo=0.0, hi=1.0, doc="Adam learning rate of the pose table")
     pose_steps: int = _spec(3, lo=1, hi=100, doc="pose updates per cloud update")
     points_lr: float = _spec(

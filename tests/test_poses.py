@@ -169,3 +169,70 @@ def test_best_candidates_picks_the_lowest_loss():
     )
     assert index.tolist() == [1, 1, 1, 1]
     assert torch.allclose(rot, rot_true)
+
+
+TINY_REFINE = {
+    "seed": 3,
+    "data": {"shape": "tetrapod", "particles": 48, "test_particles": 4, "augment": 2},
+    "render": {"height": 32, "width": 32},
+    "model": {"num_points": 20, "rotation": "6d", "pose_hypotheses": 3},
+    "sigma": {"values": [4.0, 2.0]},
+    "train": {
+        "epochs": 2,
+        "batch_size": 16,
+        "log_every": 2,
+        "snapshot_every": 3,
+        "checkpoint_every": 3,
+        "test_images": 8,
+        "threads": 1,
+    },
+    "refine": {
+        "steps": 6,
+        "images": 32,
+        "batch_size": 16,
+        "table_rotations": 16,
+        "search_rotations": 16,
+        "ladder_steps": 2,
+        "symmetries": 4,
+    },
+}
+
+
+def test_refinement_stage_resumes_exactly(tmp_path):
+    from holly.pointio import read_points
+    from holly.train import train
+
+    full = train(from_dict(TINY_REFINE), tmp_path / "full")  # 12 amortised + 6 refine steps
+    part_cfg = {**TINY_REFINE, "train": {**TINY_REFINE["train"], "max_steps": 12}}
+    part = train(
+        from_dict({**part_cfg, "refine": {**TINY_REFINE["refine"], "steps": 3}}), tmp_path / "p"
+    )
+    # continue the same folder: 3 more refinement steps (refine.steps may grow on resume)
+    train(from_dict(part_cfg), part, resume="yes")
+    assert np.array_equal(read_points(full / "points.ply"), read_points(part / "points.ply"))
+    poses = np.load(full / "test_poses.npz")
+    assert {"rot_amortised", "hypotheses", "shift_refined", "images"} <= set(poses.files)
+    assert poses["hypotheses"].shape == (8, 3, 3, 3)
+    import csv
+
+    rows = list(csv.DictReader(open(full / "metrics.csv")))
+    assert [r["phase"] for r in rows][-1] == "refine"
+    assert all(len(r["head_usage"].split()) == 3 for r in rows if r["phase"] == "amortised")
+
+
+def test_refine_command_on_a_finished_run(tmp_path):
+    from holly.cli import main
+    from holly.train import train
+
+    cfg = {**TINY_REFINE, "refine": {**TINY_REFINE["refine"], "steps": 0}}
+    run = train(from_dict(cfg), tmp_path / "run")
+    assert "shift_refined" not in np.load(run / "test_poses.npz").files
+    assert main(["refine", str(run), "--steps", "4"]) == 0
+    assert "shift_refined" in np.load(run / "test_poses.npz").files
+    assert main(["evaluate", str(run)]) == 0
+    import json
+
+    poses = json.loads((run / "evaluation.json").read_text())["pose_error_deg"]
+    assert poses["refined"] and poses["amortised_median"] is not None
+    assert 0 <= poses["wrong_but_fits_fraction"] <= poses["wrong_fraction"] <= 1
+    assert main(["refine", str(tmp_path / "nothing")]) == 2
