@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from holly.errors import HollyError
-from holly.imagestore import ORIENTATION, StoreWriter, base_attrs
+from holly.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
 from holly.locformats import FORMATS as READER_FORMATS
 from holly.locformats import (  # noqa: F401  (re-exported: the readers' public names)
     MAT_MEMBER,
@@ -423,9 +423,7 @@ def localise(
         raise HollyError(f"--size must be >= 8 pixels, not {size}")
     if not 0.0 <= margin < 1.0:
         raise HollyError(f"--margin must be in [0, 1), not {margin}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise HollyError(f"{out} already exists; remove it or pass --force")
+    out = guard_output(out, [input_path, *([accepted] if accepted else [])], overwrite)
 
     particles, files = read_localisations(
         input_path, fmt, particle_column=particle_column, mat_order=mat_order, pixel_size=pixel_size
