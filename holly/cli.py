@@ -7,6 +7,7 @@ User errors (:class:`holly.errors.HollyError`) become one ``error: ...`` line an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -77,6 +78,15 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
     )
 
 
+def _bar_safe_logging():
+    """On a terminal, log lines go through tqdm so they do not break a progress bar's line."""
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
 def _os_error(exc: OSError) -> str:
     """One line for a file-system error: what failed, on which path, and what to check."""
     what = exc.strerror or str(exc)
@@ -90,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)
     try:
-        result = args._main(args)
+        with _bar_safe_logging():
+            result = args._main(args)
     except HollyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

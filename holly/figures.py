@@ -125,7 +125,19 @@ def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         ax.set_xlabel("step")
         ax.set_ylabel("loss (normalised L1)")
         ax.set_title(title or "loss")
-        ax.legend()
+        handles, labels = ax.get_legend_handles_labels()
+        if "sigma_in" in metrics:
+            # the curriculum's sigma on a second axis: the loss rises as sigma falls (sharper
+            # images), which is expected and not divergence
+            sig = ax.twinx()
+            (line,) = sig.plot(
+                metrics["step"], metrics["sigma_in"], color="0.6", linewidth=1, linestyle=":"
+            )
+            sig.set_ylabel("input sigma (px)", color="0.45")
+            sig.tick_params(axis="y", colors="0.45")
+            handles.append(line)
+            labels.append("input sigma (right axis)")
+        ax.legend(handles, labels)
     return fig
 
 

@@ -42,6 +42,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,10 @@ from holly.locformats import (  # noqa: F401  (re-exported: the readers' public 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", *READER_FORMATS)
-RENDER_BUDGET_BYTES = 128 * 2**20  # renderer working memory per batch
+# Renderer working memory per batch. Smaller batches keep the factor matrices in cache: 32 MiB
+# rendered ~1.3-1.7x faster than 128 MiB at 500 localisations, 128 px (shared 2-core machine).
+RENDER_BUDGET_BYTES = 32 * 2**20
+PREFETCH_BLOCKS = 3  # rendered blocks queued ahead of the store writer (memory: ~3 blocks)
 
 
 @dataclass
@@ -282,6 +286,45 @@ def render_particles(
         yield images.cpu().numpy()
 
 
+def prefetched(blocks: Iterator[np.ndarray], depth: int = PREFETCH_BLOCKS) -> Iterator[np.ndarray]:
+    """Run a block generator in a background thread, ``depth`` blocks ahead of the consumer.
+
+    Rendering (torch) and writing (Blosc compression in zarr) both release the GIL, so they run
+    side by side. An exception in the generator is re-raised in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for block in blocks:
+                if stop.is_set():
+                    return
+                q.put(block)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="localise-render", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -310,6 +353,7 @@ def localise(
     outlier_factor: float | None = 3.0,
     overwrite: bool = False,
     device: str = "cpu",
+    prefetch: bool = True,
 ) -> LocaliseResult:
     """Render localisation particles into an image store.
 
@@ -354,6 +398,9 @@ def localise(
     overwrite : bool
     device : str
         Torch device for rendering.
+    prefetch : bool
+        Render in a background thread while the store writer compresses and writes the
+        previous blocks (the two overlap; same images either way).
 
     Returns
     -------
@@ -462,7 +509,8 @@ def localise(
         out, n_images=n_images, height=size, width=size, sigmas=sigmas, overwrite=overwrite
     ) as writer:
         for sigma in writer.sigmas:
-            writer.write_level(sigma, render_particles(model, angles, sigma, size, device))
+            blocks = render_particles(model, angles, sigma, size, device)
+            writer.write_level(sigma, prefetched(blocks) if prefetch else blocks)
         writer.write_array(
             "particle_id",
             np.repeat(selected, perturbations).astype(np.int32),

@@ -1,12 +1,16 @@
 """Point-cloud files: PLY (via plyfile), Wavefront OBJ vertices, and CSV.
 
 Only vertex positions matter to holly: faces, normals and colours are ignored on read.
+holly's own PLY files say what they hold in ``comment key: value`` header lines (``holly``
+version, ``units``, ``experiment``, ``step``, ...); :func:`read_ply_comments` reads them back.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -87,34 +91,78 @@ def _read_csv(path: Path) -> np.ndarray:
         [float(x) for x in first.replace(";", ",").split(",")[:3] if x.strip()]
     except ValueError:
         skip = 1  # a header line
-    data = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+        data = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    if data.size == 0:
+        raise HollyError(f"{path}: no points (the file holds no rows of numbers)")
     if data.shape[1] < 3:
         raise HollyError(f"{path}: need at least 3 columns (x, y, z), found {data.shape[1]}")
     return data[:, :3].astype(np.float64)
 
 
-def write_points(path: str | os.PathLike, xyz: np.ndarray, comment: str | None = None) -> None:
-    """Write points atomically (temp file + rename) as PLY (binary), OBJ or CSV by suffix."""
+def write_points(
+    path: str | os.PathLike,
+    xyz: np.ndarray,
+    comment: str | None = None,
+    meta: Mapping[str, object] | None = None,
+) -> None:
+    """Write points atomically (temp file + rename) as PLY (binary), OBJ or CSV by suffix.
+
+    Parameters
+    ----------
+    xyz : array [N, 3]
+    comment : str, optional
+        A free-text first comment line (PLY and OBJ).
+    meta : mapping, optional
+        ``key: value`` comment lines after it (PLY and OBJ; CSV has only its ``x,y,z`` header),
+        e.g. ``{"holly": "0.1.0", "units": "model units (...)", "step": 200}``. Keys must not
+        contain ``:`` and no text may span lines.
+    """
     path = Path(path)
+    lines = [comment] if comment else []
+    for key, value in (meta or {}).items():
+        if ":" in str(key):
+            raise HollyError(f"point file comment key {key!r} must not contain ':'")
+        lines.append(f"{key}: {value}")
+    if any("\n" in line or "\r" in line for line in lines):
+        raise HollyError(f"{path}: point file comments must be single lines")
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise HollyError(f"{path}: unknown point file type {suffix!r}; use one of {SUFFIXES}")
     with atomic_path(path) as tmp:
         if suffix == ".ply":
-            _write_ply(str(tmp), xyz, comment)
+            _write_ply(str(tmp), xyz, lines)
         elif suffix == ".obj":
             with open(tmp, "w") as fh:
-                fh.write(f"# {comment or 'holly point cloud'}\no points\n")
+                fh.writelines(f"# {line}\n" for line in lines or ["holly point cloud"])
+                fh.write("o points\n")
                 fh.writelines(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in xyz)
         else:
             np.savetxt(tmp, xyz, delimiter=",", header="x,y,z", comments="", fmt="%.8g")
 
 
-def _write_ply(path: str, xyz: np.ndarray, comment: str | None) -> None:
+def _write_ply(path: str, xyz: np.ndarray, comments: list[str]) -> None:
     from plyfile import PlyData, PlyElement
 
     vertex = np.empty(len(xyz), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
     vertex["x"], vertex["y"], vertex["z"] = xyz.T
-    comments = [comment] if comment else []
     PlyData([PlyElement.describe(vertex, "vertex")], comments=comments).write(path)
+
+
+def read_ply_comments(path: str | os.PathLike) -> dict[str, str]:
+    """The ``key: value`` comment lines of a PLY file's header as a dict (others are skipped)."""
+    from plyfile import PlyData
+
+    path = Path(path)
+    try:
+        comments = PlyData.read(str(path)).comments
+    except Exception as exc:
+        raise HollyError(f"cannot read the PLY header of {path}: {exc}") from exc
+    out = {}
+    for line in comments:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            out[key.strip()] = value.strip()
+    return out

@@ -89,6 +89,7 @@ def provenance(config: dict, device: torch.device, inputs: dict, seed: int) -> d
         "config": config,
         "seed": seed,
         "device": device_description(device),
+        "threads": torch.get_num_threads(),  # torch's intra-op CPU threads (also under CUDA)
         "versions": package_versions(),
         "git": git_commit(),
         "platform": platform.platform(),

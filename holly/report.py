@@ -17,6 +17,7 @@ import html
 import logging
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -32,6 +33,7 @@ from holly.figures import (
 )
 from holly.halfsets import halves_viewer_data
 from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.units import model_unit_px
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ TABLE_COLUMNS = (
     ("num_points", "points", "{:d}"),
     ("image_size", "image", "{}"),
     ("steps", "steps", "{:d}"),
-    ("train_seconds", "train time (s)", "{:.0f}"),
+    ("threads", "threads", "{:d}"),
+    ("train_seconds", "train time", "{:.0f}"),
     ("final_test_loss", "held-out loss", "{:.4g}"),
     ("chamfer", "Chamfer", "{:.3f}"),
     ("hausdorff95", "Hausdorff-95", "{:.3f}"),
@@ -54,10 +57,10 @@ TABLE_COLUMNS = (
     ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
     ("fscore", "F-score", "{:.2f}"),
     ("handedness", "handedness", "{}"),
-    ("pose_error_median_deg", "pose error (median °)", "{:.1f}"),
+    ("pose_error_median_deg", "median pose error", "{:.1f}"),
     ("fsc_resolution_0143", "FSC 0.143 resolution", "{:.3f}"),
     ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
-    ("fsc_resolution_0143_nm", "FSC 0.143 (nm)", "{:.0f}"),
+    ("fsc_resolution_0143_nm", "FSC 0.143", "{:.0f}"),
     ("halves_chamfer", "half-set Chamfer", "{:.3f}"),
 )
 # Shown in the table only when some experiment has a value (half-set runs are optional).
@@ -67,6 +70,42 @@ OPTIONAL_COLUMNS = {
     "fsc_resolution_0143_nm",
     "halves_chamfer",
 }
+# The unit of every numeric column of summary.csv that has one (docs/architecture.md lists them).
+# "model units": the frame of the point clouds, 1 unit = model_unit_px pixels (H/4); *_px and
+# *_nm are the same distances converted (nm only where the image store records its pixel size).
+DISTANCE_COLUMNS = ("chamfer", "hausdorff", "hausdorff95", "tau")
+SUMMARY_UNITS = {
+    **{c: "model units" for c in DISTANCE_COLUMNS},
+    **{f"{c}_px": "px" for c in DISTANCE_COLUMNS},
+    **{f"{c}_nm": "nm" for c in DISTANCE_COLUMNS},
+    "blob_chamfer": "model units",
+    "random_init_chamfer": "model units",
+    "floor_chamfer": "model units",
+    "model_unit_px": "px per model unit",
+    "pixel_nm": "nm per px",
+    "final_sigma_in": "px",
+    "final_sigma_pred": "px",
+    "train_seconds": "s",
+    "wall_seconds": "s",
+    "pose_error_median_deg": "degrees",
+    "pose_error_mean_deg": "degrees",
+    "threads": "CPU threads",
+    **{f"published_{c}": "model units" for c in ("chamfer", "hausdorff", "hausdorff95")},
+    "published_blob_chamfer": "model units",
+    "published_random_init_chamfer": "model units",
+    "fsc_resolution_0143": "model units",
+    "fsc_resolution_05": "model units",
+    "fsc_resolution_0143_nm": "nm",
+    "fsc_resolution_05_nm": "nm",
+    "halves_chamfer": "model units",
+    "half1_gt_chamfer": "model units",
+    "half2_gt_chamfer": "model units",
+    "half1_gt_fsc_resolution_0143": "model units",
+    "half2_gt_fsc_resolution_0143": "model units",
+}
+# Short unit labels under the report table's column names.
+UNIT_LABELS = {"degrees": "°", "CPU threads": ""}
+
 # The comparison with a published cloud (RUN/vs_published.json), when there is one.
 PUBLISHED_COLUMNS = (
     ("experiment", "experiment", "{}"),
@@ -125,6 +164,7 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
         "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
         "device": prov.get("device"),
+        "threads": _threads(prov),
         "git_commit": (prov.get("git") or {}).get("commit"),
         "tau": evaluation.get("tau"),
     }
@@ -139,6 +179,7 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
     row["wall_seconds"] = _wall_seconds(prov)
+    row.update(_converted_distances(row, rf.read_scale(), render))
     if rf.vs_published.is_file():
         row.update(_published_row(read_json(rf.vs_published)))
     row.update(_halfset_row(rf.halfsets))
@@ -164,6 +205,29 @@ def _halfset_row(path: Path) -> dict:
         row[f"{name}_gt_chamfer"] = entry.get("chamfer")
         row[f"{name}_gt_fsc_resolution_0143"] = entry.get("resolution_0143")
     return row
+
+
+def _threads(prov: dict) -> int | None:
+    """torch's CPU thread count of the run (older runs: from the device text "..., N threads")."""
+    if isinstance(prov.get("threads"), int):
+        return prov["threads"]
+    match = re.search(r"(\d+) threads", str(prov.get("device") or ""))
+    return int(match.group(1)) if match else None
+
+
+def _converted_distances(row: dict, scale: dict | None, render: dict) -> dict:
+    """``model_unit_px``, ``pixel_nm`` and the distance columns in px and nm (None if unknown).
+
+    ``scale`` is :meth:`RunFolder.read_scale` (None: no physical scale known)."""
+    px = model_unit_px(int(render["height"])) if render.get("height") else None
+    nm = scale["nm_per_px"] if scale else None
+    out = {"model_unit_px": px, "pixel_nm": nm}
+    for col in DISTANCE_COLUMNS:
+        value = row.get(col)
+        known = value is not None and px is not None
+        out[f"{col}_px"] = value * px if known else None
+        out[f"{col}_nm"] = value * px * nm if known and nm is not None else None
+    return out
 
 
 def _wall_seconds(prov: dict) -> float | None:
@@ -220,23 +284,49 @@ def table_html(summary: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
         for c, label, spec in columns
         if c in summary and (c not in OPTIONAL_COLUMNS or summary[c].notna().any())
     ]
-    head = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in cols)
+    head = "".join(
+        f'<th scope="col"{_align(spec)}>{html.escape(label)}{_unit_label(c)}</th>'
+        for c, label, spec in cols
+    )
     rows = []
     for rec in summary.to_dict("records"):
-        cells = "".join(f"<td>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols)
+        cells = "".join(
+            f"<td{_align(spec)}>{html.escape(_fmt(rec.get(c), spec))}</td>" for c, _, spec in cols
+        )
         rows.append(f"<tr>{cells}</tr>")
+    # the wrapper scrolls sideways on its own, so a wide table never widens the page
     return (
+        f'<div class="holly-table-wrap" tabindex="0" role="region" aria-label="summary table">'
         f'<table class="holly-summary"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
     )
 
 
+def _align(spec: str) -> str:
+    """Numbers right-aligned (so their digits line up), text left-aligned."""
+    return ' class="num"' if spec != "{}" else ' class="text"'
+
+
+def _unit_label(column: str) -> str:
+    unit = SUMMARY_UNITS.get(column)
+    if not unit:
+        return ""
+    short = UNIT_LABELS.get(unit, unit)
+    return f'<span class="unit">{html.escape(short)}</span>' if short else ""
+
+
 TABLE_CSS = """
-table.holly-summary{border-collapse:collapse;font-size:13px;margin:0.5em 0}
-table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px;
-  text-align:right}
-table.holly-summary th:first-child,table.holly-summary td:first-child{text-align:left}
-table.holly-summary thead th{border-bottom:2px solid #888}
+.holly-table-wrap{max-width:100%;overflow-x:auto;margin:0.5em 0;border:1px solid #eee}
+table.holly-summary{border-collapse:collapse;font-size:13px;white-space:nowrap}
+table.holly-summary th,table.holly-summary td{border-bottom:1px solid #ddd;padding:3px 8px}
+table.holly-summary .num{text-align:right;font-variant-numeric:tabular-nums}
+table.holly-summary .text{text-align:left}
+table.holly-summary thead th{border-bottom:2px solid #888;vertical-align:bottom;
+  white-space:normal;min-width:5em}
+table.holly-summary th .unit{display:block;font-weight:normal;color:#666;font-size:11px}
+table.holly-summary tbody tr:nth-child(even){background:#fafafa}
+table.holly-summary th:first-child,table.holly-summary td:first-child{position:sticky;left:0;
+  background:#fff}
 """
 
 

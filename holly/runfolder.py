@@ -143,6 +143,20 @@ class RunFolder:
         found = [(_step_of(p), p) for p in folder.glob(pattern)]
         return sorted((s, p) for s, p in found if s is not None)
 
+    def prune_checkpoints(self, keep: int | None) -> list[Path]:
+        """Delete all but the newest ``keep`` periodic checkpoints (``train.keep_checkpoints``).
+
+        ``last.pt`` and files of other names are never touched; ``keep`` None keeps all.
+        Returns the deleted paths, oldest first.
+        """
+        if keep is None:
+            return []
+        found = self.checkpoint_files()
+        doomed = [path for _, path in found[: max(0, len(found) - keep)]]
+        for path in doomed:
+            path.unlink(missing_ok=True)
+        return doomed
+
     def resume_candidates(self) -> list[Path]:
         """Checkpoints to resume from, best first: ``last.pt``, then ``step_*.pt`` newest first."""
         found = [self.last_checkpoint] if self.last_checkpoint.is_file() else []

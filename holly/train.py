@@ -16,25 +16,25 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from holly import __version__
 from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
+from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
-from holly.halfsets import take_half, training_seed
+from holly.halfsets import training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
 from holly.precision import StepPrecision
-from holly.provenance import provenance, sha256_array, sha256_file
+from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
-from holly.shapes import is_shape_path, load_shape
-from holly.simulate import simulate
+from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
 
@@ -63,38 +63,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-@dataclass
-class Data:
-    """What training needs of a data source: two splits with ``images(idx, sigma)``."""
-
-    train: object
-    test: object
-    ground_truth: np.ndarray | None
-    inputs: dict[str, str]  # name -> checksum, for provenance
-    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
-
-
-def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
-    """The data of ``cfg``; with ``validation.half`` only that half of the training particles."""
-    data = _build_data(cfg, device)
-    if cfg.validation.half is not None:
-        data.train = take_half(data.train, cfg.validation.half, cfg.seed)
-    return data
-
-
-def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
-    if cfg.data.source == "zarr":
-        from holly.realdata import build_zarr_data  # needs zarr; imported only when used
-
-        return build_zarr_data(cfg, device)
-    vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
-    checksum = (
-        sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape) else sha256_array(vertices)
-    )
-    train, test = simulate(vertices, cfg)
-    return Data(train.to(device), test.to(device), vertices, {cfg.data.shape: checksum})
 
 
 def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Optimizer:
@@ -145,6 +113,8 @@ class Trainer:
         self.step = 0
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
+        # model units in px, and in nm when the image store knows its pixel size
+        self.units = run_units(cfg.render.height, (self.data.scale or {}).get("nm_per_px"))
 
     # -- batches ---------------------------------------------------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -197,7 +167,7 @@ class Trainer:
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
-        prune_checkpoints(self.run_folder.checkpoints, self.cfg.train.keep_checkpoints)
+        self.run_folder.prune_checkpoints(self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore model, optimiser and step; the config must match (else nothing changes)."""
@@ -290,8 +260,10 @@ class Trainer:
                     "elapsed_s": elapsed,
                 }
                 metrics.append(row)
+                # the ETA is for log files (Snakemake's), where there is no progress bar
+                eta = elapsed / (self.step - done_at_start) * (self.total_steps - self.step)
                 log.info(
-                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s",
+                    "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
                     self.step,
                     self.total_steps,
                     train_loss,
@@ -299,6 +271,7 @@ class Trainer:
                     sigma,
                     sigma_pred,
                     row["images_per_s"],
+                    duration_text(eta),
                 )
             if self.step % t.snapshot_every == 0:
                 self.write_snapshot()
@@ -325,9 +298,17 @@ class Trainer:
         self.provenance["resumed_from_step"] = self.step
         self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
         rf.write_provenance(self.provenance)
-        write_points(rf.initial_points, self.initial_points)
+        write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:
-            write_points(rf.ground_truth, self.data.ground_truth)
+            meta = {**self.ply_meta(None), "cloud": "ground truth (as simulated)"}
+            write_points(rf.ground_truth, self.data.ground_truth, meta=meta)
+
+    def ply_meta(self, step: int | None) -> dict:
+        """The comment lines of the run's PLY files (pointio ``meta``)."""
+        meta = {"holly": __version__, "experiment": self.cfg.name}
+        if step is not None:
+            meta["step"] = step
+        return {**meta, "units": describe_units(self.units)}
 
     def check_finite(self, train_loss: float) -> None:
         """Stop with a clear error when the loss or the cloud stops being finite."""
@@ -340,7 +321,9 @@ class Trainer:
         )
 
     def write_snapshot(self) -> None:
-        write_points(self.run_folder.snapshot(self.step), self.points())
+        write_points(
+            self.run_folder.snapshot(self.step), self.points(), meta=self.ply_meta(self.step)
+        )
 
     def points(self) -> np.ndarray:
         return self.model.points.detach().cpu().numpy()
@@ -379,28 +362,11 @@ class Trainer:
         self.provenance["steps"] = self.step
         self.run_folder.write_provenance(self.provenance)
         self.write_snapshot()
-        write_points(self.run_folder.points, self.points())
+        write_points(self.run_folder.points, self.points(), meta=self.ply_meta(self.step))
 
 
 class UnreadableCheckpoint(HollyError):
     """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
-
-
-def prune_checkpoints(folder: str | Path, keep: int | None) -> list[Path]:
-    """Delete all but the newest ``keep`` periodic checkpoints ``step_XXXXXXXX.pt``.
-
-    ``last.pt`` (what ``--resume`` reads) and files of other names are never touched; ``keep``
-    None keeps everything. Returns the deleted paths, oldest first.
-    """
-    if keep is None:
-        return []
-    found = RunFolder.numbered(Path(folder), "step_*.pt")
-    doomed = [path for _, path in found[: max(0, len(found) - keep)]]
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    if doomed:
-        log.debug("pruned %d old checkpoints in %s", len(doomed), folder)
-    return doomed
 
 
 def _check_same_config(saved: dict, current: dict, path: Path) -> None:
@@ -417,6 +383,16 @@ def _check_same_config(saved: dict, current: dict, path: Path) -> None:
             f"checkpoint {path} was made with a different config ({', '.join(diffs)}); "
             f"resume with the same config or train into a new output folder"
         )
+
+
+def duration_text(seconds: float) -> str:
+    """``"45s"``, ``"3m12s"`` or ``"2h05m"``: a short, human duration (rounded down)."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _progress(total: int, start: int):

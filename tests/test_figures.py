@@ -131,6 +131,34 @@ def test_summary_table(two_runs, tmp_path):
     assert (tmp_path / "table.html").read_text().count("<tr>") == 3
 
 
+def test_summary_columns_have_units(two_runs, tmp_path):
+    """Distances in model units, px (H/4 per unit) and nm where the store gives a pixel size."""
+    import json
+
+    from holly.report import SUMMARY_UNITS
+
+    beta = two_runs["beta"]
+    prov = json.loads((beta / "provenance.json").read_text())
+    prov.update(threads=4, scale={"nm_per_px": 10.0, "nm_per_model_unit": 40.0, "from": "s"})
+    (beta / "provenance.json").write_text(json.dumps(prov))
+    csv = tmp_path / "summary.csv"
+    write_summary(two_runs, csv, table=tmp_path / "t.html")
+    df = pd.read_csv(csv)
+    alpha, b = df.iloc[0], df.iloc[1]
+    # alpha: older provenance (no units, threads only in the device text); 16 px -> 4 px/unit
+    assert alpha["threads"] == 1 and alpha["model_unit_px"] == 16 / 4
+    assert alpha["chamfer_px"] == pytest.approx(0.03 * 4)
+    assert np.isnan(alpha["pixel_nm"]) and np.isnan(alpha["chamfer_nm"])
+    assert b["threads"] == 4 and b["chamfer_nm"] == pytest.approx(0.03 * 4 * 10)
+    assert b["hausdorff95_nm"] == pytest.approx(b["hausdorff95"] * 40)
+    for col in df.columns:  # every distance-like numeric column has a documented unit
+        if any(w in col for w in ("chamfer", "hausdorff", "sigma", "seconds", "_deg", "_nm")):
+            assert col in SUMMARY_UNITS or col.endswith("ratio_to_blob"), col
+    page = (tmp_path / "t.html").read_text()
+    assert '<span class="unit">model units</span>' in page and "holly-table-wrap" in page
+    assert '<td class="num">0.030</td>' in page and '<td class="text">alpha</td>' in page
+
+
 def test_summary_of_real_data_run(tmp_path):
     df = summary_table({"r": make_fake_run(tmp_path / "r", simulated=False)})
     assert df["chamfer"].isna().all()

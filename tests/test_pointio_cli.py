@@ -131,3 +131,19 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "p.ply").stat().st_mode & 0o777 == 0o644
+
+
+def test_ply_comments_round_trip_and_other_readers_see_them(tmp_path):
+    from plyfile import PlyData
+
+    from holly.pointio import read_ply_comments
+
+    path = tmp_path / "p.ply"
+    meta = {"holly": "0.1.0", "units": "model units (1 unit = 16 px)", "step": 200}
+    write_points(path, np.zeros((3, 3)), comment="free text", meta=meta)
+    assert read_ply_comments(path) == {"holly": "0.1.0", "units": meta["units"], "step": "200"}
+    assert PlyData.read(str(path)).comments[0] == "free text"
+    write_points(tmp_path / "p.obj", np.zeros((3, 3)), meta=meta)
+    assert "# step: 200\n" in (tmp_path / "p.obj").read_text()
+    with pytest.raises(HollyError, match="single lines"):
+        write_points(path, np.zeros((1, 3)), meta={"units": "a\nb"})

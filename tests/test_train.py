@@ -178,13 +178,60 @@ def test_keep_checkpoints_prunes_old_ones_and_resume_still_works(tmp_path):
 
 @pytest.mark.parametrize(("keep", "left"), [(None, [1, 2, 10, 30]), (2, [10, 30]), (0, [])])
 def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
-    from holly.train import prune_checkpoints
+    from holly.runfolder import RunFolder
 
+    rf = RunFolder(tmp_path)
+    folder = rf.checkpoints
+    folder.mkdir()
     for step in (30, 2, 10, 1):  # by step, not by file time
-        (tmp_path / f"step_{step:08d}.pt").write_bytes(b"x")
-    (tmp_path / "last.pt").write_bytes(b"x")
-    (tmp_path / "step_best.pt").write_bytes(b"x")  # not a periodic checkpoint: left alone
-    prune_checkpoints(tmp_path, keep)
-    steps = sorted(int(p.stem[5:]) for p in tmp_path.glob("step_0*.pt"))
-    assert steps == left
-    assert (tmp_path / "last.pt").exists() and (tmp_path / "step_best.pt").exists()
+        (folder / f"step_{step:08d}.pt").write_bytes(b"x")
+    (folder / "last.pt").write_bytes(b"x")
+    (folder / "step_best.pt").write_bytes(b"x")  # not a periodic checkpoint: left alone
+    rf.prune_checkpoints(keep)
+    assert [step for step, _ in rf.checkpoint_files()] == left
+    assert (folder / "last.pt").exists() and (folder / "step_best.pt").exists()
+
+
+def test_run_ply_files_say_units_version_experiment_and_step(tmp_path):
+    from holly import __version__
+    from holly.pointio import read_ply_comments
+
+    cfg = from_dict({**TINY, "name": "tiny", "train": {**TINY["train"], "max_steps": 3}})
+    out = train(cfg, tmp_path / "run")
+    final = read_ply_comments(out / "points.ply")
+    # 32 px high images: 1 model unit = 32/4 = 8 px; simulated data have no nm
+    assert final == {
+        "holly": __version__,
+        "experiment": "tiny",
+        "step": "3",
+        "units": "model units (1 unit = 8 px)",
+    }
+    assert read_ply_comments(out / "snapshots" / "points_00000003.ply")["step"] == "3"
+    assert read_ply_comments(out / "initial_points.ply")["step"] == "0"
+    assert "step" not in read_ply_comments(out / "ground_truth.ply")
+    import json
+
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["threads"] == 1
+
+
+def test_run_units_in_nm_when_the_pixel_size_is_known():
+    from holly.units import describe_units, run_units
+
+    units = run_units(64, pixel_nm=10.0)
+    assert units["model_unit_px"] == 16.0 and units["model_unit_nm"] == 160.0
+    assert describe_units(units) == "model units (1 unit = 16 px = 160 nm)"
+
+
+def test_log_lines_carry_an_eta(tmp_path, caplog):
+    """Without a terminal there is no bar: each metric line says how long is left."""
+    import logging
+
+    from holly.train import duration_text
+
+    with caplog.at_level(logging.INFO, logger="holly.train"):
+        train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 4}}), tmp_path / "r")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(lines) == 2 and all(", ETA " in line for line in lines)
+    assert lines[-1].startswith("step 4/4") and lines[-1].endswith("ETA 0s")
+    assert [duration_text(s) for s in (-1, 45.9, 192, 7500)] == ["0s", "45s", "3m12s", "2h05m"]

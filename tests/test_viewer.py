@@ -88,6 +88,12 @@ def _coloured_pixels(png, hex_colour: str, tol: float = 0.25) -> int:
     return int((dist < tol * 0.3).sum())
 
 
+def _is_round(value: float) -> bool:
+    """1, 2 or 5 times a power of ten (the scale bar's lengths)."""
+    mantissa = value / 10 ** np.floor(np.log10(value))
+    return any(np.isclose(mantissa, m) for m in (1, 2, 5))
+
+
 def test_browser_draws_viewer(fake_run, tmp_path, browser):
     page = write_viewer(fake_run, tmp_path / "viewer.html")
     dom, console = browser.load(page)
@@ -97,6 +103,22 @@ def test_browser_draws_viewer(fake_run, tmp_path, browser):
     n_truth = len(read_points(fake_run / "ground_truth.ply"))
     assert state["data-status"] == "ok"
     assert int(state["data-points-drawn"]) == 40 + n_truth
+    # 16 px images: 1 model unit = 4 px; a round bar of 1, 2 or 5 x 10^k units
+    m = re.fullmatch(r"([\d.]+) model units? \(([\d.]+) px\)", state["data-scale-bar"])
+    assert m and _is_round(float(m.group(1))), state["data-scale-bar"]
+    assert float(m.group(2)) == pytest.approx(4 * float(m.group(1)))
     shot = browser.screenshot(page, tmp_path / "shot.png")
     assert _coloured_pixels(shot, RECON_COLOUR) > 50
     assert _coloured_pixels(shot, TRUTH_COLOUR) > 50
+
+
+def test_browser_scale_bar_in_nm_when_known(fake_run, tmp_path, browser):
+    prov = json.loads((fake_run / "provenance.json").read_text())
+    prov["scale"] = {"nm_per_px": 40.0, "nm_per_model_unit": 160.0, "from": "store.zarr"}
+    (fake_run / "provenance.json").write_text(json.dumps(prov))
+    assert viewer_data(fake_run)["units"] == {"model_unit_px": 4.0, "model_unit_nm": 160.0}
+    dom, _ = browser.load(write_viewer(fake_run, tmp_path / "viewer.html"))
+    (state,) = viewer_states(dom)
+    assert state["data-status"] == "ok"
+    m = re.fullmatch(r"([\d.]+) nm", state["data-scale-bar"])
+    assert m and _is_round(float(m.group(1))), state["data-scale-bar"]

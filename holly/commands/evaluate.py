@@ -19,7 +19,7 @@ from pathlib import Path
 from holly.atomic import _jsonable, write_json
 from holly.errors import HollyError
 from holly.evaluate import score_run
-from holly.pointio import write_points
+from holly.pointio import read_ply_comments, write_points
 from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,15 @@ def _summary(result: dict) -> str:
     return "; ".join(parts)
 
 
+def _meta(args: argparse.Namespace, result: dict) -> dict:
+    """PLY comments of the aligned cloud: those of points.ply (units, step, ...) and what it is."""
+    meta = read_ply_comments(RunFolder(args.run_dir).points)
+    truth = Path(result.get("ground_truth") or "ground truth").name
+    handedness = (result.get("reconstruction") or {}).get("handedness")
+    meta["cloud"] = f"points.ply aligned to {truth} (handedness {handedness})"
+    return meta
+
+
 def main(args: argparse.Namespace) -> int:
     result, aligned_path, aligned = score_run(
         args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
@@ -81,7 +90,9 @@ def main(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise HollyError(f"--out {out} is a folder; give the path of the JSON file")
     if aligned is not None:
-        write_points(aligned_path, aligned, comment="holly evaluate: aligned to GT")
+        write_points(
+            aligned_path, aligned, comment="holly evaluate: aligned to GT", meta=_meta(args, result)
+        )
     write_json(out, result, allow_nan=False)
     log.info("%s -> %s", _summary(result), out)
     return 0
