@@ -354,6 +354,10 @@ def archive_cases(p: Probe) -> None:
     with zipfile.ZipFile(trav, "w") as zf:
         zf.writestr("../evil.txt", "x")
     p.call("archive traversal", lambda: extract(trav, p.work / "trav_out"))
+    from holly.zenodo import parse_record_id
+
+    for record in ("١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥", "12x", "-5", ""):
+        p.call(f"record id {record!r}", lambda record=record: parse_record_id(record))
     junk = p.work / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 not a zip")
     p.call("archive junk", lambda: extract(junk, p.work / "junk_out"))
