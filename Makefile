@@ -1,5 +1,12 @@
 # Two entry points (see README): `make run` installs and runs the workflow, `make test` installs
 # and runs the test suite. Both create a virtual environment in .venv the first time.
+#
+#   make run                 # torch for this machine: CUDA build if nvidia-smi sees a GPU, else CPU
+#   make run TORCH=cpu       # the CPU wheel of torch 2.13.0 (~200 MB instead of several GB)
+#   make run TORCH=cuda      # PyPI's Linux wheel (a CUDA build)
+#
+# `make run` installs only what the workflow needs; `make test` adds the test tools.
+#
 # Containers (docs/containers.md): `make image` builds the Docker image holly:$(VARIANT) (cuda, or
 # VARIANT=cpu), `make sif` converts it into holly.sif, the default `container_image` of
 # `snakemake --sdm apptainer`. DOCKER_BUILD_ARGS passes more, e.g. the base or a site's index.
@@ -8,24 +15,52 @@ VARIANT ?= cuda
 IMAGE ?= holly
 DOCKER_BUILD_ARGS ?=
 PYTHON ?= python3
-STAMP := $(VENV)/.installed
+TORCH ?= auto
+TORCH_VERSION := 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP = $(VENV)/bin/pip
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test lint clean image sif
+.PHONY: install run test results-table lint clean image sif
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --upgrade --quiet pip
-	$(VENV)/bin/pip install -c requirements/constraints.txt -e '.[test]'
-	touch $(STAMP)
+	$(PIP) install --upgrade --quiet pip
 
-install: $(STAMP)
+# torch first, the build chosen by tools/torch-choice.sh; then holly, whose pin (torch==2.13.0,
+# requirements/constraints.txt) the installed build already satisfies, so pip keeps it. The CPU
+# wheel comes from a local wheel directory (pip's find-links) when there is one, else from
+# the PyTorch CPU index.
+$(RUN_STAMP): pyproject.toml requirements/constraints.txt | $(VENV)/bin/python
+	@choice=$$(sh tools/torch-choice.sh $(TORCH)) || exit 2; \
+	echo "make: torch $(TORCH_VERSION), $$choice build (TORCH=$(TORCH); set TORCH=cpu or TORCH=cuda to choose)"; \
+	if [ "$$choice" = cpu ]; then \
+	  $(PIP) install --quiet --no-deps --no-index "torch==$(TORCH_VERSION)+cpu" 2>/dev/null || \
+	  $(PIP) install --no-deps --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)+cpu" || exit 1; \
+	fi
+	$(PIP) install -c requirements/constraints.txt -e .
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP)
+	$(PIP) install -c requirements/constraints.txt -e '.[test]'
+	touch $@
+
+install: $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	. $(VENV)/bin/activate && snakemake --cores all
 
-test: $(STAMP)
+# Every test tier this machine can run, with the time each took (tools/run-tiers);
+# `make test TIERS=fast` runs only the fast tier (what plain `pytest` runs).
+test: $(TEST_STAMP)
 	bash tools/system-deps.sh
-	. $(VENV)/bin/activate && python -m pytest
+	. $(VENV)/bin/activate && python tools/run-tiers $(TIERS)
+
+# The README's results table: the workflow once per seed, mean ± sd (tools/results-table.py).
+SEEDS ?= 1 2 3
+results-table: $(RUN_STAMP)
+	. $(VENV)/bin/activate && python tools/results-table.py --seeds $(SEEDS)
 
 image:
 	docker build -t $(IMAGE):$(VARIANT) --build-arg TORCH_VARIANT=$(VARIANT) \

@@ -10,22 +10,37 @@
 # explains every key. Outputs go to results/<experiment>/ (config `results`), logs to logs/,
 # timings to benchmarks/, downloads and image stores to resources/.
 import os
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 min_version("9.27")
 
 
-# The default experiments: config/config.yaml of the working directory if there is one, else
-# this repository's. Not with --configfile: Snakemake would merge the two files key by key,
-# and the defaults' keys would leak into the user's experiments.
+# This checkout's holly/plan.py, also where Snakemake runs without holly installed (--sdm).
+sys.path.insert(0, workflow.basedir)
+from holly.errors import HollyError
+from holly.plan import apply_base
+
+# Without --configfile: config/config.yaml of the working directory if there is one, else this
+# repository's. With --configfile my.yaml: my.yaml over its base (`base: default`, the same
+# config/config.yaml, unless it says `base: paper` or `base: none`; config/README.md).
 DEFAULT_CONFIG = "config/config.yaml"
 if not os.path.exists(DEFAULT_CONFIG):
     DEFAULT_CONFIG = os.path.join(workflow.basedir, DEFAULT_CONFIG)
 if not workflow.overwrite_configfiles:
 
     configfile: DEFAULT_CONFIG
+
+
+try:
+    _with_base = apply_base(config)
+except HollyError as exc:
+    raise WorkflowError(f"Invalid config: {exc}") from None
+config.clear()
+config.update(_with_base)
 
 
 include: "workflow/rules/common.smk"

@@ -124,10 +124,16 @@ def final_sigma_units(rf: RunFolder, cfg: dict) -> float:
     return float(rows["sigma_in"].iloc[-1]) * 4.0 / float(height)
 
 
-def nm_per_unit(cfg: dict) -> float | None:
-    """Nanometres per model unit of a run on an image store that records its pixel size
-    (:attr:`holly.imagestore.ImageStore.nm_per_model_unit`); None for simulated data, a store
-    without a pixel size, or a store that can no longer be opened."""
+def nm_per_unit(rf: RunFolder, cfg: dict) -> float | None:
+    """Nanometres per model unit of a run on an image store that records its pixel size.
+
+    The scale training recorded in the run's provenance (:meth:`RunFolder.read_scale`), else
+    the store's own (:attr:`holly.imagestore.ImageStore.nm_per_model_unit`, for runs from
+    before provenance recorded it); None for simulated data or a store without a pixel size.
+    """
+    scale = rf.read_scale()
+    if scale is not None:
+        return scale["nm_per_model_unit"]
     data = cfg.get("data") or {}
     if data.get("source") != "zarr" or not data.get("store"):
         return None
@@ -208,7 +214,7 @@ def compare_runs(
         log.warning(
             "the runs end at different sigmas (%.4g, %.4g units): using %.4g", sigma, sigma_b, sigma
         )
-    nm = nm_per_unit(cfg_a)
+    nm = nm_per_unit(ra, cfg_a)
     scores, b_aligned = compare_clouds(a, b, sigma, seed=seed, nm_per_unit=nm)
     fsc = scores["fsc"]
     result = {

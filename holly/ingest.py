@@ -50,6 +50,7 @@ from holly.imagestore import (
     ImageStore,
     StoreWriter,
     base_attrs,
+    guard_output,
     level_name,
     shard_images,
 )
@@ -346,8 +347,7 @@ def ingest_fits(
     if perturbations < 1:
         raise HollyError(f"--perturbations must be >= 1, not {perturbations}")
     src, out = Path(src), Path(out)
-    if out.exists() and not overwrite:
-        raise HollyError(f"{out} already exists; remove it or pass --force")
+    guard_output(out, [src], overwrite)
     t0 = time.perf_counter()
     folders = find_sigma_folders(src)
     names, missing = _match_names(folders, skip_bad)
@@ -578,9 +578,7 @@ def export_ome_zarr(
     from holly.imagestore import _compressor
 
     images = ImageStore.open(store)
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise HollyError(f"{out} already exists; remove it or pass --force")
+    out = guard_output(out, [store], overwrite)
     level = images.level_for(sigma) if sigma is not None else min(images.sigmas)
     n, h, w = images.n_images, images.height, images.width
     tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"

@@ -36,19 +36,20 @@ flip. In the renderer's model units (+y up) that point has ``y_model = -y_pixels
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from holly.checksums import file_digest
 from holly.errors import HollyError
-from holly.imagestore import ORIENTATION, StoreWriter, base_attrs
+from holly.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
 from holly.locformats import FORMATS as READER_FORMATS
 from holly.locformats import (  # noqa: F401  (re-exported: the readers' public names)
     MAT_MEMBER,
@@ -62,7 +63,10 @@ from holly.locformats import (  # noqa: F401  (re-exported: the readers' public 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", *READER_FORMATS)
-RENDER_BUDGET_BYTES = 128 * 2**20  # renderer working memory per batch
+# Renderer working memory per batch. Smaller batches keep the factor matrices in cache: 32 MiB
+# rendered ~1.3-1.7x faster than 128 MiB at 500 localisations, 128 px (shared 2-core machine).
+RENDER_BUDGET_BYTES = 32 * 2**20
+PREFETCH_BLOCKS = 3  # rendered blocks queued ahead of the store writer (memory: ~3 blocks)
 
 
 @dataclass
@@ -206,11 +210,12 @@ def _centre(p: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- rendering
 def _rotations_z(angles: np.ndarray) -> np.ndarray:
-    """In-plane rotation matrices ``[B, 3, 3]`` about the viewing axis."""
-    c, s = np.cos(angles), np.sin(angles)
-    rot = np.zeros((angles.size, 3, 3))
-    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
-    return rot
+    """In-plane rotation matrices ``[B, 3, 3]`` about the viewing axis (float64)."""
+    import torch
+
+    from holly.geometry import rotation_about_z  # the one rotation about z
+
+    return rotation_about_z(torch.as_tensor(angles, dtype=torch.float64)).numpy()
 
 
 def _batches(counts: list[int], copies: int, size: int) -> list[tuple[int, int]]:
@@ -282,12 +287,47 @@ def render_particles(
         yield images.cpu().numpy()
 
 
+def prefetched(blocks: Iterator[np.ndarray], depth: int = PREFETCH_BLOCKS) -> Iterator[np.ndarray]:
+    """Run a block generator in a background thread, ``depth`` blocks ahead of the consumer.
+
+    Rendering (torch) and writing (Blosc compression in zarr) both release the GIL, so they run
+    side by side. An exception in the generator is re-raised in the consumer.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def work():
+        try:
+            for block in blocks:
+                if stop.is_set():
+                    return
+                q.put(block)
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="localise-render", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def localise(
@@ -310,6 +350,7 @@ def localise(
     outlier_factor: float | None = 3.0,
     overwrite: bool = False,
     device: str = "cpu",
+    prefetch: bool = True,
 ) -> LocaliseResult:
     """Render localisation particles into an image store.
 
@@ -354,6 +395,9 @@ def localise(
     overwrite : bool
     device : str
         Torch device for rendering.
+    prefetch : bool
+        Render in a background thread while the store writer compresses and writes the
+        previous blocks (the two overlap; same images either way).
 
     Returns
     -------
@@ -376,9 +420,7 @@ def localise(
         raise HollyError(f"--size must be >= 8 pixels, not {size}")
     if not 0.0 <= margin < 1.0:
         raise HollyError(f"--margin must be in [0, 1), not {margin}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise HollyError(f"{out} already exists; remove it or pass --force")
+    out = guard_output(out, [input_path, *([accepted] if accepted else [])], overwrite)
 
     particles, files = read_localisations(
         input_path, fmt, particle_column=particle_column, mat_order=mat_order, pixel_size=pixel_size
@@ -462,7 +504,8 @@ def localise(
         out, n_images=n_images, height=size, width=size, sigmas=sigmas, overwrite=overwrite
     ) as writer:
         for sigma in writer.sigmas:
-            writer.write_level(sigma, render_particles(model, angles, sigma, size, device))
+            blocks = render_particles(model, angles, sigma, size, device)
+            writer.write_level(sigma, prefetched(blocks) if prefetch else blocks)
         writer.write_array(
             "particle_id",
             np.repeat(selected, perturbations).astype(np.int32),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -74,3 +75,212 @@ def merge(base: dict, over: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+# -- bases -----------------------------------------------------------------------------------
+def apply_base(config: dict, workdir: str | os.PathLike = ".") -> dict:
+    """``config`` over its base (module docstring); the ``base`` key itself is removed.
+
+    The base's own ``base`` is followed too (a chain ends at ``none``); a loop is an error.
+    """
+    config = dict(config)
+    base = config.pop("base", "default")
+    seen: list[Path] = []
+    while base != "none":
+        path = base_config_path(base, workdir)
+        if path.resolve() in seen:
+            raise HollyError(f"base {base!r}: {path} inherits from itself")
+        seen.append(path.resolve())
+        parent = load_workflow_config(path)
+        base = parent.pop("base", "none")  # a shipped file without `base` is complete
+        if "experiments" in config:
+            parent.pop("experiments", None)  # the user's list replaces the base's
+        config = merge(parent, config)
+    return config
+
+
+# -- checks of the whole config --------------------------------------------------------------
+def check_finite(value, where: str = "config") -> None:
+    """Every number anywhere in ``value`` (nested mappings and lists) is finite."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_finite(item, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise HollyError(f"{where}: must be a finite number, got {value}")
+
+
+# Names under the results folder that the workflow writes itself: no experiment may take them.
+RESERVED_NAMES = ("summary.csv", "summary.html", "report.html", "figures")
+
+
+def check_name(name: str) -> None:
+    if name in RESERVED_NAMES or name.split(".")[0] in ("summary", "report"):
+        raise HollyError(
+            f"experiment name {name!r} is reserved: the workflow writes "
+            f"{', '.join(RESERVED_NAMES)} in the results folder; choose another name"
+        )
+
+
+def resolve_downloads(config: dict) -> tuple[dict, dict, dict]:
+    """Records, files picked from them and image stores; names cross-checked (no network)."""
+    records = config.get("zenodo", {}).get("records", {})
+    files, stores = {}, {}
+    for key, entry in config.get("files", {}).items():
+        if ".." in key.split("/"):
+            raise HollyError(f"files: {key!r} must not contain '..'")
+        if entry["record"] not in records:
+            raise HollyError(
+                f"files: {key!r} names record {entry['record']!r}, which is not under "
+                f"zenodo.records ({', '.join(records) or 'none'})"
+            )
+        files[f"resources/{key}"] = entry
+    for name, entry in config.get("stores", {}).items():
+        if entry["record"] not in records:
+            raise HollyError(
+                f"stores: {name!r} names record {entry['record']!r}, which is not under "
+                f"zenodo.records ({', '.join(records) or 'none'})"
+            )
+        stores[f"resources/{name}.zarr"] = dict(entry, name=name)
+    return records, files, stores
+
+
+def resolve_localisations(config: dict, stores: dict) -> dict:
+    """``resources/<name>.zarr -> entry`` of the `localisations` section (names unique)."""
+    out = {}
+    for name, entry in (config.get("localisations") or {}).items():
+        path = f"resources/{name}.zarr"
+        if path in stores:
+            raise HollyError(f"localisations: {name!r} is also a name under `stores`")
+        out[path] = dict(entry, name=name)
+    return out
+
+
+def variant_copies(raw: dict, variants: list[str] | None) -> list[tuple[str, dict]]:
+    """``raw`` once per variant (as written when ``variants`` is empty): ``(name, config)``."""
+    if not variants:
+        return [(raw["name"], raw)]
+    own = raw.get("variant", "paper")
+    copies = []
+    for variant in variants:
+        name = raw["name"] if variant == own else f"{raw['name']}-{variant}"
+        copies.append((name, merge(raw, {"name": name, "variant": variant})))
+    return copies
+
+
+def resolve_experiments(
+    config: dict, files: dict | None = None, stores: dict | None = None
+) -> tuple[dict, dict]:
+    """``name -> experiment config`` (defaults merged with each experiment), every one checked.
+
+    Also returns ``name -> published cloud`` for the experiments compared with one (copies made
+    for `variants` share their experiment's). ``files``/``stores`` are the paths the workflow
+    makes (:func:`resolve_downloads`): a shape or store among them need not exist yet.
+    """
+    files, stores = files or {}, stores or {}
+    experiments, published = {}, {}
+    published_cfg = config.get("published") or {}
+    names = [entry["name"] for entry in config["experiments"]]
+    for key in published_cfg:
+        if key not in names:
+            raise HollyError(f"published: {key!r} is not an experiment ({', '.join(names)})")
+    for entry in config["experiments"]:
+        base = merge(config.get("defaults") or {}, entry)
+        for name, raw in variant_copies(base, config.get("variants")):
+            if name in experiments:
+                raise HollyError(f"experiment name {name!r} is used twice")
+            check_name(name)
+            check_experiment(name, raw, files, stores)
+            experiments[name] = raw
+            if entry["name"] in published_cfg:
+                published[name] = published_cfg[entry["name"]]
+    for name, path in published.items():
+        if path not in files and not Path(path).is_file():
+            raise HollyError(
+                f"published cloud {path!r} of experiment {name!r} is neither a file nor made "
+                f"by the workflow (keys of `files` are made as resources/<key>)"
+            )
+    return experiments, published
+
+
+def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
+    """The merged experiment is a valid holly config whose data can train (raises HollyError).
+
+    Checked before any job runs: every key (:func:`holly.config.from_dict`), the shape (exists,
+    finite, of non-zero extent, inside the frame), the sigma list, and a training set of at least
+    one batch.
+    """
+    try:
+        from holly.config import from_dict
+        from holly.curriculum import load_sigma_list
+        from holly.shapes import BUILTIN_SHAPES, check_in_frame, is_shape_path, load_shape
+    except ImportError as exc:  # e.g. Snakemake in its own environment without numpy
+        log.warning("holly's modules are not importable here (%s): config checked less", exc)
+        return
+    where = f"experiment {name!r}"
+    cfg = from_dict(raw, where=where)
+    d, r = cfg.data, cfg.render
+    if d.source == "simulated":
+        if d.shape not in BUILTIN_SHAPES and not is_shape_path(d.shape):
+            raise HollyError(
+                f"{where}: unknown shape {d.shape!r}; use a built-in shape "
+                f"({', '.join(sorted(BUILTIN_SHAPES))}) or a path to a .ply/.obj/.csv file"
+            )
+        made = d.shape in files
+        if not made and not Path(d.shape).is_file() and d.shape not in BUILTIN_SHAPES:
+            raise HollyError(
+                f"{where}: shape file {d.shape!r} does not exist "
+                f"(relative paths start in the working directory {Path.cwd()})"
+            )
+        if not made:
+            try:
+                xyz = load_shape(d.shape, d.fit_radius)
+                check_in_frame(xyz, d.shape, r.height, r.width, d.max_trans)
+            except HollyError as exc:
+                raise HollyError(f"{where}: {exc}") from None
+        images = d.particles * d.augment
+        if images < cfg.train.batch_size:
+            raise HollyError(
+                f"{where}: the training set has {images} images (data.particles x data.augment), "
+                f"fewer than one batch of {cfg.train.batch_size}: raise data.particles or "
+                "data.augment, or lower train.batch_size"
+            )
+    else:
+        if not d.store:
+            raise HollyError(f"{where}: data.source is zarr but data.store is empty")
+        if d.store not in stores and not Path(d.store).exists():
+            raise HollyError(
+                f"{where}: image store {d.store!r} does not exist and is not made by the "
+                f"workflow (stores: {', '.join(stores) or 'none'})"
+            )
+        if d.max_images is not None and d.max_images < cfg.train.batch_size:
+            raise HollyError(
+                f"{where}: data.max_images {d.max_images} is less than one batch of "
+                f"{cfg.train.batch_size}; raise it or lower train.batch_size"
+            )
+    try:
+        load_sigma_list(cfg.sigma.values)
+    except HollyError as exc:
+        raise HollyError(f"{where}: {exc}") from None
+
+
+def plan(config: dict) -> dict:
+    """Every plan-time check of a validated workflow config; returns the resolved pieces.
+
+    Keys: ``records``, ``files``, ``stores``, ``localised`` (stores made by `holly localise`),
+    ``experiments``, ``published``.
+    """
+    check_finite(config, "")
+    records, files, stores = resolve_downloads(config)
+    localised = resolve_localisations(config, stores)
+    experiments, published = resolve_experiments(config, files, {**stores, **localised})
+    return {
+        "records": records,
+        "files": files,
+        "stores": stores,
+        "localised": localised,
+        "experiments": experiments,
+        "published": published,
+    }

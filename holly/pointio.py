@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -90,7 +91,11 @@ def _read_csv(path: Path) -> np.ndarray:
         [float(x) for x in first.replace(";", ",").split(",")[:3] if x.strip()]
     except ValueError:
         skip = 1  # a header line
-    data = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+        data = np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2)
+    if data.size == 0:
+        raise HollyError(f"{path}: no points (the file holds no rows of numbers)")
     if data.shape[1] < 3:
         raise HollyError(f"{path}: need at least 3 columns (x, y, z), found {data.shape[1]}")
     return data[:, :3].astype(np.float64)

@@ -136,8 +136,8 @@ class _ReadAhead:
 
 def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     """Train/test splits of the store named by ``cfg.data.store``."""
+    from holly.datasets import Data
     from holly.imagestore import ImageStore, split_by_particle
-    from holly.train import Data
 
     d = cfg.data
     if not d.store:

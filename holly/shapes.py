@@ -138,6 +138,7 @@ def load_shape(name: str, fit_radius: float | None = None) -> np.ndarray:
         are arbitrary; ``None`` keeps coordinates as they are (the original's behaviour).
     """
     xyz = read_points(name) if is_shape_path(name) else builtin_shape(name)
+    check_vertices(xyz, name)
     if fit_radius is not None:
         xyz = xyz - xyz.mean(0)
         extent = np.linalg.norm(xyz, axis=1).max()
@@ -145,3 +146,52 @@ def load_shape(name: str, fit_radius: float | None = None) -> np.ndarray:
             raise HollyError(f"shape {name} has all vertices at one point; cannot scale it")
         xyz = xyz * (fit_radius / extent)
     return xyz
+
+
+def check_vertices(xyz: np.ndarray, name: str) -> None:
+    """A shape has vertices, all finite (an overflowing file reads as inf), not all at one point."""
+    if len(xyz) == 0:
+        raise HollyError(f"shape {name} has no vertices")
+    if not np.isfinite(xyz).all():
+        raise HollyError(
+            f"shape {name} holds non-finite coordinates (NaN, or numbers too large for the file's "
+            "type); fix the file"
+        )
+    if np.ptp(xyz, axis=0).max() == 0:
+        raise HollyError(f"shape {name} has all its vertices at one point: it has no extent")
+
+
+def frame_radius(height: int, width: int) -> float:
+    """Half the image's shorter side in model units (1 model unit is ``height / 4`` pixels)."""
+    return 2.0 * min(1.0, width / height)
+
+
+def check_in_frame(
+    xyz: np.ndarray, name: str, height: int, width: int, max_trans: float = 0.0
+) -> None:
+    """The shape must lie inside the image frame, or most of it would never be seen.
+
+    A vertex farther from the origin than the frame's half-size (:func:`frame_radius`) leaves
+    the image in some poses: a warning. When most vertices are that far (a shape in other units,
+    or far off centre) the images would be nearly blank and the loss meaningless: an error that
+    suggests ``data.fit_radius``.
+    """
+    check_vertices(xyz, name)
+    frame = frame_radius(height, width) - max_trans * np.sqrt(2)
+    radius = np.linalg.norm(xyz, axis=1)
+    outside = float((radius > frame).mean())
+    if outside > 0.5:
+        raise HollyError(
+            f"shape {name}: {outside:.0%} of its vertices lie outside the image frame (farthest "
+            f"{radius.max():.3g} model units from the centre; the {height}x{width} frame reaches "
+            f"{frame:.3g}): set data.fit_radius (e.g. 1.2) to centre and scale it"
+        )
+    if outside > 0:
+        log.warning(
+            "shape %s: %.0f%% of its vertices can leave the image frame (farthest %.3g model "
+            "units, frame %.3g); data.fit_radius centres and scales a shape",
+            name,
+            100 * outside,
+            radius.max(),
+            frame,
+        )

@@ -16,7 +16,6 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,16 +25,15 @@ from holly import __version__
 from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
+from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
-from holly.halfsets import take_half, training_seed
+from holly.halfsets import training_seed
 from holly.loss import image_loss, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
 from holly.precision import StepPrecision
-from holly.provenance import provenance, sha256_array, sha256_file
+from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
-from holly.shapes import is_shape_path, load_shape
-from holly.simulate import simulate
 from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
@@ -65,38 +63,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-@dataclass
-class Data:
-    """What training needs of a data source: two splits with ``images(idx, sigma)``."""
-
-    train: object
-    test: object
-    ground_truth: np.ndarray | None
-    inputs: dict[str, str]  # name -> checksum, for provenance
-    scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
-
-
-def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
-    """The data of ``cfg``; with ``validation.half`` only that half of the training particles."""
-    data = _build_data(cfg, device)
-    if cfg.validation.half is not None:
-        data.train = take_half(data.train, cfg.validation.half, cfg.seed)
-    return data
-
-
-def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
-    if cfg.data.source == "zarr":
-        from holly.realdata import build_zarr_data  # needs zarr; imported only when used
-
-        return build_zarr_data(cfg, device)
-    vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
-    checksum = (
-        sha256_file(cfg.data.shape) if is_shape_path(cfg.data.shape) else sha256_array(vertices)
-    )
-    train, test = simulate(vertices, cfg)
-    return Data(train.to(device), test.to(device), vertices, {cfg.data.shape: checksum})
 
 
 def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Optimizer:

@@ -21,7 +21,6 @@ the tests use it only as an independent reading of the record JSON.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import ipaddress
 import json
@@ -41,6 +40,7 @@ import yaml
 
 from holly import __version__
 from holly.atomic import atomic_path
+from holly.checksums import file_digest
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
@@ -365,11 +365,7 @@ _PROGRESS = object()
 
 def file_md5(path: str | os.PathLike, *, _chunk: int = _CHUNK) -> str:
     """Hex md5 of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while block := fh.read(_chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5", _chunk)
 
 
 def fetch_record(

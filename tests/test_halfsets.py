@@ -165,3 +165,17 @@ def test_compare_reports_nm_from_the_image_store(tmp_path):
     assert result["fsc"]["nm_per_unit"] == pytest.approx(10.0 * 16 / 4)
     assert result["resolution_0143_nm"] == pytest.approx(40.0 * result["resolution_0143"])
     assert result["ground_truth"] is None and "vs_ground_truth" not in result
+
+
+def test_compare_prefers_the_scale_recorded_in_provenance(tmp_path):
+    runs = []
+    for k in (1, 2):
+        run = make_fake_run(tmp_path / f"h{k}", n_points=50, seed=k, simulated=False)
+        prov = json.loads((run / "provenance.json").read_text())
+        prov["scale"] = {"nm_per_px": 20.0, "nm_per_model_unit": 80.0, "from": "x.zarr"}
+        (run / "provenance.json").write_text(json.dumps(prov))
+        runs.append(str(run))
+    out = tmp_path / "c.json"
+    assert main(["compare", *runs, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["resolution_05_nm"] == pytest.approx(80.0 * result["resolution_05"])

@@ -13,7 +13,7 @@ import json
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, body_errors, viewer_states
 from test_workflow import snakemake
 
 from holly.cli import main
@@ -55,7 +55,7 @@ def _store(tmp_path):
     return store
 
 
-def test_half_set_chain_on_a_store(tmp_path):
+def test_half_set_chain_on_a_store(tmp_path, request):
     """train, train --half 1/2, evaluate, compare, figures, summarise, report: as the rules do."""
     store = _store(tmp_path)
     cfg = json.dumps(
@@ -113,6 +113,11 @@ def test_half_set_chain_on_a_store(tmp_path):
     html = page.read_text()
     assert "Half-set validation" in html and "half 2 aligned onto half 1" in html
     assert "FSC 0.143 resolution" in html and "fsc.rst" not in html
+    browser = request.getfixturevalue("browser")  # skips here when there is no Chromium
+    dom, _ = browser.load(page)
+    states = viewer_states(dom)
+    assert len(states) == 2 and all(st.get("data-status") == "ok" for st in states), states
+    assert body_errors(dom) == 0
 
 
 @pytest.mark.workflow

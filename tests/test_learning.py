@@ -30,6 +30,7 @@ LEARN = {
 MAX_RATIO = 0.6
 
 
+@pytest.mark.slow  # ~35 s of training on 2 cores: the slow tier
 @pytest.mark.timeout(600)
 def test_short_run_beats_the_blob_baseline(tmp_path):
     out = tmp_path / "run"

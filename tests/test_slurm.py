@@ -32,7 +32,8 @@ PROFILE = ROOT / "workflow" / "profiles" / "slurm"
 TINY = ROOT / "tests" / "config" / "tiny.yaml"
 SNAKEMAKE_TIMEOUT = 480  # seconds, per workflow run
 
-pytestmark = pytest.mark.timeout(900)
+# Starting a SLURM cluster and running Snakemake through it is the workflow tier.
+pytestmark = [pytest.mark.workflow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,6 @@ def real_workflow_missing() -> str | None:
     return f"not in this checkout: {', '.join(missing)}" if missing else None
 
 
-@pytest.mark.workflow
 def test_tiny_workflow_through_slurm(cluster, tmp_path):
     reason = real_workflow_missing()
     if reason:

@@ -4,8 +4,8 @@ tiny config (CPU, about a minute) with its outputs, summary table and report che
 
 from __future__ import annotations
 
-import copy
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -93,6 +93,19 @@ def test_shipped_configs_valid(path):
     _workflow_validator().validate(yaml.safe_load(path.read_text()))
 
 
+def test_a_config_of_only_experiments_gets_the_tuned_defaults(tmp_path):
+    """issue: `--configfile my.yaml` holding only `experiments:` used holly's bare defaults."""
+    (tmp_path / "my.yaml").write_text("experiments:\n  - name: mine\n    data: {shape: helix}\n")
+    proc = snakemake("-n", "-p", "--cores", "1", "--configfile", "my.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    cfg = json.loads(re.search(r"--config-json '(\{.*?\})'", out).group(1))
+    tuned = yaml.safe_load(DEFAULT.read_text())["defaults"]
+    assert cfg["name"] == "mine" and cfg["model"]["rotation"] == tuned["model"]["rotation"] == "6d"
+    assert cfg["render"] == tuned["render"] and cfg["loss"] == tuned["loss"]
+    assert "results/mine/points.ply" in out and "cep152" not in out
+
+
 def test_default_dry_run_lists_expected_jobs(tmp_path):
     proc = snakemake("-n", cwd=tmp_path)  # no config/ here: the repository's default is used
     assert proc.returncode == 0, proc.stderr
@@ -125,18 +138,20 @@ BAD_CONFIGS = {
         lambda c: c["defaults"]["render"].update(height=-32),
         r"-32 is less than the minimum of 8",
     ),
-    "unknown shape": (
-        lambda c: c["experiments"][0]["data"].update(shape="tetrapd"),
-        r"experiment 'tetrapod': unknown shape 'tetrapd'",
+    # the plan-time checks of holly/plan.py, as a user meets them (the rest: tests/test_plan.py)
+    "NaN learning rate": (
+        lambda c: c["defaults"]["train"].update(lr=float("nan")),
+        r"Invalid config: defaults\.train\.lr: must be a finite number",
     ),
-    "missing shape file": (
-        lambda c: c["experiments"][0]["data"].update(shape="no/such.ply"),
-        r"shape file 'no/such.ply' does not exist",
+    "reserved name": (
+        lambda c: c["experiments"][0].update(name="summary.csv"),
+        r"experiment name 'summary.csv' is reserved",
     ),
-    "duplicate name": (
-        lambda c: c["experiments"].append(copy.deepcopy(c["experiments"][0])),
-        r"experiment name 'tetrapod' is used twice",
+    "batch larger than the data": (
+        lambda c: c["defaults"]["train"].update(batch_size=4096),
+        r"fewer than one batch of 4096",
     ),
+    "sigma 0": (lambda c: c["defaults"]["sigma"].update(values=[2.0, 0.0]), r"must be positive"),
     "unknown section": (lambda c: c.update(figure={"dpi": 3}), r"'figure' was unexpected"),
     "bad figure option": (lambda c: c["figures"].update(format="gif"), r"'gif' is not one of"),
     "no name": (lambda c: c["experiments"][0].pop("name"), r"'name' is a required property"),

@@ -15,6 +15,9 @@ only when complete.
 
 --find PATTERN searches SRC_DIR for the one folder matching a glob (e.g. '**/paper' in an
 unpacked Zenodo record whose top-level folder name is not known) and ingests that folder.
+--find auto chooses by content: the one folder whose sub-folders are named by numbers and hold
+FITS files of the same names (logged with the reason); none or several is an error listing what
+the record holds.
 """
 
 from __future__ import annotations
@@ -53,7 +56,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--find",
         metavar="PATTERN",
-        help="ingest the one folder under SRC_DIR matching this glob (e.g. '**/paper')",
+        help="ingest the one folder under SRC_DIR matching this glob (e.g. '**/paper'), "
+        "or 'auto': the folder of sigma folders, found by content",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing store")
     parser.add_argument(
@@ -74,7 +78,12 @@ def main(args: argparse.Namespace) -> int:
     from holly.ingest import export_ome_zarr, ingest_fits, peak_rss_mib
 
     src = args.src
-    if args.find:
+    if args.find == "auto":  # by content: the folder of sigma folders with matching FITS
+        from holly.recordlayout import find_sigma_tree
+
+        src, reason = find_sigma_tree(args.src)
+        log.info("ingesting %s (%s)", src, reason)
+    elif args.find:
         from holly.archive import find_one
 
         src = find_one(args.src, args.find, "dir")

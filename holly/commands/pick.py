@@ -6,9 +6,12 @@ Examples:
 
 PATTERN is relative to DIR: * matches within one folder name, ** any number of folders (none
 included), so the top-level folder of a GitHub release zip need not be known. No match, or more
-than one, is an error that lists what was found. The copy is written beside OUT and renamed into
-place when complete. With --points the file must be a point file holly can read (PLY, OBJ with v
-lines, CSV x,y,z); it is checked before the copy.
+than one, is an error that lists what was found. PATTERN `auto` chooses by content among the
+point files: a file named last.*, else the newest numbered snapshot of the largest family of
+clouds with one point count, else the only 3D cloud; the choice and the reason are logged.
+The copy is written beside OUT and renamed into place when complete. With --points the file
+must be a point file holly can read (PLY, OBJ with v lines, CSV x,y,z); it is checked before the
+copy.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    found = find_one(args.dir, args.pattern, "file")
+    if args.pattern == "auto":  # by content: the published cloud among the point files
+        from holly.recordlayout import find_cloud
+
+        found, reason = find_cloud(args.dir)
+        log.info("chose %s", reason)
+    else:
+        found = find_one(args.dir, args.pattern, "file")
     if args.points:
         from holly.pointio import read_points
 

@@ -1,5 +1,5 @@
-# Config validation and target helpers. No rules here: the root Snakefile's `rule all` must
-# stay the first rule (the default target).
+# Config validation (the schema here, the rest in holly/plan.py) and input functions. No rules
+# here: the root Snakefile's `rule all` must stay the first rule (the default target).
 import copy
 import json
 import os
@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.logging import logger
 from snakemake.utils import validate
+
+from holly.errors import HollyError
+from holly.plan import plan
 
 # 1. Structure, types and ranges (unknown keys rejected); fills the optional sections' defaults.
 validate(config, "../schemas/config.schema.yaml")
@@ -27,149 +29,17 @@ RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
 EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
 
 
-def merge(base, over):
-    """Deep merge of two config mappings: ``over`` wins, nested mappings are merged."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def check_experiment(name, raw):
-    """2. The merged experiment is a valid holly config and its shape exists (raises)."""
-    try:
-        from holly.config import from_dict
-        from holly.errors import HollyError
-        from holly.shapes import BUILTIN_SHAPES, is_shape_path
-    except ImportError:
-        logger.warning(
-            "holly is not importable here: only the schema checked the config"
-        )
-        return
-    where = f"experiment {name!r}"
-    try:
-        cfg = from_dict(raw, where=where)
-    except HollyError as exc:
-        raise WorkflowError(f"Invalid config: {exc}") from None
-    shape = cfg.data.shape
-    if cfg.data.source == "simulated" and shape not in BUILTIN_SHAPES:
-        if not is_shape_path(shape):
-            raise WorkflowError(
-                f"Invalid config: {where}: unknown shape {shape!r}; use a built-in shape "
-                f"({', '.join(sorted(BUILTIN_SHAPES))}) or a path to a .ply/.obj/.csv file"
-            )
-        if not Path(shape).is_file() and shape not in FILES:
-            raise WorkflowError(
-                f"Invalid config: {where}: shape file {shape!r} does not exist "
-                f"(relative paths start in the working directory {Path.cwd()})"
-            )
-    if cfg.data.source == "zarr" and not cfg.data.store:
-        raise WorkflowError(
-            f"Invalid config: {where}: data.source is zarr but data.store is empty"
-        )
-    store = cfg.data.store
-    made_here = {**STORES, **LOCALISED}
-    if (
-        cfg.data.source == "zarr"
-        and store not in made_here
-        and not Path(store).exists()
-    ):
-        made = ", ".join(made_here) or "none"
-        raise WorkflowError(
-            f"Invalid config: {where}: image store {store!r} does not exist and is not made "
-            f"by the workflow (stores: {made})"
-        )
-
-
-def _bad(message):
-    return WorkflowError(f"Invalid config: {message}")
-
-
-def resolve_downloads(config):
-    """Records, files picked from them and image stores; names cross-checked (no network)."""
-    records = config["zenodo"]["records"]
-    files, stores = {}, {}
-    for key, entry in config["files"].items():
-        if ".." in key.split("/"):
-            raise _bad(f"files: {key!r} must not contain '..'")
-        if entry["record"] not in records:
-            raise _bad(
-                f"files: {key!r} names record {entry['record']!r}, which is not under "
-                f"zenodo.records ({', '.join(records) or 'none'})"
-            )
-        files[f"resources/{key}"] = entry
-    for name, entry in config["stores"].items():
-        if entry["record"] not in records:
-            raise _bad(
-                f"stores: {name!r} names record {entry['record']!r}, which is not under "
-                f"zenodo.records ({', '.join(records) or 'none'})"
-            )
-        stores[f"resources/{name}.zarr"] = dict(entry, name=name)
-    return records, files, stores
-
-
-RECORDS, FILES, STORES = resolve_downloads(config)
-
-
-def resolve_localisations(config):
-    """``resources/<name>.zarr -> entry`` of the `localisations` section (names unique)."""
-    out = {}
-    for name, entry in config.get("localisations", {}).items():
-        path = f"resources/{name}.zarr"
-        if path in STORES:
-            raise _bad(f"localisations: {name!r} is also a name under `stores`")
-        out[path] = dict(entry, name=name)
-    return out
-
-
-LOCALISED = resolve_localisations(config)
-
-
-def _variant_copies(raw):
-    """``raw`` once per variant of the config's `variants` (as written when it is absent)."""
-    variants = config.get("variants")
-    if not variants:
-        return [(raw["name"], raw)]
-    own = raw.get("variant", "paper")
-    copies = []
-    for variant in variants:
-        name = raw["name"] if variant == own else f"{raw['name']}-{variant}"
-        copies.append((name, merge(raw, {"name": name, "variant": variant})))
-    return copies
-
-
-def resolve_experiments(config):
-    """``name -> experiment config`` (defaults merged with each experiment), validated.
-
-    Also returns ``name -> published cloud`` for the experiments compared with one (copies made
-    for `variants` share their experiment's)."""
-    experiments, published = {}, {}
-    names = [entry["name"] for entry in config["experiments"]]
-    for key in config["published"]:
-        if key not in names:
-            raise _bad(f"published: {key!r} is not an experiment ({', '.join(names)})")
-    for entry in config["experiments"]:
-        base = merge(config.get("defaults") or {}, entry)
-        for name, raw in _variant_copies(base):
-            if name in experiments:
-                raise _bad(f"experiment name {name!r} is used twice")
-            check_experiment(name, raw)
-            experiments[name] = raw
-            if entry["name"] in config["published"]:
-                published[name] = config["published"][entry["name"]]
-    for name, path in published.items():
-        if path not in FILES and not Path(path).is_file():
-            raise _bad(
-                f"published cloud {path!r} of experiment {name!r} is neither a file nor made "
-                f"by the workflow (keys of `files` are made as resources/<key>)"
-            )
-    return experiments, published
-
-
-EXPERIMENTS, PUBLISHED = resolve_experiments(config)
+# 2. Everything else that can be known before a job runs (holly/plan.py, unit-tested there):
+# finite numbers everywhere, download and localisation names cross-checked, each experiment a
+# valid holly config whose shape exists, is finite and inside the frame, whose sigma list is
+# valid and whose data fill a batch, and no experiment named like a file the workflow writes.
+try:
+    _PLAN = plan(config)
+except HollyError as exc:
+    raise WorkflowError(f"Invalid config: {exc}") from None
+RECORDS, FILES, STORES = _PLAN["records"], _PLAN["files"], _PLAN["stores"]
+LOCALISED = _PLAN["localised"]
+EXPERIMENTS, PUBLISHED = _PLAN["experiments"], _PLAN["published"]
 
 
 def run_dir(experiment):
