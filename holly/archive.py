@@ -5,6 +5,10 @@ and hard links, device files and FIFOs are refused, naming the archive and the m
 goes into a temporary folder beside the destination, which is renamed into place only when
 complete, with a marker file (:data:`MARKER`) listing what was extracted: a destination folder
 that exists is always a finished extraction.
+
+Sizes are checked first too (decompression bombs): the members' total may be at most
+:data:`MAX_BYTES` (``$HOLLY_MAX_EXTRACT_BYTES`` overrides it), at most :data:`MAX_RATIO` times the
+archive's own size once it exceeds :data:`RATIO_FLOOR`, and must fit the free disk space.
 """
 
 from __future__ import annotations
@@ -28,6 +32,31 @@ log = logging.getLogger(__name__)
 MARKER = ".holly-extracted.json"
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 SUFFIXES = (".zip", *_TAR_SUFFIXES)
+MAX_BYTES = 512 * 2**30  # 512 GiB unpacked: ten times the paper's largest record
+MAX_RATIO = 200  # unpacked / packed; FITS and text compress 2-20x, bombs 1000x and more
+RATIO_FLOOR = 64 * 2**20  # small archives may compress better than MAX_RATIO
+
+
+def check_sizes(archive: Path, total: int, dest: Path) -> None:
+    """Refuse an archive whose unpacked ``total`` bytes are too large or too compressed."""
+    limit = int(os.environ.get("HOLLY_MAX_EXTRACT_BYTES", MAX_BYTES))
+    packed = max(archive.stat().st_size, 1)
+    if total > limit:
+        raise HollyError(
+            f"archive {archive} would unpack to {total / 2**30:.1f} GiB, more than the limit of "
+            f"{limit / 2**30:.1f} GiB ($HOLLY_MAX_EXTRACT_BYTES); nothing was extracted"
+        )
+    if total > RATIO_FLOOR and total / packed > MAX_RATIO:
+        raise HollyError(
+            f"archive {archive} would unpack {total / packed:.0f}x its size (limit {MAX_RATIO}x): "
+            "a decompression bomb or a corrupt archive; nothing was extracted"
+        )
+    free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
+    if total > free:
+        raise HollyError(
+            f"archive {archive} needs {total / 2**30:.2f} GiB but {dest} has only "
+            f"{free / 2**30:.2f} GiB free; nothing was extracted"
+        )
 
 
 def archive_kind(path: str | os.PathLike) -> str | None:
@@ -151,6 +180,7 @@ def _extract_zip(archive: Path, tmp: Path) -> list[str]:
                     if not rel:
                         raise _refuse(archive, info.filename, "a file without a name")
                     files.append(rel)
+            check_sizes(archive, sum(i.file_size for i in infos), tmp)
             zf.extractall(tmp, members=infos)
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error) as exc:
         raise HollyError(f"cannot read zip archive {archive}: {exc}") from exc
@@ -176,6 +206,7 @@ def _extract_tar(archive: Path, tmp: Path) -> list[str]:
                     if not rel:
                         raise _refuse(archive, member.name, "a file without a name")
                     files.append(rel)
+            check_sizes(archive, sum(m.size for m in members if m.isreg()), tmp)
             # The "data" filter repeats the checks above and drops set-uid and similar bits.
             tf.extractall(tmp, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError, lzma.LZMAError, zlib.error) as exc:

@@ -166,8 +166,13 @@ def _start_rotations(src: np.ndarray, tgt: np.ndarray, n_random: int, seed: int)
     return np.concatenate([octa, pca, rand])
 
 
-def _kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best proper rotation and translation mapping ``p`` onto ``q``, batched.
+def _kabsch(
+    p: np.ndarray, q: np.ndarray, allow_reflection: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best proper rotation and translation mapping ``p`` onto ``q``, batched (Kabsch).
+
+    The one Kabsch/Procrustes fit of holly (the viewer's :func:`holly.viewer.rigid_fit` uses it,
+    with ``allow_reflection``: then the best orthogonal matrix, of either determinant).
 
     Parameters
     ----------
@@ -184,7 +189,7 @@ def _kabsch(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h = np.swapaxes(p - mp[:, None], 1, 2) @ (q - mq[:, None])  # [S,3,3] cross-covariance
     u, _, vt = np.linalg.svd(h)
     d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
-    d[d == 0] = 1.0
+    d[(d == 0) | allow_reflection] = 1.0
     fix = np.ones((len(p), 3))
     fix[:, 2] = d
     rot = np.swapaxes(vt, 1, 2) @ (fix[:, :, None] * np.swapaxes(u, 1, 2))
@@ -551,11 +556,12 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def symmetry_rotations(order: int) -> np.ndarray:
     """The cyclic group C_order about the ground truth's z axis: ``[order, 3, 3]``."""
-    angles = 2 * np.pi * np.arange(order) / order
-    c, s = np.cos(angles), np.sin(angles)
-    out = np.zeros((order, 3, 3))
-    out[:, 0, 0], out[:, 0, 1], out[:, 1, 0], out[:, 1, 1], out[:, 2, 2] = c, -s, s, c, 1
-    return out
+    import torch
+
+    from holly.geometry import rotation_about_z  # the one rotation about z
+
+    angles = torch.arange(order, dtype=torch.float64) * (2 * np.pi / order)
+    return rotation_about_z(angles).numpy()
 
 
 def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, ...]:

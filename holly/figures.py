@@ -40,13 +40,12 @@ from holly.atomic import atomic_path  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.pointio import read_points  # noqa: E402
 from holly.runfolder import RunFolder, read_metrics_file  # noqa: E402
+from holly.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
 EXTRA_FIGURES = ("evolution", "vs_published")
-RECON_COLOUR = "#d95f02"  # reconstruction: orange (also in the 3D viewer)
-TRUTH_COLOUR = "#7570b3"  # ground truth: violet-blue
 STYLE = {
     "figure.dpi": 110,
     "figure.facecolor": "white",
@@ -60,9 +59,7 @@ STYLE = {
     "legend.frameon": False,
     "savefig.bbox": "tight",
     "image.cmap": "magma",
-    "axes.prop_cycle": matplotlib.cycler(
-        color=[RECON_COLOUR, TRUTH_COLOUR, "#1b9e77", "#e7298a", "#66a61e", "#e6ab02"]
-    ),
+    "axes.prop_cycle": matplotlib.cycler(color=list(CYCLE)),
 }
 VIEWS = (("x", "y", 0, 1), ("x", "z", 0, 2), ("y", "z", 1, 2))
 

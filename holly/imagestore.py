@@ -63,6 +63,42 @@ ORIENTATION = {
 }
 
 
+def guard_output(
+    out: str | os.PathLike, inputs: Iterable[str | os.PathLike], overwrite: bool
+) -> Path:
+    """Check that writing a store at ``out`` replaces only what ``--force`` promises.
+
+    ``out`` must not exist unless ``overwrite``; even then it must be a Zarr store (a folder
+    with ``zarr.json``) or an empty folder, and never an input or a folder holding one (``--out
+    .`` beside the data, ``--out`` set to the input's parent, or the input file itself).
+
+    Raises
+    ------
+    HollyError
+        Naming ``out`` and what it would have destroyed.
+    """
+    out = Path(out)
+    target = out.resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if src == target or target in src.parents:
+            raise HollyError(
+                f"--out {out} would replace the input {item} (it is that path or a folder "
+                "holding it); write the store somewhere else"
+            )
+    if not out.exists() and not out.is_symlink():
+        return out
+    if not overwrite:
+        raise HollyError(f"{out} already exists; remove it or pass --force")
+    is_store = out.is_dir() and (out / "zarr.json").is_file()
+    if not is_store and not (out.is_dir() and not any(out.iterdir())):
+        raise HollyError(
+            f"{out} exists and is not a Zarr store; --force replaces only a store, never other "
+            "files or folders: remove it yourself or choose another --out"
+        )
+    return out
+
+
 def level_name(sigma: float) -> str:
     """Array name of the level for ``sigma`` pixels, e.g. ``sigma_10.00``."""
     return f"sigma_{float(sigma):.2f}"

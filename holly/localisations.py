@@ -36,7 +36,6 @@ flip. In the renderer's model units (+y up) that point has ``y_model = -y_pixels
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -48,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
+from holly.checksums import file_digest
 from holly.errors import HollyError
-from holly.imagestore import ORIENTATION, StoreWriter, base_attrs
+from holly.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
 from holly.locformats import FORMATS as READER_FORMATS
 from holly.locformats import (  # noqa: F401  (re-exported: the readers' public names)
     MAT_MEMBER,
@@ -210,11 +210,12 @@ def _centre(p: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- rendering
 def _rotations_z(angles: np.ndarray) -> np.ndarray:
-    """In-plane rotation matrices ``[B, 3, 3]`` about the viewing axis."""
-    c, s = np.cos(angles), np.sin(angles)
-    rot = np.zeros((angles.size, 3, 3))
-    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
-    return rot
+    """In-plane rotation matrices ``[B, 3, 3]`` about the viewing axis (float64)."""
+    import torch
+
+    from holly.geometry import rotation_about_z  # the one rotation about z
+
+    return rotation_about_z(torch.as_tensor(angles, dtype=torch.float64)).numpy()
 
 
 def _batches(counts: list[int], copies: int, size: int) -> list[tuple[int, int]]:
@@ -326,11 +327,7 @@ def prefetched(blocks: Iterator[np.ndarray], depth: int = PREFETCH_BLOCKS) -> It
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def localise(
@@ -423,9 +420,7 @@ def localise(
         raise HollyError(f"--size must be >= 8 pixels, not {size}")
     if not 0.0 <= margin < 1.0:
         raise HollyError(f"--margin must be in [0, 1), not {margin}")
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise HollyError(f"{out} already exists; remove it or pass --force")
+    out = guard_output(out, [input_path, *([accepted] if accepted else [])], overwrite)
 
     particles, files = read_localisations(
         input_path, fmt, particle_column=particle_column, mat_order=mat_order, pixel_size=pixel_size

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from holly.checksums import file_digest
+
 PACKAGES = (
     "holly",
     "torch",
@@ -30,11 +32,7 @@ PACKAGES = (
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256", chunk)
 
 
 def sha256_array(array: np.ndarray) -> str:

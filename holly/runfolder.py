@@ -177,6 +177,9 @@ class RunFolder:
     def claim(self, resume: bool, force: bool = False) -> None:
         """Make ``root`` ready for training; refuse to overwrite another run.
 
+        Creates nothing: the folder appears with the run's first file, so a run that fails while
+        building its data leaves no empty folder behind.
+
         Parameters
         ----------
         resume : bool
@@ -200,7 +203,6 @@ class RunFolder:
                 )
             log.warning("--force: replacing the run in %s", self.root)
             self.remove_run_files()
-        self.root.mkdir(parents=True, exist_ok=True)
 
     def remove_run_files(self, keep_checkpoints: bool = False) -> None:
         """Delete the files of docs/architecture.md (and only those) from the folder."""

@@ -30,8 +30,8 @@ import numpy as np
 
 from holly.atomic import atomic_path
 from holly.errors import HollyError
-from holly.figures import RECON_COLOUR, TRUTH_COLOUR
 from holly.runfolder import RunFolder
+from holly.style import RECON_COLOUR, TRUTH_COLOUR
 from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,10 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     source, target = np.asarray(source, float), np.asarray(target, float)
     if source.shape != target.shape:
         raise HollyError(f"cannot fit {source.shape} points onto {target.shape}")
-    ms, mt = source.mean(0), target.mean(0)
-    u, _, vt = np.linalg.svd((source - ms).T @ (target - mt))
-    q = u @ vt
-    t = mt - ms @ q
+    from holly.evaluate import _kabsch  # the one Kabsch fit
+
+    rot, trans = _kabsch(source[None], target[None], allow_reflection=True)
+    q, t = rot[0].T, trans[0]  # row vectors: source @ q + t
     rms = float(np.sqrt(((source @ q + t - target) ** 2).sum(1).mean()))
     return q, t, rms
 

@@ -21,7 +21,6 @@ the tests use it only as an independent reading of the record JSON.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import ipaddress
 import json
@@ -41,6 +40,7 @@ import yaml
 
 from holly import __version__
 from holly.atomic import atomic_path
+from holly.checksums import file_digest
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ _CHUNK = 1 << 20  # bytes per read while streaming
 _MAX_SLEEP = 120.0  # seconds, cap of one backoff pause
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-_DOI_RE = re.compile(r"^10\.5281/zenodo\.(\d+)$", re.IGNORECASE)
-_URL_RE = re.compile(r"/records?/(\d+)(?:/|$)")
+# ASCII digits only: str.isdigit and \d also accept other scripts' digits (١٢٣), which no URL takes
+_DOI_RE = re.compile(r"^10\.5281/zenodo\.([0-9]+)$", re.IGNORECASE)
+_URL_RE = re.compile(r"/records?/([0-9]+)(?:/|$)")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def parse_record_id(record: str | int) -> str:
         If ``record`` is none of these (only Zenodo DOIs, ``10.5281/zenodo.<id>``, are understood).
     """
     text = str(record).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return text
     lowered = text.lower()
     for prefix in ("doi:", "https://doi.org/", "http://doi.org/", "https://dx.doi.org/"):
@@ -365,11 +366,7 @@ _PROGRESS = object()
 
 def file_md5(path: str | os.PathLike, *, _chunk: int = _CHUNK) -> str:
     """Hex md5 of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while block := fh.read(_chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5", _chunk)
 
 
 def fetch_record(

@@ -149,3 +149,26 @@ def test_not_an_archive_or_corrupt(tmp_path):
         with pytest.raises(HollyError, match="cannot read"):
             archive.extract(tmp_path / name, tmp_path / archive.archive_stem(name))
         _assert_nothing_extracted(tmp_path, tmp_path / archive.archive_stem(name))
+
+
+def test_size_and_ratio_limits(tmp_path, monkeypatch):
+    """A decompression bomb or an oversized archive is refused before anything is written."""
+    import zipfile as zf_mod
+
+    from holly import archive as arch
+    from holly.archive import extract
+
+    bomb = tmp_path / "bomb.zip"
+    with zf_mod.ZipFile(bomb, "w", zf_mod.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * (80 * 2**20))  # 80 MiB of zeros: ~1000x
+    with pytest.raises(HollyError, match="decompression bomb"):
+        extract(bomb, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setenv("HOLLY_MAX_EXTRACT_BYTES", "1000")
+    small = tmp_path / "small.zip"
+    with zf_mod.ZipFile(small, "w") as zf:
+        zf.writestr("a.txt", "x" * 2000)
+    with pytest.raises(HollyError, match="more than the limit"):
+        extract(small, tmp_path / "out2")
+    monkeypatch.delenv("HOLLY_MAX_EXTRACT_BYTES")
+    assert arch.MAX_RATIO >= 50 and extract(small, tmp_path / "out3") == ["a.txt"]

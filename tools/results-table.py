@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     seeds = " ".join(map(str, args.seeds))
     note = (

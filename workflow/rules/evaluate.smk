@@ -2,7 +2,6 @@ rule evaluate:
     """Score a run against its ground truth, mirror-aware (`holly evaluate`)."""
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
     output:
         json=f"{RESULTS}/{{experiment}}/evaluation.json",
     log:
@@ -24,7 +23,6 @@ rule vs_published:
     """Score a reconstruction against a published point cloud, mirror-aware (`holly evaluate`)."""
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
         published=lambda w: PUBLISHED[w.experiment],
     output:
         json=f"{RESULTS}/{{experiment}}/vs_published.json",

@@ -2,8 +2,6 @@ rule figures:
     """Draw one run's figures: loss, sigma, montage, 3D views, pose error (`holly figures`)."""
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        metrics=f"{RESULTS}/{{experiment}}/metrics.csv",
-        samples=f"{RESULTS}/{{experiment}}/samples.npz",
         evaluation=f"{RESULTS}/{{experiment}}/evaluation.json",
     output:
         loss=report(
@@ -60,8 +58,6 @@ rule viewer:
     """Write the offline 3D viewer of one run over training (`holly viewer`)."""
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        snapshots=f"{RESULTS}/{{experiment}}/snapshots",
-        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
         evaluation=f"{RESULTS}/{{experiment}}/evaluation.json",
     output:
         html=report(
@@ -87,7 +83,6 @@ rule evolution:
     """Draw one run's point cloud at several steps of training (`holly figures --only`)."""
     input:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        snapshots=f"{RESULTS}/{{experiment}}/snapshots",
         evaluation=f"{RESULTS}/{{experiment}}/evaluation.json",
     output:
         png=report(

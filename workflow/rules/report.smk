@@ -4,7 +4,6 @@ rule summarise:
         evaluations=expand(
             f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
         ),
-        metrics=expand(f"{RESULTS}/{{experiment}}/metrics.csv", experiment=EXPERIMENTS),
         published=published_jsons(),
         halfsets=[path for name in EXPERIMENTS for path in halfset_paths(name)],
     output:
@@ -46,7 +45,6 @@ rule report:
         figures=[path for name in EXPERIMENTS for path in figure_paths(name)],
         extra=[path for name in EXPERIMENTS for path in extra_figure_paths(name)],
         halfsets=[path for name in EXPERIMENTS for path in halfset_paths(name)],
-        snapshots=expand(f"{RESULTS}/{{experiment}}/snapshots", experiment=EXPERIMENTS),
         evaluations=expand(
             f"{RESULTS}/{{experiment}}/evaluation.json", experiment=EXPERIMENTS
         ),

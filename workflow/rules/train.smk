@@ -1,18 +1,14 @@
-# checkpoints/ is deliberately not an output: Snakemake deletes a failed job's outputs, and the
-# checkpoints must survive so that the next run resumes (--resume auto: only if the experiment's
-# config is unchanged; otherwise it starts afresh).
+# points.ply, written last, is the only output: it marks a finished run, like fetch's --done
+# file. Snakemake deletes a failed or interrupted job's outputs, and points.ply does not exist
+# then, so the training history (metrics.csv rows, snapshots, checkpoints) survives and the next
+# run resumes (--resume auto: only if the experiment's config is unchanged; otherwise it starts
+# afresh). Later rules read the other files of the run folder (docs/architecture.md) through it.
 rule train:
     """Train one experiment: learn its point cloud and pose CNN (`holly train`)."""
     input:
         unpack(train_inputs),
     output:
         points=f"{RESULTS}/{{experiment}}/points.ply",
-        metrics=f"{RESULTS}/{{experiment}}/metrics.csv",
-        samples=f"{RESULTS}/{{experiment}}/samples.npz",
-        config=f"{RESULTS}/{{experiment}}/config.yaml",
-        provenance=f"{RESULTS}/{{experiment}}/provenance.json",
-        initial=f"{RESULTS}/{{experiment}}/initial_points.ply",
-        snapshots=directory(f"{RESULTS}/{{experiment}}/snapshots"),
     log:
         f"{LOGS}/{{experiment}}/train.log",
     benchmark:
@@ -38,9 +34,6 @@ rule train_half:
         unpack(train_inputs),
     output:
         points=f"{RESULTS}/{{experiment}}/halves/{{half}}/points.ply",
-        metrics=f"{RESULTS}/{{experiment}}/halves/{{half}}/metrics.csv",
-        config=f"{RESULTS}/{{experiment}}/halves/{{half}}/config.yaml",
-        provenance=f"{RESULTS}/{{experiment}}/halves/{{half}}/provenance.json",
     log:
         f"{LOGS}/{{experiment}}/train_{{half}}.log",
     benchmark:

@@ -1,0 +1,454 @@
+#!/usr/bin/env python3
+"""Probe holly with bad inputs and faults, as a new user would meet them (issue 9).
+
+Every case runs one `holly` command in-process (or one plan-time check) in a scratch folder and
+"ends well" when it exits 2 with exactly one `error:` line and no traceback, leaves its inputs
+intact, and, for the data-loss cases, deletes nothing it should keep. Prints each failure and a
+count:
+
+    python tools/probe_bad_inputs.py            # all cases (about a minute on 2 cores)
+    python tools/probe_bad_inputs.py --quick    # the cases without figures or training
+
+Exit status 0 when every case ended well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import traceback
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from holly.cli import main  # noqa: E402
+from holly.config import describe  # noqa: E402
+from holly.errors import HollyError  # noqa: E402
+
+TINY = {
+    "seed": 1,
+    "data": {"shape": "tetrapod", "particles": 16, "test_particles": 2},
+    "render": {"height": 16, "width": 16},
+    "model": {"num_points": 8},
+    "sigma": {"values": [2.0]},
+    "train": {"epochs": 1, "batch_size": 8, "log_every": 1, "test_images": 2, "threads": 1},
+}
+
+
+class Probe:
+    def __init__(self, work: Path):
+        self.work, self.tried, self.failures = work, 0, []
+
+    def cli(self, name: str, argv: list[str], expect: int = 2, check=None) -> None:
+        """One command: exit ``expect``; on 2, exactly one ``error:`` line; ``check()`` holds."""
+        self.tried += 1
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                rc = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse: exit 2 with a usage line, fine
+            rc = exc.code
+        except BaseException:  # noqa: BLE001 - a traceback is exactly what the probe looks for
+            self.failures.append(f"{name}: traceback\n{traceback.format_exc(limit=3)}")
+            return
+        lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("error:")]
+        if rc != expect:
+            self.failures.append(f"{name}: exit {rc}, expected {expect}: {err.getvalue()[-300:]}")
+        elif expect == 2 and len(lines) != 1 and "usage:" not in err.getvalue():
+            self.failures.append(f"{name}: {len(lines)} error lines: {err.getvalue()[-300:]}")
+        elif check is not None and not check():
+            self.failures.append(f"{name}: its check failed (data loss or wrong output)")
+
+    def call(self, name: str, fn, exc=HollyError) -> None:
+        """A library call that must raise ``exc`` (a HollyError), not anything else."""
+        self.tried += 1
+        try:
+            fn()
+        except exc:
+            return
+        except BaseException:  # noqa: BLE001
+            self.failures.append(f"{name}: {traceback.format_exc(limit=2)}")
+            return
+        self.failures.append(f"{name}: accepted")
+
+
+def config_cases(p: Probe) -> None:
+    """Every float key NaN and inf, every bounded key out of range, wrong types."""
+    out = p.work / "never"
+    for row in describe():
+        key, typ = row["key"], row["type"]
+        section, _, name = key.rpartition(".")
+
+        def with_value(value, section=section, name=name):
+            cfg = copy.deepcopy(TINY)
+            (cfg.setdefault(section, {}) if section else cfg)[name] = value
+            return json.dumps(cfg, allow_nan=True)
+
+        if "float" in typ:
+            for bad in (math.nan, math.inf, -math.inf):
+                p.cli(
+                    f"config {key}={bad}", ["train", "--config-json", with_value(bad), "--out", out]
+                )
+        if row["lo"] is not None and ("int" in typ or "float" in typ):
+            p.cli(
+                f"config {key} below",
+                ["train", "--config-json", with_value(row["lo"] - 1), "--out", out],
+            )
+        if row["hi"] is not None and ("int" in typ or "float" in typ):
+            p.cli(
+                f"config {key} above",
+                ["train", "--config-json", with_value(row["hi"] * 10 + 1), "--out", out],
+            )
+        if row["choices"]:
+            p.cli(
+                f"config {key} choice",
+                ["train", "--config-json", with_value("nonsense"), "--out", out],
+            )
+        if typ in ("<class 'int'>", "<class 'bool'>"):
+            p.cli(f"config {key} text", ["train", "--config-json", with_value("ten"), "--out", out])
+    assert not out.exists(), "a bad config created its --out folder"
+
+
+def config_file_cases(p: Probe) -> None:
+    w, out = p.work, p.work / "never2"
+    files = {
+        "empty.yaml": "",
+        "comment.yaml": "# nothing\n",
+        "list.yaml": "- 1\n- 2\n",
+        "broken.yaml": "train: [unclosed\n",
+        "nan.yaml": "train: {lr: .nan}\n",
+        "inf.yaml": "sigma: {values: [2.0, .inf]}\n",
+        "unknown.yaml": "trian: {epochs: 1}\n",
+        "binary.yaml": "\udcff",
+    }
+    for name, text in files.items():
+        path = w / name
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
+        p.cli(f"config file {name}", ["train", "--config", path, "--out", out])
+    p.cli("config missing", ["train", "--config", w / "nope.yaml", "--out", out])
+    p.cli("config is a folder", ["train", "--config", w, "--out", out])
+    p.cli("no config at all", ["train", "--out", out])
+    p.cli("config-json not JSON", ["train", "--config-json", "{nope", "--out", out])
+    p.cli("config-json a list", ["train", "--config-json", "[1]", "--out", out])
+    p.cli("config-json NaN", ["train", "--config-json", '{"train": {"lr": NaN}}', "--out", out])
+    p.cli(
+        "max-steps 0",
+        ["train", "--config-json", json.dumps(TINY), "--max-steps", "0", "--out", out],
+    )
+    p.cli(
+        "unknown shape",
+        ["train", "--config-json", json.dumps({**TINY, "data": {"shape": "blob"}}), "--out", out],
+    )
+    (w / "a_file").write_text("x")
+    p.cli("out is a file", ["train", "--config-json", json.dumps(TINY), "--out", w / "a_file"])
+    p.cli(
+        "out under a file",
+        ["train", "--config-json", json.dumps(TINY), "--out", w / "a_file" / "r"],
+    )
+    for text, what in (
+        ("", "empty"),
+        ("x,y,z\n1,1,1\n1,1,1\n", "no extent"),
+        ("x,y,z\n1e400,0,0\n0,1,0\n", "overflow"),
+        ("x,y,z\n50,0,0\n0,60,0\n0,0,70\n", "outside frame"),
+        ("x,y,z\na,b,c\n", "text"),
+        ("x,y\n1,2\n", "two columns"),
+    ):
+        shape = w / f"shape_{what.replace(' ', '_')}.csv"
+        shape.write_text(text)
+        cfg = {**TINY, "data": {**TINY["data"], "shape": str(shape)}}
+        p.cli(f"shape {what}", ["train", "--config-json", json.dumps(cfg), "--out", out])
+    assert not out.exists()
+
+
+def run_folder_cases(p: Probe, quick: bool) -> None:
+    from conftest import make_fake_run
+
+    corruptions = {
+        "metrics.csv": [
+            b"",
+            b"step,train_loss\n1,2\n",
+            b"step,train_loss,test_loss,sigma_in\nx,1,2,3\n",
+            b"\xff\x00",
+        ],
+        "config.yaml": [b"data: [unclosed\n", b"- list\n", b"\xff\xfe"],
+        "provenance.json": [b"{nope", b"[1]"],
+        "evaluation.json": [b"{nope", b"[]"],
+        "samples.npz": [b"PK\x03\x04junk", b""],
+        "test_poses.npz": [b"junk"],
+        "points.ply": [b"ply\nformat ascii 1.0\nend_header\n", b"junk"],
+        "ground_truth.ply": [b"junk"],
+        "aligned_points.ply": [b"junk"],
+        "initial_points.ply": [b"junk"],
+    }
+    commands = {
+        "evaluate": lambda run: ["evaluate", run, "--out", run / "e2.json"],
+        "viewer": lambda run: ["viewer", run, "--out", run / "v.html"],
+        "summarise": lambda run: ["summarise", f"--run=x={run}", "--out", run / "s.csv"],
+    }
+    if not quick:
+        commands["figures"] = lambda run: ["figures", run, "--out", run / "figs"]
+    k = 0
+    for name, contents in corruptions.items():
+        for content in contents:
+            for cmd, argv in commands.items():
+                run = make_fake_run(p.work / f"run{k}", n_points=20, steps=20, snapshot_every=10)
+                k += 1
+                (run / name).write_bytes(content)
+                # a command that does not read this file may succeed: then exit 0 is fine too
+                reads = {
+                    "evaluate": {
+                        "metrics.csv",
+                        "config.yaml",
+                        "test_poses.npz",
+                        "points.ply",
+                        "ground_truth.ply",
+                        "initial_points.ply",
+                    },
+                    "viewer": {
+                        "points.ply",
+                        "ground_truth.ply",
+                        "aligned_points.ply",
+                        "config.yaml",
+                        "initial_points.ply",
+                    },
+                    "summarise": {
+                        "metrics.csv",
+                        "config.yaml",
+                        "provenance.json",
+                        "evaluation.json",
+                    },
+                    # with aligned_points.ply present, figures draws it, not points.ply
+                    "figures": {
+                        "metrics.csv",
+                        "samples.npz",
+                        "test_poses.npz",
+                        "ground_truth.ply",
+                        "aligned_points.ply",
+                    },
+                }[cmd]
+                p.cli(
+                    f"{cmd} with corrupt {name} {content[:12]!r}",
+                    argv(run),
+                    expect=2 if name in reads else 0,
+                )
+    run = make_fake_run(p.work / "runev")
+    aligned = (run / "aligned_points.ply").read_bytes()
+    (run / "dir.json").mkdir()
+    p.cli(
+        "evaluate --out a folder",
+        ["evaluate", run, "--out", run / "dir.json"],
+        check=lambda: (run / "aligned_points.ply").read_bytes() == aligned,
+    )
+    p.cli("evaluate missing run", ["evaluate", p.work / "none"])
+    p.cli("evaluate tau nan", ["evaluate", run, "--tau", "nan", "--out", run / "x.json"])
+    p.cli("evaluate tau -1", ["evaluate", run, "--tau", "-1", "--out", run / "x.json"])
+    p.cli("viewer 0 snapshots", ["viewer", run, "--out", run / "v.html", "--max-snapshots", "0"])
+    p.cli("evaluate out under a file", ["evaluate", run, "--out", run / "points.ply" / "e.json"])
+
+
+def training_cases(p: Probe) -> None:
+    from holly.runfolder import RunFolder
+
+    out = p.work / "trained"
+    cfg = json.dumps(TINY)
+    p.cli("train tiny", ["train", "--config-json", cfg, "--out", out], expect=0)
+    before = sorted(str(x) for x in out.rglob("*"))
+    other = json.dumps({**TINY, "seed": 2})
+    p.cli(
+        "train into another run",
+        ["train", "--config-json", other, "--out", out],
+        check=lambda: sorted(str(x) for x in out.rglob("*")) == before,
+    )
+    rf = RunFolder(out)
+    for path in [rf.last_checkpoint, *[q for _, q in rf.checkpoint_files()]]:
+        path.write_bytes(b"junk")
+    p.cli(
+        "resume, all checkpoints unreadable",
+        ["train", "--config-json", cfg, "--out", out, "--resume", "auto"],
+        check=lambda: rf.last_checkpoint.read_bytes() == b"junk" and rf.metrics.is_file(),
+    )
+    p.cli(
+        "resume, another config", ["train", "--config-json", other, "--out", out, "--resume", "yes"]
+    )
+
+
+def data_cases(p: Probe) -> None:
+    from astropy.io import fits
+
+    src = p.work / "fits" / "run"
+    rng = np.random.default_rng(0)
+    for sigma in ("2.0", "1.0"):
+        (src / sigma).mkdir(parents=True)
+        for i in range(3):
+            fits.PrimaryHDU(rng.random((8, 8), dtype=np.float32) + 0.1).writeto(
+                src / sigma / f"image_{i:06d}.fits"
+            )
+    files = sorted(str(x) for x in src.rglob("*"))
+
+    def intact():
+        return sorted(str(x) for x in src.rglob("*")) == files
+
+    for label, out in (("src", src), ("parent", src.parent), ("grandparent", p.work / "fits")):
+        p.cli(
+            f"ingest --out {label} --force", ["ingest", src, "--out", out, "--force"], check=intact
+        )
+    cwd = os.getcwd()
+    os.chdir(src)
+    try:
+        p.cli("ingest --out . --force", ["ingest", src, "--out", ".", "--force"], check=intact)
+    finally:
+        os.chdir(cwd)
+    keep = p.work / "keep"
+    keep.mkdir()
+    (keep / "mine.txt").write_text("mine")
+    p.cli(
+        "ingest --force onto a non-store folder",
+        ["ingest", src, "--out", keep, "--force"],
+        check=lambda: (keep / "mine.txt").is_file(),
+    )
+    p.cli("ingest missing source", ["ingest", p.work / "nope", "--out", p.work / "s.zarr"])
+    csv = p.work / "locs.csv"
+    csv.write_text("x [nm],y [nm],particle\n1,2,0\n3,4,0\n")
+    text = csv.read_text()
+    p.cli(
+        "localise --force onto its CSV",
+        ["localise", csv, "--out", csv, "--sigmas", "2", "--force"],
+        check=lambda: csv.read_text() == text,
+    )
+    p.cli(
+        "localise --force onto its folder",
+        ["localise", csv, "--out", p.work, "--sigmas", "2", "--force"],
+        check=lambda: csv.read_text() == text,
+    )
+    bad = p.work / "text.csv"
+    bad.write_text("x [nm],y [nm],particle\n1,two,0\n3,4,0\n")
+    p.cli(
+        "localise text in a column", ["localise", bad, "--out", p.work / "t.zarr", "--sigmas", "2"]
+    )
+    p.cli(
+        "localise missing file",
+        ["localise", p.work / "nope.csv", "--out", p.work / "n.zarr", "--sigmas", "2"],
+    )
+    # a particle whose localisations are all NaN must not shift the numbering --accepted uses
+    rng = np.random.default_rng(0)
+    lines = ["x [nm],y [nm],sigma [nm],particle"]
+    for k in range(4):
+        for x, y in rng.normal(0, 50, (40, 2)) + [5000, 3000]:
+            lines.append(f"{'nan' if k == 0 else x},{'nan' if k == 0 else y},10,{k}")
+    nan_csv, acc = p.work / "nanpart.csv", p.work / "acc.txt"
+    nan_csv.write_text("\n".join(lines) + "\n")
+    acc.write_text("2\n")
+    store = p.work / "nanpart.zarr"
+
+    def picked_particle_2():
+        from holly.imagestore import ImageStore
+
+        s = ImageStore.open(store)
+        return s.n_images == 1 and s.attrs["source"]["n_particles_read"] == 4
+
+    p.cli(
+        "localise all-NaN particle, --accepted",
+        [
+            "localise",
+            nan_csv,
+            "--out",
+            store,
+            "--sigmas",
+            "2",
+            "--size",
+            "16",
+            "--perturbations",
+            "1",
+            "--accepted",
+            acc,
+            "--particle-column",
+            "particle",
+        ],
+        expect=0,
+        check=picked_particle_2,
+    )
+    p.cli("localise sigma 0", ["localise", csv, "--out", p.work / "z.zarr", "--sigmas", "0"])
+
+
+def archive_cases(p: Probe) -> None:
+    from holly.archive import extract
+
+    bomb = p.work / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros", b"\0" * (80 * 2**20))
+    p.call("archive bomb", lambda: extract(bomb, p.work / "bomb_out"))
+    trav = p.work / "trav.zip"
+    with zipfile.ZipFile(trav, "w") as zf:
+        zf.writestr("../evil.txt", "x")
+    p.call("archive traversal", lambda: extract(trav, p.work / "trav_out"))
+    from holly.zenodo import parse_record_id
+
+    for record in ("١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥", "12x", "-5", ""):
+        p.call(f"record id {record!r}", lambda record=record: parse_record_id(record))
+    junk = p.work / "junk.zip"
+    junk.write_bytes(b"PK\x03\x04 not a zip")
+    p.call("archive junk", lambda: extract(junk, p.work / "junk_out"))
+
+
+def plan_cases(p: Probe) -> None:
+    from holly.plan import apply_base, plan
+
+    tiny = yaml.safe_load((ROOT / "tests" / "config" / "tiny.yaml").read_text())
+    tiny.pop("base")
+
+    def bad(edit):
+        cfg = copy.deepcopy(tiny)
+        edit(cfg)
+        return lambda: plan(cfg)
+
+    edits = {
+        "NaN lr": lambda c: c["defaults"]["train"].update(lr=math.nan),
+        "inf tau": lambda c: c.update(evaluation={"tau": math.inf}),
+        "summary.csv name": lambda c: c["experiments"][0].update(name="summary.csv"),
+        "report.html name": lambda c: c["experiments"][0].update(name="report.html"),
+        "batch > data": lambda c: c["defaults"]["train"].update(batch_size=10_000),
+        "sigma 0": lambda c: c["defaults"]["sigma"].update(values=[1.0, 0.0]),
+        "sigma file missing": lambda c: c["defaults"]["sigma"].update(values="none.csv"),
+        "unknown shape": lambda c: c["experiments"][0]["data"].update(shape="blob"),
+        "missing shape file": lambda c: c["experiments"][0]["data"].update(shape="x/none.ply"),
+        "duplicate name": lambda c: c["experiments"].append(copy.deepcopy(c["experiments"][0])),
+        "missing store": lambda c: c["experiments"][0]["data"].update(
+            source="zarr", store="n.zarr"
+        ),
+        "unknown published": lambda c: c.update(published={"nope": "x.ply"}),
+    }
+    for name, edit in edits.items():
+        p.call(f"plan {name}", bad(edit))
+    p.call("base unknown", lambda: apply_base({"base": "tuned", "experiments": []}))
+
+
+def main_probe(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    with tempfile.TemporaryDirectory(prefix="holly-probe-") as tmp:
+        probe = Probe(Path(tmp))
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        for group in (config_cases, config_file_cases, plan_cases, archive_cases, data_cases):
+            group(probe)
+        run_folder_cases(probe, quick)
+        if not quick:
+            training_cases(probe)
+    for failure in probe.failures:
+        print("NOT WELL:", failure)
+    well = probe.tried - len(probe.failures)
+    print(f"bad inputs tried: {probe.tried}; ended well: {well}; not well: {len(probe.failures)}")
+    return 0 if not probe.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main_probe(sys.argv[1:]))
