@@ -62,10 +62,12 @@ NEAR_SYMMETRIC = {
         "snapshot_every": 1000,
         "checkpoint_every": 1000,
         "test_images": 64,
-        "threads": 2,
+        "threads": 1,
     },
     "refine": {"steps": 100, "images": 256, "table_rotations": 128, "search_rotations": 512},
 }
+# Measured with seed 0 on the 2-core CPU (~50 s of CPU): CNN (best hypothesis) median 121 deg,
+# after refinement 2.8 deg, 64 % of the held-out images within 30 degrees.
 MAX_POSE_ERROR_DEG = 20.0
 
 
@@ -79,4 +81,5 @@ def test_pose_hypotheses_and_refinement_get_near_symmetric_poses_right(tmp_path)
     assert poses["refined"]
     assert poses["median"] < MAX_POSE_ERROR_DEG, poses
     assert poses["median"] < poses["amortised_median"], poses
+    assert poses["accuracy_30"] > 0.5, poses
     assert min(poses["head_usage"]) > 0.05, poses  # no head collapsed
