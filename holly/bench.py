@@ -19,7 +19,7 @@ import torch
 
 from holly.config import from_dict
 from holly.geometry import random_rotations
-from holly.loss import image_loss, normalise
+from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.model import HollyModel
 from holly.precision import autocast
 from holly.render import render, render_dense
@@ -142,7 +142,9 @@ def bench_training_step(b: BenchSetup) -> dict:
             model.render_fn = render_fn
             with autocast(b.precision, b.device):
                 out = model(target, b.sigma)
-            loss = image_loss(normalise(out.images.float(), "batch"), target, "masked_l1")
+            # the training loss: per hypothesis, min over them (one hypothesis here)
+            losses = hypothesis_losses(out.images.float(), target, "batch", "masked_l1")
+            loss = min_over_hypotheses(losses, 0.0)[0]
             opt.zero_grad()
             loss.backward()
             opt.step()
