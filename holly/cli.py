@@ -19,6 +19,7 @@ from holly.errors import HollyError
 COMMANDS = {
     "simulate": "simulate",
     "train": "train",
+    "refine": "refine",
     "evaluate": "evaluate",
     "compare": "compare",
     "render": "render",

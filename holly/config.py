@@ -77,6 +77,23 @@ class ModelConfig:
         "(render at the curriculum sigma)",
     )
     num_points: int = _spec(200, lo=1, hi=100000)
+    pose_hypotheses: int = _spec(
+        1,
+        lo=1,
+        hi=16,
+        doc="rotation hypotheses per image (1: the original single pose); the loss takes the "
+        "best-fitting one",
+    )
+    hypothesis_warmup: float = _spec(
+        0.3,
+        lo=0.0,
+        hi=1.0,
+        doc="fraction of the training steps over which the min over hypotheses is relaxed "
+        "(non-winners share weight hypothesis_epsilon, decaying to 0)",
+    )
+    hypothesis_epsilon: float = _spec(
+        0.5, lo=0.0, hi=0.99, doc="weight of the non-winning hypotheses at the start of warm-up"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,6 +158,47 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    steps: int = _spec(
+        0, lo=0, doc="per-image pose refinement steps after the amortised phase (0: none)"
+    )
+    images: int = _spec(
+        512, lo=1, doc="training images in the pose table (a seeded subset; cost scales with it)"
+    )
+    batch_size: int = _spec(64, lo=1, doc="images per refinement batch")
+    pose_lr: float = _spec(0.01, lo=0.0, hi=1.0, doc="Adam learning rate of the pose table")
+    pose_steps: int = _spec(3, lo=1, hi=100, doc="pose updates per cloud update")
+    points_lr: float = _spec(
+        1e-3, lo=0.0, hi=1.0, doc="Adam learning rate of the cloud during refinement"
+    )
+    rescore_every: int = _spec(
+        0, lo=0, doc="steps between re-scoring every table image's local candidates (0: never)"
+    )
+    symmetries: int = _spec(
+        12, lo=1, hi=64, doc="near-symmetries of the cloud tried as candidates (incl. identity)"
+    )
+    flips: bool = _spec(True, doc="also try the in-plane 180 deg turn and the mirrors")
+    search_rotations: int = _spec(
+        1024, lo=0, doc="held-out images: seeded random rotations added to the candidates"
+    )
+    search_sigma: float = _spec(
+        3.0, lo=0.1, hi=50.0, doc="blur (pixels) at which candidates are scored"
+    )
+    table_rotations: int = _spec(
+        256, lo=0, doc="pose table: seeded random rotations added to every image's candidates"
+    )
+    search_keep: int = _spec(
+        4, lo=1, hi=16, doc="held-out images: distinct best candidates refined before choosing"
+    )
+    table_keep: int = _spec(
+        2, lo=1, hi=16, doc="pose table: distinct best candidates refined before choosing"
+    )
+    ladder_steps: int = _spec(
+        20, lo=0, doc="pose steps at each of three blur levels (search_sigma to the final one)"
+    )
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = _spec("experiment")
     variant: str = _spec("paper", choices=("paper", "latest"))
@@ -152,6 +210,7 @@ class ExperimentConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     sigma: SigmaConfig = field(default_factory=SigmaConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def to_dict(self) -> dict:

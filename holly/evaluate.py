@@ -96,12 +96,16 @@ class PoseError:
         Geodesic angle between each predicted pose and its gauge-corrected true pose.
     out_of_plane_deg : ndarray [T]
         Angle between the viewing directions (third rows) of the same two matrices.
+    true_in_frame : ndarray [T, 3, 3]
+        The true poses in the prediction's frame, ``M^h rot_true S_k G`` (what the learned
+        cloud would be rendered at to show each true view).
     """
 
     handedness: str
     gauge: np.ndarray
     errors_deg: np.ndarray
     out_of_plane_deg: np.ndarray
+    true_in_frame: np.ndarray
 
     @property
     def median(self) -> float:
@@ -238,6 +242,47 @@ def _icp(
         q = np.concatenate([tgt[j.reshape(s, n)], np.broadcast_to(tgt, (s, m, 3))], 1)
         rot, trans = _kabsch(p, q)
     return rot, trans, chamfer
+
+
+def self_symmetries(
+    x: np.ndarray, count: int, seed: int = 0, n_random: int = 128, min_separation_deg: float = 20.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The cloud's near-symmetries: proper rotations ``g`` about its centroid with ``g X ≈ X``.
+
+    Self-registration: multi-start ICP of the centred cloud onto itself (the 24 cube rotations
+    plus ``n_random`` seeded random starts). Every start converges to a local optimum; distinct
+    optima (more than ``min_separation_deg`` apart) are ranked by their Chamfer distance. The
+    identity (Chamfer 0) always comes first. No threshold decides what counts as a symmetry:
+    the caller scores the candidates against images, where a false one simply loses.
+
+    Parameters
+    ----------
+    x : ndarray [N, 3]
+    count : int
+        At most this many rotations are returned.
+
+    Returns
+    -------
+    rotations : ndarray [J, 3, 3], J <= count
+    chamfer : ndarray [J]
+        Chamfer distance between ``g X`` and ``X`` (model units), ascending.
+    """
+    c = np.asarray(x, dtype=np.float64)
+    c = c - c.mean(0)
+    rng = np.random.default_rng(seed)
+    sub = _subsample(c, COARSE_POINTS, rng)
+    starts = np.concatenate([octahedral_rotations(), random_rotations(n_random, rng)])
+    scale = max(np.sqrt((sub**2).sum(1).mean()), 1e-12)
+    rot, _, cost = _icp(sub, sub, starts, np.zeros((len(starts), 3)), 40, 1e-6 * scale)
+    chosen, costs = [np.eye(3)], [0.0]
+    for i in np.argsort(cost, kind="stable"):
+        if len(chosen) >= count:
+            break
+        far = _angle_deg(np.stack(chosen), np.broadcast_to(rot[i], (len(chosen), 3, 3)))
+        if np.all(far > min_separation_deg):
+            chosen.append(rot[i])
+            costs.append(float(cost[i]))
+    return np.stack(chosen), np.asarray(costs)
 
 
 def _subsample(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -378,15 +423,21 @@ def shape_metrics(pred: np.ndarray, gt: np.ndarray, tau: float) -> dict[str, flo
     """
     d_pg, d_gp = nn_distances(pred, gt)
     precision, recall = float((d_pg < tau).mean()), float((d_gp < tau).mean())
-    f = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return {
         "chamfer": float(0.5 * (d_pg.mean() + d_gp.mean())),
         "hausdorff": float(max(d_pg.max(), d_gp.max())),
         "hausdorff95": float(np.percentile(np.concatenate([d_pg, d_gp]), 95)),
         "precision": precision,
         "recall": recall,
-        "fscore": float(f),
+        "fscore": _harmonic(precision, recall),
+        # at half the threshold (0.05 R by default): the default hides averaged-away details
+        # such as arm lengths that differ by less than tau
+        "fscore_tight": _harmonic(float((d_pg < tau / 2).mean()), float((d_gp < tau / 2).mean())),
     }
+
+
+def _harmonic(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
 
 
 def bounding_radius(x: np.ndarray) -> float:
@@ -562,6 +613,7 @@ def _pose_error_for(
         gauge=gauge,
         errors_deg=_angle_deg(corrected, rot_pred),
         out_of_plane_deg=np.degrees(np.arccos(cos_view)),
+        true_in_frame=corrected,
     )
 
 
@@ -609,25 +661,96 @@ def _read_cloud(path: Path, what: str, hint: str) -> np.ndarray:
     return x
 
 
-def _pose_summary(run: RunFolder, symmetry_order: int = 1) -> dict | None:
+WRONG_POSE_DEG = 30.0  # a pose further than this from the truth counts as wrong (DPC's rule)
+FITS_AS_WELL = 1.02  # "renders as well": image loss within 2 % of the true pose's
+
+
+def _pose_summary(run: RunFolder, symmetry_order: int = 1, points: np.ndarray | None = None):
+    """Pose errors of the final poses and, where recorded, of the amortised (CNN) poses before
+    refinement; accuracy at 30 degrees; head usage; and, with ``points``, how many wrong poses
+    fit their image as well as the true pose does (:func:`pose_fit`)."""
     path = run.test_poses
     poses = run.read_test_poses()
     if poses is None:
         return None
-    rot_true, rot_pred = poses["rot_true"], poses["rot_pred"]
     try:
-        err = pose_error(rot_true, rot_pred, symmetry_order)
+        err = pose_error(poses["rot_true"], poses["rot_pred"], symmetry_order)
+        before = (
+            pose_error(poses["rot_true"], poses["rot_amortised"], symmetry_order)
+            if "rot_amortised" in poses
+            else None
+        )
     except ValueError as exc:
         raise HollyError(f"{path}: {exc}") from exc
-    return {
+    summary = {
         "median": err.median,
         "mean": err.mean,
         "p90": float(np.percentile(err.errors_deg, 90)),
+        "accuracy_30": float((err.errors_deg < WRONG_POSE_DEG).mean()),
         "out_of_plane_median": err.out_of_plane_median,
         "handedness": err.handedness,
         "n_images": len(err.errors_deg),
         "gauge": err.gauge.tolist(),
         "symmetry_order": symmetry_order,
+        "refined": "shift_refined" in poses,
+        "amortised_median": before.median if before is not None else None,
+        "amortised_mean": before.mean if before is not None else None,
+        "head_usage": _head_usage(poses),
+    }
+    if points is not None and {"images", "shift_refined"} <= set(poses):
+        summary |= pose_fit(points, poses, err)
+    return summary
+
+
+def _head_usage(poses: dict) -> list[float] | None:
+    """Fraction of held-out images whose best hypothesis is each head."""
+    if "best_hypothesis" not in poses or "hypotheses" not in poses:
+        return None
+    k = poses["hypotheses"].shape[1]
+    counts = np.bincount(poses["best_hypothesis"].astype(int), minlength=k)
+    return (counts / max(counts.sum(), 1)).tolist()
+
+
+def pose_fit(points: np.ndarray, poses: dict, err: PoseError) -> dict:
+    """Do wrong poses fit their images worse than the true ones (failures), or as well
+    (unidentifiable views)?
+
+    The learned cloud is rendered at each image's final pose and at its true pose expressed in
+    the cloud's frame (``M^h R_true S_k G``, the same gauge and symmetry rule as the pose error,
+    shifted so the cloud's projected centroid stays where the final pose put it); both are
+    compared with the held-out image, per-image normalised, by L1.
+
+    Returns
+    -------
+    dict
+        ``wrong_fraction``: images off by more than 30 degrees; ``wrong_but_fits_fraction``:
+        those among all images whose final pose renders within 2 % of the true pose's loss;
+        ``fit_loss_pred_median`` / ``fit_loss_true_median``: the two median losses.
+    """
+    import torch
+
+    from holly.poses import recentred_shift
+    from holly.refine import RenderSpec, pose_losses
+
+    images = torch.as_tensor(poses["images"].astype(np.float32))
+    h, w = images.shape[-2:]
+    spec = RenderSpec(h, w, "l1", 0.0)
+    cloud = torch.as_tensor(points, dtype=torch.float32)
+    rot_pred = torch.as_tensor(poses["rot_pred"], dtype=torch.float32)
+    shift = torch.as_tensor(poses["shift_refined"], dtype=torch.float32)
+    sigma = torch.as_tensor(poses["sigma_refined"], dtype=torch.float32)
+    rot_true = torch.as_tensor(err.true_in_frame, dtype=torch.float32)
+    shift_true = recentred_shift(shift, rot_pred, rot_true, cloud.mean(0))
+    with torch.no_grad():
+        loss_pred = pose_losses(cloud, rot_pred, shift, sigma, images, spec).numpy()
+        loss_true = pose_losses(cloud, rot_true, shift_true, sigma, images, spec).numpy()
+    wrong = err.errors_deg > WRONG_POSE_DEG
+    fits = loss_pred <= FITS_AS_WELL * loss_true
+    return {
+        "wrong_fraction": float(wrong.mean()),
+        "wrong_but_fits_fraction": float((wrong & fits).mean()),
+        "fit_loss_pred_median": float(np.median(loss_pred)),
+        "fit_loss_true_median": float(np.median(loss_true)),
     }
 
 
@@ -715,7 +838,7 @@ def score_run(
     gt_path = Path(ground_truth) if ground_truth is not None else rf.ground_truth
     has_gt = ground_truth is not None or gt_path.is_file()
     init_path = rf.initial_points
-    poses = _pose_summary(rf, _symmetry_order(rf))
+    poses = _pose_summary(rf, symmetry_order(rf), points)
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -738,10 +861,11 @@ def score_run(
     return result, aligned_path, al.aligned
 
 
-def _symmetry_order(run: RunFolder) -> int:
+def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
     from holly.shapes import SYMMETRY_ORDER
 
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
     shape = (run.read_config(required=False).get("data") or {}).get("shape")
     return SYMMETRY_ORDER.get(shape, 1) if isinstance(shape, str) else 1
 
@@ -755,6 +879,8 @@ def _held_out_fit(run: RunFolder) -> dict | None:
     if not run.metrics.is_file():
         return None
     rows = run.read_metrics()
+    if "phase" in rows:  # refinement rows have no held-out loss (another normalisation)
+        rows = rows[rows["phase"] != "refine"]
     if rows.empty:
         return None
     last = rows.iloc[-1]

@@ -109,6 +109,16 @@ def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         if metrics.empty:
             _empty(ax, "no metric rows yet")
             return fig
+        refine_rows = metrics["phase"] == "refine" if "phase" in metrics else None
+        if refine_rows is not None and refine_rows.any():
+            # the refinement's loss is per-image normalised: another scale, so only mark it
+            ax.axvline(
+                metrics.loc[~refine_rows, "step"].max(),
+                color="0.5",
+                linestyle=":",
+                label="pose refinement starts",
+            )
+            metrics = metrics[~refine_rows]
         ax.plot(metrics["step"], metrics["train_loss"], label="train", color=RECON_COLOUR)
         ax.plot(
             metrics["step"],
@@ -386,10 +396,12 @@ def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
     poses = RunFolder(run_dir).read_test_poses()
     if poses is None:
         return None
-    from holly.evaluate import pose_error
+    from holly.evaluate import pose_error, symmetry_order
 
+    # the same symmetry rule as `holly evaluate`'s table (cep152: modulo its 9-fold symmetry)
+    order = symmetry_order(Path(run_dir))
     try:
-        return pose_error(poses["rot_true"], poses["rot_pred"]).errors_deg
+        return pose_error(poses["rot_true"], poses["rot_pred"], order).errors_deg
     except ValueError as exc:
         raise HollyError(f"{RunFolder(run_dir).test_poses}: {exc}") from None
 

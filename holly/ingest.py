@@ -294,6 +294,53 @@ def _expected_shape(folder: SigmaFolder, names: list[str]) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------- ingest
+@dataclass
+class IngestPlan:
+    """What an ingest will read, known before any image is (phase 1 of :func:`ingest_fits`)."""
+
+    folders: list  # SigmaFolder, one per sigma level
+    names: list[str]  # file names common to (or, with skip_bad, present in some) folders
+    missing: list[dict]  # files absent from some folder (skip_bad)
+    numbers: np.ndarray  # [n] int64, the particle-image number of each name
+    height: int
+    width: int
+    bad: dict[int, list[dict]]  # name index -> why it is dropped
+
+
+def plan_ingest(src: Path, skip_bad: bool) -> IngestPlan:
+    """Phase 1 of :func:`ingest_fits`: find the sigma folders and match their file names."""
+    folders = find_sigma_folders(src)
+    names, missing = _match_names(folders, skip_bad)
+    height, width = _expected_shape(folders[0], names)
+    numbers = np.array([_file_number(n) for n in names], dtype=np.int64)
+    if numbers.max() > np.iinfo(np.int32).max:
+        raise HollyError(f"{src}: image numbers above {np.iinfo(np.int32).max} are not supported")
+    position = {n: i for i, n in enumerate(names)}
+    bad: dict[int, list[dict]] = {}
+    for entry in missing:
+        bad.setdefault(position[entry["name"]], []).append(entry)
+    return IngestPlan(folders, names, missing, numbers, height, width, bad)
+
+
+def _source_record(src, record, folders, names, md5, keep) -> dict:
+    """Phase 3 of :func:`ingest_fits`: the inputs' provenance (md5 manifest of kept files)."""
+    folder_names = [f.path.name for f in folders]
+    manifest = hashlib.sha256()
+    for level, folder_name in enumerate(folder_names):
+        for i in keep:
+            manifest.update(f"{md5[level, i].tobytes().hex()}  {folder_name}/{names[i]}\n".encode())
+    return {
+        "type": "fits-folders",
+        "path": str(src.resolve()),
+        "record": record,
+        "folders": {name: f.sigma for name, f in zip(folder_names, folders, strict=True)},
+        "n_files": int(keep.size * len(folders)),
+        "checksums": "array source_md5: md5 of every input file; "
+        "ImageStore.source_manifest() gives md5sum -c lines",
+        "manifest_sha256": manifest.hexdigest(),
+    }
+
+
 def ingest_fits(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -349,16 +396,10 @@ def ingest_fits(
     src, out = Path(src), Path(out)
     guard_output(out, [src], overwrite)
     t0 = time.perf_counter()
-    folders = find_sigma_folders(src)
-    names, missing = _match_names(folders, skip_bad)
-    height, width = _expected_shape(folders[0], names)
-    numbers = np.array([_file_number(n) for n in names], dtype=np.int64)
-    if numbers.max() > np.iinfo(np.int32).max:
-        raise HollyError(f"{src}: image numbers above {np.iinfo(np.int32).max} are not supported")
-    position = {n: i for i, n in enumerate(names)}
-    bad: dict[int, list[dict]] = {}
-    for entry in missing:
-        bad.setdefault(position[entry["name"]], []).append(entry)
+    # phase 1: plan (folders, file names, image size, files missing at some sigma)
+    plan = plan_ingest(src, skip_bad)
+    folders, names, missing, numbers = plan.folders, plan.names, plan.missing, plan.numbers
+    height, width, bad = plan.height, plan.width, plan.bad
     n_raw, n_levels = len(names), len(folders)
     md5 = np.zeros((n_levels, n_raw, 16), dtype=np.uint8)
     log.info(
@@ -376,6 +417,7 @@ def ingest_fits(
         else out.with_name(out.name + ".skipped.json")
     )
 
+    # phase 2: read every level in blocks and write the store
     def blocks(level: int, folder: SigmaFolder) -> Iterator[np.ndarray]:
         present = set(os.listdir(folder.path)) if missing else None
         for start in range(0, n_raw, block_size):
@@ -434,23 +476,8 @@ def ingest_fits(
         if keep.size == 0:
             raise HollyError(f"every image in {src} is bad; nothing to ingest")
         skipped = [{"index": int(numbers[i]), **e} for i in sorted(bad) for e in bad[i]]
-        folder_names = [f.path.name for f in folders]
-        manifest = hashlib.sha256()
-        for level, folder_name in enumerate(folder_names):
-            for i in keep:
-                manifest.update(
-                    f"{md5[level, i].tobytes().hex()}  {folder_name}/{names[i]}\n".encode()
-                )
-        source = {
-            "type": "fits-folders",
-            "path": str(src.resolve()),
-            "record": record,
-            "folders": {name: f.sigma for name, f in zip(folder_names, folders, strict=True)},
-            "n_files": int(keep.size * n_levels),
-            "checksums": "array source_md5: md5 of every input file; "
-            "ImageStore.source_manifest() gives md5sum -c lines",
-            "manifest_sha256": manifest.hexdigest(),
-        }
+        # phase 3: provenance of the inputs, then the store's attributes and commit
+        source = _source_record(src, record, folders, names, md5, keep)
         orientation = {
             **ORIENTATION,
             "source_format": "FITS",
@@ -476,7 +503,7 @@ def ingest_fits(
         }
         md5_attrs = {
             "algorithm": "md5",
-            "folders": folder_names,
+            "folders": [f.path.name for f in folders],
             "file_names": [names[i] for i in keep],
         }
         if keep.size == n_raw:

@@ -38,3 +38,60 @@ def image_loss(
     if kind == "l1":
         return (output - target).abs().sum()
     raise ValueError(f"unknown loss {kind!r}")
+
+
+def hypothesis_losses(
+    renderings: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    kind: str,
+    mask_threshold: float = 1e-4,
+) -> torch.Tensor:
+    """Per-image, per-hypothesis loss ``[B, K]`` of ``renderings [B, K, H, W]`` against the
+    normalised ``target [B, H, W]``.
+
+    Each hypothesis ``k`` is normalised as its own batch ``renderings[:, k]``, exactly as a
+    single-pose model's output is. With ``K > 1`` and ``batch`` normalisation the batch total is
+    treated as a constant (detached): otherwise a hypothesis that wins no image would still get
+    gradient through the other images' normaliser, and the min over hypotheses would not send
+    gradient to the winners only. (Each visible point integrates to ~1 whatever the pose, so the
+    total hardly depends on the pose anyway.)
+    """
+    b, k = renderings.shape[:2]
+    if mode == "batch":
+        totals = renderings.sum(dim=(0, 2, 3), keepdim=True)  # [1, K, 1, 1]
+        if k > 1:
+            totals = totals.detach()
+        output = renderings * (1000.0 / (totals + _EPS))
+    else:
+        output = normalise(renderings, mode)  # image / none act per image already
+    diff = (output - target[:, None]).abs()  # [B, K, H, W]
+    if kind == "masked_l1":
+        diff = diff * (target[:, None] > mask_threshold)
+    elif kind != "l1":
+        raise ValueError(f"unknown loss {kind!r}")
+    return diff.sum(dim=(-2, -1))
+
+
+def min_over_hypotheses(losses: torch.Tensor, epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch loss from per-image hypothesis losses ``[B, K]``, and each image's winner.
+
+    Winner-takes-all, relaxed during warm-up: the winner (lowest loss) gets weight
+    ``1 - epsilon``, the others share ``epsilon``, so that every head learns while the cloud is
+    still a blob. With ``epsilon = 0`` only the winners get gradient. With ``K = 1`` this is the
+    plain sum over the batch.
+
+    Returns
+    -------
+    loss : Tensor []
+        Sum over the batch of the weighted per-image losses.
+    best : Tensor [B] (long)
+        Index of each image's best-fitting hypothesis.
+    """
+    best = losses.detach().argmin(dim=1)
+    k = losses.shape[1]
+    if k == 1 or epsilon <= 0:
+        return losses.gather(1, best[:, None]).sum(), best
+    winner = torch.nn.functional.one_hot(best, k).to(losses.dtype)
+    weights = winner * (1 - epsilon) + (1 - winner) * (epsilon / (k - 1))
+    return (weights * losses).sum(), best

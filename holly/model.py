@@ -89,10 +89,58 @@ class PoseEncoder(nn.Module):
 
 @dataclass
 class Prediction:
-    rotations: torch.Tensor  # [B, 3, 3]
+    """The K pose hypotheses of a batch and their renderings (K = ``model.pose_hypotheses``).
+
+    Translation and sigma are shared by the hypotheses, so that sigma cannot absorb the error
+    of a wrong rotation; which hypothesis fits best is decided by the loss
+    (:func:`holly.loss.hypothesis_losses`).
+    """
+
+    hypotheses: torch.Tensor  # [B, K, 3, 3]
     translations: torch.Tensor  # [B, 2], model units
     sigma: torch.Tensor  # [B], pixels
-    images: torch.Tensor  # [B, H, W], un-normalised renderings
+    images: torch.Tensor  # [B, K, H, W], un-normalised renderings
+
+    def rotations(self, best: torch.Tensor | None = None) -> torch.Tensor:
+        """Rotations ``[B, 3, 3]``: hypothesis ``best [B]`` of each image (default: the first)."""
+        if best is None:
+            return self.hypotheses[:, 0]
+        return self.hypotheses[torch.arange(len(best), device=best.device), best]
+
+
+def head_offsets(k: int) -> torch.Tensor:
+    """Fixed right-hand offsets ``[k, 3, 3]`` of the rotation heads: hypothesis ``j`` is
+    ``R_j = 6D(raw_j) @ offset_j``.
+
+    The heads start from nearly equal raw outputs (small initial weights), so without offsets all
+    hypotheses would start at the same pose and stay together. The offsets are the identity and
+    the half turns about x, y and z (the Klein four-group), then further half turns about the
+    cube's face diagonals: object-side rotations, the kind of confusion near-symmetric shapes
+    cause.
+    """
+    half_turn_axes = [
+        (1, 0, 0),
+        (0, 1, 0),
+        (0, 0, 1),
+        (1, 1, 0),
+        (1, -1, 0),
+        (0, 1, 1),
+        (0, 1, -1),
+        (1, 0, 1),
+        (-1, 0, 1),
+        (1, 1, 1),
+        (1, -1, 1),
+        (-1, 1, 1),
+        (1, 1, -1),
+        (2, 1, 0),
+        (0, 2, 1),
+    ]
+    mats = [torch.eye(3)]
+    for axis in half_turn_axes[: k - 1]:
+        a = torch.tensor(axis, dtype=torch.float32)
+        a = a / a.norm()
+        mats.append(2 * torch.outer(a, a) - torch.eye(3))  # rotation by pi about a
+    return torch.stack(mats)
 
 
 class HollyModel(nn.Module):
@@ -102,12 +150,15 @@ class HollyModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.rot_dim = 3 if cfg.model.rotation == "axis_angle" else 6
+        self.n_hypotheses = cfg.model.pose_hypotheses
         self.predict_sigma = cfg.model.sigma_head != "none"
-        n_out = self.rot_dim + 2 + int(self.predict_sigma)
+        n_out = self.n_hypotheses * self.rot_dim + 2 + int(self.predict_sigma)
         r = cfg.render
         self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, n_out)
         init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
         self.points = nn.Parameter(init)
+        # in the state dict (checkpoints), since the dead-head guard may re-seed them
+        self.register_buffer("offsets", head_offsets(self.n_hypotheses))
         self.render_fn = render  # swappable for the dense reference (benchmarks)
         self._init_weights(generator)
 
@@ -123,12 +174,17 @@ class HollyModel(nn.Module):
                     m.bias.fill_(float(torch.rand((), generator=generator)) * 1e-3)
 
     def pose(self, raw: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
-        """Raw encoder outputs ``[B, n_out]`` → rotations, translations, sigma."""
-        k = self.rot_dim
-        if k == 3:
-            rotations = geometry.axis_angle_to_matrix(raw[:, :3])
+        """Raw encoder outputs ``[B, n_out]`` → hypotheses ``[B, K, 3, 3]``, translations, sigma."""
+        b, d, n_hyp = raw.shape[0], self.rot_dim, self.n_hypotheses
+        k = n_hyp * d
+        rot_raw = raw[:, :k].reshape(b * n_hyp, d)  # [B*K, d]
+        if d == 3:
+            rotations = geometry.axis_angle_to_matrix(rot_raw)
         else:
-            rotations = geometry.rotation_6d_to_matrix(raw[:, :6])
+            rotations = geometry.rotation_6d_to_matrix(rot_raw)
+        rotations = rotations.reshape(b, n_hyp, 3, 3)
+        if n_hyp > 1:
+            rotations = rotations @ self.offsets
         translations = 2 * self.cfg.data.max_trans * torch.tanh(raw[:, k : k + 2])
         head = self.cfg.model.sigma_head
         if head == "softplus":
@@ -140,22 +196,27 @@ class HollyModel(nn.Module):
         return rotations, translations, sigma
 
     def forward(self, images: torch.Tensor, sigma_in: float) -> Prediction:
-        """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them."""
+        """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them.
+
+        All ``B * K`` hypotheses are drawn in one batched renderer call.
+        """
         raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
         with torch.autocast(images.device.type, enabled=False):  # poses and renderer: float32
-            rotations, translations, sigma = self.pose(raw, sigma_in)
+            hypotheses, translations, sigma = self.pose(raw, sigma_in)
+            b, n_hyp = hypotheses.shape[:2]
             r = self.cfg.render
             # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
             rendered = self.render_fn(
                 self.points,
-                rotations,
-                translations,
-                sigma.clamp_min(0.3),
+                hypotheses.reshape(b * n_hyp, 3, 3),
+                translations.repeat_interleave(n_hyp, 0),
+                sigma.clamp_min(0.3).repeat_interleave(n_hyp, 0),
                 r.height,
                 r.width,
                 order=r.order,
             )
-        return Prediction(rotations, translations, sigma, rendered)
+        images_out = rendered.reshape(b, n_hyp, r.height, r.width)  # [B, K, H, W]
+        return Prediction(hypotheses, translations, sigma, images_out)
 
 
 def _fan(weight: torch.Tensor, dim: int) -> int:

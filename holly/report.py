@@ -56,8 +56,11 @@ TABLE_COLUMNS = (
     ("floor_chamfer", "floor Chamfer", "{:.3f}"),
     ("chamfer_ratio_to_blob", "Chamfer / blob", "{:.2f}"),
     ("fscore", "F-score", "{:.2f}"),
+    ("fscore_tight", "F-score at tau/2", "{:.2f}"),
     ("handedness", "handedness", "{}"),
+    ("pose_error_amortised_median_deg", "median pose error, CNN", "{:.1f}"),
     ("pose_error_median_deg", "median pose error", "{:.1f}"),
+    ("wrong_but_fits_fraction", "wrong but fits", "{:.2f}"),
     ("fsc_resolution_0143", "FSC 0.143 resolution", "{:.3f}"),
     ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
     ("fsc_resolution_0143_nm", "FSC 0.143", "{:.0f}"),
@@ -65,6 +68,8 @@ TABLE_COLUMNS = (
 )
 # Shown in the table only when some experiment has a value (half-set runs are optional).
 OPTIONAL_COLUMNS = {
+    "pose_error_amortised_median_deg",
+    "wrong_but_fits_fraction",
     "fsc_resolution_0143",
     "fsc_resolution_05",
     "fsc_resolution_0143_nm",
@@ -89,6 +94,10 @@ SUMMARY_UNITS = {
     "wall_seconds": "s",
     "pose_error_median_deg": "degrees",
     "pose_error_mean_deg": "degrees",
+    "pose_error_amortised_median_deg": "degrees (the CNN's best hypothesis, before refinement)",
+    "pose_accuracy_30": "fraction of held-out images within 30 degrees",
+    "wrong_but_fits_fraction": "fraction of held-out images off by > 30 deg that fit as well",
+    "fscore_tight": "F-score at tau/2",
     "threads": "CPU threads",
     **{f"published_{c}": "model units" for c in ("chamfer", "hausdorff", "hausdorff95")},
     "published_blob_chamfer": "model units",
@@ -146,6 +155,9 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     prov = rf.read_provenance()
     metrics = rf.read_metrics()
     last = metrics.iloc[-1] if not metrics.empty else pd.Series(dtype=float)
+    # the losses of the amortised phase: refinement rows have another normalisation
+    amortised = metrics[metrics["phase"] != "refine"] if "phase" in metrics else metrics
+    last_loss = amortised.iloc[-1] if not amortised.empty else last
     data, render = cfg.get("data", {}), cfg.get("render", {})
     row = {
         "experiment": name or run.name,
@@ -159,8 +171,8 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "epochs": cfg.get("train", {}).get("epochs"),
         "steps": int(last["step"]) if "step" in last else None,
         "train_seconds": float(last["elapsed_s"]) if "elapsed_s" in last else None,
-        "final_train_loss": float(last["train_loss"]) if "train_loss" in last else None,
-        "final_test_loss": float(last["test_loss"]) if "test_loss" in last else None,
+        "final_train_loss": float(last_loss["train_loss"]) if "train_loss" in last else None,
+        "final_test_loss": float(last_loss["test_loss"]) if "test_loss" in last else None,
         "final_sigma_in": float(last["sigma_in"]) if "sigma_in" in last else None,
         "final_sigma_pred": float(last["sigma_pred_mean"]) if "sigma_pred_mean" in last else None,
         "device": prov.get("device"),
@@ -178,6 +190,12 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     pose = evaluation.get("pose_error_deg") or {}
     row["pose_error_median_deg"] = pose.get("median")
     row["pose_error_mean_deg"] = pose.get("mean")
+    row["pose_error_amortised_median_deg"] = pose.get("amortised_median")
+    row["pose_accuracy_30"] = pose.get("accuracy_30")
+    row["wrong_but_fits_fraction"] = pose.get("wrong_but_fits_fraction")
+    usage = pose.get("head_usage")
+    row["head_usage"] = " ".join(f"{u:.2f}" for u in usage) if usage else None
+    row["fscore_tight"] = recon.get("fscore_tight")
     row["wall_seconds"] = _wall_seconds(prov)
     row.update(_converted_distances(row, rf.read_scale(), render))
     if rf.vs_published.is_file():

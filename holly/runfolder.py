@@ -68,8 +68,11 @@ METRIC_COLUMNS = (
     "lr_points",
     "images_per_s",
     "elapsed_s",
+    "phase",  # amortised (CNN) or refine (per-image pose refinement)
+    "head_usage",  # win fraction of each pose hypothesis head over the log window
 )
 REQUIRED_METRICS = ("step", "train_loss", "test_loss", "sigma_in")
+TEXT_METRICS = ("phase", "head_usage")  # the other columns are numbers
 TEST_POSE_KEYS = ("rot_true", "rot_pred")
 SAMPLE_KEYS = ("inputs", "renderings")
 
@@ -380,8 +383,12 @@ def read_metrics_file(path: str | os.PathLike):
     missing = set(REQUIRED_METRICS) - set(metrics.columns)
     if missing:
         raise HollyError(f"{path} lacks columns {sorted(missing)}; rerun `holly train`")
+    text = [c for c in TEXT_METRICS if c in metrics]
+    if text:
+        metrics[text] = metrics[text].fillna("").astype(str)
     try:
-        metrics = metrics.apply(pd.to_numeric)
+        numeric = [c for c in metrics.columns if c not in TEXT_METRICS]
+        metrics[numeric] = metrics[numeric].apply(pd.to_numeric)
     except (ValueError, TypeError) as exc:
         raise HollyError(f"{path} holds a non-number ({exc}); rerun `holly train`") from None
     return metrics

@@ -16,21 +16,24 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from holly import __version__
+from holly import __version__, refine
 from holly.atomic import atomic_path
 from holly.config import ExperimentConfig, from_dict
 from holly.curriculum import SigmaSchedule, load_sigma_list
 from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
+from holly.geometry import random_rotations
 from holly.halfsets import training_seed
-from holly.loss import image_loss, normalise
+from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
+from holly.poses import image_plane_shift
 from holly.precision import StepPrecision
 from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
@@ -39,13 +42,20 @@ from holly.units import describe_units, run_units
 log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_COLUMNS", "Trainer", "train"]
-# Config keys that may change between a checkpoint and its resumption.
+# Config keys that may change between a checkpoint and its resumption (refinement can be
+# extended on a finished run; before the refinement stage starts, all its keys may change).
 RESUMABLE_KEYS = {
     ("train", "max_steps"),
     ("train", "threads"),
     ("train", "keep_checkpoints"),
     ("device",),
+    ("refine", "steps"),
+    ("refine", "ladder_steps"),
+    ("refine", "search_keep"),
 }
+# A head that wins less than this fraction of a log window's images is re-seeded (see
+# Trainer.reseed_dead_heads), as a fraction of the fair share 1/K.
+DEAD_HEAD_SHARE = 0.1
 
 
 def pick_device(name: str) -> torch.device:
@@ -109,8 +119,13 @@ class Trainer:
             )
         values = tuple(load_sigma_list(cfg.sigma.values))
         self.schedule = SigmaSchedule(values, cfg.sigma.schedule, t.epochs, spe)
-        self.total_steps = min(self.schedule.total_steps, t.max_steps or self.schedule.total_steps)
+        self.amortised_steps = min(
+            self.schedule.total_steps, t.max_steps or self.schedule.total_steps
+        )
+        self.total_steps = self.amortised_steps + cfg.refine.steps
         self.step = 0
+        self.head_wins = torch.zeros(cfg.model.pose_hypotheses, dtype=torch.long, device=device)
+        self.refinement: RefinementState | None = None
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
         # model units in px, and in nm when the image store knows its pixel size
@@ -123,13 +138,26 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         return torch.randperm(len(self.data.train), generator=gen)[k * b : (k + 1) * b]
 
-    def loss_on(self, images: torch.Tensor, sigma: float):
+    def epsilon_at(self, step: int) -> float:
+        """Weight of the non-winning hypotheses: decays linearly to 0 over the warm-up."""
+        m = self.cfg.model
+        warmup = m.hypothesis_warmup * self.amortised_steps
+        if m.pose_hypotheses == 1 or warmup <= 0:
+            return 0.0
+        return m.hypothesis_epsilon * max(0.0, 1.0 - step / warmup)
+
+    def loss_on(self, images: torch.Tensor, sigma: float, epsilon: float = 0.0):
+        """Loss (min over hypotheses, relaxed by ``epsilon``), prediction, best hypothesis of
+        each image, normalised targets, and the best hypothesis' normalised rendering."""
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
         with self.precision.autocast():
             pred = self.model(target, sigma)
-        output = normalise(pred.images, lc.normalise)
-        return image_loss(output, target, lc.kind, lc.mask_threshold), pred, target, output
+        losses = hypothesis_losses(pred.images, target, lc.normalise, lc.kind, lc.mask_threshold)
+        loss, best = min_over_hypotheses(losses, epsilon)
+        rows = torch.arange(len(best), device=best.device)
+        output = hypothesis_output(pred.images, lc.normalise)[rows, best]
+        return loss, pred, best, target, output
 
     def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step; returns loss and mean predicted sigma as device tensors (reading
@@ -137,10 +165,43 @@ class Trainer:
         sigma = self.schedule.sigma_at(step)
         images = self.data.train.images(self.batch_indices(step), sigma)
         self.model.train()
-        loss, pred, _, _ = self.loss_on(images, sigma)
+        loss, pred, best, _, _ = self.loss_on(images, sigma, self.epsilon_at(step))
         self.opt.zero_grad(set_to_none=True)
         self.precision.backward_step(loss, self.opt)
+        self.head_wins += torch.bincount(best, minlength=len(self.head_wins))
         return loss.detach(), pred.sigma.detach().mean()
+
+    def head_usage(self) -> str:
+        """Win fraction of each head since the last log step, e.g. ``0.41 0.20 0.21 0.18``."""
+        total = max(int(self.head_wins.sum()), 1)
+        return " ".join(f"{int(w) / total:.2f}" for w in self.head_wins)
+
+    def reseed_dead_heads(self) -> None:
+        """Guard against hypothesis collapse: a head that won (almost) no image in the last log
+        window restarts as a copy of the most-used head turned by a seeded random rotation on
+        the object side (``offset <- offset_best @ g``), so it proposes a different view of the
+        same particle. Not in the last 10 % of the amortised phase, so every head has time to
+        settle."""
+        k = len(self.head_wins)
+        total = int(self.head_wins.sum())
+        if k == 1 or total == 0 or self.step > 0.9 * self.amortised_steps:
+            return
+        share = self.head_wins.double() / total
+        dead = torch.nonzero(share < DEAD_HEAD_SHARE / k).flatten().tolist()
+        if not dead:
+            return
+        best = int(share.argmax())
+        gen = torch.Generator().manual_seed(self.cfg.seed * 7727 + self.step)
+        turns = random_rotations(len(dead), gen)
+        fc2, d = self.model.encoder.fc2, self.model.rot_dim
+        with torch.no_grad():
+            for j, head in enumerate(dead):
+                rows_to = slice(head * d, (head + 1) * d)
+                rows_from = slice(best * d, (best + 1) * d)
+                fc2.weight[rows_to] = fc2.weight[rows_from]
+                fc2.bias[rows_to] = fc2.bias[rows_from]
+                self.model.offsets[head] = self.model.offsets[best] @ turns[j].to(fc2.weight)
+        log.info("re-seeded pose heads %s from head %d (win shares %s)", dead, best, share.tolist())
 
     @torch.no_grad()
     def test_loss(self, sigma: float) -> float:
@@ -154,6 +215,134 @@ class Trainer:
         ]
         return float(np.mean(losses)) if losses else float("nan")
 
+    # -- per-image pose refinement (holly/refine.py) ----------------------------------------
+    def final_sigma(self) -> float:
+        return self.schedule.sigma_at(max(self.amortised_steps - 1, 0))
+
+    def render_spec(self) -> refine.RenderSpec:
+        r, lc = self.cfg.render, self.cfg.loss
+        return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
+
+    @torch.no_grad()
+    def amortised_poses(self, images: torch.Tensor, sigma: float, batch: int):
+        """CNN hypotheses ``[I, K, 3, 3]``, image-plane shifts ``[I, 2]``, sigma ``[I]`` and the
+        best hypothesis ``[I]`` of ``images [I, H, W]``, in batches."""
+        self.model.eval()
+        out = []
+        for chunk in images.split(batch):
+            _, pred, best, _, _ = self.loss_on(chunk, sigma)
+            shift = image_plane_shift(
+                pred.rotations(best), pred.translations, self.cfg.render.order
+            )
+            out.append((pred.hypotheses, shift, pred.sigma, best))
+        return [torch.cat(x) for x in zip(*out, strict=True)]
+
+    def search_spec(self, keep: int, rotations: int) -> refine.SearchSpec:
+        rc = self.cfg.refine
+        return refine.SearchSpec(
+            rotations=rotations,
+            sigma=rc.search_sigma,
+            keep=keep,
+            ladder_steps=rc.ladder_steps,
+            lr=rc.pose_lr,
+            batch_size=rc.batch_size,
+            flips=rc.flips,
+            seed=self.cfg.seed,
+        )
+
+    def searched_poses(self, images_at, keep: int, rotations: int) -> refine.PoseTable:
+        """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current
+        cloud: the CNN's hypotheses and a global search (:func:`holly.refine.search_poses`)."""
+        sigma = self.final_sigma()
+        hyps, _, _, _ = self.amortised_poses(images_at(sigma), sigma, self.cfg.train.batch_size)
+        symmetries = refine.cloud_symmetries(
+            self.model.points, self.cfg.refine.symmetries, self.cfg.seed
+        )
+        with torch.enable_grad():
+            return refine.search_poses(
+                self.model.points,
+                hyps,
+                images_at,
+                sigma,
+                self.render_spec(),
+                self.search_spec(keep, rotations),
+                symmetries,
+            )
+
+    def start_refinement(self) -> None:
+        rc = self.cfg.refine
+        items = refine.table_subset(len(self.data.train), rc.images, self.cfg.seed)
+        table = self.searched_poses(
+            lambda sigma: self.data.train.images(items, sigma), rc.table_keep, rc.table_rotations
+        )
+        self.refinement = RefinementState(
+            items=items,
+            table=table,
+            pose_adam=refine.RowAdam(len(table), 6, rc.pose_lr).to(self.device),
+            points_opt=torch.optim.Adam([self.model.points], lr=rc.points_lr),
+        )
+        log.info("refinement: pose table of %d training images", len(table))
+
+    def rescore(self) -> None:
+        """Jump every table image to its best candidate around its current pose."""
+        st, rc = self.refinement, self.cfg.refine
+        symmetries = refine.cloud_symmetries(self.model.points, rc.symmetries, self.cfg.seed)
+        rows = torch.arange(len(st.table), device=self.device)
+        moved = 0
+        for idx in rows.split(256):
+            rot, shift, sigma = st.table.pose(idx)
+            target = refine.normalised(self.data.train.images(st.items[idx], self.final_sigma()))
+            new_rot, new_shift, pick = refine.search_candidates(
+                self.model.points,
+                rot[:, None],
+                shift,
+                sigma,
+                target,
+                self.render_spec(),
+                symmetries,
+                self.cfg.refine.flips,
+            )
+            changed = idx[pick != 0]
+            st.table.jump(idx, new_rot, new_shift)
+            st.pose_adam.reset(changed)
+            moved += len(changed)
+        log.info(
+            "refinement step %d: %d of %d images moved to another candidate",
+            self.step,
+            moved,
+            len(st.table),
+        )
+
+    def refine_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pose steps on one batch of table rows, then one step on the cloud."""
+        if self.refinement is None:
+            self.start_refinement()
+        st, rc = self.refinement, self.cfg.refine
+        k = self.step - self.amortised_steps
+        if rc.rescore_every and k > 0 and k % rc.rescore_every == 0:
+            self.rescore()
+        idx = refine.batch_rows(len(st.table), rc.batch_size, k, self.cfg.seed).to(self.device)
+        target = refine.normalised(self.data.train.images(st.items[idx], self.final_sigma()))
+        spec = self.render_spec()
+        for _ in range(rc.pose_steps):
+            refine.pose_step(self.model.points, st.table, st.pose_adam, idx, target, spec)
+        rot, shift, sigma = st.table.pose(idx)
+        loss = refine.pose_losses(self.model.points, rot, shift, sigma, target, spec).sum()
+        st.points_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        st.points_opt.step()
+        return loss.detach(), sigma.detach().mean()
+
+    def refined_test_poses(self) -> refine.PoseTable:
+        """Held-out poses against the final cloud (fixed): hypotheses, global search, and
+        coarse-to-fine refinement of the best few candidates."""
+        rc = self.cfg.refine
+        return self.searched_poses(
+            lambda sigma: self.data.test.images(self.test_idx, sigma),
+            rc.search_keep,
+            rc.search_rotations,
+        )
+
     # -- checkpoints -----------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         state = {
@@ -162,6 +351,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "grad_scaler": self.precision.state_dict(),
+            "head_wins": self.head_wins,
+            "refinement": self.refinement.state_dict() if self.refinement else None,
             "holly_checkpoint": 1,
         }
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
@@ -176,10 +367,17 @@ class Trainer:
             saved_cfg, _, _, _ = state["config"], state["model"], state["optimizer"], state["step"]
         except Exception as exc:
             raise UnreadableCheckpoint(f"cannot read checkpoint {path}: {exc}") from exc
-        _check_same_config(saved_cfg, self.cfg.to_dict(), path)
+        # before the refinement stage has started, its settings may still change
+        refining = state.get("refinement") is not None
+        _check_same_config(saved_cfg, self.cfg.to_dict(), path, refine_fixed=refining)
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state.get("grad_scaler"))
+        self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
+        if refining:
+            self.refinement = RefinementState.from_state(
+                state["refinement"], self.model.points, self.cfg.refine, self.device
+            )
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
 
@@ -224,14 +422,18 @@ class Trainer:
         if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
             self.data.train.plan(
                 lambda k: (self.batch_indices(k), self.schedule.sigma_at(k)),
-                self.step,
-                self.total_steps,
+                min(self.step, self.amortised_steps),
+                self.amortised_steps,  # the refinement stage reads its own images
             )
         metrics = MetricsLog(self.run_folder, self.step or None)
         started, done_at_start = time.perf_counter(), self.step
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
-            train_loss, sigma_pred = self.train_step(self.step)
+            amortised = self.step < self.amortised_steps
+            if amortised:
+                train_loss, sigma_pred = self.train_step(self.step)
+            else:
+                train_loss, sigma_pred = self.refine_step()
             self.step += 1
             # reading the loss syncs a GPU: there, check only where the loop reads the host anyway
             reads = (t.log_every, t.snapshot_every, t.checkpoint_every)
@@ -243,23 +445,31 @@ class Trainer:
                 self.check_finite(float(train_loss))
             if bar:
                 bar.update(1)
-            if self.step % t.log_every == 0 or self.step == self.total_steps:
+            phase_end = self.step in (self.amortised_steps, self.total_steps)
+            if self.step % t.log_every == 0 or phase_end:
                 train_loss, sigma_pred = float(train_loss), float(sigma_pred)  # host sync here only
-                sigma = self.schedule.sigma_at(self.step - 1)
+                sigma = self.schedule.sigma_at(min(self.step, self.amortised_steps) - 1)
                 elapsed = time.perf_counter() - started
                 row = {
                     "step": self.step,
-                    "epoch": (self.step - 1) // self.schedule.steps_per_epoch,
+                    "epoch": (min(self.step, self.amortised_steps) - 1)
+                    // self.schedule.steps_per_epoch,
                     "train_loss": train_loss,
-                    "test_loss": self.test_loss(sigma),
+                    # the refinement's loss is per-image normalised: no comparable test loss
+                    "test_loss": self.test_loss(sigma) if amortised else float("nan"),
                     "sigma_in": sigma,
                     "sigma_pred_mean": sigma_pred,
                     "lr_cnn": self.opt.param_groups[0]["lr"],
                     "lr_points": self.opt.param_groups[1]["lr"],
                     "images_per_s": (self.step - done_at_start) * t.batch_size / elapsed,
                     "elapsed_s": elapsed,
+                    "phase": "amortised" if amortised else "refine",
+                    "head_usage": self.head_usage() if amortised else "",
                 }
                 metrics.append(row)
+                if amortised:
+                    self.reseed_dead_heads()
+                    self.head_wins.zero_()
                 # the ETA is for log files (Snakemake's), where there is no progress bar
                 eta = elapsed / (self.step - done_at_start) * (self.total_steps - self.step)
                 log.info(
@@ -332,23 +542,50 @@ class Trainer:
     def write_final_files(self) -> None:
         """Test-set poses and sample renderings at the final sigma, then ``points.ply``."""
         self.model.eval()
-        sigma = self.schedule.sigma_at(max(self.step - 1, 0))
+        sigma = self.final_sigma()
         test = self.data.test
         preds, ins, outs = [], [], []
         for idx in self.test_idx.split(self.cfg.train.batch_size):
-            _, pred, target, output = self.loss_on(test.images(idx, sigma), sigma)
-            preds.append((pred.rotations.cpu(), pred.translations.cpu(), pred.sigma.cpu()))
+            _, pred, best, target, output = self.loss_on(test.images(idx, sigma), sigma)
+            preds.append(
+                (
+                    pred.rotations(best).cpu(),
+                    pred.translations.cpu(),
+                    pred.sigma.cpu(),
+                    pred.hypotheses.cpu(),
+                    best.cpu(),
+                )
+            )
             ins.append(target.cpu())
             outs.append(output.cpu())
-        rot_pred, trans_pred, sigma_pred = (torch.cat(x).numpy() for x in zip(*preds, strict=True))
+        rot_amortised, trans_pred, sigma_pred, hypotheses, best = (
+            torch.cat(x).numpy() for x in zip(*preds, strict=True)
+        )
+        poses = {
+            "rot_pred": rot_amortised,
+            "rot_amortised": rot_amortised,
+            "hypotheses": hypotheses,
+            "best_hypothesis": best,
+            "trans_pred": trans_pred,
+            "sigma_in": np.full(len(rot_amortised), sigma),
+            "sigma_pred": sigma_pred,
+        }
+        test_images = test.images(self.test_idx, sigma)
+        # per-image normalised, half precision: for `holly evaluate`'s pose-fit diagnostic
+        poses["images"] = refine.normalised(test_images).cpu().numpy().astype(np.float16)
+        if self.cfg.refine.steps > 0:
+            table = self.refined_test_poses()
+            rot, shift, sig = table.pose(torch.arange(len(table), device=self.device))
+            poses |= {
+                "rot_pred": rot.cpu().numpy(),
+                "shift_refined": shift.cpu().numpy(),
+                "sigma_refined": sig.cpu().numpy(),
+            }
         if hasattr(test, "rotations"):
             self.run_folder.write_test_poses(
                 rot_true=test.rotations(self.test_idx).cpu().numpy(),
-                rot_pred=rot_pred,
                 trans_true=test.translations_of(self.test_idx).cpu().numpy(),
-                trans_pred=trans_pred,
-                sigma_in=np.full(len(rot_pred), sigma),
-                sigma_pred=sigma_pred,
+                **poses,
             )
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one
@@ -369,12 +606,52 @@ class UnreadableCheckpoint(HollyError):
     """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
 
 
-def _check_same_config(saved: dict, current: dict, path: Path) -> None:
+def hypothesis_output(renderings: torch.Tensor, mode: str) -> torch.Tensor:
+    """Normalised renderings ``[B, K, H, W]``, each hypothesis normalised as its own batch."""
+    return torch.stack([normalise(renderings[:, k], mode) for k in range(renderings.shape[1])], 1)
+
+
+@dataclass
+class RefinementState:
+    """What the refinement stage adds to a checkpoint: the table's training items, the pose
+    table, and both optimisers."""
+
+    items: torch.Tensor
+    table: refine.PoseTable
+    pose_adam: refine.RowAdam
+    points_opt: torch.optim.Optimizer
+
+    def state_dict(self) -> dict:
+        return {
+            "items": self.items,
+            "table": self.table.state_dict(),
+            "pose_adam": self.pose_adam.state_dict(),
+            "points_opt": self.points_opt.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, points: torch.Tensor, rc, device) -> RefinementState:
+        adam = refine.RowAdam(1, 6, rc.pose_lr)
+        adam.load_state_dict(state["pose_adam"])
+        opt = torch.optim.Adam([points], lr=rc.points_lr)
+        opt.load_state_dict(state["points_opt"])
+        return cls(
+            state["items"],
+            refine.PoseTable.from_state(state["table"]),
+            adam.to(device),
+            opt,
+        )
+
+
+def _check_same_config(saved: dict, current: dict, path: Path, refine_fixed: bool = True) -> None:
     diffs = []
     for section, value in current.items():
         if isinstance(value, dict):
             for key, v in value.items():
-                if (section, key) not in RESUMABLE_KEYS and saved.get(section, {}).get(key) != v:
+                free = (section, key) in RESUMABLE_KEYS or (
+                    section == "refine" and not refine_fixed
+                )
+                if not free and saved.get(section, {}).get(key) != v:
                     diffs.append(f"{section}.{key}")
         elif (section,) not in RESUMABLE_KEYS and saved.get(section) != value:
             diffs.append(section)

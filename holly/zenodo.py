@@ -54,8 +54,9 @@ _CHUNK = 1 << 20  # bytes per read while streaming
 _MAX_SLEEP = 120.0  # seconds, cap of one backoff pause
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-_DOI_RE = re.compile(r"^10\.5281/zenodo\.(\d+)$", re.IGNORECASE)
-_URL_RE = re.compile(r"/records?/(\d+)(?:/|$)")
+# ASCII digits only: str.isdigit and \d also accept other scripts' digits (١٢٣), which no URL takes
+_DOI_RE = re.compile(r"^10\.5281/zenodo\.([0-9]+)$", re.IGNORECASE)
+_URL_RE = re.compile(r"/records?/([0-9]+)(?:/|$)")
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def parse_record_id(record: str | int) -> str:
         If ``record`` is none of these (only Zenodo DOIs, ``10.5281/zenodo.<id>``, are understood).
     """
     text = str(record).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return text
     lowered = text.lower()
     for prefix in ("doi:", "https://doi.org/", "http://doi.org/", "https://dx.doi.org/"):

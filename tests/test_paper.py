@@ -46,7 +46,9 @@ def train_configs(output: str) -> dict[str, dict]:
     """``experiment -> --config-json`` of every planned train job (dry run with -p)."""
     configs = {}
     for m in re.finditer(r"holly train --config-json '(\{.*?\})' --out (\S+)", output):
-        configs[Path(m.group(2)).name] = json.loads(m.group(1))
+        out = Path(m.group(2))
+        if out.parent.name != "halves":  # the half-set runs of real-data experiments
+            configs[out.name] = json.loads(m.group(1))
     return configs
 
 
@@ -68,6 +70,9 @@ def test_paper_dry_run_lists_exactly_the_papers_experiments(paper_plan):
         "pick": 3,
         "ingest": 1,
         "train": 6,
+        # half-set validation is on by default for the real-data experiment (cep152)
+        "train_half": 2,
+        "compare_halves": 1,
         "evaluate": 6,
         "vs_published": 1,
         "figures": 6,
@@ -337,9 +342,11 @@ def test_paper_tiny_figures_and_report(paper_tiny):
     assert not (out / "teapot" / "figures" / "vs_published.png").exists()
     html = (out / "report.html").read_text()
     assert "holly paper DAG, scaled down" in html
-    assert html.count('class="holly-viewer"') == len(EXPERIMENTS)
-    # 5 standard figures + evolution per run, the comparison chart, cep152 vs published
-    assert html.count('src="data:image/png;base64,') == 6 * len(EXPERIMENTS) + 1 + 1
+    # one viewer per run, and cep152's two half-set clouds over each other
+    assert html.count('class="holly-viewer"') == len(EXPERIMENTS) + 1
+    # 5 standard figures + evolution per run, the comparison chart, cep152 vs published, and
+    # cep152's half-set FSC curve
+    assert html.count('src="data:image/png;base64,') == 6 * len(EXPERIMENTS) + 1 + 1 + 1
     assert "Compared with the published reconstruction" in html
     assert "Chamfer to published" in html
     # logs and benchmarks mirror the results folder; downloads are logged once

@@ -361,3 +361,12 @@ def test_github_integration_key_saved_under_last_part(tmp_path):
 def test_slash_keys_with_unsafe_parts_refused(name):
     with pytest.raises(HollyError, match="refuses"):
         zenodo._check_name(name, "1")
+
+
+@pytest.mark.parametrize("record", ["١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥"])
+def test_unicode_digits_in_a_record_id_are_a_clear_error(record):
+    """issue 9: non-ASCII digits passed str.isdigit and crashed in the URL (UnicodeEncodeError)."""
+    from holly.zenodo import parse_record_id
+
+    with pytest.raises(HollyError, match="cannot read a Zenodo record"):
+        parse_record_id(record)

@@ -340,6 +340,44 @@ def data_cases(p: Probe) -> None:
         "localise missing file",
         ["localise", p.work / "nope.csv", "--out", p.work / "n.zarr", "--sigmas", "2"],
     )
+    # a particle whose localisations are all NaN must not shift the numbering --accepted uses
+    rng = np.random.default_rng(0)
+    lines = ["x [nm],y [nm],sigma [nm],particle"]
+    for k in range(4):
+        for x, y in rng.normal(0, 50, (40, 2)) + [5000, 3000]:
+            lines.append(f"{'nan' if k == 0 else x},{'nan' if k == 0 else y},10,{k}")
+    nan_csv, acc = p.work / "nanpart.csv", p.work / "acc.txt"
+    nan_csv.write_text("\n".join(lines) + "\n")
+    acc.write_text("2\n")
+    store = p.work / "nanpart.zarr"
+
+    def picked_particle_2():
+        from holly.imagestore import ImageStore
+
+        s = ImageStore.open(store)
+        return s.n_images == 1 and s.attrs["source"]["n_particles_read"] == 4
+
+    p.cli(
+        "localise all-NaN particle, --accepted",
+        [
+            "localise",
+            nan_csv,
+            "--out",
+            store,
+            "--sigmas",
+            "2",
+            "--size",
+            "16",
+            "--perturbations",
+            "1",
+            "--accepted",
+            acc,
+            "--particle-column",
+            "particle",
+        ],
+        expect=0,
+        check=picked_particle_2,
+    )
     p.cli("localise sigma 0", ["localise", csv, "--out", p.work / "z.zarr", "--sigmas", "0"])
 
 
@@ -354,6 +392,10 @@ def archive_cases(p: Probe) -> None:
     with zipfile.ZipFile(trav, "w") as zf:
         zf.writestr("../evil.txt", "x")
     p.call("archive traversal", lambda: extract(trav, p.work / "trav_out"))
+    from holly.zenodo import parse_record_id
+
+    for record in ("١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥", "12x", "-5", ""):
+        p.call(f"record id {record!r}", lambda record=record: parse_record_id(record))
     junk = p.work / "junk.zip"
     junk.write_bytes(b"PK\x03\x04 not a zip")
     p.call("archive junk", lambda: extract(junk, p.work / "junk_out"))
