@@ -330,6 +330,61 @@ def _sha256(path: Path) -> str:
     return file_digest(path, "sha256")
 
 
+def _check_options(
+    sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin
+) -> list[float]:
+    """Validate :func:`localise`'s options; returns the distinct sigma levels, largest first."""
+    # sigma schedule files repeat levels (10,10,10,10,9.0,...): one level per distinct value
+    sigmas = sorted({float(s) for s in sigmas}, reverse=True)
+    if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
+        raise HollyError(f"--sigmas must be positive numbers, not {sigmas}")
+    if perturbations < 1:
+        raise HollyError(f"--perturbations must be >= 1, not {perturbations}")
+    if min_localisations < 1:
+        raise HollyError(f"--min-localisations must be >= 1, not {min_localisations}")
+    if outlier_factor is not None and outlier_factor < 0:
+        raise HollyError(f"--outlier-factor must be >= 0, not {outlier_factor}")
+    if max_points is not None and max_points < 1:
+        raise HollyError(f"--max-points must be >= 1, not {max_points}")
+    if size < 8:
+        raise HollyError(f"--size must be >= 8 pixels, not {size}")
+    if not 0.0 <= margin < 1.0:
+        raise HollyError(f"--margin must be in [0, 1), not {margin}")
+    return sigmas
+
+
+def select_particles(
+    particles: Particles,
+    where,
+    accepted,
+    size_cut: bool,
+    min_localisations: int,
+    outlier_factor: float | None,
+) -> np.ndarray:
+    """Read-order indices of the particles to render: junk dropped (counted), the accepted
+    list, the size cut, and outliers (see :func:`localise`)."""
+    n_read = len(particles)
+    counts = np.array([len(p) for p in particles.xy])
+    selected = drop_junk(particles, np.arange(n_read), min_localisations, where)
+    if accepted is not None:
+        selected = np.intersect1d(selected, read_accepted(accepted, n_read))
+    if size_cut and selected.size:
+        threshold = size_cut_threshold(counts[selected])
+        before = selected.size
+        selected = selected[counts[selected] >= threshold]
+        log.info(
+            "size cut: %d of %d particles have fewer than %.1f localisations; dropped",
+            before - selected.size,
+            before,
+            threshold,
+        )
+    if selected.size == 0:
+        raise HollyError(f"{where}: no particles left after selection")
+    selected = drop_outliers(particles, selected, outlier_factor, where)
+    _warn_whole_field(particles, selected, where)
+    return selected
+
+
 def localise(
     input_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -404,46 +459,18 @@ def localise(
     LocaliseResult
     """
     t0 = time.perf_counter()
-    # sigma schedule files repeat levels (10,10,10,10,9.0,...): one level per distinct value
-    sigmas = sorted({float(s) for s in sigmas}, reverse=True)
-    if not sigmas or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
-        raise HollyError(f"--sigmas must be positive numbers, not {sigmas}")
-    if perturbations < 1:
-        raise HollyError(f"--perturbations must be >= 1, not {perturbations}")
-    if min_localisations < 1:
-        raise HollyError(f"--min-localisations must be >= 1, not {min_localisations}")
-    if outlier_factor is not None and outlier_factor < 0:
-        raise HollyError(f"--outlier-factor must be >= 0, not {outlier_factor}")
-    if max_points is not None and max_points < 1:
-        raise HollyError(f"--max-points must be >= 1, not {max_points}")
-    if size < 8:
-        raise HollyError(f"--size must be >= 8 pixels, not {size}")
-    if not 0.0 <= margin < 1.0:
-        raise HollyError(f"--margin must be in [0, 1), not {margin}")
+    sigmas = _check_options(
+        sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin
+    )
     out = guard_output(out, [input_path, *([accepted] if accepted else [])], overwrite)
-
+    # phase 1: read; phase 2: select; phase 3: scale to the frame; phase 4: render and write
     particles, files = read_localisations(
         input_path, fmt, particle_column=particle_column, mat_order=mat_order, pixel_size=pixel_size
     )
     n_read = len(particles)
-    counts = np.array([len(p) for p in particles.xy])
-    selected = drop_junk(particles, np.arange(n_read), min_localisations, input_path)
-    if accepted is not None:
-        selected = np.intersect1d(selected, read_accepted(accepted, n_read))
-    if size_cut and selected.size:
-        threshold = size_cut_threshold(counts[selected])
-        before = selected.size
-        selected = selected[counts[selected] >= threshold]
-        log.info(
-            "size cut: %d of %d particles have fewer than %.1f localisations; dropped",
-            before - selected.size,
-            before,
-            threshold,
-        )
-    if selected.size == 0:
-        raise HollyError(f"{input_path}: no particles left after selection")
-    selected = drop_outliers(particles, selected, outlier_factor, input_path)
-    _warn_whole_field(particles, selected, input_path)
+    selected = select_particles(
+        particles, input_path, accepted, size_cut, min_localisations, outlier_factor
+    )
 
     xy = [_centre(particles.xy[i]) for i in selected]
     scale = frame_scale(xy, size, margin)  # pixels per source unit, from all localisations
