@@ -454,10 +454,3 @@ def batch_rows(n_rows: int, batch_size: int, step: int, seed: int) -> torch.Tens
 def normalised(images: torch.Tensor) -> torch.Tensor:
     """Per-image normalisation used throughout refinement (each image sums to 100)."""
     return normalise(images, "image")
-
-
-def angles_between(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Geodesic angles in degrees between rotation batches ``[B, 3, 3]`` (numpy, for logs)."""
-    from holly.geometry import geodesic_angle
-
-    return np.degrees(geodesic_angle(a, b).detach().cpu().numpy())

@@ -33,7 +33,6 @@ from holly.halfsets import training_seed
 from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.model import HollyModel
 from holly.pointio import write_points
-from holly.poses import image_plane_shift
 from holly.precision import StepPrecision
 from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
@@ -224,18 +223,18 @@ class Trainer:
         return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
 
     @torch.no_grad()
-    def amortised_poses(self, images: torch.Tensor, sigma: float, batch: int):
-        """CNN hypotheses ``[I, K, 3, 3]``, image-plane shifts ``[I, 2]``, sigma ``[I]`` and the
-        best hypothesis ``[I]`` of ``images [I, H, W]``, in batches."""
+    @torch.no_grad()
+    def cnn_hypotheses(self, images: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The CNN's rotation hypotheses ``[I, K, 3, 3]`` of ``images [I, H, W]``, in batches
+        (poses only: nothing is rendered)."""
         self.model.eval()
         out = []
-        for chunk in images.split(batch):
-            _, pred, best, _, _ = self.loss_on(chunk, sigma)
-            shift = image_plane_shift(
-                pred.rotations(best), pred.translations, self.cfg.render.order
-            )
-            out.append((pred.hypotheses, shift, pred.sigma, best))
-        return [torch.cat(x) for x in zip(*out, strict=True)]
+        for chunk in images.split(self.cfg.train.batch_size):
+            target = normalise(chunk, self.cfg.loss.normalise)
+            with self.precision.autocast():
+                raw = self.model.encoder(target).float()
+            out.append(self.model.pose(raw, sigma)[0])
+        return torch.cat(out)
 
     def search_spec(self, keep: int, rotations: int) -> refine.SearchSpec:
         rc = self.cfg.refine
@@ -254,7 +253,7 @@ class Trainer:
         """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current
         cloud: the CNN's hypotheses and a global search (:func:`holly.refine.search_poses`)."""
         sigma = self.final_sigma()
-        hyps, _, _, _ = self.amortised_poses(images_at(sigma), sigma, self.cfg.train.batch_size)
+        hyps = self.cnn_hypotheses(images_at(sigma), sigma)
         symmetries = refine.cloud_symmetries(
             self.model.points, self.cfg.refine.symmetries, self.cfg.seed
         )

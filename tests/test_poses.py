@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from test_train import TINY
 
 from holly.config import from_dict
 from holly.evaluate import self_symmetries
@@ -171,21 +172,10 @@ def test_best_candidates_picks_the_lowest_loss():
     assert torch.allclose(rot, rot_true)
 
 
+# test_train's tiny run with three hypotheses and a tiny refinement stage
 TINY_REFINE = {
-    "seed": 3,
-    "data": {"shape": "tetrapod", "particles": 48, "test_particles": 4, "augment": 2},
-    "render": {"height": 32, "width": 32},
-    "model": {"num_points": 20, "rotation": "6d", "pose_hypotheses": 3},
-    "sigma": {"values": [4.0, 2.0]},
-    "train": {
-        "epochs": 2,
-        "batch_size": 16,
-        "log_every": 2,
-        "snapshot_every": 3,
-        "checkpoint_every": 3,
-        "test_images": 8,
-        "threads": 1,
-    },
+    **TINY,
+    "model": {**TINY["model"], "rotation": "6d", "pose_hypotheses": 3},
     "refine": {
         "steps": 6,
         "images": 32,
