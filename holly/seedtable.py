@@ -23,8 +23,11 @@ SEED_COLUMNS = (
     ("random_init_chamfer", "random init", 3),
     ("chamfer_ratio_to_blob", "Chamfer / blob", 2),
     ("fscore", "F-score", 2),
+    ("fscore_tight", "F at tau/2", 2),
     ("hausdorff95", "Hausdorff-95", 3),
+    ("pose_error_amortised_median_deg", "CNN pose error (°)", 1),
     ("pose_error_median_deg", "median pose error (°)", 1),
+    ("pose_accuracy_30", "within 30°", 2),
     ("wall_seconds", "train wall time (s)", 0),
 )
 
