@@ -34,12 +34,12 @@ def test_mean_and_sample_sd_per_experiment(tmp_path):
     fake_summaries(tmp_path, {1: (0.10, 0.20), 2: (0.12, 0.20), 3: (0.14, 0.20)})
     frames = {s: pd.read_csv(tmp_path / f"seed-{s}" / "summary.csv") for s in (1, 2, 3)}
     lines = seed_table(frames).splitlines()
-    assert lines[0] == (
-        "| experiment | Chamfer | F-score | median pose error (°) | within 30° |"
-    )
+    assert lines[0] == "| experiment | Chamfer | F-score | median pose error (°) | within 30° |"
     assert lines[2] == "| tetrapod | 0.120 ± 0.020 | 0.90 ± 0.00 | 102.0 ± 1.0 | 0.50 ± 0.25 |"
-    assert lines[3] == "| helix | 0.200 ± 0.000 | – | 50.0 ± 0.0 | 1.00 ± 0.00 |"  # NaN scores: a dash
-    assert seed_table({1: frames[1]}).splitlines()[2] == "| tetrapod | 0.100 | 0.90 | 101.0 | 0.25 |"
+    # NaN scores: a dash
+    assert lines[3] == "| helix | 0.200 ± 0.000 | – | 50.0 ± 0.0 | 1.00 ± 0.00 |"
+    one_seed = seed_table({1: frames[1]}).splitlines()
+    assert one_seed[2] == "| tetrapod | 0.100 | 0.90 | 101.0 | 0.25 |"
     with pytest.raises(HollyError, match="seed 2 lacks"):
         seed_table({1: frames[1], 2: frames[2].iloc[:1]})
 

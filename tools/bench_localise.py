@@ -67,7 +67,8 @@ def main():
         after = run(32 * 2**20, True, "after.zarr")
         ratios.append(after / before)
         print(
-            f"rep {rep}: before {before:.0f} images/s, after {after:.0f} images/s, x{after / before:.2f}"
+            f"rep {rep}: before {before:.0f} images/s, after {after:.0f} images/s,"
+            f" x{after / before:.2f}"
         )
     same = np.array_equal(
         ImageStore.open(tmp / "before.zarr").load_level(4.0),

@@ -29,7 +29,8 @@ def _blob(centre, radius: float, n: int, rng) -> np.ndarray:
 def knot(rng) -> np.ndarray:
     """A trefoil-knot tube with one blob on it: chiral, no symmetry once the blob is on."""
     t = np.linspace(0, 2 * np.pi, 120, endpoint=False)
-    curve = np.stack([np.sin(t) + 2 * np.sin(2 * t), np.cos(t) - 2 * np.cos(2 * t), -np.sin(3 * t)], 1)
+    x, y, z = np.sin(t) + 2 * np.sin(2 * t), np.cos(t) - 2 * np.cos(2 * t), -np.sin(3 * t)
+    curve = np.stack([x, y, z], 1)
     return np.concatenate([_tube(curve, 2, 0.05, rng), _blob(curve[17], 0.35, 60, rng)])
 
 
