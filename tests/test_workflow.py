@@ -119,6 +119,18 @@ def test_default_dry_run_lists_expected_jobs(tmp_path):
         "report": 1,
         "all": 1,
     }
+    # longest training first (cep152 trains on fewer particles), every training before the
+    # light jobs (priority 0), so the shortest one runs last when two train at a time
+    jobs = re.split(r"^(?:local)?rule (\w+):$", proc.stdout + proc.stderr, flags=re.M)[1:]
+    priority = {}
+    for rule, block in zip(jobs[::2], jobs[1::2], strict=True):
+        value = re.search(r"^    priority: (\d+)$", block, re.M)
+        if rule == "train":
+            name = re.search(r"wildcards: experiment=(\w+)", block).group(1)
+            priority[name] = int(value.group(1))
+        else:
+            assert value is None, f"{rule} has a priority"
+    assert priority["tetrapod"] == priority["helix"] > priority["cep152"] >= 1, priority
 
 
 def _bad(tmp_path, edit) -> subprocess.CompletedProcess:

@@ -142,17 +142,36 @@ def train_mem_mb(wildcards, attempt):
     return int(2000 + 2 * image_mb) * attempt
 
 
-def train_runtime(wildcards, attempt):
-    """Time limit of a training job (minutes), assuming at least 200 images/s; per retry more."""
-    cfg = _resolved(wildcards.experiment)
-    if cfg is None:
-        return 24 * 60 * attempt
+def _presentations(cfg):
+    """Training images the CNN phase presents (an estimate for an image store)."""
     images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
     if cfg.data.source != "simulated":
         images = cfg.train.epochs * (cfg.data.max_images or 100_000)
     if cfg.train.max_steps:
         images = min(images, cfg.train.max_steps * cfg.train.batch_size)
-    return int(30 + images / 200 / 60) * attempt
+    return images
+
+
+def train_runtime(wildcards, attempt):
+    """Time limit of a training job (minutes), assuming at least 200 images/s; per retry more."""
+    cfg = _resolved(wildcards.experiment)
+    if cfg is None:
+        return 24 * 60 * attempt
+    return int(30 + _presentations(cfg) / 200 / 60) * attempt
+
+
+def train_priority(wildcards):
+    """Longest training first, and every training before the light jobs after one (priority 0).
+
+    With fewer cores than experiments (the default workflow on 2 cores: two trainings at a
+    time), the last training to start sets the wall time, so it should be the shortest; and a
+    finished training's evaluate/figures jobs should not hold the core a waiting training needs.
+    The work estimate is images presented x pixels per image, in millions (1 at least).
+    """
+    cfg = _resolved(wildcards.experiment)
+    if cfg is None:
+        return 1
+    return 1 + _presentations(cfg) * cfg.render.height * cfg.render.width // 10**6
 
 
 def evaluation_options(wildcards):

@@ -13,6 +13,7 @@ rule train:
         f"{LOGS}/{{experiment}}/train.log",
     benchmark:
         f"{BENCHMARKS}/{{experiment}}/train.tsv"
+    priority: train_priority
     conda:
         "../../envs/holly.yaml"
     threads: train_threads
@@ -40,6 +41,7 @@ rule train_half:
         f"{BENCHMARKS}/{{experiment}}/train_{{half}}.tsv"
     wildcard_constraints:
         half="half1|half2",
+    priority: train_priority
     conda:
         "../../envs/holly.yaml"
     threads: train_threads
