@@ -106,6 +106,27 @@ def test_a_config_of_only_experiments_gets_the_tuned_defaults(tmp_path):
     assert "results/mine/points.ply" in out and "cep152" not in out
 
 
+def test_previous_defaults_overlay_plans_the_old_experiments(tmp_path):
+    """config/examples/previous-defaults.yaml (the README's "before" row) over config.yaml:
+    one pose head, no refinement, 3000 CNN steps (cep152 2000 on 4000 particles)."""
+    overlay = ROOT / "config" / "examples" / "previous-defaults.yaml"
+    args = ("-n", "-p", "--cores", "2", "--configfile", str(DEFAULT), str(overlay))
+    proc = snakemake(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    found = re.findall(r"--config-json '(\{.*?\})' --out results/previous-defaults/(\w+)", out)
+    configs = {name: json.loads(text) for text, name in found}
+    assert configs.keys() == {"cep152", "tetrapod", "helix"}
+    for cfg in configs.values():
+        assert cfg["model"]["pose_hypotheses"] == 1 and cfg["refine"]["steps"] == 0
+        assert cfg["model"]["rotation"] == "6d"  # the tuned defaults otherwise
+    assert configs["tetrapod"]["train"]["epochs"] == 3
+    assert (configs["cep152"]["train"]["epochs"], configs["cep152"]["data"]["particles"]) == (
+        2,
+        4000,
+    )
+
+
 def test_default_dry_run_lists_expected_jobs(tmp_path):
     proc = snakemake("-n", cwd=tmp_path)  # no config/ here: the repository's default is used
     assert proc.returncode == 0, proc.stderr
