@@ -3,11 +3,11 @@
 # the defaults nor the tests were tuned on (tools/user_models.py): each is written as an OBJ in
 # arbitrary units and position, then trained with the default settings plus data.fit_radius 1.5.
 #
-#   bash tools/user-models.sh [OUT_DIR]        (default: results-user-models)
+#   bash tools/user-models.sh [OUT_DIR]        (default: results/user-models, which git ignores)
 #
 # Results: OUT_DIR/results/summary.csv (Chamfer / blob, pose error before and after refinement).
 set -euo pipefail
-out=${1:-results-user-models}
+out=${1:-results/user-models}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$out"
 python "$repo/tools/user_models.py" "$out/models"
