@@ -195,14 +195,19 @@ class HollyModel(nn.Module):
             sigma = raw.new_full((raw.shape[0],), float(sigma_in))
         return rotations, translations, sigma
 
+    def poses(self, images: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
+        """Poses of normalised ``images [B, H, W]`` (see :meth:`pose`), nothing rendered."""
+        raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
+        with torch.autocast(images.device.type, enabled=False):  # poses: float32
+            return self.pose(raw, sigma_in)
+
     def forward(self, images: torch.Tensor, sigma_in: float) -> Prediction:
         """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them.
 
         All ``B * K`` hypotheses are drawn in one batched renderer call.
         """
-        raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
-        with torch.autocast(images.device.type, enabled=False):  # poses and renderer: float32
-            hypotheses, translations, sigma = self.pose(raw, sigma_in)
+        hypotheses, translations, sigma = self.poses(images, sigma_in)
+        with torch.autocast(images.device.type, enabled=False):  # the renderer: float32
             b, n_hyp = hypotheses.shape[:2]
             r = self.cfg.render
             # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.

@@ -223,7 +223,6 @@ class Trainer:
         return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
 
     @torch.no_grad()
-    @torch.no_grad()
     def cnn_hypotheses(self, images: torch.Tensor, sigma: float) -> torch.Tensor:
         """The CNN's rotation hypotheses ``[I, K, 3, 3]`` of ``images [I, H, W]``, in batches
         (poses only: nothing is rendered)."""
@@ -232,8 +231,7 @@ class Trainer:
         for chunk in images.split(self.cfg.train.batch_size):
             target = normalise(chunk, self.cfg.loss.normalise)
             with self.precision.autocast():
-                raw = self.model.encoder(target).float()
-            out.append(self.model.pose(raw, sigma)[0])
+                out.append(self.model.poses(target, sigma)[0])
         return torch.cat(out)
 
     def search_spec(self, keep: int, rotations: int) -> refine.SearchSpec:
