@@ -1,6 +1,7 @@
 # Config validation (the schema here, the rest in holly/plan.py) and input functions. No rules
 # here: the root Snakefile's `rule all` must stay the first rule (the default target).
 import copy
+import functools
 import json
 import os
 import re
@@ -118,8 +119,9 @@ def train_threads(wildcards):
     return max(1, int(cores) // max(1, jobs))
 
 
+@functools.cache  # one resolution per experiment, not one per job and resource function
 def _resolved(experiment):
-    """The experiment's full config (every default filled in), or None without holly."""
+    """The experiment's full config (every default filled in, frozen), or None without holly."""
     try:
         from holly.config import from_dict
     except ImportError:
