@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Regenerate the README's results table: the workflow once per seed, then mean ± sd per experiment.
 
-    python tools/results-table.py --seeds 1 2 3                 # the default experiments
+    python tools/results-table.py --seeds 0 1 2                 # the default experiments
     make results-table SEEDS="0 1 2"                            # the same
     python tools/results-table.py --seeds 1 2 --configfile my.yaml --cores 2
     python tools/results-table.py --seeds 1 2 3 --no-run        # only re-tabulate finished runs
