@@ -861,6 +861,81 @@ def score_run(
     return result, aligned_path, al.aligned
 
 
+def score_snapshots(
+    run_dir: str | os.PathLike,
+    ground_truth: str | os.PathLike | None = None,
+    tau: float | None = None,
+    seed: int = 0,
+) -> list[dict]:
+    """Score every training snapshot of a run against the ground truth: its learning curve.
+
+    Each ``snapshots/points_XXXXXXXX.ply`` is aligned and scored as :func:`score_run` scores
+    ``points.ply`` (same ``tau``, same seeded blob baseline), so the row of the final snapshot
+    repeats evaluation.json's numbers. Only the cloud is scored (snapshots hold no poses). A run
+    need not be finished: this shows whether, and when, a long run learned the structure.
+
+    Returns
+    -------
+    list of dict
+        Per snapshot, by step: ``step``, ``sigma_in`` (the curriculum's sigma at that step, from
+        metrics.csv; NaN where no row has that step), ``chamfer``, ``chamfer_ratio_to_blob``,
+        ``fscore`` and ``fscore_tight``.
+
+    Raises
+    ------
+    HollyError
+        No snapshots, no ground truth, unreadable point files, non-positive ``tau``.
+    """
+    rf = RunFolder(run_dir)
+    snapshots = rf.snapshot_files()
+    if not snapshots:
+        raise HollyError(
+            f"{rf.snapshots} holds no points_*.ply snapshots: pass a run folder of `holly train`"
+        )
+    gt_path = Path(ground_truth) if ground_truth is not None else rf.ground_truth
+    if not gt_path.is_file():
+        raise HollyError(
+            f"no ground truth at {gt_path}: snapshots can only be scored against one "
+            "(pass --ground-truth PATH)"
+        )
+    if tau is not None and not (tau > 0 and np.isfinite(tau)):
+        raise HollyError(f"--tau must be a positive finite distance in model units, got {tau}")
+    gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
+    tau = float(tau) if tau is not None else default_tau(gt)
+    sigma_at = _sigma_by_step(rf)
+    blob_chamfer: dict[int, float] = {}  # by point count; seeded as in _score_all
+    rows = []
+    for step, path in snapshots:
+        points = _read_cloud(path, f"snapshot {path.name}", "delete it or re-run `holly train`")
+        n = len(points)
+        if n not in blob_chamfer:
+            blob = blob_baseline(gt, n, np.random.default_rng(seed))
+            blob_chamfer[n] = score(blob, gt, tau, seed)[0]["chamfer"]
+        recon, _ = score(points, gt, tau, seed)
+        rows.append(
+            {
+                "step": step,
+                "sigma_in": sigma_at.get(step, float("nan")),
+                "chamfer": recon["chamfer"],
+                "chamfer_ratio_to_blob": recon["chamfer"] / blob_chamfer[n],
+                "fscore": recon["fscore"],
+                "fscore_tight": recon["fscore_tight"],
+            }
+        )
+        log.debug("snapshot %d: chamfer %.4g", step, recon["chamfer"])
+    return rows
+
+
+def _sigma_by_step(run: RunFolder) -> dict[int, float]:
+    """The curriculum's sigma per logged step of the amortised phase (empty without metrics)."""
+    if not run.metrics.is_file():
+        return {}
+    rows = run.read_metrics()
+    if "phase" in rows:
+        rows = rows[rows["phase"] != "refine"]
+    return {int(s): float(v) for s, v in zip(rows["step"], rows["sigma_in"], strict=True)}
+
+
 def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
     from holly.shapes import SYMMETRY_ORDER

@@ -47,6 +47,7 @@ TEST_POSES = "test_poses.npz"
 SAMPLES = "samples.npz"
 POINTS = "points.ply"
 EVALUATION = "evaluation.json"
+SNAPSHOT_SCORES = "snapshot_scores.csv"  # holly evaluate --snapshots: the learning curve
 ALIGNED_POINTS = "aligned_points.ply"
 FIGURES = "figures"
 VIEWER = "viewer.html"
@@ -111,6 +112,7 @@ class RunFolder:
     samples = property(lambda self: self._p(SAMPLES))
     points = property(lambda self: self._p(POINTS))
     evaluation = property(lambda self: self._p(EVALUATION))
+    snapshot_scores = property(lambda self: self._p(SNAPSHOT_SCORES))
     aligned_points = property(lambda self: self._p(ALIGNED_POINTS))
     figures = property(lambda self: self._p(FIGURES))
     viewer = property(lambda self: self._p(VIEWER))
@@ -207,7 +209,8 @@ class RunFolder:
     def remove_run_files(self, keep_checkpoints: bool = False) -> None:
         """Delete the files of docs/architecture.md (and only those) from the folder."""
         names = [CONFIG, PROVENANCE, METRICS, INITIAL_POINTS, GROUND_TRUTH, TEST_POSES, SAMPLES]
-        names += [POINTS, EVALUATION, ALIGNED_POINTS, VIEWER, VS_PUBLISHED, VS_PUBLISHED_ALIGNED]
+        names += [POINTS, EVALUATION, SNAPSHOT_SCORES, ALIGNED_POINTS, VIEWER, VS_PUBLISHED]
+        names += [VS_PUBLISHED_ALIGNED]
         for name in names:
             self._p(name).unlink(missing_ok=True)
         for _, path in self.snapshot_files():
@@ -321,6 +324,14 @@ class RunFolder:
         with atomic_path(self.metrics) as tmp:
             with open(tmp, "w", newline="") as fh:
                 writer = csv.DictWriter(fh, METRIC_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def write_snapshot_scores(self, rows: list[dict]) -> None:
+        """``snapshot_scores.csv``: one row per snapshot (columns: the rows' keys), atomically."""
+        with atomic_path(self.snapshot_scores) as tmp:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, list(rows[0]))
                 writer.writeheader()
                 writer.writerows(rows)
 

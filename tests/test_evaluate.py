@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from holly import cli
@@ -301,3 +302,64 @@ def test_pose_error_minimises_over_the_shape_symmetry():
     rot_pred = rot_true @ ev.symmetry_rotations(9)[k] @ gauge
     assert ev.pose_error(rot_true, rot_pred, symmetry_order=9).median < 1e-6
     assert ev.pose_error(rot_true, rot_pred).median > 20  # without the symmetry: large errors
+
+
+def make_snapshots(path, gt, rng, noise=(0.6, 0.2, 0.02)):
+    """Snapshots at steps 500, 1000, ... approaching ``gt``; the last is also points.ply."""
+    (path / "snapshots").mkdir(exist_ok=True)
+    rot = random_rotation(rng)
+    clouds = []
+    for k, scale in enumerate(noise, start=1):
+        cloud = gt[rng.choice(len(gt), 200, replace=False)] + scale * rng.standard_normal((200, 3))
+        write_points(path / "snapshots" / f"points_{500 * k:08d}.ply", cloud @ rot.T)
+        clouds.append(cloud @ rot.T)
+    (path / "metrics.csv").write_text(
+        "step,epoch,train_loss,test_loss,sigma_in,phase\n"
+        "500,0,5.0,6.0,3.0,amortised\n1000,0,4.0,4.5,2.0,amortised\n"
+        "1500,0,3.0,4.0,1.5,amortised\n1500,0,2.0,,1.5,refine\n"
+    )
+    return clouds
+
+
+def test_cli_snapshots_scores_the_learning_curve(tmp_path, rng):
+    gt = make_run(tmp_path, rng, with_poses=False)
+    clouds = make_snapshots(tmp_path, gt, rng)
+    write_points(tmp_path / "points.ply", clouds[-1])  # as `holly train`: last snapshot = final
+    assert cli.main(["evaluate", str(tmp_path), "--snapshots"]) == 0
+    rows = pd.read_csv(tmp_path / "snapshot_scores.csv")
+    assert list(rows["step"]) == [500, 1000, 1500]
+    assert list(rows["sigma_in"]) == [3.0, 2.0, 1.5]  # amortised rows only
+    ratios = list(rows["chamfer_ratio_to_blob"])
+    assert ratios[0] > ratios[1] > ratios[2]  # the clouds approach the ground truth
+    assert ratios[0] > 0.5 and ratios[2] < 0.3
+    assert (rows["fscore_tight"] <= rows["fscore"]).all()
+    # the final snapshot's row repeats evaluation.json (same tau, alignment and blob)
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    assert rows["chamfer"].iloc[-1] == pytest.approx(result["reconstruction"]["chamfer"])
+    assert ratios[-1] == pytest.approx(result["chamfer_ratio_to_blob"])
+    assert rows["fscore"].iloc[-1] == pytest.approx(result["reconstruction"]["fscore"])
+
+
+def test_cli_snapshots_of_an_unfinished_run(tmp_path, rng):
+    gt = make_run(tmp_path, rng, with_poses=False)
+    make_snapshots(tmp_path, gt, rng, noise=(0.6, 0.2))
+    (tmp_path / "points.ply").unlink()  # still training
+    assert cli.main(["evaluate", str(tmp_path), "--snapshots"]) == 0
+    assert list(pd.read_csv(tmp_path / "snapshot_scores.csv")["step"]) == [500, 1000]
+    assert not (tmp_path / "evaluation.json").exists()
+
+
+@pytest.mark.parametrize("missing", ["ground_truth.ply", "snapshots"])
+def test_cli_snapshots_without_inputs_exits_2_naming_them(tmp_path, rng, capsys, missing):
+    gt = make_run(tmp_path, rng, with_poses=False)
+    make_snapshots(tmp_path, gt, rng)
+    target = tmp_path / missing
+    if target.is_dir():
+        for f in target.iterdir():
+            f.unlink()
+    else:
+        target.unlink()
+    assert cli.main(["evaluate", str(tmp_path), "--snapshots"]) == 2
+    assert missing in capsys.readouterr().err
+    assert not (tmp_path / "snapshot_scores.csv").exists()
+    assert not (tmp_path / "evaluation.json").exists()

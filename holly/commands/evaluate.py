@@ -7,6 +7,10 @@ RUN/aligned_points.ply (the reconstruction aligned onto the ground truth). Witho
 
 Chamfer is the mean (not squared) nearest-neighbour distance in both directions, halved; the
 F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
+
+--snapshots also scores every training snapshot (RUN/snapshots/points_*.ply) the same way and
+writes RUN/snapshot_scores.csv: the learning curve, which says whether and when a long run learned
+the structure. It works on an unfinished run too (then only the snapshots are scored).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from holly.atomic import _jsonable, write_json
 from holly.errors import HollyError
-from holly.evaluate import score_run
+from holly.evaluate import score_run, score_snapshots
 from holly.pointio import read_ply_comments, write_points
 from holly.runfolder import RunFolder
 
@@ -49,6 +53,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="write the aligned reconstruction here (default RUN_DIR/aligned_points.ply); "
         "use it when scoring against another cloud, e.g. published results",
     )
+    parser.add_argument(
+        "--snapshots",
+        action="store_true",
+        help="also score every training snapshot into RUN/snapshot_scores.csv (the learning "
+        "curve; on an unfinished run, only the snapshots are scored)",
+    )
 
 
 def _summary(result: dict) -> str:
@@ -76,7 +86,28 @@ def _meta(args: argparse.Namespace, result: dict) -> dict:
     return meta
 
 
+def _snapshot_curve(args: argparse.Namespace) -> None:
+    rows = score_snapshots(args.run_dir, args.ground_truth, args.tau, args.seed)
+    run = RunFolder(args.run_dir)
+    run.write_snapshot_scores(rows)
+    for row in rows:
+        log.info(
+            "step %7d  sigma %5.2f  chamfer/blob %.3f  F %.3f  F@tau/2 %.3f",
+            row["step"],
+            row["sigma_in"],
+            row["chamfer_ratio_to_blob"],
+            row["fscore"],
+            row["fscore_tight"],
+        )
+    log.info("%d snapshots scored -> %s", len(rows), run.snapshot_scores)
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.snapshots:
+        _snapshot_curve(args)
+        if not RunFolder(args.run_dir).is_finished():
+            log.warning("%s has not finished (no points.ply): scored its snapshots", args.run_dir)
+            return 0
     result, aligned_path, aligned = score_run(
         args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
     )
