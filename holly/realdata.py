@@ -86,11 +86,12 @@ class StoreSplit:
             log.info(
                 "loading level sigma=%.2f (%d images) from %s", level, len(self), self.store.path
             )
-            order = np.argsort(self.indices)  # zarr reads sorted selections fastest
+            order = np.argsort(self.indices)  # sorted reads touch each shard once
             data = np.empty((len(self), self.store.height, self.store.width), np.float32)
-            data[order] = np.concatenate(
-                list(self.store.iter_batches(level, self.indices[order], batch_size=1024))
-            )
+            start = 0  # filled batch by batch: peak memory is the level, not three copies of it
+            for block in self.store.iter_batches(level, self.indices[order], batch_size=1024):
+                data[order[start : start + len(block)]] = block
+                start += len(block)
             self._cache, self._level = torch.from_numpy(data).to(self.device), level
         return self._cache[torch.as_tensor(pos, device=self.device)]
 
