@@ -45,7 +45,7 @@ from holly.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (
 log = logging.getLogger(__name__)
 
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
-EXTRA_FIGURES = ("evolution", "vs_published")
+EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve")
 STYLE = {
     "figure.dpi": 110,
     "figure.facecolor": "white",
@@ -506,6 +506,65 @@ def evolution_figure(
     return fig
 
 
+def learning_curve_figure(curves: dict[str, pd.DataFrame], title: str = "") -> Figure:
+    """Chamfer/blob and F-score at tau/2 of the training snapshots against step.
+
+    Parameters
+    ----------
+    curves : dict of name -> DataFrame
+        ``snapshot_scores.csv`` of one or more runs (``holly evaluate RUN --snapshots``):
+        columns ``step``, ``sigma_in``, ``chamfer_ratio_to_blob``, ``fscore_tight``. The first
+        run's sigma curriculum is drawn on the right axis of the upper panel.
+    """
+    if not curves:
+        raise HollyError("no learning curves to draw")
+    with style():
+        fig, axes = _new(1, 2, size=(5.2, 5.0), sharex=True)
+        top, bottom = axes[0, 0], axes[1, 0]
+        for colour, (name, rows) in zip(CYCLE, curves.items(), strict=False):
+            top.plot(rows["step"], rows["chamfer_ratio_to_blob"], color=colour, label=name)
+            bottom.plot(rows["step"], rows["fscore_tight"], color=colour, label=name)
+        top.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
+        top.set_ylabel("Chamfer / blob (lower is better)")
+        top.set_ylim(bottom=0)
+        bottom.set_ylabel("F-score at tau/2")
+        bottom.set_ylim(0, 1)
+        bottom.set_xlabel("step")
+        handles, labels = top.get_legend_handles_labels()
+        first = next(iter(curves.values()))
+        if "sigma_in" in first and first["sigma_in"].notna().any():
+            sig = top.twinx()
+            (line,) = sig.plot(
+                first["step"], first["sigma_in"], color="0.6", linewidth=1, linestyle="--"
+            )
+            sig.set_ylabel("input sigma (px)", color="0.45")
+            sig.tick_params(axis="y", colors="0.45")
+            handles.append(line)
+            labels.append("input sigma (right axis)")
+        top.legend(handles, labels, fontsize=8)
+        top.set_title(title or "reconstruction over training (snapshots)")
+    return fig
+
+
+def read_snapshot_scores(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """``RUN/snapshot_scores.csv``, with a clear error when it has not been written."""
+    path = RunFolder(run_dir).snapshot_scores
+    if not path.is_file():
+        raise HollyError(f"{path} does not exist: run `holly evaluate {run_dir} --snapshots` first")
+    try:
+        rows = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise HollyError(
+            f"{path} is unreadable ({exc}): re-run `holly evaluate --snapshots`"
+        ) from None
+    missing = {"step", "chamfer_ratio_to_blob", "fscore_tight"} - set(rows.columns)
+    if missing:
+        raise HollyError(
+            f"{path} lacks the columns {sorted(missing)}: re-run `holly evaluate --snapshots`"
+        )
+    return rows
+
+
 def published_figure(
     ours: np.ndarray, published: np.ndarray, scores: dict | None = None, title: str = ""
 ) -> Figure:
@@ -559,13 +618,15 @@ def extra_figures(
     aligned: str | os.PathLike | None = None,
     comparison: str | os.PathLike | None = None,
     max_snapshots: int = 6,
+    others: tuple[str | os.PathLike, ...] = (),
 ) -> list[Path]:
     """Write figures of :data:`EXTRA_FIGURES` for a run folder into ``out_dir``.
 
     ``evolution`` draws up to ``max_snapshots`` clouds from the initial one to the final one (in
     the ground truth's frame after ``holly evaluate``). ``vs_published`` needs ``published`` (the
     published cloud), ``aligned`` (our cloud aligned onto it) and optionally ``comparison``
-    (the JSON of that evaluation, for the scores in the title).
+    (the JSON of that evaluation, for the scores in the title). ``learning_curve`` draws the
+    run's ``snapshot_scores.csv`` (``holly evaluate --snapshots``) and those of ``others``.
     """
     from holly.viewer import viewer_data
 
@@ -576,7 +637,12 @@ def extra_figures(
         raise HollyError(f"unknown figure {unknown[0]!r}; choose from {list(EXTRA_FIGURES)}")
     paths = []
     for key in names:
-        if key == "evolution":
+        if key == "learning_curve":
+            curves = {name: read_snapshot_scores(run)}
+            for other in others:
+                curves[Path(other).name] = read_snapshot_scores(other)
+            fig = learning_curve_figure(curves, f"{name}: reconstruction over training")
+        elif key == "evolution":
             data = viewer_data(run, max(2, max_snapshots), name)
             snaps = [(s["step"], np.reshape(s["points"], (-1, 3))) for s in data["snapshots"]]
             truth = np.reshape(data["truth"], (-1, 3)) if data["truth"] is not None else None

@@ -250,3 +250,23 @@ def test_browser_report(two_runs, tmp_path, browser):
     states = viewer_states(dom)
     assert [s["data-status"] for s in states] == ["ok", "ok"]
     assert all(int(s["data-points-drawn"]) > 25 for s in states)
+
+
+def test_learning_curve_figure_of_two_runs(two_runs, tmp_path, capsys):
+    alpha, beta = two_runs["alpha"], two_runs["beta"]
+    out = tmp_path / "figs"
+    # before `holly evaluate --snapshots` there is nothing to draw: a clear error naming the file
+    args = ["figures", str(alpha), "--out", str(out), "--only", "learning_curve"]
+    assert cli(args + ["--with", str(beta)]) == 2
+    assert "snapshot_scores.csv" in capsys.readouterr().err
+    for run in (alpha, beta):
+        assert cli(["evaluate", str(run), "--snapshots", "--out", str(tmp_path / "e.json")]) == 0
+    assert cli(args + ["--with", str(beta)]) == 0
+    assert (out / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
+    curves = {r.name: figures.read_snapshot_scores(r) for r in (alpha, beta)}
+    fig = figures.learning_curve_figure(curves, "t")
+    top = fig.axes[0]
+    assert [line.get_label() for line in top.get_lines()[:2]] == ["alpha", "beta"]
+    assert np.allclose(top.get_lines()[0].get_ydata(), curves["alpha"]["chamfer_ratio_to_blob"])
+    with pytest.raises(HollyError, match="no learning curves"):
+        figures.learning_curve_figure({})

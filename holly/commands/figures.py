@@ -35,11 +35,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("evolution", "vs_published"),
+        choices=("evolution", "vs_published", "learning_curve"),
         help="write this optional figure instead of the standard set (repeatable)",
     )
     parser.add_argument(
         "--snapshots", type=int, default=6, help="clouds in the evolution figure (default 6)"
+    )
+    parser.add_argument(
+        "--with",
+        dest="others",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="learning_curve: also draw this run's curve (repeatable)",
     )
     parser.add_argument("--published", metavar="PLY", help="vs_published: the published cloud")
     parser.add_argument(
@@ -63,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
             aligned=args.aligned,
             comparison=args.scores,
             max_snapshots=args.snapshots,
+            others=tuple(args.others),
         )
         return 0
     run_figures(args.run_dir, args.out, args.format, args.dpi, args.montage_images, args.title)
