@@ -22,7 +22,7 @@ PIP = $(VENV)/bin/pip
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test results-table lint clean image sif
+.PHONY: install run test results-table paper-length lint clean image sif
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,18 @@ test: $(TEST_STAMP)
 SEEDS ?= 0 1 2
 results-table: $(RUN_STAMP)
 	. $(VENV)/bin/activate && python tools/results-table.py --seeds $(SEEDS)
+
+# The README's paper-length comparison: bunny-baseline's settings and the improved defaults at
+# 1.6 M presentations on the built-in tetrapod (hours on a CPU; re-running resumes each run
+# exactly from its newest checkpoint), then their scores, learning curves and a figure of both.
+PAPER_LENGTH ?= results/paper-length
+paper-length: $(RUN_STAMP)
+	. $(VENV)/bin/activate && for run in tetrapod tetrapod-improved; do \
+	  holly train --config config/paper-length-$$run.yaml --out $(PAPER_LENGTH)/$$run --resume auto && \
+	  holly evaluate $(PAPER_LENGTH)/$$run --snapshots || exit $$?; \
+	done; \
+	holly figures $(PAPER_LENGTH)/tetrapod --out $(PAPER_LENGTH) --only learning_curve \
+	  --with $(PAPER_LENGTH)/tetrapod-improved
 
 image:
 	docker build -t $(IMAGE):$(VARIANT) --build-arg TORCH_VARIANT=$(VARIANT) \

@@ -62,3 +62,21 @@ def test_run_installs_the_workflow_only_and_test_adds_the_test_tools(tmp_path):
     assert "snakemake --cores all" in run
     test = plan("test")
     assert "-e '.[test]'" in test and "tools/run-tiers" in test
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_paper_length_trains_both_configs_resumably_then_scores_and_draws_them(tmp_path):
+    out = tmp_path / "pl"
+    proc = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "paper-length", f"VENV={tmp_path / 'venv'}",
+         "TORCH=cpu", f"PAPER_LENGTH={out}"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    plan = proc.stdout
+    assert "for run in tetrapod tetrapod-improved" in plan
+    assert "--config config/paper-length-$run.yaml" in plan and "--resume auto" in plan
+    assert f"holly evaluate {out}/$run --snapshots" in plan
+    assert "--only learning_curve" in plan and f"--with {out}/tetrapod-improved" in plan
+    for run in ("tetrapod", "tetrapod-improved"):
+        assert (ROOT / "config" / f"paper-length-{run}.yaml").is_file()
