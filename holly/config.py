@@ -138,6 +138,9 @@ class TrainConfig:
         doc="the pose CNN's arithmetic (renderer, loss and points stay fp32)",
     )
     compile: bool = _spec(False, doc="torch.compile the pose CNN (first steps slower)")
+    channels_last: bool = _spec(
+        False, doc="the pose CNN in channels-last memory layout (faster on some CPUs)"
+    )
 
 
 @dataclass(frozen=True)

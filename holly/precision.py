@@ -7,6 +7,10 @@
   uses a gradient scaler (:func:`grad_scaler`) against underflow; bf16 needs none.
 * ``train.compile``: the pose encoder is wrapped with :func:`torch.compile`; the renderer's
   custom autograd function stays eager.
+* ``train.channels_last``: the pose encoder's weights in channels-last layout. The input images
+  have one channel, so they already are channels-last and every convolution then runs in NHWC,
+  which oneDNN on x86 CPUs runs faster (README, Performance: with bf16 the step is ~1.5x
+  faster on an AVX-512 BF16 CPU). Same arithmetic, other summation order.
 """
 
 from __future__ import annotations
@@ -43,13 +47,22 @@ class StepPrecision:
     scaler's state goes into checkpoints via :meth:`state_dict` so a resume stays exact.
     """
 
-    def __init__(self, precision: str, device: torch.device, compile: bool = False):
+    def __init__(
+        self,
+        precision: str,
+        device: torch.device,
+        compile: bool = False,
+        channels_last: bool = False,
+    ):
         autocast(precision, device)  # validates
         self.precision, self.device, self.compile = precision, device, compile
+        self.channels_last = channels_last
         self.scaler = grad_scaler(precision, device)
 
     def prepare(self, model: torch.nn.Module) -> None:
-        """Compile the model's pose encoder in place (keeps its state-dict keys)."""
+        """Lay out and compile the model's pose encoder in place (keeps its state-dict keys)."""
+        if self.channels_last:
+            model.encoder.to(memory_format=torch.channels_last)
         if self.compile:
             model.encoder.compile(dynamic=False)
 

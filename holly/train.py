@@ -107,7 +107,9 @@ class Trainer:
         self.model = HollyModel(cfg, generator).to(device)
         self.initial_points = self.model.points.detach().cpu().numpy().copy()
         self.opt = make_optimizer(self.model, cfg)
-        self.precision = StepPrecision(cfg.train.precision, device, cfg.train.compile)
+        self.precision = StepPrecision(
+            cfg.train.precision, device, cfg.train.compile, cfg.train.channels_last
+        )
         self.precision.prepare(self.model)
         t = cfg.train
         spe = len(self.data.train) // t.batch_size
