@@ -136,16 +136,21 @@ def loss_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
         if "sigma_in" in metrics:
             # the curriculum's sigma on a second axis: the loss rises as sigma falls (sharper
             # images), which is expected and not divergence
-            sig = ax.twinx()
-            (line,) = sig.plot(
-                metrics["step"], metrics["sigma_in"], color="0.6", linewidth=1, linestyle=":"
-            )
-            sig.set_ylabel("input sigma (px)", color="0.45")
-            sig.tick_params(axis="y", colors="0.45")
-            handles.append(line)
-            labels.append("input sigma (right axis)")
+            _sigma_axis(ax, metrics, handles, labels, ":")
         ax.legend(handles, labels)
     return fig
+
+
+def _sigma_axis(ax, rows: pd.DataFrame, handles: list, labels: list, linestyle: str) -> None:
+    """The curriculum's input sigma against step on ``ax``'s right axis, added to the legend."""
+    sig = ax.twinx()
+    (line,) = sig.plot(
+        rows["step"], rows["sigma_in"], color="0.6", linewidth=1, linestyle=linestyle
+    )
+    sig.set_ylabel("input sigma (px)", color="0.45")
+    sig.tick_params(axis="y", colors="0.45")
+    handles.append(line)
+    labels.append("input sigma (right axis)")
 
 
 def sigma_figure(metrics: pd.DataFrame, title: str = "") -> Figure:
@@ -533,14 +538,7 @@ def learning_curve_figure(curves: dict[str, pd.DataFrame], title: str = "") -> F
         handles, labels = top.get_legend_handles_labels()
         first = next(iter(curves.values()))
         if "sigma_in" in first and first["sigma_in"].notna().any():
-            sig = top.twinx()
-            (line,) = sig.plot(
-                first["step"], first["sigma_in"], color="0.6", linewidth=1, linestyle="--"
-            )
-            sig.set_ylabel("input sigma (px)", color="0.45")
-            sig.tick_params(axis="y", colors="0.45")
-            handles.append(line)
-            labels.append("input sigma (right axis)")
+            _sigma_axis(top, first, handles, labels, "--")
         top.legend(handles, labels, fontsize=8)
         top.set_title(title or "reconstruction over training (snapshots)")
     return fig
