@@ -636,7 +636,7 @@ def extra_figures(
     paths = []
     for key in names:
         if key == "learning_curve":
-            curves = {name: read_snapshot_scores(run)}
+            curves = {run.name: read_snapshot_scores(run)}  # curves are labelled by folder
             for other in others:
                 curves[Path(other).name] = read_snapshot_scores(other)
             fig = learning_curve_figure(curves, f"{name}: reconstruction over training")
