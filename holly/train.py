@@ -643,14 +643,21 @@ class RefinementState:
 
 
 def _check_same_config(saved: dict, current: dict, path: Path, refine_fixed: bool = True) -> None:
+    # A key missing from the checkpoint's config was added to holly after the checkpoint was
+    # made: the run used what is now that key's default (e.g. train.channels_last), so it
+    # compares as the default; otherwise every older checkpoint would count as another config
+    # and --resume auto would start a finished run afresh.
+    defaults = from_dict({"variant": saved.get("variant", "paper")}).to_dict()
     diffs = []
     for section, value in current.items():
         if isinstance(value, dict):
+            saved_section = saved.get(section, {})
             for key, v in value.items():
                 free = (section, key) in RESUMABLE_KEYS or (
                     section == "refine" and not refine_fixed
                 )
-                if not free and saved.get(section, {}).get(key) != v:
+                was = saved_section.get(key, defaults.get(section, {}).get(key))
+                if not free and was != v:
                     diffs.append(f"{section}.{key}")
         elif (section,) not in RESUMABLE_KEYS and saved.get(section) != value:
             diffs.append(section)

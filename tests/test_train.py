@@ -8,6 +8,7 @@ import torch
 
 from holly.cli import main
 from holly.config import from_dict
+from holly.errors import HollyError
 from holly.pointio import read_points
 from holly.train import train
 
@@ -75,6 +76,24 @@ def test_resume_rejects_a_different_config(tmp_path, capsys):
     )
     assert code == 2
     assert "different config (train.lr)" in capsys.readouterr().err
+
+
+def test_resume_accepts_a_checkpoint_older_than_a_new_config_key(tmp_path, capsys):
+    # a checkpoint made before train.channels_last existed: the key counts as its default
+    run = tmp_path / "r"
+    train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 6}}), run)
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    del state["config"]["train"]["channels_last"]
+    torch.save(state, last)
+    train(from_dict(TINY), run, resume=True)  # continues: steps 8..12 appended
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv"))]
+    assert steps == [2, 4, 6, 8, 10, 12]
+    # a non-default value of that key is still another config
+    torch.save(state, last)
+    nhwc = {**TINY, "train": {**TINY["train"], "channels_last": True}}
+    with pytest.raises(HollyError, match=r"different config \(train.channels_last\)"):
+        train(from_dict(nhwc), run, resume=True)
 
 
 def test_same_seed_same_result(tmp_path):
