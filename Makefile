@@ -64,13 +64,12 @@ results-table: $(RUN_STAMP)
 
 # The README's paper-length comparison: bunny-baseline's settings and the improved defaults at
 # 1.6 M presentations on the built-in tetrapod (hours on a CPU; re-running resumes each run
-# exactly from its newest checkpoint and leaves a finished run, one with points.ply, as it is),
+# exactly from its newest checkpoint; a finished run only rewrites its identical final files),
 # then their scores, learning curves and a figure of both.
 PAPER_LENGTH ?= results/paper-length
 paper-length: $(RUN_STAMP)
 	. $(VENV)/bin/activate && for run in tetrapod tetrapod-improved; do \
-	  { test -f $(PAPER_LENGTH)/$$run/points.ply || \
-	    holly train --config config/paper-length-$$run.yaml --out $(PAPER_LENGTH)/$$run --resume auto; } && \
+	  holly train --config config/paper-length-$$run.yaml --out $(PAPER_LENGTH)/$$run --resume auto && \
 	  holly evaluate $(PAPER_LENGTH)/$$run --snapshots || exit $$?; \
 	done; \
 	holly figures $(PAPER_LENGTH)/tetrapod --out $(PAPER_LENGTH) --only learning_curve \
