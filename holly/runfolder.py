@@ -13,6 +13,9 @@ Two safety rules live here too:
   newest first, so an unreadable ``last.pt`` falls back to the newest readable checkpoint, and
   :meth:`RunFolder.set_aside` keeps an unreadable file (moved to ``checkpoints/unreadable/``)
   instead of deleting it.
+* :meth:`RunFolder.keep_replaced` keeps the newest checkpoint and the config of a run that
+  ``--resume auto`` replaces because its config changed (``checkpoints/replaced/``), so that an
+  edited config never silently costs the hours of the run it replaced.
 
 Kept free of heavy imports (torch, pandas are imported where used).
 """
@@ -54,6 +57,7 @@ VIEWER = "viewer.html"
 VS_PUBLISHED = "vs_published.json"
 VS_PUBLISHED_ALIGNED = "vs_published_aligned.ply"
 UNREADABLE = "unreadable"
+REPLACED = "replaced"  # checkpoints/replaced/: the newest checkpoint + config of a replaced run
 HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
 HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
 HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
@@ -105,6 +109,7 @@ class RunFolder:
     metrics = property(lambda self: self._p(METRICS))
     checkpoints = property(lambda self: self._p(CHECKPOINTS))
     last_checkpoint = property(lambda self: self._p(CHECKPOINTS) / LAST_CHECKPOINT)
+    replaced = property(lambda self: self._p(CHECKPOINTS) / REPLACED)
     snapshots = property(lambda self: self._p(SNAPSHOTS))
     initial_points = property(lambda self: self._p(INITIAL_POINTS))
     ground_truth = property(lambda self: self._p(GROUND_TRUTH))
@@ -229,6 +234,26 @@ class RunFolder:
             dest, k = dest_dir / f"{path.name}.{k}", k + 1
         shutil.move(os.fspath(path), dest)
         log.warning("kept the unreadable %s as %s", path, dest)
+        return dest
+
+    def keep_replaced(self, checkpoint: Path) -> Path:
+        """Move the replaced run's ``checkpoint`` (and copy its ``config.yaml``) into
+        ``checkpoints/replaced/``, as ``last.pt`` and ``config.yaml``; returns that folder.
+
+        One run is kept, the one replaced last: a copy per replacement would make every
+        config edit in the workflow cost a checkpoint per experiment, for good. The folder is
+        a run folder of its own in miniature: ``holly train --config replaced/config.yaml
+        --out OTHER --resume yes`` after copying ``last.pt`` into ``OTHER/checkpoints/``
+        continues the replaced run.
+        """
+        dest = self.replaced
+        if dest.is_dir():
+            log.warning("dropping the run replaced before, kept in %s", dest)
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        if self.config.is_file():
+            shutil.copy2(self.config, dest / CONFIG)
+        shutil.move(os.fspath(checkpoint), dest / LAST_CHECKPOINT)
         return dest
 
     # -- config and provenance -------------------------------------------------------------

@@ -383,7 +383,8 @@ class Trainer:
     def restore(self, mode: str) -> None:
         """``mode`` no: start afresh; yes: continue from the newest readable checkpoint if there
         is one (a checkpoint of another config is an error); auto: continue if it matches, else
-        start afresh.
+        start afresh, keeping the replaced run's newest checkpoint and config in
+        ``checkpoints/replaced/``.
 
         ``last.pt`` is tried first, then ``step_*.pt`` newest first: an unreadable file is set
         aside (``checkpoints/unreadable/``), never deleted, and the next one is tried. When none
@@ -402,7 +403,14 @@ class Trainer:
             except HollyError as exc:
                 if mode != "auto":
                     raise
-                log.warning("%s; starting afresh", exc)
+                kept = self.run_folder.keep_replaced(path)
+                log.warning(
+                    "%s; --resume auto replaces that run and starts afresh. Its newest "
+                    "checkpoint and its config are kept in %s until a later replacement "
+                    "(docs/architecture.md: how to continue it)",
+                    exc,
+                    kept,
+                )
             for bad in unreadable:  # they would be overwritten by the continued run
                 self.run_folder.set_aside(bad)
             return
@@ -697,7 +705,8 @@ def train(
     ``resume``: False/"no" starts afresh, and refuses a folder that holds another run unless
     ``force`` (then that run's files are replaced); True/"yes" continues from the folder's newest
     readable checkpoint (an error if it was made with another config); "auto" continues when the
-    config matches and starts afresh otherwise (what the workflow uses).
+    config matches and starts afresh otherwise (what the workflow uses), keeping the replaced
+    run's newest checkpoint and config in ``checkpoints/replaced/``.
     """
     resume = {True: "yes", False: "no"}.get(resume, resume)
     if resume not in ("no", "yes", "auto"):

@@ -175,6 +175,32 @@ def test_auto_resume_starts_afresh_when_the_config_changed(tmp_path):
     assert np.array_equal(read_points(out / "points.ply"), read_points(fresh / "points.ply"))
 
 
+def test_auto_resume_keeps_the_replaced_run_which_can_be_continued(tmp_path):
+    """An edited config must not silently cost the replaced run: its newest checkpoint and
+    config stay in checkpoints/replaced/, and continuing from them (steps 6 -> 9) ends exactly
+    where an uninterrupted run of 9 steps ends."""
+    import shutil
+
+    nine = train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 9}}), tmp_path / "9")
+    out = train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 6}}), tmp_path / "r")
+    old_config = (out / "config.yaml").read_text()
+    train(from_dict({**TINY, "seed": 11}), out, resume="auto")
+    kept = out / "checkpoints" / "replaced"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "last.pt"]
+    assert (kept / "config.yaml").read_text() == old_config
+    assert (out / "config.yaml").read_text() != old_config  # the folder now holds the new run
+
+    other = tmp_path / "continued"
+    (other / "checkpoints").mkdir(parents=True)
+    shutil.copy(kept / "last.pt", other / "checkpoints" / "last.pt")
+    args = ["train", "--config", str(kept / "config.yaml"), "--out", str(other)]
+    assert main([*args, "--resume", "yes", "--max-steps", "9"]) == 0
+    assert np.array_equal(read_points(nine / "points.ply"), read_points(other / "points.ply"))
+
+    train(from_dict({**TINY, "seed": 12}), out, resume="auto")  # one replaced run is kept
+    assert "seed: 11" in (kept / "config.yaml").read_text()
+
+
 def test_keep_checkpoints_prunes_old_ones_and_resume_still_works(tmp_path):
     """Checkpoints at steps 3, 6, 9, 12: keep 1 leaves step 12 and last.pt, which resumes."""
     cfg = {**TINY, "train": {**TINY["train"], "keep_checkpoints": 1}}

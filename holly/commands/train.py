@@ -33,7 +33,8 @@ def add_args(parser) -> None:
         default="no",
         choices=("no", "yes", "auto"),
         help="continue from OUT/checkpoints/last.pt if it exists (a checkpoint "
-        "of another config is an error); --resume auto starts afresh then",
+        "of another config is an error); --resume auto starts afresh then, keeping the "
+        "replaced run's newest checkpoint and config in OUT/checkpoints/replaced/",
     )
     parser.add_argument("--max-steps", type=int, help="stop after this many steps")
     parser.add_argument(
