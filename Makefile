@@ -22,7 +22,7 @@ PIP = $(VENV)/bin/pip
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: install run test results-table paper-length lint clean image sif
+.PHONY: install run test results-table paper-length gpu-wheels lint clean image sif
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,17 @@ paper-length: $(RUN_STAMP)
 	done; \
 	holly figures $(PAPER_LENGTH)/tetrapod --out $(PAPER_LENGTH) --only learning_curve \
 	  --with $(PAPER_LENGTH)/tetrapod-improved
+
+# Wheels that tools/gpu-check.sh installs on a GPU machine that cannot fetch anything (the
+# device tool's machines: CPython 3.12, x86-64, their own torch/numpy/scipy/matplotlib), at the
+# versions of requirements/lock-cpu.txt. Carry .gpu-wheels with the working tree.
+GPU_WHEELS := plyfile zarr numcodecs google-crc32c donfig pandas
+gpu-wheels: | $(VENV)/bin/python
+	$(PIP) download --quiet --dest .gpu-wheels --no-deps --only-binary=:all: \
+	  --implementation cp --python-version 3.12 --platform manylinux_2_28_x86_64 \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  $$(for p in $(GPU_WHEELS); do grep -i "^$$p==" requirements/lock-cpu.txt | cut -d' ' -f1; done)
+	@ls .gpu-wheels && du -sh .gpu-wheels
 
 image:
 	docker build -t $(IMAGE):$(VARIANT) --build-arg TORCH_VARIANT=$(VARIANT) \
