@@ -95,7 +95,10 @@ RUN groupadd --gid 1000 holly \
     && useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash holly \
     && mkdir /data \
     && chown 1000:1000 /data
-ENV MPLBACKEND=Agg \
+# The commit the image was built from, for every run's provenance.json (the installed package
+# is no git checkout; `make image` passes it).
+ENV HOLLY_REVISION="${REVISION}" \
+    MPLBACKEND=Agg \
     MPLCONFIGDIR=/tmp/holly-cache/matplotlib \
     XDG_CACHE_HOME=/tmp/holly-cache \
     TORCH_HOME=/tmp/holly-cache/torch \

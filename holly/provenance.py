@@ -50,9 +50,31 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_commit(where: str | os.PathLike | None = None) -> dict[str, str | bool | None]:
-    """Commit and dirty flag of the checkout holding ``where`` (default: the holly package)."""
-    where = Path(where or Path(__file__).parent)
+    """Commit and dirty flag of the checkout holding ``where`` (default: the holly package).
+
+    An installed package is no checkout: in the container image the commit it was built from
+    comes from ``HOLLY_REVISION`` (the Dockerfile sets it from its ``REVISION`` build
+    argument), else it is unknown (None) rather than guessed.
+    """
+    found = _checkout_commit(Path(where or Path(__file__).parent))
+    if found["commit"] is None:
+        revision = os.environ.get("HOLLY_REVISION", "").strip()
+        if revision and revision != "unknown":
+            return {"commit": revision, "dirty": None, "from": "HOLLY_REVISION"}
+    return found
+
+
+def _checkout_commit(where: Path) -> dict[str, str | bool | None]:
     try:
+        # the folder must be tracked by that checkout: a package installed into a virtual
+        # environment inside some other repository is not that repository's code
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "."],
+            cwd=where,
+            capture_output=True,
+            timeout=10,
+            check=True,
+        )
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"],
             cwd=where,
