@@ -103,7 +103,13 @@ class ShardReader:
                 data = os.pread(fd, nbytes, offset)
                 if len(data) != nbytes:
                     raise HollyError(f"{path} is truncated (image {image} lies past its end)")
-                raw = self.codec.decode(data)
+                try:
+                    raw = self.codec.decode(data)
+                except RuntimeError as exc:  # numcodecs: "error during blosc decompression"
+                    raise HollyError(
+                        f"{path}: image {image} cannot be decoded ({exc}): the file is "
+                        "damaged; re-create the image store"
+                    ) from exc
                 if len(raw) != expected:
                     raise HollyError(
                         f"{path}: image {image} decodes to {len(raw)} bytes, not "

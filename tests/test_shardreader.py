@@ -85,6 +85,18 @@ def test_truncated_shard_is_an_error_naming_the_file(store_path):
     assert str(shard) in str(err.value)
 
 
+def test_undecodable_chunk_is_an_error_naming_the_file(store_path):
+    reader = shard_reader(level_array(store_path))
+    offset, nbytes = (int(x) for x in reader.index(0)[2])
+    shard = store_path / level_name(2.0) / "c" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[offset : offset + 16] = bytes(16)  # image 2's Blosc header is gone; index still fine
+    shard.write_bytes(bytes(data))
+    with pytest.raises(HollyError, match="image 2 cannot be decoded") as err:
+        shard_reader(level_array(store_path)).read(np.array([2]))
+    assert str(shard) in str(err.value)
+
+
 def test_other_layouts_are_read_through_zarr(tmp_path):
     rng = np.random.default_rng(2)
     images = rng.random((6, H, W), dtype=np.float32)
