@@ -76,9 +76,9 @@ paper-length: $(RUN_STAMP)
 	  --with $(PAPER_LENGTH)/tetrapod-improved
 
 # Wheels that tools/gpu-check.sh installs on a GPU machine that cannot fetch anything (the
-# device tool's machines: CPython 3.12, x86-64, their own torch/numpy/scipy/matplotlib), at the
-# versions of requirements/lock-cpu.txt. Carry .gpu-wheels with the working tree.
-GPU_WHEELS := plyfile zarr numcodecs google-crc32c donfig pandas
+# device tool's machines: CPython 3.12, x86-64), named in tools/gpu-wheels.txt, at the versions
+# of requirements/lock-cpu.txt. Carry .gpu-wheels with the working tree.
+GPU_WHEELS := $(shell grep -v '^\#' tools/gpu-wheels.txt)
 gpu-wheels: | $(VENV)/bin/python
 	$(PIP) download --quiet --dest .gpu-wheels --no-deps --only-binary=:all: \
 	  --implementation cp --python-version 3.12 --platform manylinux_2_28_x86_64 \

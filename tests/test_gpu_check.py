@@ -67,7 +67,8 @@ def test_gpu_check_script_fails_clearly_without_wheels_for_what_is_missing(tmp_p
     }
     work = tmp_path / "checkout"  # a copy of the script without .gpu-wheels beside it
     (work / "tools").mkdir(parents=True)
-    (work / "tools" / "gpu-check.sh").write_text((ROOT / "tools" / "gpu-check.sh").read_text())
+    for name in ("gpu-check.sh", "gpu-wheels.txt"):
+        (work / "tools" / name).write_text((ROOT / "tools" / name).read_text())
     (work / "holly").symlink_to(ROOT / "holly")
     (work / "config").symlink_to(ROOT / "config")
     proc = subprocess.run(

@@ -13,7 +13,7 @@
 #
 # Nothing is fetched: holly runs from this checkout (PYTHONPATH) on the machine's own torch,
 # numpy, scipy, pandas and matplotlib. Wheels it lacks come from .gpu-wheels/ (`make gpu-wheels`
-# fills it for CPython 3.12 x86-64, ~15 MB; carry it: run(..., carry=[".gpu-wheels"])).
+# fills it for CPython 3.12 x86-64, ~21 MB, from tools/gpu-wheels.txt; carry it: run(..., carry=[".gpu-wheels"])).
 #
 #   bash tools/gpu-check.sh                          # on the GPU machine, ~9 min at most
 #   DEVICE=cpu PAPER_S=15 BENCH_ARGS="--size 32 --repeats 2 --dense-repeats 1" \
@@ -51,12 +51,12 @@ install_missing() {  # what holly needs and the machine may lack, from the carri
     local missing
     missing=$("$PY" - <<'EOF'
 import importlib.util
-import pandas
-dists = {"plyfile": "plyfile", "zarr": "zarr", "numcodecs": "numcodecs",
-         "google_crc32c": "google-crc32c", "donfig": "donfig"}  # module: distribution
-need = [d for m, d in dists.items() if importlib.util.find_spec(m) is None]
-if int(pandas.__version__.split(".")[0]) < 3:
-    need.append("pandas")  # holly needs pandas >= 3
+dists = [line.strip() for line in open("tools/gpu-wheels.txt") if line[:1].isalpha()]
+need = [d for d in dists if importlib.util.find_spec(d.replace("-", "_")) is None]
+if "pandas" not in need:
+    import pandas
+    if int(pandas.__version__.split(".")[0]) < 3:
+        need.append("pandas")  # holly needs pandas >= 3
 print(" ".join(need))
 EOF
 ) || return 2
