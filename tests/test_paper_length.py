@@ -60,6 +60,7 @@ def test_improved_counterpart_changes_only_the_improvements():
         "train.points_lr",
         "refine.steps",
         "refine.images",
+        "refine.points_lr",
     }
     assert (improved["model.rotation"], improved["loss.kind"]) == ("6d", "l1")
     assert improved["model.pose_hypotheses"] == 4 and improved["refine.steps"] > 0
