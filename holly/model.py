@@ -187,11 +187,8 @@ class HollyModel(nn.Module):
         (docs/maintainer-notes.md). The result depends only on the weights and the batches,
         not on the training history, so a resumed run logs the same values.
         """
-        layers = [
-            m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-        ]
-        if not layers:
-            return
+        norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+        layers = [m for m in self.encoder.modules() if isinstance(m, norms)]
         was_training, momenta = self.training, [m.momentum for m in layers]
         for m in layers:
             m.reset_running_stats()
