@@ -13,7 +13,8 @@
 #
 # Nothing is fetched: holly runs from this checkout (PYTHONPATH) on the machine's own torch,
 # numpy, scipy, pandas and matplotlib. Wheels it lacks come from .gpu-wheels/ (`make gpu-wheels`
-# fills it for CPython 3.12 x86-64, ~21 MB, from tools/gpu-wheels.txt; carry it: run(..., carry=[".gpu-wheels"])).
+# fills it for CPython 3.12 x86-64, ~21 MB, from tools/gpu-wheels.txt; carry it:
+# run(..., carry=[".gpu-wheels"])).
 #
 #   bash tools/gpu-check.sh                          # on the GPU machine, ~9 min at most
 #   DEVICE=cpu PAPER_S=15 BENCH_ARGS="--size 32 --repeats 2 --dense-repeats 1" \
