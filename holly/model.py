@@ -228,7 +228,8 @@ class HollyModel(nn.Module):
 
     def poses(self, images: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
         """Poses of normalised ``images [B, H, W]`` (see :meth:`pose`), nothing rendered."""
-        raw = self.encoder(images).float()  # float32 even under autocast (holly.precision)
+        # the cloud's precision (float32; float64 in the tests' reference) even under autocast
+        raw = self.encoder(images).to(self.points.dtype)
         with torch.autocast(images.device.type, enabled=False):  # poses: float32
             return self.pose(raw, sigma_in)
 
