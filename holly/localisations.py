@@ -385,6 +385,44 @@ def select_particles(
     return selected
 
 
+def _write_localisation_table(writer: StoreWriter, particles: Particles, selected) -> dict:
+    """Every localisation of the rendered particles as read (source units, y down, before
+    ``max_points``): ``localisation_particle`` (read-order number), ``localisation_xy`` and
+    one ``localisation_<name>`` array per kept column (z, sigma_xy, sigma_z). The images use the
+    xy projection only; these keep what the file had. Returns the table's description."""
+    units = particles.source.get("units", "unknown")
+    extra_units = particles.source.get("extra_units", {})
+    counts = [len(particles.xy[i]) for i in selected]
+    dims = ["localisation"]
+    writer.write_array(
+        "localisation_particle",
+        np.repeat(np.asarray(selected), counts).astype(np.int32),
+        dimension_names=dims,
+        attrs={"meaning": "particle (read-order number, as particle_id) of each localisation"},
+    )
+    writer.write_array(
+        "localisation_xy",
+        np.concatenate([particles.xy[i] for i in selected]).astype(np.float64),
+        dimension_names=[*dims, "axis"],
+        attrs={"units": units, "meaning": "x, y as read (y down), before --max-points"},
+    )
+    columns = {"xy": units}
+    for name, values in sorted(particles.extra.items()):
+        unit = extra_units.get(name, units)
+        writer.write_array(
+            f"localisation_{name}",
+            np.concatenate([values[i] for i in selected]).astype(np.float64),
+            dimension_names=dims,
+            attrs={"units": unit, "meaning": f"{name} as read (not used by the rendering)"},
+        )
+        columns[name] = unit
+    return {
+        "n": int(sum(counts)),
+        "columns": columns,
+        "rendered": "xy projection" if "z" in columns else "xy",
+    }
+
+
 def localise(
     input_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -547,6 +585,7 @@ def localise(
                 "meaning": "in-plane rotation of the copy, counter-clockwise as displayed (+y up)",
             },
         )
+        columns = _write_localisation_table(writer, particles, selected)
         attrs = base_attrs(
             n_images=n_images,
             height=size,
@@ -558,6 +597,7 @@ def localise(
             nm_per_px=nm_per_px,
         )
         attrs["n_localisations"] = [int(len(p)) for p in xy]
+        attrs["localisations"] = columns
         writer.commit(attrs)
     seconds = time.perf_counter() - t0
     log.info("wrote %s: %d images x %d levels in %.1f s", out, n_images, len(sigmas), seconds)

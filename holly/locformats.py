@@ -1110,11 +1110,15 @@ def read_localisations(
         return parts[0], files
     _check_folder(path, files, parts)
     xy, labels = [], []
+    common = [k for k in parts[0].extra if all(k in p.extra for p in parts)]
+    extra = {k: [] for k in common}  # columns every file has (z kept only if all have it)
     for file, part in zip(files, parts, strict=True):
         xy.extend(part.xy)
         labels.extend(f"{file.name}:{lb}" if part.grouped else file.name for lb in part.labels)
+        for k in common:
+            extra[k].extend(part.extra[k])
     first = parts[0]
-    return Particles(xy, labels, first.source, first.nm_per_unit, first.grouped), files
+    return Particles(xy, labels, first.source, first.nm_per_unit, first.grouped, extra), files
 
 
 def _check_folder(folder: Path, files: list[Path], parts: list[Particles]) -> None:
