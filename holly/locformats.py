@@ -568,7 +568,82 @@ def read_picasso(
         raise fail(path, f"no particle column {column!r}; /locs has [{short(fields)}]")
     source = {"format": "picasso", "units": "camera pixels", "pixel_size_nm": nm}
     keys = None if column is None else np.asarray(locs[column])
-    return _particles(path, coords, keys, source, nm, column)
+    extra = {}
+    if "z" in fields:  # Picasso 3D: z in nm (x, y stay camera pixels)
+        extra["z"] = np.asarray(locs["z"], dtype=np.float64)
+        source["extra_units"] = {"z": "nm"}
+    if column is not None:
+        _warn_subclusters(path, locs, coords, column, fields)
+    return _particles(path, coords, keys, source, nm, column, extra)
+
+
+SUBCLUSTER_WIDTH = 3.0  # particles narrower than this many localisation precisions are sites
+
+
+def _group_widths(coords: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """RMS distance from the centroid of every group with two or more finite rows."""
+    good = np.isfinite(coords).all(axis=1)
+    coords, keys = coords[good], np.asarray(keys)[good]
+    if not len(keys):
+        return np.zeros(0)
+    _, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.ravel()
+    n = np.bincount(inverse)
+    centre = np.stack([np.bincount(inverse, c) / n for c in coords.T], axis=1)
+    r2 = np.bincount(inverse, ((coords - centre[inverse]) ** 2).sum(axis=1)) / n
+    return np.sqrt(r2[n >= 2])
+
+
+def _warn_subclusters(path: Path, locs, coords: np.ndarray, column: str, fields) -> None:
+    """Warn when most particles by ``column`` are single binding sites, not structures.
+
+    A particle counts as a site when its RMS radius is under :data:`SUBCLUSTER_WIDTH` times the
+    median localisation precision (``lpx``/``lpy``); without precisions, when another group
+    column's particles are that much wider. Such files are common after re-clustering (RESI:
+    ``group`` = sub-cluster, ``group_input`` = the pick); the wider column is named.
+    """
+    widths = _group_widths(coords, locs[column])
+    if widths.size < 2:
+        return
+    median = float(np.median(widths))
+    prec = None
+    if "lpx" in fields and "lpy" in fields:
+        lp = np.concatenate([np.asarray(locs["lpx"]), np.asarray(locs["lpy"])]).astype(float)
+        lp = lp[np.isfinite(lp) & (lp > 0)]
+        prec = float(np.median(lp)) if lp.size else None
+    threshold = SUBCLUSTER_WIDTH * (prec if prec else median)
+    others = {}
+    for name in fields:
+        kind = np.asarray(locs[name]).dtype.kind
+        if name != column and kind in "iu" and (name.startswith("group") or "cluster" in name):
+            w = _group_widths(coords, locs[name])
+            if w.size:
+                others[name] = float(np.median(w))
+    wide = sorted((m, n) for n, m in others.items() if m >= threshold and m >= 2 * median)
+    if prec:
+        small = float(np.mean(widths < threshold))
+        if small <= 0.5:
+            return
+        what = f"{small:.0%} of them are narrower than {SUBCLUSTER_WIDTH:g} x the median precision"
+    else:
+        if not wide:
+            return
+        what = f"{wide[0][1]!r} groups are {wide[0][0] / median:.0f} x wider"
+    hint = (
+        f"{wide[0][1]!r} looks like the structure (median {wide[0][0]:.3g} px): "
+        f"pass --particle-column {wide[0][1]}"
+        if wide
+        else "pass --particle-column with the column of whole structures"
+    )
+    log.warning(
+        "%s: particles by %r are mostly sub-clusters (single sites a few localisation "
+        "precisions wide), not whole structures (median RMS radius %.3g px; %s); %s",
+        path,
+        column,
+        median,
+        what,
+        hint,
+    )
 
 
 def read_decode(
