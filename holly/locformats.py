@@ -386,7 +386,51 @@ def _table_particles(
     )
     source = {"format": fmt, "units": unit_name, "columns": [xc, yc]}
     keys = _key_column(table, particle_column, path)
-    return _particles(path, coords, keys, source, nm, particle_column)
+    extra, units = _extra_columns(table, unit_name)
+    if extra:
+        source["extra_columns"] = {k: c for k, (c, _) in extra.items()}
+        source["extra_units"] = units
+    values = {k: v for k, (_, v) in extra.items()}
+    return _particles(path, coords, keys, source, nm, particle_column, values)
+
+
+# z and localisation precisions in tables, as each software names them (first match wins);
+# ThunderSTORM's "sigma [nm]" is the PSF width, not a precision, and is not one of them
+EXTRA_COLUMNS = {
+    "z": (r"z \[(.+)\]", "z", "Z (nm)", "znm"),
+    "sigma_xy": (
+        r"uncertainty_xy \[(.+)\]",
+        r"uncertainty \[(.+)\]",
+        r"Precision \[(.+)\]",
+        "sigma_xy",
+        "X precision (nm)",
+        "locprecnm",
+    ),
+    "sigma_z": (r"uncertainty_z \[(.+)\]", "sigma_z", "sigmaz", "Z precision (nm)", "locprecznm"),
+}
+
+
+def _extra_columns(table, xy_unit: str) -> tuple[dict, dict]:
+    """z, sigma_xy, sigma_z columns of a table: ``{name: (column, values [n])}`` and their
+    units (a bracketed unit, nm for SMAP/Nanoimager names, else the x/y unit)."""
+    import pandas as pd
+
+    found, units = {}, {}
+    columns = [str(c) for c in table.columns]
+    for name, patterns in EXTRA_COLUMNS.items():
+        for pattern in patterns:
+            if "\\[" in pattern:
+                hit = next((c for c in columns if re.fullmatch(pattern, c)), None)
+                unit = re.fullmatch(pattern, hit).group(1) if hit else None
+            else:
+                hit = pattern if pattern in columns else None
+                unit = "nm" if "nm" in pattern else xy_unit
+            if hit is not None:
+                values = pd.to_numeric(table[hit], errors="coerce").to_numpy(dtype=np.float64)
+                found[name] = (hit, values)
+                units[name] = "nm" if unit in ("nm", "nanometer") else unit
+                break
+    return found, units
 
 
 def _read_csv(path: Path, **kwargs):

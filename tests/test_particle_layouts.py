@@ -254,9 +254,34 @@ def test_real_tud_file_localised_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "tud.zarr"
     args = ["localise", str(path), "--out", str(out), "--sigmas", "1", "--size", "16"]
     args += ["--perturbations", "1", "--max-points", "20", "--pixel-size", "130"]
-    args += ["--outlier-factor", "0"]
     assert holly.cli.main(args) == 0
     store = ImageStore.open(out)
     assert len(np.unique(store.particle_ids)) == 549
     assert store.attrs["localisations"]["n"] == 248_843
     assert store.nm_per_px is not None
+
+
+def test_thunderstorm_3d_keeps_z_and_precisions_not_the_psf_sigma(tmp_path):
+    import pandas as pd
+
+    parts = particles_3d()
+    xyz = np.concatenate([x for x, _, _ in parts]) * PX
+    table = pd.DataFrame(
+        {
+            "id": np.arange(len(xyz)) + 1,
+            "x [nm]": xyz[:, 0],
+            "y [nm]": xyz[:, 1],
+            "z [nm]": xyz[:, 2],
+            "sigma [nm]": 120.0,  # the PSF width, not a precision
+            "uncertainty_xy [nm]": np.concatenate([s for _, s, _ in parts]) * PX,
+            "uncertainty_z [nm]": np.concatenate([s for _, _, s in parts]) * PX,
+            "particle": np.repeat([0, 1, 2], COUNTS),
+        }
+    )
+    table.to_csv(tmp_path / "t.csv", index=False, quoting=1)
+    localise(tmp_path / "t.csv", tmp_path / "s.zarr", [1.0], size=32, particle_column="particle")
+    store = ImageStore.open(tmp_path / "s.zarr")
+    columns = store.attrs["localisations"]["columns"]
+    assert columns == {"xy": "nm", "z": "nm", "sigma_xy": "nm", "sigma_z": "nm"}
+    assert np.allclose(store.array("localisation_z"), xyz[:, 2])
+    assert np.allclose(store.array("localisation_sigma_xy"), table["uncertainty_xy [nm]"])
