@@ -269,6 +269,15 @@ def _scale_of(unit: str, path: Path, pixel_size: float | None) -> tuple[float | 
     return None, unit
 
 
+def _loose_numeric(values) -> np.ndarray:
+    """Numbers as float64, anything else NaN (for columns kept beside x/y, never refused)."""
+    import pandas as pd
+
+    return pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+
+
 def _numeric(values, path: Path, column: str) -> np.ndarray:
     """A column as float64; text that is not a number is an error naming file and column."""
     import pandas as pd
@@ -413,7 +422,6 @@ EXTRA_COLUMNS = {
 def _extra_columns(table, xy_unit: str) -> tuple[dict, dict]:
     """z, sigma_xy, sigma_z columns of a table: ``{name: (column, values [n])}`` and their
     units (a bracketed unit, nm for SMAP/Nanoimager names, else the x/y unit)."""
-    import pandas as pd
 
     found, units = {}, {}
     columns = [str(c) for c in table.columns]
@@ -426,7 +434,7 @@ def _extra_columns(table, xy_unit: str) -> tuple[dict, dict]:
                 hit = pattern if pattern in columns else None
                 unit = "nm" if "nm" in pattern else xy_unit
             if hit is not None:
-                values = pd.to_numeric(table[hit], errors="coerce").to_numpy(dtype=np.float64)
+                values = _loose_numeric(table[hit].to_numpy())
                 found[name] = (hit, values)
                 units[name] = "nm" if unit in ("nm", "nanometer") else unit
                 break
@@ -788,6 +796,11 @@ def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -
             )
         x = _mat_vector(loc["xnm"], path, "saveloc.loc.xnm")
         y = _mat_vector(loc["ynm"], path, "saveloc.loc.ynm")
+        extra = {
+            name: _mat_vector(loc[field_], path, f"saveloc.loc.{field_}")
+            for name, field_ in SMAP_EXTRA.items()
+            if field_ in loc
+        }
         keys = None
         if particle_column is not None:
             if particle_column not in loc:
@@ -808,7 +821,17 @@ def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -
     if x.shape != y.shape or (keys is not None and keys.shape != x.shape):
         raise fail(path, "saveloc.loc fields have different lengths")
     source = {"format": "smap-mat", "units": "nm", "fields": fields, "smap_files": names[:20]}
-    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+    return _smap_particles(path, x, y, keys, source, particle_column, extra)
+
+
+SMAP_EXTRA = {"z": "znm", "sigma_xy": "locprecnm", "sigma_z": "locprecznm"}  # all nm
+
+
+def _smap_particles(path, x, y, keys, source, particle_column, extra) -> Particles:
+    extra = {k: v for k, v in extra.items() if v.shape == x.shape}  # odd-length fields: skipped
+    if extra:
+        source["extra_units"] = {k: "nm" for k in extra}
+    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column, extra)
 
 
 def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
@@ -832,7 +855,12 @@ def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
             raise fail(path, f"no field {particle_column!r} in saveloc.loc")
         keys = np.atleast_1d(getattr(loc, particle_column)).ravel().astype(np.float64)
     source = {"format": "smap-mat", "units": "nm", "fields": sorted(loc._fieldnames)}
-    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+    extra = {
+        name: _loose_numeric(np.atleast_1d(getattr(loc, field_)).ravel())
+        for name, field_ in SMAP_EXTRA.items()
+        if hasattr(loc, field_)
+    }
+    return _smap_particles(path, x, y, keys, source, particle_column, extra)
 
 
 def read_cep152_mat(

@@ -285,3 +285,13 @@ def test_thunderstorm_3d_keeps_z_and_precisions_not_the_psf_sigma(tmp_path):
     assert columns == {"xy": "nm", "z": "nm", "sigma_xy": "nm", "sigma_z": "nm"}
     assert np.allclose(store.array("localisation_z"), xyz[:, 2])
     assert np.allclose(store.array("localisation_sigma_xy"), table["uncertainty_xy [nm]"])
+
+
+@pytest.mark.parametrize("version", ["7", "7.3"])
+def test_smap_mat_keeps_its_precision(tmp_path, version):
+    from test_locformats import rings, write_smap_mat
+
+    write_smap_mat(tmp_path / "c_sml.mat", rings(), version=version)
+    p, _ = read_localisations(tmp_path / "c_sml.mat", particle_column="channel")
+    assert set(p.extra) == {"sigma_xy"} and p.source["extra_units"] == {"sigma_xy": "nm"}
+    assert all(np.allclose(s, 8.0) for s in p.extra["sigma_xy"])
