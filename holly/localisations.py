@@ -1,8 +1,11 @@
 """SMLM localisation tables -> rendered image stacks in an image store.
 
 Reads particles (2D localisations) with :mod:`holly.locformats` (ThunderSTORM, Picasso, SMAP
-``_sml.mat``/``_sml.csv``, DECODE, Zeiss Elyra, ONI Nanoimager, rapidSTORM, the CEP152 ``.mat``;
-one file or a folder of files of one format, kind and pixel size).
+``_sml.mat``/``_sml.csv``, DECODE, Zeiss Elyra, ONI Nanoimager, rapidSTORM, the CEP152 ``.mat``,
+the TU Delft ``particles{i}`` and JRMPC ``Superparticle{i}`` ``.mat``; one file or a folder of
+files of one format, kind and pixel size). The images show the xy projection; the store keeps
+every localisation of the rendered particles as read, with z, sigma_xy and sigma_z where the
+file has them (``localisation_*`` arrays, ``attrs["localisations"]``).
 
 Guards before anything is rendered: particles with fewer than ``min_localisations`` (or no
 extent) are dropped with one counted warning; particles reaching farther than
@@ -455,7 +458,8 @@ def localise(
         Store to create.
     sigmas : list of float
         Gaussian sigma of every level, pixels; repeated values make one level.
-    fmt : {"auto", "thunderstorm", "picasso", "cep152-mat"}
+    fmt : {"auto", ...}
+        ``auto`` or one of :data:`holly.locformats.FORMATS`.
     accepted : path-like, optional
         Text file of particle indices (read order, from 0) to keep.
     size_cut : bool
@@ -472,12 +476,13 @@ def localise(
     margin : float
         Fraction of the half-frame kept free around the farthest localisation.
     particle_column : str, optional
-        ThunderSTORM: the column naming the particle.
+        The column (SMAP field, DECODE dataset, Picasso ``/locs`` field) naming each row's
+        particle; not for the MATLAB cell layouts (one particle per cell).
     mat_order : {"cell", "refs"}
         CEP152 .mat: particle numbering (see :func:`read_cep152_mat`).
     pixel_size : float, optional
         nm per camera pixel, for sources in pixels that do not say (overrides Picasso's .yaml,
-        with a warning when they differ).
+        with a warning when they differ); required for ``tud-mat``.
     min_localisations : int
         Particles with fewer localisations, or whose localisations all coincide, are dropped
         with a counted warning (they render as single blobs).

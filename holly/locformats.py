@@ -27,10 +27,25 @@ Formats and the layouts they are read with (column names as the software writes 
 ``rapidstorm``   rapidSTORM text: first line ``# <localizations ...>`` with one ``<field>`` per
                  column (``identifier="Position-0-0"`` = x, ``"Position-1-0"`` = y, ``unit``
                  "nanometer"), then whitespace-separated rows.
+``tud-mat``      TU Delft particle fusion (smlm_datafusion2d/3d, smlm_classification2d), MATLAB
+                 v5 or v7.3: cell array ``particles``, one struct per particle with ``points``
+                 (N x 2 or N x 3) and ``sigma`` (N x 1 sigma_xy, or N x 2 sigma_xy, sigma_z), or
+                 ``coords`` (N x 10: columns 1-3 x, y, z, 5 sigma_xy, 10 sigma_z). Camera
+                 pixels: ``pixel_size`` is required (the repositories use 130 nm; never assumed).
+``superparticle-mat`` JRMPC's ``Superparticle`` (any capitalisation), MATLAB v5 or v7.3: a cell
+                 array of dims x N matrices (dims 2 or 3) in nm, one per particle.
 ==============  ==================================================================================
 
+Beside x/y, ``Particles.extra`` keeps z, sigma_xy and sigma_z where the file has them (the
+MATLAB layouts above, SMAP ``znm``/``locprecnm``/``locprecznm``, Picasso ``z`` (nm), table
+columns ``z [nm]``, ``uncertainty_xy [nm]``, ``uncertainty_z [nm]``, ``sigma_xy``, ``sigmaz``,
+...; ThunderSTORM's ``sigma [nm]`` is the PSF width and is not kept). Rendering uses x/y only.
+
 Particles: with ``particle_column`` each distinct value of that column is one particle (sorted
-by value); Picasso's ``group`` is used by default; otherwise the whole file is one particle.
+by value); Picasso's ``group`` is used by default (any ``/locs`` field may be named, e.g. RESI's
+``group_input``; a warning says when most particles are single sites, naming a wider group
+column); in the MATLAB cell layouts each cell is one particle; otherwise the whole file is one
+particle.
 Rows are grouped *before* bad rows (non-finite x/y) are dropped, so a particle keeps its number
 when some or all of its rows are dropped (an emptied particle stays, to be dropped later with a
 count, and the numbering of the others does not move).
@@ -39,8 +54,8 @@ A folder is read file by file in name order (``.csv .txt .tsv .hdf5 .h5 .mat``; 
 ``.yaml`` sidecars and hidden files are skipped); every file must be of one format, be grouped
 the same way (all by a particle column, or all one particle per file) and have the same scale.
 
-Errors name the file, stay under :data:`MAX_ERROR` characters and, where no format fits, list
-the supported ones.
+Errors name the file and stay under :data:`MAX_ERROR` characters; every refusal of a file as
+unreadable ends with the formats holly reads (``holly reads: ...``).
 """
 
 from __future__ import annotations
