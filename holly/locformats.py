@@ -1058,6 +1058,8 @@ def _matrix(value, path: Path, what: str) -> np.ndarray:
 def _tud_particle(element, path: Path, k: int) -> tuple[np.ndarray, dict, str]:
     """xy [n, 2] and the kept columns of one TU Delft particle struct (camera pixels)."""
     where = f"particles{{{k + 1}}}"
+    if isinstance(element, np.ndarray) and element.size == 0:
+        return np.zeros((0, 2)), {}, ""  # an empty cell: an empty particle, dropped later
     if not isinstance(element, dict):
         raise fail(path, f"{where} is not a struct with points or coords", formats=True)
     if "points" in element:
@@ -1136,7 +1138,7 @@ def read_tud_mat(path: str | os.PathLike, pixel_size: float | None = None) -> Pa
     source = {
         "format": "tud-mat",
         "variable": name,
-        "layout": "/".join(sorted(layouts)),
+        "layout": "/".join(sorted(layouts - {""})),
         "matlab": version,
         "units": units,
         "pixel_size_nm": pixel_size,

@@ -295,3 +295,50 @@ def test_smap_mat_keeps_its_precision(tmp_path, version):
     p, _ = read_localisations(tmp_path / "c_sml.mat", particle_column="channel")
     assert set(p.extra) == {"sigma_xy"} and p.source["extra_units"] == {"sigma_xy": "nm"}
     assert all(np.allclose(s, 8.0) for s in p.extra["sigma_xy"])
+
+
+@pytest.mark.parametrize("version", ["v5", "v7.3"])
+def test_struct_array_and_empty_cells(tmp_path, version):
+    """particles(i).points (a struct array) reads like particles{i}.points; an empty cell is an
+    empty particle (dropped later with a count), and the numbering of the others stays."""
+    parts = particles_3d()
+    elements = tud_elements("points2", parts)
+    path = tmp_path / "sa.mat"
+    if version == "v5":
+        arr = np.empty((1, 3), dtype=[("points", object), ("sigma", object)])
+        for k, e in enumerate(elements):
+            arr[0, k] = (e["points"], e["sigma"])
+        savemat(path, {"particles": arr})
+    else:
+        with MatFile(path) as m:
+            m.put(m.f, "particles", ("struct_array", elements))
+    p, _ = read_localisations(path, pixel_size=PX)
+    assert [len(x) for x in p.xy] == COUNTS
+    assert np.allclose(p.xy[1], parts[1][0][:, :2])
+    cell = np.empty((1, 3), dtype=object)
+    cell[0, 0], cell[0, 1], cell[0, 2] = elements[0], np.zeros((0, 0)), elements[2]
+    savemat(tmp_path / "gap.mat", {"particles": cell})
+    p, _ = read_localisations(tmp_path / "gap.mat", pixel_size=PX)
+    assert [len(x) for x in p.xy] == [COUNTS[0], 0, COUNTS[2]] and p.labels == [0, 1, 2]
+
+
+def test_workflow_schema_lists_every_format():
+    import yaml
+
+    from holly.localisations import FORMATS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "enum" in node and "thunderstorm" in node["enum"]:
+                found.append(node["enum"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    assert found and all(list(e) == list(FORMATS) for e in found)
