@@ -437,7 +437,6 @@ EXTRA_COLUMNS = {
 def _extra_columns(table, xy_unit: str) -> tuple[dict, dict]:
     """z, sigma_xy, sigma_z columns of a table: ``{name: (column, values [n])}`` and their
     units (a bracketed unit, nm for SMAP/Nanoimager names, else the x/y unit)."""
-
     found, units = {}, {}
     columns = [str(c) for c in table.columns]
     for name, patterns in EXTRA_COLUMNS.items():
@@ -811,11 +810,13 @@ def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -
             )
         x = _mat_vector(loc["xnm"], path, "saveloc.loc.xnm")
         y = _mat_vector(loc["ynm"], path, "saveloc.loc.ynm")
-        extra = {
-            name: _mat_vector(loc[field_], path, f"saveloc.loc.{field_}")
-            for name, field_ in SMAP_EXTRA.items()
-            if field_ in loc
-        }
+        extra = {}
+        for name, field_ in SMAP_EXTRA.items():
+            try:
+                if field_ in loc:
+                    extra[name] = _mat_vector(loc[field_], path, f"saveloc.loc.{field_}")
+            except HollyError:  # kept columns are extras: an odd one is skipped, not refused
+                log.info("%s: saveloc.loc.%s is not a numeric vector; not kept", path, field_)
         keys = None
         if particle_column is not None:
             if particle_column not in loc:
