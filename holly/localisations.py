@@ -1,8 +1,11 @@
 """SMLM localisation tables -> rendered image stacks in an image store.
 
 Reads particles (2D localisations) with :mod:`holly.locformats` (ThunderSTORM, Picasso, SMAP
-``_sml.mat``/``_sml.csv``, DECODE, Zeiss Elyra, ONI Nanoimager, rapidSTORM, the CEP152 ``.mat``;
-one file or a folder of files of one format, kind and pixel size).
+``_sml.mat``/``_sml.csv``, DECODE, Zeiss Elyra, ONI Nanoimager, rapidSTORM, the CEP152 ``.mat``,
+the TU Delft ``particles{i}`` and JRMPC ``Superparticle{i}`` ``.mat``; one file or a folder of
+files of one format, kind and pixel size). The images show the xy projection; the store keeps
+every localisation of the rendered particles as read, with z, sigma_xy and sigma_z where the
+file has them (``localisation_*`` arrays, ``attrs["localisations"]``).
 
 Guards before anything is rendered: particles with fewer than ``min_localisations`` (or no
 extent) are dropped with one counted warning; particles reaching farther than
@@ -385,6 +388,44 @@ def select_particles(
     return selected
 
 
+def _write_localisation_table(writer: StoreWriter, particles: Particles, selected) -> dict:
+    """Every localisation of the rendered particles as read (source units, y down, before
+    ``max_points``): ``localisation_particle`` (read-order number), ``localisation_xy`` and
+    one ``localisation_<name>`` array per kept column (z, sigma_xy, sigma_z). The images use the
+    xy projection only; these keep what the file had. Returns the table's description."""
+    units = particles.source.get("units", "unknown")
+    extra_units = particles.source.get("extra_units", {})
+    counts = [len(particles.xy[i]) for i in selected]
+    dims = ["localisation"]
+    writer.write_array(
+        "localisation_particle",
+        np.repeat(np.asarray(selected), counts).astype(np.int32),
+        dimension_names=dims,
+        attrs={"meaning": "particle (read-order number, as particle_id) of each localisation"},
+    )
+    writer.write_array(
+        "localisation_xy",
+        np.concatenate([particles.xy[i] for i in selected]).astype(np.float64),
+        dimension_names=[*dims, "axis"],
+        attrs={"units": units, "meaning": "x, y as read (y down), before --max-points"},
+    )
+    columns = {"xy": units}
+    for name, values in sorted(particles.extra.items()):
+        unit = extra_units.get(name, units)
+        writer.write_array(
+            f"localisation_{name}",
+            np.concatenate([values[i] for i in selected]).astype(np.float64),
+            dimension_names=dims,
+            attrs={"units": unit, "meaning": f"{name} as read (not used by the rendering)"},
+        )
+        columns[name] = unit
+    return {
+        "n": int(sum(counts)),
+        "columns": columns,
+        "rendered": "xy projection" if "z" in columns else "xy",
+    }
+
+
 def localise(
     input_path: str | os.PathLike,
     out: str | os.PathLike,
@@ -417,7 +458,8 @@ def localise(
         Store to create.
     sigmas : list of float
         Gaussian sigma of every level, pixels; repeated values make one level.
-    fmt : {"auto", "thunderstorm", "picasso", "cep152-mat"}
+    fmt : {"auto", ...}
+        ``auto`` or one of :data:`holly.locformats.FORMATS`.
     accepted : path-like, optional
         Text file of particle indices (read order, from 0) to keep.
     size_cut : bool
@@ -434,12 +476,13 @@ def localise(
     margin : float
         Fraction of the half-frame kept free around the farthest localisation.
     particle_column : str, optional
-        ThunderSTORM: the column naming the particle.
+        The column (SMAP field, DECODE dataset, Picasso ``/locs`` field) naming each row's
+        particle; not for the MATLAB cell layouts (one particle per cell).
     mat_order : {"cell", "refs"}
         CEP152 .mat: particle numbering (see :func:`read_cep152_mat`).
     pixel_size : float, optional
         nm per camera pixel, for sources in pixels that do not say (overrides Picasso's .yaml,
-        with a warning when they differ).
+        with a warning when they differ); required for ``tud-mat``.
     min_localisations : int
         Particles with fewer localisations, or whose localisations all coincide, are dropped
         with a counted warning (they render as single blobs).
@@ -547,6 +590,7 @@ def localise(
                 "meaning": "in-plane rotation of the copy, counter-clockwise as displayed (+y up)",
             },
         )
+        columns = _write_localisation_table(writer, particles, selected)
         attrs = base_attrs(
             n_images=n_images,
             height=size,
@@ -558,6 +602,7 @@ def localise(
             nm_per_px=nm_per_px,
         )
         attrs["n_localisations"] = [int(len(p)) for p in xy]
+        attrs["localisations"] = columns
         writer.commit(attrs)
     seconds = time.perf_counter() - t0
     log.info("wrote %s: %d images x %d levels in %.1f s", out, n_images, len(sigmas), seconds)

@@ -27,10 +27,25 @@ Formats and the layouts they are read with (column names as the software writes 
 ``rapidstorm``   rapidSTORM text: first line ``# <localizations ...>`` with one ``<field>`` per
                  column (``identifier="Position-0-0"`` = x, ``"Position-1-0"`` = y, ``unit``
                  "nanometer"), then whitespace-separated rows.
+``tud-mat``      TU Delft particle fusion (smlm_datafusion2d/3d, smlm_classification2d), MATLAB
+                 v5 or v7.3: cell array ``particles``, one struct per particle with ``points``
+                 (N x 2 or N x 3) and ``sigma`` (N x 1 sigma_xy, or N x 2 sigma_xy, sigma_z), or
+                 ``coords`` (N x 10: columns 1-3 x, y, z, 5 sigma_xy, 10 sigma_z). Camera
+                 pixels: ``pixel_size`` is required (the repositories use 130 nm; never assumed).
+``superparticle-mat`` JRMPC's ``Superparticle`` (any capitalisation), MATLAB v5 or v7.3: a cell
+                 array of dims x N matrices (dims 2 or 3) in nm, one per particle.
 ==============  ==================================================================================
 
+Beside x/y, ``Particles.extra`` keeps z, sigma_xy and sigma_z where the file has them (the
+MATLAB layouts above, SMAP ``znm``/``locprecnm``/``locprecznm``, Picasso ``z`` (nm), table
+columns ``z [nm]``, ``uncertainty_xy [nm]``, ``uncertainty_z [nm]``, ``sigma_xy``, ``sigmaz``,
+...; ThunderSTORM's ``sigma [nm]`` is the PSF width and is not kept). Rendering uses x/y only.
+
 Particles: with ``particle_column`` each distinct value of that column is one particle (sorted
-by value); Picasso's ``group`` is used by default; otherwise the whole file is one particle.
+by value); Picasso's ``group`` is used by default (any ``/locs`` field may be named, e.g. RESI's
+``group_input``; a warning says when most particles are single sites, naming a wider group
+column); in the MATLAB cell layouts each cell is one particle; otherwise the whole file is one
+particle.
 Rows are grouped *before* bad rows (non-finite x/y) are dropped, so a particle keeps its number
 when some or all of its rows are dropped (an emptied particle stays, to be dropped later with a
 count, and the numbering of the others does not move).
@@ -39,8 +54,8 @@ A folder is read file by file in name order (``.csv .txt .tsv .hdf5 .h5 .mat``; 
 ``.yaml`` sidecars and hidden files are skipped); every file must be of one format, be grouped
 the same way (all by a particle column, or all one particle per file) and have the same scale.
 
-Errors name the file, stay under :data:`MAX_ERROR` characters and, where no format fits, list
-the supported ones.
+Errors name the file and stay under :data:`MAX_ERROR` characters; every refusal of a file as
+unreadable ends with the formats holly reads (``holly reads: ...``).
 """
 
 from __future__ import annotations
@@ -69,12 +84,17 @@ FORMATS = (
     "elyra",
     "nanoimager",
     "rapidstorm",
+    "tud-mat",
+    "superparticle-mat",
 )
 SUFFIXES = (".csv", ".txt", ".tsv", ".hdf5", ".h5", ".mat")
 MAT_MEMBER = "Cep152_all_filtered"
 MAX_ERROR = 300  # characters of one error line
 UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "µm": 1000.0, "micrometer": 1000.0}
 PIXEL_UNITS = ("px", "pixel", "pix", "camera pixels")
+TUD_MEMBER = "particles"  # TU Delft particle fusion: particles{i}.points/.sigma or .coords
+SUPER_MEMBER = "superparticle"  # JRMPC's Superparticle{i}, dims x N, nm (name case-insensitive)
+TUD_PIXEL_NM = 130.0  # the camera pixel of the TU Delft repositories' data; never applied
 
 
 @dataclass
@@ -90,6 +110,9 @@ class Particles:
     source: dict = field(default_factory=dict)
     nm_per_unit: float | None = None
     grouped: bool = False
+    # per-localisation columns kept beside x/y (z, sigma_xy, sigma_z): name -> one [n_i]
+    # float64 array per particle, rows matching ``xy``; units in ``source["extra_units"]``
+    extra: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -106,15 +129,21 @@ def short(items, limit: int = 6) -> str:
     return head + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
-def fail(path: Path | str, message: str) -> HollyError:
-    """A HollyError ``"<path>: <message>"`` cut to :data:`MAX_ERROR` characters."""
+def fail(path: Path | str, message: str, formats: bool = False) -> HollyError:
+    """A HollyError ``"<path>: <message>"`` cut to :data:`MAX_ERROR` characters.
+
+    ``formats``: the file is refused as unreadable; end the line with the formats holly reads
+    (never cut: the message before it is shortened instead).
+    """
+    tail = f"; holly reads: {supported()}" if formats else ""
+    room = MAX_ERROR - len(tail)
     text = f"{path}: {message}"
-    if len(text) > MAX_ERROR:
+    if len(text) > room:
         name = Path(path).name
         text = f"{name}: {message}"
-        if len(text) > MAX_ERROR:
-            text = text[: MAX_ERROR - 3] + "..."
-    return HollyError(text)
+        if len(text) > room:
+            text = text[: room - 3] + "..."
+    return HollyError(text + tail)
 
 
 # ---------------------------------------------------------------------------- detection
@@ -152,7 +181,7 @@ def detect_format(path: str | os.PathLike) -> str:
     ------
     HollyError
         No supported format fits; the message says what the file looks like and lists the
-        supported formats.
+        formats holly reads.
     """
     import h5py
 
@@ -160,9 +189,9 @@ def detect_format(path: str | os.PathLike) -> str:
     try:
         head = _head(path)
     except OSError as exc:
-        raise fail(path, f"cannot read ({exc.strerror})") from exc
+        raise fail(path, f"cannot read ({exc.strerror})", formats=True) from exc
     if not head:
-        raise fail(path, "empty file")
+        raise fail(path, "empty file", formats=True)
     if h5py.is_hdf5(path):
         try:
             with h5py.File(path, "r") as f:
@@ -171,28 +200,62 @@ def detect_format(path: str | os.PathLike) -> str:
                     return "smap-mat"
                 if MAT_MEMBER in f:
                     return "cep152-mat"
+                if TUD_MEMBER in f:
+                    return "tud-mat"
+                if _super_name(members) is not None:
+                    return "superparticle-mat"
                 if "locs" in f:
                     return "picasso"
                 if {"data", "meta"} <= set(members) and "xyz" in f["data"]:
                     return "decode"
         except OSError as exc:
-            raise fail(path, f"not a readable HDF5 file ({exc})") from exc
+            raise fail(path, f"not a readable HDF5 file ({exc})", formats=True) from exc
         kind = "MATLAB v7.3 file" if _is_mat73(head) else "HDF5 file"
-        raise fail(
-            path,
-            f"{kind} holding [{short(members)}]: not a localisation file of a known layout "
-            f"(SMAP saveloc, {MAT_MEMBER}, Picasso /locs, DECODE data/meta); "
-            f"supported: {supported()}",
-        )
+        shown = short(m for m in members if m != "#refs#")
+        raise fail(path, f"{kind} holding [{shown}]: {_NO_LAYOUT}", formats=True)
     if _is_mat5(head):
-        return "smap-mat"  # read_smap_mat checks for saveloc and refuses anything else
+        return _mat5_format(path)
     fmt = _text_format(path, head)
     if fmt is None:
         binary = b"\x00" in head[:1024] and not head.startswith(b"Index")
         first = head.split(b"\n")[0][:60].decode("latin-1", "replace")
         what = "binary data" if binary else f"first line {first!r}"
-        raise fail(path, f"cannot tell the localisation format ({what}); supported: {supported()}")
+        raise fail(path, f"cannot tell the localisation format ({what})", formats=True)
     return fmt
+
+
+_NO_LAYOUT = "no localisation layout holly knows"
+
+
+def _super_name(names) -> str | None:
+    """The variable holding JRMPC's Superparticle (any capitalisation), if there is one."""
+    return next((n for n in names if str(n).lower() == SUPER_MEMBER), None)
+
+
+def _mat5_format(path: Path) -> str:
+    """Format of a MATLAB v5/v7 file from its variable names (scipy reads only the headers)."""
+    from scipy.io import whosmat
+
+    try:
+        variables = whosmat(path)
+    except Exception as exc:  # scipy raises many kinds on damaged files
+        raise fail(path, f"not a readable MATLAB file ({str(exc)[:80]})", formats=True) from exc
+    names = [v[0] for v in variables]
+    if "saveloc" in names:
+        return "smap-mat"
+    if TUD_MEMBER in names:
+        return "tud-mat"
+    if _super_name(names) is not None:
+        return "superparticle-mat"
+    shown = short(f"{n} ({'x'.join(map(str, shape))} {cls})" for n, shape, cls in variables)
+    hint = ""
+    if any(
+        cls == "double" and len(shape) == 2 and shape[1] in (2, 3) for _, shape, cls in variables
+    ):
+        hint = " (an N x 3 matrix: a point model?)"
+    raise fail(
+        path, f"MATLAB file holding [{shown or 'nothing'}]: {_NO_LAYOUT}{hint}", formats=True
+    )
 
 
 def _is_mat73(head: bytes) -> bool:
@@ -221,6 +284,15 @@ def _scale_of(unit: str, path: Path, pixel_size: float | None) -> tuple[float | 
     return None, unit
 
 
+def _loose_numeric(values) -> np.ndarray:
+    """Numbers as float64, anything else NaN (for columns kept beside x/y, never refused)."""
+    import pandas as pd
+
+    return pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+
+
 def _numeric(values, path: Path, column: str) -> np.ndarray:
     """A column as float64; text that is not a number is an error naming file and column."""
     import pandas as pd
@@ -246,19 +318,26 @@ def _particles(
     source: dict,
     nm_per_unit: float | None,
     key_name: str | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Particles:
-    """Group rows by key (or one particle), then drop non-finite rows inside each group."""
+    """Group rows by key (or one particle), then drop non-finite rows inside each group.
+
+    ``extra``: per-row columns (``[n]`` each) kept beside x/y, grouped the same way.
+    """
+    extra = extra or {}
     good = np.isfinite(coords).all(axis=1)
     if not good.all():
         log.warning("%s: dropped %d rows with missing or non-finite x/y", path, (~good).sum())
     if keys is None:
-        return Particles([coords[good]], [path.name], source, nm_per_unit, grouped=False)
+        more = {k: [v[good]] for k, v in extra.items()}
+        return Particles([coords[good]], [path.name], source, nm_per_unit, False, more)
     keys = np.asarray(keys)
     if keys.dtype.kind == "f":
         nokey = ~np.isfinite(keys)
         if nokey.any():
             log.warning("%s: dropped %d rows without a %s value", path, nokey.sum(), key_name)
             keys, coords, good = keys[~nokey], coords[~nokey], good[~nokey]
+            extra = {k: v[~nokey] for k, v in extra.items()}
     try:
         uniq, inverse = np.unique(keys, return_inverse=True)
     except TypeError as exc:
@@ -267,12 +346,40 @@ def _particles(
     order = np.argsort(inverse, kind="stable")
     bounds = np.searchsorted(inverse[order], np.arange(uniq.size + 1))
     xy = []
+    more = {k: [] for k in extra}
     for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         rows = order[a:b]
-        xy.append(coords[rows[good[rows]]])
+        rows = rows[good[rows]]
+        xy.append(coords[rows])
+        for k, v in extra.items():
+            more[k].append(v[rows])
     labels = [k.item() if hasattr(k, "item") else k for k in uniq]
     source = source | {"particle_column": key_name}
-    return Particles(xy, labels, source, nm_per_unit, grouped=True)
+    return Particles(xy, labels, source, nm_per_unit, True, more)
+
+
+def _cells_particles(
+    path: Path,
+    coords: list[np.ndarray],
+    extra: list[dict[str, np.ndarray]],
+    source: dict,
+    nm_per_unit: float | None,
+) -> Particles:
+    """Particles from MATLAB cells (cell k = particle k); non-finite x/y rows dropped, counted.
+
+    A column some cells lack (z of a 2D cell among 3D ones) is NaN there.
+    """
+    names = sorted({k for e in extra for k in e})
+    xy, more, dropped = [], {k: [] for k in names}, 0
+    for p, e in zip(coords, extra, strict=True):
+        good = np.isfinite(p).all(axis=1)
+        dropped += int((~good).sum())
+        xy.append(p[good])
+        for k in names:
+            more[k].append(e.get(k, np.full(len(p), np.nan))[good])
+    if dropped:
+        log.warning("%s: dropped %d localisations with non-finite x/y", path, dropped)
+    return Particles(xy, list(range(len(xy))), source, nm_per_unit, True, more)
 
 
 def _key_column(table, particle_column: str | None, path: Path):
@@ -303,7 +410,49 @@ def _table_particles(
     )
     source = {"format": fmt, "units": unit_name, "columns": [xc, yc]}
     keys = _key_column(table, particle_column, path)
-    return _particles(path, coords, keys, source, nm, particle_column)
+    extra, units = _extra_columns(table, unit_name)
+    if extra:
+        source["extra_columns"] = {k: c for k, (c, _) in extra.items()}
+        source["extra_units"] = units
+    values = {k: v for k, (_, v) in extra.items()}
+    return _particles(path, coords, keys, source, nm, particle_column, values)
+
+
+# z and localisation precisions in tables, as each software names them (first match wins);
+# ThunderSTORM's "sigma [nm]" is the PSF width, not a precision, and is not one of them
+EXTRA_COLUMNS = {
+    "z": (r"z \[(.+)\]", "z", "Z (nm)", "znm"),
+    "sigma_xy": (
+        r"uncertainty_xy \[(.+)\]",
+        r"uncertainty \[(.+)\]",
+        r"Precision \[(.+)\]",
+        "sigma_xy",
+        "X precision (nm)",
+        "locprecnm",
+    ),
+    "sigma_z": (r"uncertainty_z \[(.+)\]", "sigma_z", "sigmaz", "Z precision (nm)", "locprecznm"),
+}
+
+
+def _extra_columns(table, xy_unit: str) -> tuple[dict, dict]:
+    """z, sigma_xy, sigma_z columns of a table: ``{name: (column, values [n])}`` and their
+    units (a bracketed unit, nm for SMAP/Nanoimager names, else the x/y unit)."""
+    found, units = {}, {}
+    columns = [str(c) for c in table.columns]
+    for name, patterns in EXTRA_COLUMNS.items():
+        for pattern in patterns:
+            if "\\[" in pattern:
+                hit = next((c for c in columns if re.fullmatch(pattern, c)), None)
+                unit = re.fullmatch(pattern, hit).group(1) if hit else None
+            else:
+                hit = pattern if pattern in columns else None
+                unit = "nm" if "nm" in pattern else xy_unit
+            if hit is not None:
+                values = _loose_numeric(table[hit].to_numpy())
+                found[name] = (hit, values)
+                units[name] = "nm" if unit in ("nm", "nanometer") else unit
+                break
+    return found, units
 
 
 def _read_csv(path: Path, **kwargs):
@@ -312,7 +461,7 @@ def _read_csv(path: Path, **kwargs):
     try:
         return pd.read_csv(path, **kwargs)
     except Exception as exc:  # pandas raises many kinds
-        raise fail(path, f"not a readable table ({str(exc)[:120]})") from exc
+        raise fail(path, f"not a readable table ({str(exc)[:120]})", formats=True) from exc
 
 
 # ---------------------------------------------------------------------------- text formats
@@ -330,6 +479,7 @@ def read_thunderstorm(
             path,
             f'no x/y columns (ThunderSTORM writes "x [nm]", "y [nm]"); '
             f"columns are [{short(header)}]",
+            formats=True,
         )
     table = _read_csv(path)
     return _table_particles(
@@ -342,7 +492,11 @@ def read_smap_csv(path: str | os.PathLike, particle_column: str | None = None) -
     path = Path(path)
     table = _read_csv(path)
     if "xnm" not in table.columns or "ynm" not in table.columns:
-        raise fail(path, f"no xnm/ynm columns (SMAP CSV); columns are [{short(table.columns)}]")
+        raise fail(
+            path,
+            f"no xnm/ynm columns (SMAP CSV); columns are [{short(table.columns)}]",
+            formats=True,
+        )
     return _table_particles(table, path, "xnm", "ynm", "nm", "smap-csv", particle_column, None)
 
 
@@ -353,7 +507,9 @@ def read_nanoimager(path: str | os.PathLike, particle_column: str | None = None)
     table.columns = [str(c).strip() for c in table.columns]
     if "X (nm)" not in table.columns or "Y (nm)" not in table.columns:
         raise fail(
-            path, f'no "X (nm)"/"Y (nm)" columns (Nanoimager); columns are [{short(table.columns)}]'
+            path,
+            f'no "X (nm)"/"Y (nm)" columns (Nanoimager); columns are [{short(table.columns)}]',
+            formats=True,
         )
     return _table_particles(
         table, path, "X (nm)", "Y (nm)", "nm", "nanoimager", particle_column, None
@@ -369,13 +525,16 @@ def read_elyra(path: str | os.PathLike, particle_column: str | None = None) -> P
     try:
         table = pd.read_csv(io.StringIO(text), sep="\t")
     except Exception as exc:
-        raise fail(path, f"not a readable tab-separated table ({str(exc)[:120]})") from exc
+        raise fail(
+            path, f"not a readable tab-separated table ({str(exc)[:120]})", formats=True
+        ) from exc
     table.columns = [str(c).strip() for c in table.columns]
     if "Position X [nm]" not in table.columns or "Position Y [nm]" not in table.columns:
         raise fail(
             path,
             f'no "Position X [nm]"/"Position Y [nm]" columns (Zeiss Elyra); '
             f"columns are [{short(table.columns)}]",
+            formats=True,
         )
     return _table_particles(
         table, path, "Position X [nm]", "Position Y [nm]", "nm", "elyra", particle_column, None
@@ -395,13 +554,17 @@ def read_rapidstorm(
         root = ET.fromstring(first.lstrip("#").strip())
     except ET.ParseError as exc:
         raise fail(
-            path, f"first line is not rapidSTORM's <localizations> XML header ({exc})"
+            path, f"first line is not rapidSTORM's <localizations> XML header ({exc})", formats=True
         ) from exc
     fields = [(f.get("identifier"), f.get("unit", "")) for f in root.iter("field")]
     names = [n for n, _ in fields]
     units = dict(fields)
     if "Position-0-0" not in names or "Position-1-0" not in names:
-        raise fail(path, f"rapidSTORM header has no Position-0-0/Position-1-0 ([{short(names)}])")
+        raise fail(
+            path,
+            f"rapidSTORM header has no Position-0-0/Position-1-0 ([{short(names)}])",
+            formats=True,
+        )
     table = _read_csv(path, sep=r"\s+", comment="#", header=None, names=names, engine="python")
     unit = units["Position-0-0"] or "unknown"
     return _table_particles(
@@ -416,7 +579,7 @@ def _h5(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise fail(path, f"not a readable HDF5 file ({exc})") from exc
+        raise fail(path, f"not a readable HDF5 file ({exc})", formats=True) from exc
 
 
 def picasso_pixel_size(path: Path) -> float | None:
@@ -451,11 +614,15 @@ def read_picasso(
     path = Path(path)
     with _h5(path) as f:
         if "locs" not in f:
-            raise fail(path, f"no /locs table; not a Picasso file (holds [{short(f.keys())}])")
+            raise fail(
+                path,
+                f"no /locs table; not a Picasso file (holds [{short(f.keys())}])",
+                formats=True,
+            )
         locs = f["locs"][()]
     fields = locs.dtype.names or ()
     if "x" not in fields or "y" not in fields:
-        raise fail(path, f"/locs has no x and y columns (columns: [{short(fields)}])")
+        raise fail(path, f"/locs has no x and y columns (columns: [{short(fields)}])", formats=True)
     coords = np.stack([locs["x"], locs["y"]], axis=1).astype(np.float64)
     nm = picasso_pixel_size(path)
     if pixel_size is not None:
@@ -467,7 +634,82 @@ def read_picasso(
         raise fail(path, f"no particle column {column!r}; /locs has [{short(fields)}]")
     source = {"format": "picasso", "units": "camera pixels", "pixel_size_nm": nm}
     keys = None if column is None else np.asarray(locs[column])
-    return _particles(path, coords, keys, source, nm, column)
+    extra = {}
+    if "z" in fields:  # Picasso 3D: z in nm (x, y stay camera pixels)
+        extra["z"] = np.asarray(locs["z"], dtype=np.float64)
+        source["extra_units"] = {"z": "nm"}
+    if column is not None:
+        _warn_subclusters(path, locs, coords, column, fields)
+    return _particles(path, coords, keys, source, nm, column, extra)
+
+
+SUBCLUSTER_WIDTH = 3.0  # particles narrower than this many localisation precisions are sites
+
+
+def _group_widths(coords: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """RMS distance from the centroid of every group with two or more finite rows."""
+    good = np.isfinite(coords).all(axis=1)
+    coords, keys = coords[good], np.asarray(keys)[good]
+    if not len(keys):
+        return np.zeros(0)
+    _, inverse = np.unique(keys, return_inverse=True)
+    inverse = inverse.ravel()
+    n = np.bincount(inverse)
+    centre = np.stack([np.bincount(inverse, c) / n for c in coords.T], axis=1)
+    r2 = np.bincount(inverse, ((coords - centre[inverse]) ** 2).sum(axis=1)) / n
+    return np.sqrt(r2[n >= 2])
+
+
+def _warn_subclusters(path: Path, locs, coords: np.ndarray, column: str, fields) -> None:
+    """Warn when most particles by ``column`` are single binding sites, not structures.
+
+    A particle counts as a site when its RMS radius is under :data:`SUBCLUSTER_WIDTH` times the
+    median localisation precision (``lpx``/``lpy``); without precisions, when another group
+    column's particles are that much wider. Such files are common after re-clustering (RESI:
+    ``group`` = sub-cluster, ``group_input`` = the pick); the wider column is named.
+    """
+    widths = _group_widths(coords, locs[column])
+    if widths.size < 2:
+        return
+    median = float(np.median(widths))
+    prec = None
+    if "lpx" in fields and "lpy" in fields:
+        lp = np.concatenate([np.asarray(locs["lpx"]), np.asarray(locs["lpy"])]).astype(float)
+        lp = lp[np.isfinite(lp) & (lp > 0)]
+        prec = float(np.median(lp)) if lp.size else None
+    threshold = SUBCLUSTER_WIDTH * (prec if prec else median)
+    others = {}
+    for name in fields:
+        kind = np.asarray(locs[name]).dtype.kind
+        if name != column and kind in "iu" and (name.startswith("group") or "cluster" in name):
+            w = _group_widths(coords, locs[name])
+            if w.size:
+                others[name] = float(np.median(w))
+    wide = sorted((m, n) for n, m in others.items() if m >= threshold and m >= 2 * median)
+    if prec:
+        small = float(np.mean(widths < threshold))
+        if small <= 0.5:
+            return
+        what = f"{small:.0%} of them are narrower than {SUBCLUSTER_WIDTH:g} x the median precision"
+    else:
+        if not wide:
+            return
+        what = f"{wide[0][1]!r} groups are {wide[0][0] / median:.0f} x wider"
+    hint = (
+        f"{wide[0][1]!r} looks like the structure (median {wide[0][0]:.3g} px): "
+        f"pass --particle-column {wide[0][1]}"
+        if wide
+        else "pass --particle-column with the column of whole structures"
+    )
+    log.warning(
+        "%s: particles by %r are mostly sub-clusters (single sites a few localisation "
+        "precisions wide), not whole structures (median RMS radius %.3g px; %s); %s",
+        path,
+        column,
+        median,
+        what,
+        hint,
+    )
 
 
 def read_decode(
@@ -479,7 +721,9 @@ def read_decode(
     path = Path(path)
     with _h5(path) as f:
         if "data" not in f or "xyz" not in f["data"]:
-            raise fail(path, f"no data/xyz; not a DECODE file (holds [{short(f.keys())}])")
+            raise fail(
+                path, f"no data/xyz; not a DECODE file (holds [{short(f.keys())}])", formats=True
+            )
         data = f["data"]
         xyz = np.asarray(data["xyz"][()], dtype=np.float64)
         meta = dict(f["meta"].attrs) if "meta" in f else {}
@@ -554,13 +798,25 @@ def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -
             raise fail(
                 path,
                 f"no saveloc.loc struct; not a SMAP _sml.mat (holds [{short(f.keys())}])",
+                formats=True,
             )
         loc = f["saveloc/loc"]
         missing = [k for k in ("xnm", "ynm") if k not in loc]
         if missing:
-            raise fail(path, f"saveloc.loc has no {'/'.join(missing)} ([{short(loc.keys())}])")
+            raise fail(
+                path,
+                f"saveloc.loc has no {'/'.join(missing)} ([{short(loc.keys())}])",
+                formats=True,
+            )
         x = _mat_vector(loc["xnm"], path, "saveloc.loc.xnm")
         y = _mat_vector(loc["ynm"], path, "saveloc.loc.ynm")
+        extra = {}
+        for name, field_ in SMAP_EXTRA.items():
+            try:
+                if field_ in loc:
+                    extra[name] = _mat_vector(loc[field_], path, f"saveloc.loc.{field_}")
+            except HollyError:  # kept columns are extras: an odd one is skipped, not refused
+                log.info("%s: saveloc.loc.%s is not a numeric vector; not kept", path, field_)
         keys = None
         if particle_column is not None:
             if particle_column not in loc:
@@ -581,7 +837,17 @@ def read_smap_mat(path: str | os.PathLike, particle_column: str | None = None) -
     if x.shape != y.shape or (keys is not None and keys.shape != x.shape):
         raise fail(path, "saveloc.loc fields have different lengths")
     source = {"format": "smap-mat", "units": "nm", "fields": fields, "smap_files": names[:20]}
-    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+    return _smap_particles(path, x, y, keys, source, particle_column, extra)
+
+
+SMAP_EXTRA = {"z": "znm", "sigma_xy": "locprecnm", "sigma_z": "locprecznm"}  # all nm
+
+
+def _smap_particles(path, x, y, keys, source, particle_column, extra) -> Particles:
+    extra = {k: v for k, v in extra.items() if v.shape == x.shape}  # odd-length fields: skipped
+    if extra:
+        source["extra_units"] = {k: "nm" for k in extra}
+    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column, extra)
 
 
 def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
@@ -590,11 +856,13 @@ def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
     try:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False, variable_names=["saveloc"])
     except Exception as exc:
-        raise fail(path, f"not a readable MATLAB file ({str(exc)[:100]})") from exc
+        raise fail(path, f"not a readable MATLAB file ({str(exc)[:100]})", formats=True) from exc
     saveloc = mat.get("saveloc")
     loc = getattr(saveloc, "loc", None)
     if loc is None or not hasattr(loc, "xnm") or not hasattr(loc, "ynm"):
-        raise fail(path, "MATLAB file without saveloc.loc.xnm/ynm: not a SMAP _sml.mat")
+        raise fail(
+            path, "MATLAB file without saveloc.loc.xnm/ynm: not a SMAP _sml.mat", formats=True
+        )
     x = _numeric(np.atleast_1d(loc.xnm).ravel(), path, "saveloc.loc.xnm")
     y = _numeric(np.atleast_1d(loc.ynm).ravel(), path, "saveloc.loc.ynm")
     keys = None
@@ -603,7 +871,12 @@ def _read_smap_mat5(path: Path, particle_column: str | None) -> Particles:
             raise fail(path, f"no field {particle_column!r} in saveloc.loc")
         keys = np.atleast_1d(getattr(loc, particle_column)).ravel().astype(np.float64)
     source = {"format": "smap-mat", "units": "nm", "fields": sorted(loc._fieldnames)}
-    return _particles(path, np.stack([x, y], axis=1), keys, source, 1.0, particle_column)
+    extra = {
+        name: _loose_numeric(np.atleast_1d(getattr(loc, field_)).ravel())
+        for name, field_ in SMAP_EXTRA.items()
+        if hasattr(loc, field_)
+    }
+    return _smap_particles(path, x, y, keys, source, particle_column, extra)
 
 
 def read_cep152_mat(
@@ -638,10 +911,15 @@ def read_cep152_mat(
                 path,
                 f"no {MAT_MEMBER} cell array; not the CEP152 file (holds "
                 f"[{short(k for k in f.keys() if k != '#refs#')}]){hint}",
+                formats=True,
             )
         cells = f[MAT_MEMBER]
         if not isinstance(cells, h5py.Dataset) or cells.dtype != h5py.ref_dtype:
-            raise fail(path, f"{MAT_MEMBER} is not a MATLAB cell array (no object references)")
+            raise fail(
+                path,
+                f"{MAT_MEMBER} is not a MATLAB cell array (no object references)",
+                formats=True,
+            )
         # MATLAB stores arrays transposed: h5py's C order is MATLAB's column-major cell order
         for k, ref in enumerate(np.asarray(cells[()]).ravel()):
             if not ref:
@@ -658,7 +936,9 @@ def read_cep152_mat(
                 labels.append(k)
                 names.append(data.name)
     if not xy:
-        raise fail(path, f"{MAT_MEMBER} references no numeric (8, n) datasets: no particles")
+        raise fail(
+            path, f"{MAT_MEMBER} references no numeric (8, n) datasets: no particles", formats=True
+        )
     if order == "refs":
         perm = sorted(range(len(xy)), key=lambda i: names[i])
         xy = [xy[i] for i in perm]
@@ -672,6 +952,230 @@ def read_cep152_mat(
         log.warning("%s: dropped %d localisations with non-finite x/y", path, dropped)
         out.xy = [p[g] for p, g in zip(out.xy, good, strict=True)]
     return out
+
+
+# ---------------------------------------------------------------------------- TU Delft
+def _mat5_variable(path: Path, name: str):
+    """One variable of a MATLAB v5/v7 file, as scipy reads it (cells and structs: object and
+    record arrays, MATLAB shapes)."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path, squeeze_me=False, struct_as_record=True, variable_names=[name])
+    except Exception as exc:  # scipy raises many kinds on damaged files
+        raise fail(path, f"not a readable MATLAB file ({str(exc)[:100]})", formats=True) from exc
+    if name not in mat:
+        raise fail(path, f"no variable {name!r}", formats=True)
+    return mat[name]
+
+
+def _mat5_elements(value) -> list:
+    """The elements of a v5 cell array or struct array, in MATLAB (column-major) order; a
+    struct element becomes a dict of its fields, a numeric one stays an array."""
+
+    def unpack(v):
+        v = np.asarray(v)
+        if v.dtype.names:  # a 1x1 struct
+            return {
+                n: np.asarray(v[n].flat[0]) if v.size else np.zeros((0, 0)) for n in v.dtype.names
+            }
+        return v
+
+    value = np.asarray(value)
+    if value.dtype.names:  # struct array: one dict per element
+        return [{n: np.asarray(e[n]) for n in value.dtype.names} for e in value.ravel(order="F")]
+    if value.dtype == object:  # cell array
+        return [unpack(e) for e in value.ravel(order="F")]
+    return [value]  # one numeric matrix
+
+
+def _mat73_elements(f, obj) -> list:
+    """Like :func:`_mat5_elements` for MATLAB v7.3 (HDF5): cell = dataset of references, struct
+    = group; HDF5 stores MATLAB arrays transposed, so arrays come back in MATLAB's shape."""
+    import h5py
+
+    def value(o):
+        if isinstance(o, h5py.Group):
+            return {k: value(o[k]) for k in o.keys()}
+        if o.attrs.get("MATLAB_empty", 0):
+            return np.zeros((0, 0))
+        if o.dtype == h5py.ref_dtype:  # a cell inside: its elements
+            return [value(f[r]) for r in np.asarray(o[()]).ravel() if r]
+        return np.asarray(o[()]).T
+
+    if isinstance(obj, h5py.Group):
+        fields = list(obj.keys())
+        refs = {k: obj[k] for k in fields if isinstance(obj[k], h5py.Dataset)}
+        if (
+            fields
+            and all(d.dtype == h5py.ref_dtype for d in refs.values())
+            and len(refs) == len(fields)
+        ):
+            n = {d.size for d in refs.values()}
+            if len(n) == 1:  # a struct array: every field a cell of the elements' values
+                cols = {k: np.asarray(d[()]).ravel() for k, d in refs.items()}
+                return [{k: value(f[cols[k][j]]) for k in fields} for j in range(n.pop())]
+        return [value(obj)]
+    if obj.dtype == h5py.ref_dtype:
+        return [value(f[r]) for r in np.asarray(obj[()]).ravel() if r]
+    return [value(obj)]
+
+
+def _mat_elements(path: Path, names: tuple[str, ...]) -> tuple[str, list, str]:
+    """(variable name, elements, MATLAB version) of the first of ``names`` in the file."""
+
+    if _is_mat5(_head(path, 128)):
+        from scipy.io import whosmat
+
+        try:
+            present = [v[0] for v in whosmat(path)]
+        except Exception as exc:  # scipy raises many kinds on damaged files
+            raise fail(path, f"not a readable MATLAB file ({str(exc)[:80]})", formats=True) from exc
+        name = next((n for n in present if n in names or n.lower() in names), None)
+        if name is None:
+            raise fail(path, f"MATLAB file holding [{short(present)}]: {_NO_LAYOUT}", formats=True)
+        return name, _mat5_elements(_mat5_variable(path, name)), "v5"
+    with _h5(path) as f:
+        present = [k for k in f.keys() if k != "#refs#"]
+        name = next((n for n in present if n in names or n.lower() in names), None)
+        if name is None:
+            raise fail(path, f"HDF5 file holding [{short(present)}]: {_NO_LAYOUT}", formats=True)
+        return name, _mat73_elements(f, f[name]), "v7.3"
+
+
+def _matrix(value, path: Path, what: str) -> np.ndarray:
+    """A numeric MATLAB matrix as float64 (2-D; an empty one is ``(0, 0)``)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise fail(path, f"{what} is not a numeric matrix (MATLAB {type(value).__name__})")
+    arr = arr.astype(np.float64)
+    if arr.ndim < 2:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise fail(path, f"{what} has shape {arr.shape}, expected a matrix")
+    return arr
+
+
+def _tud_particle(element, path: Path, k: int) -> tuple[np.ndarray, dict, str]:
+    """xy [n, 2] and the kept columns of one TU Delft particle struct (camera pixels)."""
+    where = f"particles{{{k + 1}}}"
+    if isinstance(element, np.ndarray) and element.size == 0:
+        return np.zeros((0, 2)), {}, ""  # an empty cell: an empty particle, dropped later
+    if not isinstance(element, dict):
+        raise fail(path, f"{where} is not a struct with points or coords", formats=True)
+    if "points" in element:
+        pts = _matrix(element["points"], path, f"{where}.points")
+        if pts.size == 0:
+            return np.zeros((0, 2)), {}, "points"
+        if pts.shape[1] not in (2, 3):
+            raise fail(path, f"{where}.points has shape {pts.shape}, expected N x 2 or N x 3")
+        extra = {"z": pts[:, 2]} if pts.shape[1] == 3 else {}
+        if "sigma" in element:
+            sig = _matrix(element["sigma"], path, f"{where}.sigma")
+            if sig.size == 1:
+                sig = np.full((len(pts), 1), sig.item())
+            if sig.shape[0] != len(pts) and sig.shape[1] == len(pts):
+                sig = sig.T
+            if sig.shape[0] != len(pts) or sig.shape[1] > 2:
+                raise fail(path, f"{where}.sigma has shape {sig.shape} for {len(pts)} points")
+            extra["sigma_xy"] = sig[:, 0]
+            if sig.shape[1] == 2:
+                extra["sigma_z"] = sig[:, 1]
+        return pts[:, :2], extra, "points"
+    if "coords" in element:
+        c = _matrix(element["coords"], path, f"{where}.coords")
+        if c.size == 0:
+            return np.zeros((0, 2)), {}, "coords"
+        if c.shape[1] < 3:
+            raise fail(path, f"{where}.coords has shape {c.shape}, expected N x 10")
+        extra = {"z": c[:, 2]}
+        if c.shape[1] >= 5:
+            extra["sigma_xy"] = c[:, 4]  # column 5
+        if c.shape[1] >= 10:
+            extra["sigma_z"] = c[:, 9]  # column 10
+        return c[:, :2], extra, "coords"
+    fields = short(sorted(element))
+    raise fail(path, f"{where} has neither points nor coords (fields [{fields}])", formats=True)
+
+
+def read_tud_mat(path: str | os.PathLike, pixel_size: float | None = None) -> Particles:
+    """TU Delft particle-fusion file: cell array ``particles``, one particle per cell.
+
+    Each cell is a struct with ``points`` (N x 2 or N x 3) and optionally ``sigma`` (N x 1:
+    sigma_xy, or N x 2: sigma_xy, sigma_z), or with ``coords`` (N x 10: columns 1-3 x, y, z,
+    5 sigma_xy, 10 sigma_z); all in camera pixels. MATLAB v5 (scipy) or v7.3 (h5py). z and
+    the sigmas are kept as extra columns.
+
+    Parameters
+    ----------
+    path : path-like
+    pixel_size : float
+        nm per camera pixel. Required: the file does not say it (the TU Delft repositories'
+        data use 130 nm; holly does not assume it).
+
+    Raises
+    ------
+    HollyError
+        Not this layout, or no ``pixel_size``.
+    """
+    path = Path(path)
+    name, elements, version = _mat_elements(path, (TUD_MEMBER,))
+    xy, extra, layouts = [], [], set()
+    for k, element in enumerate(elements):
+        p, e, layout = _tud_particle(element, path, k)
+        xy.append(p)
+        extra.append(e)
+        layouts.add(layout)
+    if not xy:
+        raise fail(path, f"the cell array {name!r} is empty: no particles")
+    if pixel_size is None:
+        raise fail(
+            path,
+            f"TU Delft particle file ({len(xy)} particles): coordinates are camera pixels and "
+            f"the file does not give their size; pass --pixel-size NM (the TU Delft "
+            f"repositories use {TUD_PIXEL_NM:g} nm)",
+        )
+    units = "camera pixels"
+    source = {
+        "format": "tud-mat",
+        "variable": name,
+        "layout": "/".join(sorted(layouts - {""})),
+        "matlab": version,
+        "units": units,
+        "pixel_size_nm": pixel_size,
+    }
+    part = _cells_particles(path, xy, extra, source, pixel_size)
+    part.source["extra_units"] = {k: units for k in part.extra}
+    return part
+
+
+def read_superparticle_mat(path: str | os.PathLike) -> Particles:
+    """JRMPC's ``Superparticle``: a cell array of dims x N matrices (nm), one per particle
+    (a single matrix: one particle). dims 2 or 3; z is kept as an extra column."""
+    path = Path(path)
+    name, elements, version = _mat_elements(path, (SUPER_MEMBER,))
+    xy, extra = [], []
+    for k, element in enumerate(elements):
+        where = f"{name}{{{k + 1}}}"
+        if isinstance(element, dict | list):
+            raise fail(path, f"{where} is not a numeric dims x N matrix", formats=True)
+        m = _matrix(element, path, where)
+        if m.size == 0:
+            xy.append(np.zeros((0, 2)))
+            extra.append({})
+            continue
+        if m.shape[0] not in (2, 3):
+            if m.shape[1] not in (2, 3):
+                raise fail(path, f"{where} has shape {m.shape}, expected 2 x N or 3 x N")
+            m = m.T  # stored N x dims
+        xy.append(m[:2].T.copy())
+        extra.append({"z": m[2].copy()} if m.shape[0] == 3 else {})
+    if not xy:
+        raise fail(path, f"the cell array {name!r} is empty: no particles")
+    source = {"format": "superparticle-mat", "variable": name, "matlab": version, "units": "nm"}
+    part = _cells_particles(path, xy, extra, source, 1.0)
+    part.source["extra_units"] = {k: "nm" for k in part.extra}
+    return part
 
 
 # ---------------------------------------------------------------------------- dispatch
@@ -703,6 +1207,13 @@ def read_file(
         part = read_nanoimager(path, particle_column)
     elif kind == "rapidstorm":
         part = read_rapidstorm(path, particle_column, pixel_size)
+    elif kind in ("tud-mat", "superparticle-mat"):
+        if particle_column is not None:
+            raise fail(
+                path,
+                f"--particle-column does not apply to {kind} files: each cell is one particle",
+            )
+        part = read_tud_mat(path, pixel_size) if kind == "tud-mat" else read_superparticle_mat(path)
     else:
         raise HollyError(f"--format must be auto or one of: {supported()}; not {kind!r}")
     if part.nm_per_unit is None and pixel_size is not None and kind not in ("cep152-mat",):
@@ -764,11 +1275,15 @@ def read_localisations(
         return parts[0], files
     _check_folder(path, files, parts)
     xy, labels = [], []
+    common = [k for k in parts[0].extra if all(k in p.extra for p in parts)]
+    extra = {k: [] for k in common}  # columns every file has (z kept only if all have it)
     for file, part in zip(files, parts, strict=True):
         xy.extend(part.xy)
         labels.extend(f"{file.name}:{lb}" if part.grouped else file.name for lb in part.labels)
+        for k in common:
+            extra[k].extend(part.extra[k])
     first = parts[0]
-    return Particles(xy, labels, first.source, first.nm_per_unit, first.grouped), files
+    return Particles(xy, labels, first.source, first.nm_per_unit, first.grouped, extra), files
 
 
 def _check_folder(folder: Path, files: list[Path], parts: list[Particles]) -> None:

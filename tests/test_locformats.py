@@ -13,7 +13,7 @@ from matlab73 import MatFile
 from holly.errors import HollyError
 from holly.imagestore import ImageStore
 from holly.localisations import localise
-from holly.locformats import MAX_ERROR, detect_format, read_localisations
+from holly.locformats import MAX_ERROR, detect_format, read_localisations, supported
 
 SIZE = 32
 COUNTS = [40, 48, 56]
@@ -439,5 +439,6 @@ def test_unknown_formats_and_long_headers_give_short_errors(tmp_path):
         line = str(err.value)
         assert name in line and len(line) <= MAX_ERROR, line
         assert "\n" not in line
-    with pytest.raises(HollyError, match="supported: thunderstorm, picasso"):
+        assert line.endswith(f"holly reads: {supported()}"), line  # every refusal lists them
+    with pytest.raises(HollyError, match="holly reads: thunderstorm, picasso"):
         run(tmp_path / "nums.csv", tmp_path)

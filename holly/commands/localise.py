@@ -5,12 +5,19 @@ pixel size per folder). Formats, told apart by content: ThunderSTORM CSV ("x [nm
 Picasso HDF5 (/locs in camera pixels, particle = group; pixel size from the .yaml beside it),
 SMAP _sml.mat (saveloc.loc.xnm/ynm) and _sml.csv (xnm, ynm), DECODE HDF5 (data/xyz, meta
 xy_unit/px_size), Zeiss Elyra tables ("Position X [nm]"), ONI Nanoimager CSV ("X (nm)"),
-rapidSTORM text (XML field header) and the CEP152 MATLAB v7.3 cell array Cep152_all_filtered.
---particle-column names the column that groups rows into particles; otherwise a file is one
-particle. Particles are numbered from 0 in read order; --accepted lists the numbers to keep.
+rapidSTORM text (XML field header), the CEP152 MATLAB v7.3 cell array Cep152_all_filtered, the
+TU Delft particle-fusion MATLAB file (tud-mat: cell array particles{i}, each .points (N x 2 or
+N x 3) with .sigma, or .coords (N x 10); camera pixels, so --pixel-size is required: the TU Delft
+repositories use 130 nm) and JRMPC's Superparticle{i} (superparticle-mat: dims x N, nm); both
+MATLAB v5 or v7.3, one particle per cell.
+--particle-column names the column that groups rows into particles (tables; Picasso: any /locs
+field, default group); otherwise a file is one particle. Particles are numbered from 0 in read
+order; --accepted lists the numbers to keep.
 Particles with fewer than --min-localisations, and outliers far wider than the median particle,
 are dropped with a warning. The store records nm per image pixel where the source gives a scale
-(nm columns, Picasso's .yaml, DECODE's px_size, or --pixel-size).
+(nm columns, Picasso's .yaml, DECODE's px_size, or --pixel-size), and every localisation of the
+rendered particles as read, with z and its precision where the file has them (the images show
+the xy projection).
 
 Each particle is centred on its bounding-box centre and scaled by one global factor (the
 localisation farthest from its centre lands (1 - margin) of the way to the frame edge), then
@@ -76,7 +83,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--pixel-size",
         type=float,
         metavar="NM",
-        help="nm per camera pixel, for coordinates in pixels (overrides Picasso's .yaml)",
+        help="nm per camera pixel, for coordinates in pixels: required for tud-mat (130 in the "
+        "TU Delft repositories); ThunderSTORM/rapidSTORM px or plain x, y; DECODE px (overrides "
+        "px_size); Picasso (overrides the .yaml); CEP152 .mat",
     )
     parser.add_argument(
         "--min-localisations",
@@ -127,7 +136,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--particle-column",
         metavar="NAME",
-        help="ThunderSTORM: column naming the particle of each row",
+        help="column naming each row's particle: ThunderSTORM, SMAP, Elyra, Nanoimager and "
+        "rapidSTORM columns, a DECODE data/ dataset, a Picasso /locs field (default group; e.g. "
+        "group_input for RESI's whole picks); not for tud-mat/superparticle-mat (a cell each)",
     )
     parser.add_argument(
         "--mat-order",
