@@ -1,5 +1,6 @@
 # Two entry points (see README): `make run` installs and runs the workflow, `make test` installs
-# and runs the test suite. Both create a virtual environment in .venv the first time.
+# and runs the test suite (fast, workflow and slow tiers). Both create a virtual environment in
+# .venv the first time.
 #
 #   make run                 # torch for this machine: CUDA build if nvidia-smi sees a GPU, else CPU
 #   make run TORCH=cpu       # the CPU wheel of torch 2.13.0 (~200 MB instead of several GB)
@@ -51,8 +52,10 @@ install: $(RUN_STAMP)
 run: $(RUN_STAMP)
 	. $(VENV)/bin/activate && snakemake --cores all
 
-# Every test tier this machine can run, with the time each took (tools/run-tiers);
-# `make test TIERS=fast` runs only the fast tier (what plain `pytest` runs).
+# The README's test command: the fast, workflow and slow tiers, with the time each took
+# (tools/run-tiers; ~15 min on 2 cores). `make test TIERS=fast` runs only the fast tier (what
+# plain `pytest` runs); `make test TIERS="container gpu"` the rest (.ci/run does both);
+# `make test TIERS=all` every tier this machine can run.
 test: $(TEST_STAMP)
 	bash tools/system-deps.sh
 	. $(VENV)/bin/activate && python tools/run-tiers $(TIERS)

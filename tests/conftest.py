@@ -7,8 +7,15 @@ be tested without training.
 
 from __future__ import annotations
 
-import json
 import os
+
+# One compute thread for every test process and what it starts, unless a test or a workflow
+# rule (OMP_NUM_THREADS={threads}) asks for more. Set before numpy and torch load: two processes
+# each running two OpenMP threads on two cores (a test beside another, or beside the machine's
+# other work) spin against each other, and a 35 s training ran 17x slower that way.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import json  # noqa: E402
 import re
 import shutil
 import subprocess
