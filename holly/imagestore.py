@@ -36,6 +36,7 @@ Stores are written into a hidden sibling directory and renamed into place only w
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
 import shutil
@@ -47,12 +48,15 @@ from typing import Any
 import numpy as np
 
 from holly import __version__
+from holly.atomic import refuse_inputs
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ATTR_KEY = "holly"
+KIND = "image-store"  # attributes["holly"]["kind"] of a store
+EXPORT_KIND = "ome-zarr-export"  # ... of an OME-Zarr export (holly.ingest.export_ome_zarr)
 DIMENSION_NAMES = ("sample", "y", "x")
 SHARD_BYTES = 64 * 2**20  # ~64 MiB per shard: few files on HPC file systems, cheap partial reads
 
@@ -63,14 +67,30 @@ ORIENTATION = {
 }
 
 
+def is_holly_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr group that holly wrote: an image store (``attributes["holly"]``
+    of kind ``image-store``) or an OME-Zarr export of one (``attributes["holly"]`` with
+    ``exported_from``; exports before the ``kind`` key have it too). This is the marker that
+    ``--force`` needs: it replaces only such a store, never a user's own Zarr folder."""
+    meta = Path(path) / "zarr.json"
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {}).get(ATTR_KEY)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+    if not isinstance(attrs, dict):
+        return False
+    return attrs.get("kind") in (KIND, EXPORT_KIND) or "exported_from" in attrs
+
+
 def guard_output(
     out: str | os.PathLike, inputs: Iterable[str | os.PathLike], overwrite: bool
 ) -> Path:
     """Check that writing a store at ``out`` replaces only what ``--force`` promises.
 
-    ``out`` must not exist unless ``overwrite``; even then it must be a Zarr store (a folder
-    with ``zarr.json``) or an empty folder, and never an input or a folder holding one (``--out
-    .`` beside the data, ``--out`` set to the input's parent, or the input file itself).
+    ``out`` must not exist unless ``overwrite``; even then it must be a store that holly wrote
+    (:func:`is_holly_store`) or an empty folder, and never an input, a folder holding one or a
+    path inside one (:func:`holly.atomic.refuse_inputs`: ``--out .`` beside the data, ``--out``
+    set to the input's parent, or the input file itself), nor the current folder or one above it.
 
     Raises
     ------
@@ -78,20 +98,31 @@ def guard_output(
         Naming ``out`` and what it would have destroyed.
     """
     out = Path(out)
-    target = out.resolve()
-    for item in inputs:
-        src = Path(item).resolve()
-        if src == target or target in src.parents:
+    refuse_inputs({"--out": out}, inputs)
+    if out.exists() or out.is_symlink():
+        cwd = Path.cwd().resolve()
+        target = out.resolve()
+        if target == cwd or target in cwd.parents:
             raise HollyError(
-                f"--out {out} would replace the input {item} (it is that path or a folder "
-                "holding it); write the store somewhere else"
+                f"--out {out} is the current folder or one above it; holly writes a store as "
+                "a new folder: give its path, e.g. --out images.zarr"
             )
     if not out.exists() and not out.is_symlink():
         return out
     if not overwrite:
         raise HollyError(f"{out} already exists; remove it or pass --force")
-    is_store = out.is_dir() and (out / "zarr.json").is_file()
-    if not is_store and not (out.is_dir() and not any(out.iterdir())):
+    if out.is_symlink() or not out.is_dir():
+        raise HollyError(
+            f"{out} exists and is not a folder; --force replaces only a store holly wrote, "
+            "never other files: remove it yourself or choose another --out"
+        )
+    if (out / "zarr.json").is_file() and not is_holly_store(out):
+        raise HollyError(
+            f"{out} is a Zarr store that holly did not write (its zarr.json has no "
+            f"attributes['{ATTR_KEY}'] of a holly store); --force replaces only holly's own "
+            "stores: remove it yourself or choose another --out"
+        )
+    if not (out / "zarr.json").is_file() and any(out.iterdir()):
         raise HollyError(
             f"{out} exists and is not a Zarr store; --force replaces only a store, never other "
             "files or folders: remove it yourself or choose another --out"
@@ -158,7 +189,7 @@ class ImageStore:
         except Exception as exc:
             raise HollyError(f"cannot open {path} as a Zarr group: {exc}") from exc
         attrs = group.attrs.get(ATTR_KEY)
-        if not isinstance(attrs, dict) or attrs.get("kind") != "image-store":
+        if not isinstance(attrs, dict) or attrs.get("kind") != KIND:
             raise HollyError(
                 f"{path} is a Zarr group but not a holly image store "
                 f"(no attributes['{ATTR_KEY}'] of kind 'image-store')"
@@ -386,7 +417,7 @@ def base_attrs(
     sigmas = sorted((float(s) for s in sigmas), reverse=True)
     return {
         "format_version": FORMAT_VERSION,
-        "kind": "image-store",
+        "kind": KIND,
         "n_images": int(n_images),
         "height": int(height),
         "width": int(width),
@@ -439,8 +470,9 @@ class StoreWriter:
     sigmas : iterable of float
         Levels to create (pixels); names must be distinct at two decimals.
     overwrite : bool
-        Replace an existing store at ``out`` on commit; otherwise an existing ``out`` is an error
-        raised before any work is done.
+        Replace an existing store at ``out`` on commit (only one that holly wrote:
+        :func:`guard_output`); otherwise an existing ``out`` is an error raised before any work
+        is done.
     """
 
     def __init__(
@@ -456,8 +488,7 @@ class StoreWriter:
         import zarr
 
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise HollyError(f"{self.out} already exists; remove it or pass --force")
+        guard_output(self.out, (), overwrite)  # only a store holly wrote may be replaced
         if n_images < 1:
             raise HollyError("an image store needs at least one image")
         self.overwrite = overwrite
