@@ -36,6 +36,7 @@ Stores are written into a hidden sibling directory and renamed into place only w
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import logging
 import os
@@ -158,6 +159,7 @@ class ImageStore:
         self.path = path
         self.group = group
         self.attrs = attrs
+        _check_attrs(path, attrs)
         self._levels = {float(s): name for name, s in attrs["levels"].items()}
         self._warned: set[float] = set()  # levels already reported as far from the request
         self._readers: dict[float, Any] = {}  # level -> ShardReader or None (read through zarr)
@@ -206,6 +208,13 @@ class ImageStore:
 
     def _check(self) -> None:
         expected = (self.n_images, self.height, self.width)
+        stored = sorted(k for k in self.group.array_keys() if k.startswith("sigma_"))
+        if stored != sorted(self._levels.values()):
+            raise HollyError(
+                f"{self.path / 'zarr.json'}: attributes['{ATTR_KEY}']['levels'] lists "
+                f"{len(self._levels)} levels {sorted(self._levels.values())} but the store holds "
+                f"{len(stored)} level arrays {stored}; the store is damaged, re-create it"
+            )
         for name in [*self._levels.values(), "particle_id"]:
             try:
                 arr = self.group[name]
@@ -219,6 +228,14 @@ class ImageStore:
                     f"{self.path}: array {name!r} has shape {tuple(arr.shape)}, "
                     f"expected {shape}; the store is damaged, re-create it"
                 )
+            sigma_px = arr.attrs.get("sigma_px") if name != "particle_id" else None
+            if sigma_px is not None and level_name(sigma_px) != name:
+                raise HollyError(
+                    f"{self.path}: array {name!r} says sigma_px {sigma_px}, not the sigma of its "
+                    "name; the store is damaged, re-create it"
+                )
+        for name in self.group.array_keys():
+            _check_chunk_files(self.path, self.group[name])
 
     # ------------------------------------------------------------------ properties
     @property
@@ -291,7 +308,9 @@ class ImageStore:
         ndarray [N, H, W] float32
             ``N * H * W * 4`` bytes (about 1.9 GB for the CEP152 data, 29 040 images).
         """
-        return np.asarray(self._level(sigma)[:])
+        arr = self._level(sigma)
+        _check_chunk_files(self.path, arr)  # zarr would read a lost shard as zeros
+        return np.asarray(arr[:])
 
     def iter_batches(
         self, sigma: float, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 64
@@ -320,6 +339,8 @@ class ImageStore:
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
             raise HollyError(f"image index out of range 0..{self.n_images - 1} in {self.path}")
         reader = self._reader(sigma, arr)
+        if reader is None:
+            _check_chunk_files(self.path, arr)  # zarr would read a lost shard as zeros
         for start in range(0, idx.size, batch_size):
             part = idx[start : start + batch_size]
             if reader is not None:  # direct shard reads: ~10x less CPU (holly/shardreader.py)
@@ -336,7 +357,8 @@ class ImageStore:
 
         level = self.level_for(sigma)
         if level not in self._readers:
-            self._readers[level] = shard_reader(arr)
+            strict = self.attrs.get("every_chunk_stored") is True
+            self._readers[level] = shard_reader(arr, strict=strict)
         return self._readers[level]
 
     def source_manifest(self) -> list[str]:
@@ -358,6 +380,54 @@ class ImageStore:
             f"ImageStore({str(self.path)!r}, n_images={self.n_images}, "
             f"size={self.height}x{self.width}, sigmas={self.sigmas})"
         )
+
+
+def _check_attrs(path: Path, attrs: dict) -> None:
+    """The root attributes that reading relies on: sizes, and sigma levels that are positive,
+    finite and the same in ``sigmas`` and ``levels``. HollyError naming the key otherwise."""
+    where = f"{path / 'zarr.json'}: attributes['{ATTR_KEY}']"
+    for key in ("n_images", "height", "width"):
+        value = attrs.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HollyError(f"{where}['{key}'] is {value!r}, not a positive integer; re-create it")
+    levels, sigmas = attrs.get("levels"), attrs.get("sigmas")
+    if not isinstance(levels, dict) or not levels or not isinstance(sigmas, list):
+        raise HollyError(f"{where} lacks its 'levels' and 'sigmas'; re-create the store")
+    for name, sigma in levels.items():
+        ok = isinstance(sigma, int | float) and not isinstance(sigma, bool)
+        if not ok or not np.isfinite(sigma) or sigma <= 0:
+            raise HollyError(
+                f"{where}['levels']['{name}'] is {sigma!r}: every level's sigma must be a "
+                "positive number of pixels; re-create the store"
+            )
+        if level_name(sigma) != name:
+            raise HollyError(f"{where}['levels']: {name!r} holds sigma {sigma}; re-create it")
+    if len(sigmas) != len(levels) or sorted(map(float, levels.values())) != sorted(
+        float(s) for s in sigmas if isinstance(s, int | float)
+    ):
+        raise HollyError(
+            f"{where}: 'sigmas' {sigmas} and 'levels' {list(levels.values())} disagree "
+            f"({len(sigmas)} against {len(levels)} levels); re-create the store"
+        )
+
+
+def _check_chunk_files(path: Path, arr) -> None:
+    """Every chunk (shard) file of a local zarr array exists: a lost one would read as the fill
+    value, silently. HollyError naming the first missing file."""
+    from zarr.storage import LocalStore
+
+    if not isinstance(arr.store, LocalStore) or not arr.shape:
+        return
+    root = Path(arr.store.root) / arr.path
+    shape, chunk_shape = arr.shape, arr.metadata.chunk_grid.chunk_shape
+    grid = [range(-(-n // c)) for n, c in zip(shape, chunk_shape, strict=True)]
+    for coords in itertools.product(*grid):
+        chunk = root / arr.metadata.encode_chunk_key(coords)
+        if not chunk.is_file():
+            raise HollyError(
+                f"{chunk} is missing: the image store {path} lost a chunk file (deleted, or "
+                "not copied); copy the store again or re-create it"
+            )
 
 
 def split_by_particle(
@@ -551,6 +621,8 @@ class StoreWriter:
             compressors=_compressor(),
             dimension_names=list(DIMENSION_NAMES),
             fill_value=0.0,
+            # every image stored, zeros too: an absent chunk is then damage, never "all zero"
+            config={"write_empty_chunks": True},
         )
         arr.attrs["sigma_px"] = sigma
         buffer = np.empty((self.shard, self.height, self.width), dtype=np.float32)
@@ -598,6 +670,7 @@ class StoreWriter:
             compressors=_compressor(),
             fill_value=0,
             dimension_names=list(dimension_names) if dimension_names else None,
+            config={"write_empty_chunks": True},
         )
         arr[...] = data
         if attrs:
@@ -615,7 +688,8 @@ class StoreWriter:
         missing = [level_name(s) for s in self.sigmas if level_name(s) not in self._done]
         if missing or "particle_id" not in self._done:
             raise ValueError(f"store incomplete: missing {missing + ['particle_id']}")
-        self.group.attrs[ATTR_KEY] = _jsonable(attrs)
+        # every chunk is written (write_empty_chunks): readers may treat an absent one as damage
+        self.group.attrs[ATTR_KEY] = _jsonable({**attrs, "every_chunk_stored": True})
         if self.out.exists():
             if not self.overwrite:
                 raise HollyError(f"{self.out} appeared while writing; remove it or pass --force")
