@@ -26,8 +26,13 @@ Root attributes ``holly``: ``format_version``, ``kind`` ("image-store"), ``n_ima
 ``height``, ``width``, ``sigmas`` (descending), ``levels`` (name -> sigma), ``orientation``,
 ``source`` (what the images came from, with checksums), ``holly_version``, ``created``
 (ISO-8601, UTC), ``params`` (the options the store was made with), ``nm_per_px`` (nm per image
-pixel, null where the source gives no physical scale; :attr:`ImageStore.nm_per_px`) and, for
-ingest, ``skipped``.
+pixel, null where the source gives no physical scale; :attr:`ImageStore.nm_per_px`),
+``every_chunk_stored`` (true: :class:`StoreWriter` stores every chunk, all-zero images too, so an
+absent one is damage; absent in older stores) and, for ingest, ``skipped``.
+
+Opening a store checks its attributes (sizes, positive sigma levels that agree with ``sigmas``
+and with the level arrays) and that every chunk file is there: zarr would read a lost shard as
+its fill value, zeros that look like data.
 
 Stores are written into a hidden sibling directory and renamed into place only when complete
 (:class:`StoreWriter`), so a store at the requested path is always finished.
