@@ -141,6 +141,15 @@ class RunFolder:
         ``evaluate`` or ``compare`` may replace (:func:`holly.atomic.refuse_inputs`)."""
         return [self._p(name) for name in _TRAINED]
 
+    def result_files(self) -> list[Path]:
+        """:meth:`trained_files` and what the later commands wrote (evaluations, alignments,
+        figures, the half-set runs and their comparison): the inputs of the commands that read
+        a whole run (``viewer``, ``summarise``, ``report``, ``export``). The viewer page is
+        not among them: it is what ``viewer`` writes."""
+        names = (EVALUATION, SNAPSHOT_SCORES, ALIGNED_POINTS, VS_PUBLISHED, VS_PUBLISHED_ALIGNED)
+        names += (HALFSETS, FIGURES, HALVES)
+        return self.trained_files() + [self._p(name) for name in names]
+
     def half(self, k: int) -> RunFolder:
         """The run folder of half-set run ``k`` (1 or 2): ``halves/half<k>``."""
         return RunFolder(self._p(HALVES) / f"half{int(k)}")

@@ -221,3 +221,28 @@ def test_train_force_replaces_a_holly_run(tmp_path):
     assert main(argv) == 0
     assert (run / "points.ply").read_bytes() != old
     assert np.isfinite(np.loadtxt(run / "metrics.csv", delimiter=",", skiprows=1, usecols=0)).all()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        lambda run: ["viewer", run, "--out", run / "points.ply"],
+        lambda run: ["export", run, "--out", run / "points.ply"],
+        lambda run: ["summarise", f"--run=x={run}", "--out", run / "metrics.csv"],
+        lambda run: ["summarise", f"--run=x={run}", "--out", run / "s.csv", "--chart", run],
+        lambda run: [
+            "report",
+            f"--run=x={run}",
+            "--summary",
+            run / "s.csv",
+            "--out",
+            run / "s.csv",
+        ],
+        lambda run: ["pick", run, "ground_truth.ply", "--out", run / "ground_truth.ply"],
+    ],
+    ids=["viewer", "export", "summarise", "chart", "report", "pick"],
+)
+def test_other_writers_refuse_their_inputs(tmp_path, capsys, argv):
+    run = make_fake_run(tmp_path / "run")
+    (run / "s.csv").write_text("experiment\nx\n")
+    ends_well(capsys, argv(run), tmp_path, "would replace the input")
