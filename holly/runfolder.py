@@ -239,7 +239,16 @@ class RunFolder:
             raise HollyError(f"{self.root} is a file, not a folder; choose another path")
         created = [p for p in (self.root, *self.root.parents) if not p.exists()]
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = self._acquire(shared)
+        try:
+            fd = self._acquire(shared)
+        except PermissionError:
+            if not shared:
+                raise
+            # a read-only run (someone else's, a shared copy) is evaluated elsewhere: no writer
+            # can hold it either
+            log.warning("%s is not writable: reading it without a lock", self.root)
+            yield self
+            return
         ok = False
         try:
             if not shared:

@@ -165,3 +165,20 @@ def test_the_lock_file_is_no_run_file(tmp_path):
     assert run.lock_file not in run.trained_files()
     with run.lock("train"):
         run.claim(resume=False)
+
+
+def test_a_read_only_run_is_evaluated_elsewhere(tmp_path, monkeypatch):
+    run = make_fake_run(tmp_path / "run")
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):  # what a folder without write permission does
+        if str(path).endswith(LOCK):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    out = tmp_path / "e.json"
+    argv = ["evaluate", str(run), "--out", str(out), "--aligned", str(tmp_path / "a.ply")]
+    assert main(argv) == 0 and out.is_file()
+    cfg = json.dumps(TINY)
+    assert main(["train", "--config-json", cfg, "--out", str(run), "--resume", "auto"]) == 2
