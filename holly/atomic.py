@@ -1,8 +1,10 @@
-"""Atomic file writes: a result file either is complete or does not exist.
+"""Atomic file writes: a result file either is complete or does not exist, and never an input.
 
 Every writer in holly goes through :func:`atomic_path`: it writes a temporary sibling and renames
 it onto the target only on success, so an interrupted run never leaves a half-written file that
-looks finished. Kept free of heavy imports (no torch) so light modules can use it.
+looks finished. Every command that writes checks its output paths with :func:`refuse_inputs`
+first, so that no output replaces one of its inputs. Kept free of heavy imports (no torch) so
+light modules can use it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,54 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from holly.errors import HollyError
+
+
+def replaces(output: str | os.PathLike, item: str | os.PathLike) -> bool:
+    """Whether writing ``output`` could replace ``item``: after resolving symlinks (and ``.``,
+    ``..``), it is the same path, a folder holding ``item``, or a path inside the folder
+    ``item`` (a store's or a source folder's own files)."""
+    out, src = Path(output).resolve(), Path(item).resolve()
+    return out == src or out in src.parents or src in out.parents
+
+
+def refuse_inputs(
+    outputs: Mapping[str, str | os.PathLike | None],
+    inputs: Iterable[str | os.PathLike | None],
+) -> None:
+    """Refuse, before anything is written, any output that would replace an input.
+
+    The one check of "no output replaces an input" (docs/architecture.md), used by every
+    command that writes. Run folders are passed as their files (an evaluation written into the
+    run folder it reads is fine; one written onto ``RUN/ground_truth.ply`` is not); image stores
+    and source folders as folders (nothing may be written inside them).
+
+    Parameters
+    ----------
+    outputs : mapping of str to path
+        What will be written, by the option that named it (e.g. ``{"--out": path}``); None
+        entries are skipped.
+    inputs : iterable of path
+        What the command reads (files or folders; None entries are skipped).
+
+    Raises
+    ------
+    HollyError
+        Naming the option, the output and the input it would replace.
+    """
+    inputs = [item for item in inputs if item is not None]
+    for option, out in outputs.items():
+        if out is None:
+            continue
+        for item in inputs:
+            if replaces(out, item):
+                raise HollyError(
+                    f"{option} {out} would replace the input {item} (it is that path, a folder "
+                    "holding it or a path inside it); write it somewhere else"
+                )
 
 
 def _umask() -> int:

@@ -26,8 +26,13 @@ Root attributes ``holly``: ``format_version``, ``kind`` ("image-store"), ``n_ima
 ``height``, ``width``, ``sigmas`` (descending), ``levels`` (name -> sigma), ``orientation``,
 ``source`` (what the images came from, with checksums), ``holly_version``, ``created``
 (ISO-8601, UTC), ``params`` (the options the store was made with), ``nm_per_px`` (nm per image
-pixel, null where the source gives no physical scale; :attr:`ImageStore.nm_per_px`) and, for
-ingest, ``skipped``.
+pixel, null where the source gives no physical scale; :attr:`ImageStore.nm_per_px`),
+``every_chunk_stored`` (true: :class:`StoreWriter` stores every chunk, all-zero images too, so an
+absent one is damage; absent in older stores) and, for ingest, ``skipped``.
+
+Opening a store checks its attributes (sizes, positive sigma levels that agree with ``sigmas``
+and with the level arrays) and that every chunk file is there: zarr would read a lost shard as
+its fill value, zeros that look like data.
 
 Stores are written into a hidden sibling directory and renamed into place only when complete
 (:class:`StoreWriter`), so a store at the requested path is always finished.
@@ -36,6 +41,8 @@ Stores are written into a hidden sibling directory and renamed into place only w
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
+import json
 import logging
 import os
 import shutil
@@ -47,12 +54,15 @@ from typing import Any
 import numpy as np
 
 from holly import __version__
+from holly.atomic import refuse_inputs
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 ATTR_KEY = "holly"
+KIND = "image-store"  # attributes["holly"]["kind"] of a store
+EXPORT_KIND = "ome-zarr-export"  # ... of an OME-Zarr export (holly.ingest.export_ome_zarr)
 DIMENSION_NAMES = ("sample", "y", "x")
 SHARD_BYTES = 64 * 2**20  # ~64 MiB per shard: few files on HPC file systems, cheap partial reads
 
@@ -63,14 +73,30 @@ ORIENTATION = {
 }
 
 
+def is_holly_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Zarr group that holly wrote: an image store (``attributes["holly"]``
+    of kind ``image-store``) or an OME-Zarr export of one (``attributes["holly"]`` with
+    ``exported_from``; exports before the ``kind`` key have it too). This is the marker that
+    ``--force`` needs: it replaces only such a store, never a user's own Zarr folder."""
+    meta = Path(path) / "zarr.json"
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {}).get(ATTR_KEY)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+    if not isinstance(attrs, dict):
+        return False
+    return attrs.get("kind") in (KIND, EXPORT_KIND) or "exported_from" in attrs
+
+
 def guard_output(
     out: str | os.PathLike, inputs: Iterable[str | os.PathLike], overwrite: bool
 ) -> Path:
     """Check that writing a store at ``out`` replaces only what ``--force`` promises.
 
-    ``out`` must not exist unless ``overwrite``; even then it must be a Zarr store (a folder
-    with ``zarr.json``) or an empty folder, and never an input or a folder holding one (``--out
-    .`` beside the data, ``--out`` set to the input's parent, or the input file itself).
+    ``out`` must not exist unless ``overwrite``; even then it must be a store that holly wrote
+    (:func:`is_holly_store`) or an empty folder, and never an input, a folder holding one or a
+    path inside one (:func:`holly.atomic.refuse_inputs`: ``--out .`` beside the data, ``--out``
+    set to the input's parent, or the input file itself), nor the current folder or one above it.
 
     Raises
     ------
@@ -78,20 +104,31 @@ def guard_output(
         Naming ``out`` and what it would have destroyed.
     """
     out = Path(out)
-    target = out.resolve()
-    for item in inputs:
-        src = Path(item).resolve()
-        if src == target or target in src.parents:
+    refuse_inputs({"--out": out}, inputs)
+    if out.exists() or out.is_symlink():
+        cwd = Path.cwd().resolve()
+        target = out.resolve()
+        if target == cwd or target in cwd.parents:
             raise HollyError(
-                f"--out {out} would replace the input {item} (it is that path or a folder "
-                "holding it); write the store somewhere else"
+                f"--out {out} is the current folder or one above it; holly writes a store as "
+                "a new folder: give its path, e.g. --out images.zarr"
             )
     if not out.exists() and not out.is_symlink():
         return out
     if not overwrite:
         raise HollyError(f"{out} already exists; remove it or pass --force")
-    is_store = out.is_dir() and (out / "zarr.json").is_file()
-    if not is_store and not (out.is_dir() and not any(out.iterdir())):
+    if out.is_symlink() or not out.is_dir():
+        raise HollyError(
+            f"{out} exists and is not a folder; --force replaces only a store holly wrote, "
+            "never other files: remove it yourself or choose another --out"
+        )
+    if (out / "zarr.json").is_file() and not is_holly_store(out):
+        raise HollyError(
+            f"{out} is a Zarr store that holly did not write (its zarr.json has no "
+            f"attributes['{ATTR_KEY}'] of a holly store); --force replaces only holly's own "
+            "stores: remove it yourself or choose another --out"
+        )
+    if not (out / "zarr.json").is_file() and any(out.iterdir()):
         raise HollyError(
             f"{out} exists and is not a Zarr store; --force replaces only a store, never other "
             "files or folders: remove it yourself or choose another --out"
@@ -127,6 +164,7 @@ class ImageStore:
         self.path = path
         self.group = group
         self.attrs = attrs
+        _check_attrs(path, attrs)
         self._levels = {float(s): name for name, s in attrs["levels"].items()}
         self._warned: set[float] = set()  # levels already reported as far from the request
         self._readers: dict[float, Any] = {}  # level -> ShardReader or None (read through zarr)
@@ -158,7 +196,7 @@ class ImageStore:
         except Exception as exc:
             raise HollyError(f"cannot open {path} as a Zarr group: {exc}") from exc
         attrs = group.attrs.get(ATTR_KEY)
-        if not isinstance(attrs, dict) or attrs.get("kind") != "image-store":
+        if not isinstance(attrs, dict) or attrs.get("kind") != KIND:
             raise HollyError(
                 f"{path} is a Zarr group but not a holly image store "
                 f"(no attributes['{ATTR_KEY}'] of kind 'image-store')"
@@ -175,6 +213,13 @@ class ImageStore:
 
     def _check(self) -> None:
         expected = (self.n_images, self.height, self.width)
+        stored = sorted(k for k in self.group.array_keys() if k.startswith("sigma_"))
+        if stored != sorted(self._levels.values()):
+            raise HollyError(
+                f"{self.path / 'zarr.json'}: attributes['{ATTR_KEY}']['levels'] lists "
+                f"{len(self._levels)} levels {sorted(self._levels.values())} but the store holds "
+                f"{len(stored)} level arrays {stored}; the store is damaged, re-create it"
+            )
         for name in [*self._levels.values(), "particle_id"]:
             try:
                 arr = self.group[name]
@@ -188,6 +233,14 @@ class ImageStore:
                     f"{self.path}: array {name!r} has shape {tuple(arr.shape)}, "
                     f"expected {shape}; the store is damaged, re-create it"
                 )
+            sigma_px = arr.attrs.get("sigma_px") if name != "particle_id" else None
+            if sigma_px is not None and level_name(sigma_px) != name:
+                raise HollyError(
+                    f"{self.path}: array {name!r} says sigma_px {sigma_px}, not the sigma of its "
+                    "name; the store is damaged, re-create it"
+                )
+        for name in self.group.array_keys():
+            _check_chunk_files(self.path, self.group[name])
 
     # ------------------------------------------------------------------ properties
     @property
@@ -260,7 +313,9 @@ class ImageStore:
         ndarray [N, H, W] float32
             ``N * H * W * 4`` bytes (about 1.9 GB for the CEP152 data, 29 040 images).
         """
-        return np.asarray(self._level(sigma)[:])
+        arr = self._level(sigma)
+        _check_chunk_files(self.path, arr)  # zarr would read a lost shard as zeros
+        return np.asarray(arr[:])
 
     def iter_batches(
         self, sigma: float, indices: Sequence[int] | np.ndarray | None = None, batch_size: int = 64
@@ -289,6 +344,8 @@ class ImageStore:
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_images):
             raise HollyError(f"image index out of range 0..{self.n_images - 1} in {self.path}")
         reader = self._reader(sigma, arr)
+        if reader is None:
+            _check_chunk_files(self.path, arr)  # zarr would read a lost shard as zeros
         for start in range(0, idx.size, batch_size):
             part = idx[start : start + batch_size]
             if reader is not None:  # direct shard reads: ~10x less CPU (holly/shardreader.py)
@@ -305,7 +362,8 @@ class ImageStore:
 
         level = self.level_for(sigma)
         if level not in self._readers:
-            self._readers[level] = shard_reader(arr)
+            strict = self.attrs.get("every_chunk_stored") is True
+            self._readers[level] = shard_reader(arr, strict=strict)
         return self._readers[level]
 
     def source_manifest(self) -> list[str]:
@@ -327,6 +385,54 @@ class ImageStore:
             f"ImageStore({str(self.path)!r}, n_images={self.n_images}, "
             f"size={self.height}x{self.width}, sigmas={self.sigmas})"
         )
+
+
+def _check_attrs(path: Path, attrs: dict) -> None:
+    """The root attributes that reading relies on: sizes, and sigma levels that are positive,
+    finite and the same in ``sigmas`` and ``levels``. HollyError naming the key otherwise."""
+    where = f"{path / 'zarr.json'}: attributes['{ATTR_KEY}']"
+    for key in ("n_images", "height", "width"):
+        value = attrs.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise HollyError(f"{where}['{key}'] is {value!r}, not a positive integer; re-create it")
+    levels, sigmas = attrs.get("levels"), attrs.get("sigmas")
+    if not isinstance(levels, dict) or not levels or not isinstance(sigmas, list):
+        raise HollyError(f"{where} lacks its 'levels' and 'sigmas'; re-create the store")
+    for name, sigma in levels.items():
+        ok = isinstance(sigma, int | float) and not isinstance(sigma, bool)
+        if not ok or not np.isfinite(sigma) or sigma <= 0:
+            raise HollyError(
+                f"{where}['levels']['{name}'] is {sigma!r}: every level's sigma must be a "
+                "positive number of pixels; re-create the store"
+            )
+        if level_name(sigma) != name:
+            raise HollyError(f"{where}['levels']: {name!r} holds sigma {sigma}; re-create it")
+    if len(sigmas) != len(levels) or sorted(map(float, levels.values())) != sorted(
+        float(s) for s in sigmas if isinstance(s, int | float)
+    ):
+        raise HollyError(
+            f"{where}: 'sigmas' {sigmas} and 'levels' {list(levels.values())} disagree "
+            f"({len(sigmas)} against {len(levels)} levels); re-create the store"
+        )
+
+
+def _check_chunk_files(path: Path, arr) -> None:
+    """Every chunk (shard) file of a local zarr array exists: a lost one would read as the fill
+    value, silently. HollyError naming the first missing file."""
+    from zarr.storage import LocalStore
+
+    if not isinstance(arr.store, LocalStore) or not arr.shape:
+        return
+    root = Path(arr.store.root) / arr.path
+    shape, chunk_shape = arr.shape, arr.metadata.chunk_grid.chunk_shape
+    grid = [range(-(-n // c)) for n, c in zip(shape, chunk_shape, strict=True)]
+    for coords in itertools.product(*grid):
+        chunk = root / arr.metadata.encode_chunk_key(coords)
+        if not chunk.is_file():
+            raise HollyError(
+                f"{chunk} is missing: the image store {path} lost a chunk file (deleted, or "
+                "not copied); copy the store again or re-create it"
+            )
 
 
 def split_by_particle(
@@ -386,7 +492,7 @@ def base_attrs(
     sigmas = sorted((float(s) for s in sigmas), reverse=True)
     return {
         "format_version": FORMAT_VERSION,
-        "kind": "image-store",
+        "kind": KIND,
         "n_images": int(n_images),
         "height": int(height),
         "width": int(width),
@@ -439,8 +545,9 @@ class StoreWriter:
     sigmas : iterable of float
         Levels to create (pixels); names must be distinct at two decimals.
     overwrite : bool
-        Replace an existing store at ``out`` on commit; otherwise an existing ``out`` is an error
-        raised before any work is done.
+        Replace an existing store at ``out`` on commit (only one that holly wrote:
+        :func:`guard_output`); otherwise an existing ``out`` is an error raised before any work
+        is done.
     """
 
     def __init__(
@@ -456,8 +563,7 @@ class StoreWriter:
         import zarr
 
         self.out = Path(out)
-        if self.out.exists() and not overwrite:
-            raise HollyError(f"{self.out} already exists; remove it or pass --force")
+        guard_output(self.out, (), overwrite)  # only a store holly wrote may be replaced
         if n_images < 1:
             raise HollyError("an image store needs at least one image")
         self.overwrite = overwrite
@@ -520,6 +626,8 @@ class StoreWriter:
             compressors=_compressor(),
             dimension_names=list(DIMENSION_NAMES),
             fill_value=0.0,
+            # every image stored, zeros too: an absent chunk is then damage, never "all zero"
+            config={"write_empty_chunks": True},
         )
         arr.attrs["sigma_px"] = sigma
         buffer = np.empty((self.shard, self.height, self.width), dtype=np.float32)
@@ -567,6 +675,7 @@ class StoreWriter:
             compressors=_compressor(),
             fill_value=0,
             dimension_names=list(dimension_names) if dimension_names else None,
+            config={"write_empty_chunks": True},
         )
         arr[...] = data
         if attrs:
@@ -584,7 +693,8 @@ class StoreWriter:
         missing = [level_name(s) for s in self.sigmas if level_name(s) not in self._done]
         if missing or "particle_id" not in self._done:
             raise ValueError(f"store incomplete: missing {missing + ['particle_id']}")
-        self.group.attrs[ATTR_KEY] = _jsonable(attrs)
+        # every chunk is written (write_empty_chunks): readers may treat an absent one as damage
+        self.group.attrs[ATTR_KEY] = _jsonable({**attrs, "every_chunk_stored": True})
         if self.out.exists():
             if not self.overwrite:
                 raise HollyError(f"{self.out} appeared while writing; remove it or pass --force")

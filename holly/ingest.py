@@ -46,6 +46,7 @@ from holly.atomic import write_json
 from holly.errors import HollyError
 from holly.imagestore import (
     DIMENSION_NAMES,
+    EXPORT_KIND,
     ORIENTATION,
     ImageStore,
     StoreWriter,
@@ -652,6 +653,7 @@ def export_ome_zarr(
             ],
         }
         group.attrs["holly"] = {
+            "kind": EXPORT_KIND,  # what --force may replace (imagestore.is_holly_store)
             "exported_from": str(Path(store).resolve()),
             "sigma_px": level,
             "orientation": images.attrs["orientation"],

@@ -13,6 +13,9 @@ Two safety rules live here too:
   newest first, so an unreadable ``last.pt`` falls back to the newest readable checkpoint, and
   :meth:`RunFolder.set_aside` keeps an unreadable file (moved to ``checkpoints/unreadable/``)
   instead of deleting it.
+* :meth:`RunFolder.lock` makes one process at a time the folder's writer (``train``,
+  ``refine``, ``evaluate``, ``compare``): an advisory ``fcntl.flock`` on ``.holly.lock``, which
+  the kernel releases when the holder dies, so a crash never blocks a rerun.
 * :meth:`RunFolder.keep_replaced` keeps the newest checkpoint and the config of a run that
   ``--resume auto`` replaces because its config changed (``checkpoints/replaced/``), so that an
   edited config never silently costs the hours of the run it replaced.
@@ -22,7 +25,9 @@ Kept free of heavy imports (torch, pandas are imported where used).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import logging
 import os
@@ -61,6 +66,7 @@ REPLACED = "replaced"  # checkpoints/replaced/: the newest checkpoint + config o
 HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
 HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
 HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
+LOCK = ".holly.lock"  # the writer's advisory lock (its pid and command); hidden, never a result
 
 METRIC_COLUMNS = (
     "step",
@@ -84,6 +90,9 @@ SAMPLE_KEYS = ("inputs", "renderings")
 _STEP_FILE = re.compile(r"^(?:step|points)_([0-9]{8})\.(?:pt|ply)$")
 # Files whose presence means "a run was trained here" (what claim() protects).
 _RUN_MARKERS = (CONFIG, METRICS, POINTS, PROVENANCE)
+# Files and folders that training writes and later commands read (the run's inputs there).
+_TRAINED = (CONFIG, PROVENANCE, METRICS, CHECKPOINTS, SNAPSHOTS, INITIAL_POINTS, GROUND_TRUTH)
+_TRAINED += (TEST_POSES, SAMPLES, POINTS)
 
 
 def _step_of(path: Path) -> int | None:
@@ -124,6 +133,22 @@ class RunFolder:
     vs_published = property(lambda self: self._p(VS_PUBLISHED))
     halfsets = property(lambda self: self._p(HALFSETS))
     half2_aligned = property(lambda self: self._p(HALVES) / HALF2_ALIGNED)
+    lock_file = property(lambda self: self._p(LOCK))
+
+    def trained_files(self) -> list[Path]:
+        """What training wrote here and later commands read (config, provenance, metrics,
+        checkpoints/, snapshots/, the point files, the npz files): the inputs that no output of
+        ``evaluate`` or ``compare`` may replace (:func:`holly.atomic.refuse_inputs`)."""
+        return [self._p(name) for name in _TRAINED]
+
+    def result_files(self) -> list[Path]:
+        """:meth:`trained_files` and what the later commands wrote (evaluations, alignments,
+        figures, the half-set runs and their comparison): the inputs of the commands that read
+        a whole run (``viewer``, ``summarise``, ``report``, ``export``). The viewer page is
+        not among them: it is what ``viewer`` writes."""
+        names = (EVALUATION, SNAPSHOT_SCORES, ALIGNED_POINTS, VS_PUBLISHED, VS_PUBLISHED_ALIGNED)
+        names += (HALFSETS, FIGURES, HALVES)
+        return self.trained_files() + [self._p(name) for name in names]
 
     def half(self, k: int) -> RunFolder:
         """The run folder of half-set run ``k`` (1 or 2): ``halves/half<k>``."""
@@ -180,6 +205,95 @@ class RunFolder:
         """Whether the folder holds (part of) a training run."""
         return any(self._p(n).exists() for n in _RUN_MARKERS) or bool(self.resume_candidates())
 
+    def written_by_holly(self) -> bool:
+        """Whether holly's marker is here: a ``provenance.json`` that is holly's record (a JSON
+        object with ``created`` and the resolved ``config``), which ``holly train`` writes before
+        any checkpoint, metrics row or point file. Only such a run may be replaced (``--force``)
+        or continued: a folder that merely holds files of those names is a user's."""
+        try:
+            prov = json.loads(self.provenance.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(prov, dict) and "created" in prov and isinstance(prov.get("config"), dict)
+
+    # -- one writer at a time --------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, command: str, shared: bool = False):
+        """Hold the folder's advisory writer lock (``.holly.lock``) while the block runs.
+
+        ``fcntl.flock`` on the lock file: exclusive for the commands that rewrite the run
+        (``train``, ``refine``), which then write their pid and ``command`` into it; ``shared``
+        for those that only add their own result files (``evaluate``, ``compare``), so that the
+        workflow's evaluations of one run can run side by side while none of them can run beside
+        its training. The last holder removes the lock file; the kernel releases the lock when
+        its process ends, however it ends (``kill -9`` included), so the file such a process
+        leaves never blocks a rerun. Folders that this call creates are removed again (if empty)
+        when the block fails, so a command refused before it wrote anything leaves nothing.
+
+        Raises
+        ------
+        HollyError
+            Another process holds the lock: names its pid (and command, when it is a writer).
+        """
+        if self.root.exists() and not self.root.is_dir():
+            raise HollyError(f"{self.root} is a file, not a folder; choose another path")
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = self._acquire(shared)
+        except PermissionError:
+            if not shared:
+                raise
+            # a read-only run (someone else's, a shared copy) is evaluated elsewhere: no writer
+            # can hold it either
+            log.warning("%s is not writable: reading it without a lock", self.root)
+            yield self
+            return
+        ok = False
+        try:
+            if not shared:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} holly {command}\n".encode(), 0)
+            yield self
+            ok = True
+        finally:
+            self._release(fd)
+            if not ok:
+                for folder in created:  # deepest first; rmdir leaves a folder that is not empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+
+    def _acquire(self, shared: bool) -> int:
+        """Open ``.holly.lock`` and flock it; the fd. Retries when the file it locked was
+        removed meanwhile by a releasing holder (then the lock would guard nothing)."""
+        for _ in range(100):
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                os.close(fd)
+                raise HollyError(
+                    f"{self.root} is in use by another holly process ({holder}); wait for it "
+                    "to finish (or stop it), then rerun"
+                ) from None
+            if _same_file(fd, self.lock_file):
+                return fd
+            os.close(fd)
+        raise HollyError(f"cannot lock {self.lock_file}: it keeps being replaced")
+
+    def _release(self, fd: int) -> None:
+        """Unlock; the last holder removes the lock file (under an exclusive lock, so that a
+        process that opened it meanwhile sees it replaced and retries)."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held already, or the last holder
+        except BlockingIOError:
+            pass  # others still hold it (shared): they remove it
+        else:
+            if _same_file(fd, self.lock_file):
+                self.lock_file.unlink(missing_ok=True)
+        os.close(fd)  # releases the flock
+
     # -- claiming the folder for a new run -------------------------------------------------
     def claim(self, resume: bool, force: bool = False) -> None:
         """Make ``root`` ready for training; refuse to overwrite another run.
@@ -198,10 +312,19 @@ class RunFolder:
         Raises
         ------
         HollyError
-            ``root`` is a file, or holds another run and neither ``resume`` nor ``force`` is set.
+            ``root`` is a file, holds run files that holly did not write (no holly
+            ``provenance.json``: :meth:`written_by_holly`), or holds another run and neither
+            ``resume`` nor ``force`` is set.
         """
         if self.root.exists() and not self.root.is_dir():
             raise HollyError(f"--out {self.root} is a file, not a folder; choose another path")
+        if self.holds_run() and not self.written_by_holly():
+            found = [n for n in _RUN_MARKERS if self._p(n).exists()] or [CHECKPOINTS]
+            raise HollyError(
+                f"{self.root} holds {', '.join(found)} but no provenance.json of a holly run; "
+                "holly replaces or continues only runs it wrote: choose another --out folder "
+                "(or move those files away yourself)"
+            )
         if self.holds_run() and not resume:
             if not force:
                 raise HollyError(
@@ -403,6 +526,34 @@ class RunFolder:
 
     def read_evaluation(self) -> dict:
         return read_json(self.evaluation)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock on ``fd``: the pids that ``/proc/locks`` lists for its file (Linux),
+    with the command a writer recorded in it; else what the file records."""
+    st = os.fstat(fd)
+    pids = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/locks").read_text().splitlines():
+            fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:02:5678 0 EOF"
+            if "->" in fields or len(fields) < 6 or fields[1] != "FLOCK":
+                continue  # "->": a waiter, not a holder
+            if fields[5].rsplit(":", 1)[-1] == str(st.st_ino) and fields[4] not in pids:
+                pids.append(fields[4])
+    recorded = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+    if recorded and (not pids or recorded[0] in pids):
+        what = " ".join(recorded[1:]) or "holly"
+        return f"pid {recorded[0]}, {what}"
+    return f"pid {', '.join(pids)}" if pids else "pid unknown"
 
 
 def read_metrics_file(path: str | os.PathLike):

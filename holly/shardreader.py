@@ -10,8 +10,11 @@ is 0.07 ms. On a 2-core CPU that alone made streaming ~35 % slower than preloadi
 (``sharding_indexed`` codec, index at the end of the shard): the shard index, ``n`` pairs of
 little-endian uint64 ``(offset, nbytes)`` followed by its CRC32C, is read and checked once per
 shard and cached; each image is then one ``pread`` of its chunk and one Blosc decode. A pair of
-``2**64 - 1`` marks a chunk that was never written (zarr skips chunks equal to the fill value),
-which reads as the fill value.
+``2**64 - 1`` marks a chunk that was never written: zarr skips chunks equal to the fill value
+unless told otherwise, which stores written before ``every_chunk_stored`` did for all-zero
+images, so there it reads as the fill value; in a store that stores every chunk
+(:class:`holly.imagestore.StoreWriter` now) it is damage and an error. A missing shard file is
+always an error naming it: the fill value never stands in for data that was lost.
 
 It accepts only the exact layout that :class:`holly.imagestore.StoreWriter` writes (checked
 from the array's metadata by :func:`shard_reader`); for anything else ``shard_reader`` returns
@@ -38,8 +41,17 @@ CRC_BYTES = 4
 class ShardReader:
     """Random access to the images of one sharded level array on a local disk."""
 
-    def __init__(self, root: Path, shape: tuple, per_shard: int, fill_value: float, codec):
+    def __init__(
+        self,
+        root: Path,
+        shape: tuple,
+        per_shard: int,
+        fill_value: float,
+        codec,
+        strict: bool = False,
+    ):
         self.root = Path(root)
+        self.strict = bool(strict)  # an absent chunk is an error (the store stores every chunk)
         self.n_images, self.height, self.width = (int(x) for x in shape)
         self.per_shard = int(per_shard)
         self.fill_value = np.float32(fill_value)
@@ -70,7 +82,10 @@ class ShardReader:
                 fh.seek(-size, os.SEEK_END)
                 raw = fh.read(size)
         except FileNotFoundError:
-            return np.full((self.per_shard, 2), EMPTY, dtype=np.uint64)  # an all-empty shard
+            raise HollyError(
+                f"{path} is missing: the image store lost a shard file (deleted, or not "
+                "copied); copy the store again or re-create it"
+            ) from None
         body, crc = raw[:-CRC_BYTES], raw[-CRC_BYTES:]
         if np.uint32(google_crc32c.value(body)).tobytes() != crc:
             raise HollyError(
@@ -98,7 +113,12 @@ class ShardReader:
             for image, row in zip(images, rows, strict=True):
                 offset, nbytes = (int(x) for x in table[image - shard * self.per_shard])
                 if offset == EMPTY and nbytes == EMPTY:
-                    out[row] = self.fill_value
+                    if self.strict:
+                        raise HollyError(
+                            f"{path}: image {image} is absent from its shard (the file is "
+                            "damaged); re-create the image store"
+                        )
+                    out[row] = self.fill_value  # an all-zero image of an older store
                     continue
                 data = os.pread(fd, nbytes, offset)
                 if len(data) != nbytes:
@@ -121,21 +141,23 @@ class ShardReader:
                 os.close(fd)
 
 
-def shard_reader(arr) -> ShardReader | None:
+def shard_reader(arr, strict: bool = False) -> ShardReader | None:
     """A :class:`ShardReader` for a zarr array in StoreWriter's layout, else ``None``.
+
+    ``strict``: the store stores every chunk, so a chunk absent from its shard is an error.
 
     The layout: a local store, float32 little-endian ``[N, H, W]``, the default ``/`` chunk
     key encoding, and one ``sharding_indexed`` codec with inner chunks ``(1, H, W)``, inner codecs
     bytes (little-endian) + Blosc, index codecs bytes (little-endian) + crc32c, index at the end.
     """
     try:
-        return _shard_reader(arr)
+        return _shard_reader(arr, strict)
     except (AttributeError, TypeError, ValueError, ImportError) as exc:
         log.debug("no direct shard reads for %s (%s): reading through zarr", arr, exc)
         return None
 
 
-def _shard_reader(arr) -> ShardReader | None:
+def _shard_reader(arr, strict: bool) -> ShardReader | None:
     import numcodecs
     from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
     from zarr.storage import LocalStore
@@ -171,4 +193,5 @@ def _shard_reader(arr) -> ShardReader | None:
     if shard_shape[1:] != (h, w):
         return None
     root = Path(arr.store.root) / arr.path
-    return ShardReader(root, (n, h, w), shard_shape[0], meta.fill_value, numcodecs.Blosc())
+    codec = numcodecs.Blosc()
+    return ShardReader(root, (n, h, w), shard_shape[0], meta.fill_value, codec, strict)

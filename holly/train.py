@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from holly import __version__, refine
-from holly.atomic import atomic_path
+from holly.atomic import atomic_path, refuse_inputs
 from holly.config import ExperimentConfig, from_dict
-from holly.curriculum import SigmaSchedule, load_sigma_list
+from holly.curriculum import SHIPPED, SigmaSchedule, load_sigma_list
 from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
 from holly.geometry import random_rotations
@@ -37,6 +37,7 @@ from holly.pointio import write_points
 from holly.precision import StepPrecision
 from holly.provenance import provenance
 from holly.runfolder import METRIC_COLUMNS, RunFolder
+from holly.shapes import is_shape_path
 from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
@@ -732,6 +733,7 @@ def train(
     out_dir: str | Path,
     resume: bool | str = False,
     force: bool = False,
+    command: str = "train",
 ) -> Path:
     """Train one experiment into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
@@ -740,6 +742,10 @@ def train(
     readable checkpoint (an error if it was made with another config); "auto" continues when the
     config matches and starts afresh otherwise (what the workflow uses), keeping the replaced
     run's newest checkpoint and config in ``checkpoints/replaced/``.
+
+    ``out_dir`` must not be, hold or lie inside an input (the image store, shape or sigma file:
+    :func:`holly.atomic.refuse_inputs`), and the run folder's writer lock
+    (:meth:`RunFolder.lock`, taken as ``command``) is held from the claim to the last file.
     """
     resume = {True: "yes", False: "no"}.get(resume, resume)
     if resume not in ("no", "yes", "auto"):
@@ -750,8 +756,24 @@ def train(
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.device)
     out_dir = Path(out_dir)
-    RunFolder(out_dir).claim(resume=resume != "no", force=force)
-    log.info("training %s on %s into %s", cfg.name, device, out_dir)
-    trainer = Trainer(cfg, out_dir, device)
-    trainer.run(resume)
+    refuse_inputs({"--out": out_dir}, input_paths(cfg))
+    run = RunFolder(out_dir)
+    with run.lock(command):
+        run.claim(resume=resume != "no", force=force)
+        log.info("training %s on %s into %s", cfg.name, device, out_dir)
+        trainer = Trainer(cfg, out_dir, device)
+        trainer.run(resume)
     return out_dir
+
+
+def input_paths(cfg: ExperimentConfig) -> list[Path]:
+    """The files and folders training reads: the image store (``data.source: zarr``), a shape
+    file (``data.shape`` naming a point file) and a sigma file (``sigma.values`` naming one)."""
+    found = []
+    if cfg.data.source == "zarr" and cfg.data.store:
+        found.append(Path(cfg.data.store))
+    if cfg.data.source != "zarr" and is_shape_path(cfg.data.shape):
+        found.append(Path(cfg.data.shape))
+    if isinstance(cfg.sigma.values, str) and cfg.sigma.values not in SHIPPED:
+        found.append(Path(cfg.sigma.values))
+    return found

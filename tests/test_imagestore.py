@@ -153,3 +153,50 @@ def test_split_by_particle_edges():
     assert split_by_particle(np.zeros(5), 0.5, 0)[1].size == 0  # one particle: all train
     with pytest.raises(HollyError, match="test_fraction"):
         split_by_particle(ids, 1.0, 0)
+
+
+def edit_attrs(path, **changes):
+    import json
+
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["holly"].update(changes)
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"levels": {"sigma_4.00": 4.0, "sigma_2.00": 2.0, "sigma_0.00": 0.0}}, "sigma_0.00"),
+        ({"levels": {"sigma_4.00": 4.0, "sigma_2.00": 2.0, "sigma_-1.00": -1.0}}, "positive"),
+        ({"levels": {"sigma_4.00": 4.0, "sigma_2.00": "two"}}, "positive"),
+        ({"sigmas": [4.0, 2.0]}, "disagree"),
+        ({"sigmas": [4.0, 2.0, 0.0]}, "disagree"),
+        ({"levels": {"sigma_4.00": 4.0, "sigma_2.00": 2.0}, "sigmas": [4.0, 2.0]}, "level arrays"),
+        ({"n_images": 0}, "n_images"),
+        ({"height": "8"}, "height"),
+        ({"levels": {}}, "levels"),
+    ],
+)
+def test_bad_store_attributes_are_errors_on_open(tmp_path, changes, words):
+    write_store(tmp_path / "s.zarr", sigmas=(4.0, 2.0, 1.41))
+    edit_attrs(tmp_path / "s.zarr", **changes)
+    with pytest.raises(HollyError, match="zarr.json") as err:
+        ImageStore.open(tmp_path / "s.zarr")
+    assert words in str(err.value)
+
+
+def test_a_level_array_whose_sigma_disagrees_with_its_name(tmp_path):
+    write_store(tmp_path / "s.zarr", sigmas=(4.0, 2.0))
+    g = zarr.open_group(tmp_path / "s.zarr", mode="r+")
+    g[level_name(2.0)].attrs["sigma_px"] = 0.0
+    with pytest.raises(HollyError, match="sigma_px 0.0"):
+        ImageStore.open(tmp_path / "s.zarr")
+
+
+def test_a_missing_particle_id_chunk_is_an_error(tmp_path):
+    write_store(tmp_path / "s.zarr", sigmas=(2.0,))
+    lost = tmp_path / "s.zarr" / "particle_id" / "c" / "0"
+    lost.unlink()
+    with pytest.raises(HollyError, match="is missing") as err:
+        ImageStore.open(tmp_path / "s.zarr")
+    assert str(lost) in str(err.value)

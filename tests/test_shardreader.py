@@ -17,7 +17,7 @@ def store_path(tmp_path, monkeypatch):
     monkeypatch.setattr(imagestore, "SHARD_BYTES", 4 * H * W * 4)
     rng = np.random.default_rng(0)
     images = rng.standard_normal((N, H, W)).astype(np.float32)
-    images[5] = 0.0  # equal to the fill value: zarr does not write its chunk
+    images[5] = 0.0  # equal to the fill value: stored all the same (write_empty_chunks)
     path = tmp_path / "s.zarr"
     with StoreWriter(path, n_images=N, height=H, width=W, sigmas=[2.0]) as w:
         w.write_level(2.0, [images[:7], images[7:]])
@@ -44,7 +44,8 @@ def level_array(path):
 def test_reads_every_image_as_zarr_does(store_path):
     reader = shard_reader(level_array(store_path))
     assert reader is not None and reader.per_shard == 4
-    assert reader.index(1)[1, 0] == 2**64 - 1  # image 5's chunk is absent from its shard
+    assert reader.index(1)[1, 0] != 2**64 - 1  # image 5's all-zero chunk is in its shard
+    assert reader.strict is False and shard_reader(level_array(store_path), strict=True).strict
     everything = np.arange(N)
     assert np.array_equal(reader.read(everything), zarr_read(store_path, everything))
     rng = np.random.default_rng(1)
@@ -110,3 +111,94 @@ def test_other_layouts_are_read_through_zarr(tmp_path):
                                  **kwargs)  # fmt: skip
         arr[:] = images
         assert shard_reader(arr) is None, name
+
+
+def blank_chunk(path, shard, k):
+    """Mark chunk ``k`` of a shard absent in its index (CRC fixed): what zarr did for an
+    all-zero image before stores stored every chunk, or a damaged store now."""
+    import google_crc32c
+
+    per_shard = 4
+    data = bytearray(path.read_bytes())
+    start = len(data) - per_shard * 16 - 4
+    index = np.frombuffer(bytes(data[start:-4]), dtype="<u8").copy().reshape(per_shard, 2)
+    index[k] = 2**64 - 1
+    body = index.tobytes()
+    data[start:] = body + np.uint32(google_crc32c.value(body)).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_an_absent_chunk_is_an_error_in_stores_that_store_every_chunk(store_path):
+    store = ImageStore.open(store_path)
+    assert store.attrs["every_chunk_stored"] is True
+    blank_chunk(store_path / level_name(2.0) / "c" / "1" / "0" / "0", 1, 1)  # image 5
+    with pytest.raises(HollyError, match="image 5 is absent from its shard"):
+        next(ImageStore.open(store_path).iter_batches(2.0, [4, 5]))
+    # a store written before every chunk was stored: an absent chunk was an all-zero image
+    group = zarr.open_group(store_path, mode="r+")
+    group.attrs["holly"] = {
+        k: v for k, v in group.attrs["holly"].items() if k != "every_chunk_stored"
+    }
+    block = next(ImageStore.open(store_path).iter_batches(2.0, [4, 5]))
+    assert not block[1].any() and block[0].any()
+
+
+@pytest.mark.parametrize("shard", [0, 2])
+def test_a_missing_shard_file_is_an_error_naming_it(store_path, shard):
+    store = ImageStore.open(store_path)  # opened before the file goes: reads must still fail
+    lost = store_path / level_name(2.0) / "c" / str(shard) / "0" / "0"
+    lost.unlink()
+    image = 4 * shard
+    with pytest.raises(HollyError, match="is missing") as err:  # streaming: direct reads
+        next(store.iter_batches(2.0, [image]))
+    assert str(lost) in str(err.value)
+    with pytest.raises(HollyError, match="is missing") as err:  # whole level, through zarr
+        store.load_level(2.0)
+    assert str(lost) in str(err.value)
+    with pytest.raises(HollyError, match="is missing") as err:  # and on open
+        ImageStore.open(store_path)
+    assert str(lost) in str(err.value)
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_training_reads_never_turn_a_lost_shard_into_zeros(store_path, preload):
+    import torch
+
+    from holly.realdata import StoreSplit
+
+    split = StoreSplit(ImageStore.open(store_path), np.arange(N), preload, torch.device("cpu"))
+    lost = store_path / level_name(2.0) / "c" / "1" / "0" / "0"
+    lost.unlink()
+    idx = torch.tensor([0, 5, 9])
+    if not preload:  # the read-ahead thread's error reaches the training loop
+        split.plan(lambda k: (idx, 2.0), 0, 2)
+    with pytest.raises(HollyError, match="is missing") as err:
+        split.images(idx, 2.0)
+    assert str(lost) in str(err.value)
+    split.close()
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_train_on_a_store_with_a_lost_shard_is_one_error_line(tmp_path, capsys, preload):
+    import json
+
+    from test_outputs import write_store
+
+    from holly.cli import main
+
+    store = write_store(tmp_path / "s.zarr", n=8, size=8)
+    lost = next((store / level_name(2.0) / "c").rglob("0"))
+    while lost.is_dir():
+        lost = next(lost.iterdir())
+    lost.unlink()
+    cfg = {
+        "data": {"source": "zarr", "store": str(store), "preload": preload},
+        "render": {"height": 8, "width": 8},
+        "sigma": {"values": [2.0]},
+        "train": {"max_steps": 1, "batch_size": 2, "test_images": 1},
+    }
+    out = tmp_path / "run"
+    assert main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and str(lost) in lines[0] and "is missing" in lines[0], lines
+    assert not out.exists()

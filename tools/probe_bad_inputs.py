@@ -257,6 +257,245 @@ def run_folder_cases(p: Probe, quick: bool) -> None:
     p.cli("evaluate out under a file", ["evaluate", run, "--out", run / "points.ply" / "e.json"])
 
 
+def _tree(root: Path) -> dict:
+    """Every file under ``root`` with its bytes: "nothing changed" compares two of these."""
+    return {str(f): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def _store(path: Path, n: int = 8, size: int = 16) -> Path:
+    """A small image store (one level, sigma 2, one image per shard: a shard per image)."""
+    import holly.imagestore as imagestore
+
+    images = np.random.default_rng(0).random((n, size, size), dtype=np.float32) + 0.1
+    shard_bytes = imagestore.SHARD_BYTES
+    imagestore.SHARD_BYTES = size * size * 4  # a shard per image: one can be lost
+    try:
+        with imagestore.StoreWriter(path, n_images=n, height=size, width=size, sigmas=[2]) as w:
+            w.write_level(2.0, [images])
+            w.write_array("particle_id", np.arange(n, dtype=np.int32))
+            w.commit(
+                imagestore.base_attrs(
+                    n_images=n, height=size, width=size, sigmas=[2.0],
+                    orientation=imagestore.ORIENTATION, source={}, params={},
+                )
+            )  # fmt: skip
+    finally:
+        imagestore.SHARD_BYTES = shard_bytes
+    return path
+
+
+def _store_config(store: Path, **data) -> str:
+    cfg = {**TINY, "data": {"source": "zarr", "store": str(store), **data}}
+    return json.dumps({**cfg, "train": {**TINY["train"], "max_steps": 1}})
+
+
+def nothing_lost_cases(p: Probe) -> None:
+    """Issue 24: outputs aimed at inputs, --force only on what holly wrote, a second writer of a
+    run folder, a lost shard, bad store attributes."""
+    import subprocess
+
+    from conftest import make_fake_run
+
+    w = p.work / "issue24"
+    run = make_fake_run(w / "run")
+    h2 = make_fake_run(w / "h2", seed=1, evaluated=False)
+
+    def same(root):
+        before = _tree(root)
+        return lambda: _tree(root) == before
+
+    for name, argv in {
+        "evaluate --out its ground truth": ["evaluate", run, "--out", run / "ground_truth.ply"],
+        "evaluate --aligned its points": ["evaluate", run, "--aligned", run / "points.ply"],
+        "evaluate --out its config": ["evaluate", run, "--out", run / "config.yaml"],
+        "evaluate --out the run folder": ["evaluate", run, "--out", run],
+        "evaluate --ground-truth = default --aligned": [
+            "evaluate",
+            run,
+            "--ground-truth",
+            run / "aligned_points.ply",
+            "--out",
+            w / "e.json",
+        ],
+        "compare --aligned H1 points": [
+            "compare",
+            run,
+            h2,
+            "--out",
+            w / "c.json",
+            "--aligned",
+            run / "points.ply",
+        ],
+        "compare --out H2 metrics": ["compare", run, h2, "--out", h2 / "metrics.csv"],
+        "compare --figure H1 samples": [
+            "compare",
+            run,
+            h2,
+            "--out",
+            w / "c.json",
+            "--figure",
+            run / "samples.npz",
+        ],
+    }.items():
+        p.cli(name, argv, check=same(w))
+    (w / "innocent.json").symlink_to(run / "ground_truth.ply")
+    p.cli(
+        "evaluate --out a link to its ground truth",
+        ["evaluate", run, "--out", w / "innocent.json"],
+        check=same(w),
+    )
+
+    store = _store(w / "data" / "s.zarr")
+    for label, out in (("store", store), ("inside", store / "run"), ("parent", store.parent)):
+        p.cli(
+            f"train --out its store ({label}) --force",
+            ["train", "--config-json", _store_config(store), "--out", out, "--force"],
+            check=same(w),
+        )
+    shape = w / "shaped" / "shape.csv"
+    shape.parent.mkdir()
+    shape.write_text("x,y,z\n0.5,0,0\n0,0.5,0\n0,0,0.5\n")
+    cfg = json.dumps({**TINY, "data": {**TINY["data"], "shape": str(shape)}})
+    p.cli(
+        "train --out the folder of its shape",
+        ["train", "--config-json", cfg, "--out", shape.parent, "--force"],
+        check=same(w),
+    )
+
+    mine = w / "mine.zarr"  # a user's own OME-Zarr folder, with notes
+    mine.mkdir()
+    (mine / "zarr.json").write_text(
+        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"ome": {}}})
+    )
+    (mine / "notes.txt").write_text("my notes")
+    src = w / "fits"
+    from astropy.io import fits
+
+    for sigma in ("2.0", "1.0"):
+        (src / sigma).mkdir(parents=True)
+        for i in range(2):
+            fits.PrimaryHDU(np.full((8, 8), 0.5 + i, np.float32)).writeto(
+                src / sigma / f"image_{i:06d}.fits"
+            )
+    p.cli(
+        "ingest --force onto a user's OME-Zarr",
+        ["ingest", src, "--out", mine, "--force"],
+        check=same(w),
+    )
+    p.cli(
+        "ingest --ome-zarr --force onto a user's OME-Zarr",
+        ["ingest", src, "--out", w / "new.zarr", "--ome-zarr", mine, "--force"],
+        check=same(w),
+    )
+    sim = json.dumps({**TINY, "data": {"particles": 4, "test_particles": 1}})
+    p.cli(
+        "simulate --force onto a user's OME-Zarr",
+        ["simulate", "--config-json", sim, "--out", mine, "--sigmas", "2", "--force"],
+        check=same(w),
+    )
+    notes = w / "notes"
+    notes.mkdir()
+    (notes / "config.yaml").write_text("my: config\n")
+    (notes / "metrics.csv").write_text("a,b\n1,2\n")
+    for extra in (["--force"], ["--resume", "auto"]):
+        p.cli(
+            f"train {extra[0]} onto a user's config.yaml",
+            ["train", "--config-json", json.dumps(TINY), "--out", notes, *extra],
+            check=same(w),
+        )
+    cwd = os.getcwd()
+    for label, here in (("an empty folder", w / "empty"), ("a holly store", store)):
+        here.mkdir(exist_ok=True)
+        os.chdir(here)
+        try:
+            p.cli(
+                f"ingest --out . --force in {label}",
+                ["ingest", src, "--out", ".", "--force"],
+                check=same(w),
+            )
+        finally:
+            os.chdir(cwd)
+
+    # a second writer of a run folder: one process holds the lock, every writer is refused
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from holly.runfolder import RunFolder\n"
+            "with RunFolder(sys.argv[1]).lock('train'):\n print('held', flush=True)\n"
+            " time.sleep(120)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for name, argv in {
+            "evaluate": ["evaluate", run, "--out", w / "e2.json"],
+            "compare": ["compare", run, h2, "--out", w / "c2.json"],
+            "refine": ["refine", run, "--steps", "1"],
+            "train --resume auto": [
+                "train",
+                "--config-json",
+                json.dumps(TINY),
+                "--out",
+                run,
+                "--resume",
+                "auto",
+            ],
+            "train --force": ["train", "--config-json", json.dumps(TINY), "--out", run, "--force"],
+        }.items():
+            p.cli(f"second writer: {name} while another holds the run", argv, check=same(w))
+    finally:
+        holder.kill()
+        holder.wait()
+
+    # a lost shard, preloading and streaming; bad store attributes
+    lost = _store(w / "lost.zarr")
+    (lost / "sigma_2.00" / "c" / "3" / "0" / "0").unlink()
+    for preload in (True, False):
+        p.cli(
+            f"train on a store with a lost shard, preload {preload}",
+            [
+                "train",
+                "--config-json",
+                _store_config(lost, preload=preload),
+                "--out",
+                w / f"never{preload}",
+            ],
+        )
+    from holly.imagestore import ImageStore
+    from holly.ingest import export_ome_zarr
+
+    p.call("OME-Zarr export of a store with a lost shard", lambda: export_ome_zarr(lost, w / "o"))
+    store_open = ImageStore.open(store)  # opened, then a shard goes: reads still refuse
+    (store / "sigma_2.00" / "c" / "5" / "0" / "0").unlink()
+    p.call(
+        "streamed read of a shard lost after open", lambda: next(store_open.iter_batches(2.0, [5]))
+    )
+    p.call("whole-level read of a shard lost after open", lambda: store_open.load_level(2.0))
+    for name, changes in {
+        "sigma 0": {"levels": {"sigma_0.00": 0.0}, "sigmas": [0.0]},
+        "sigma -2": {"levels": {"sigma_-2.00": -2.0}, "sigmas": [-2.0]},
+        "sigmas and levels disagree": {"sigmas": [2.0, 1.0]},
+        "a level without its array": {
+            "levels": {"sigma_2.00": 2.0, "sigma_1.00": 1.0},
+            "sigmas": [2.0, 1.0],
+        },
+        "n_images 0": {"n_images": 0},
+    }.items():
+        bad = _store(w / f"attrs_{name.replace(' ', '_')}.zarr")
+        meta = json.loads((bad / "zarr.json").read_text())
+        meta["attributes"]["holly"].update(changes)
+        (bad / "zarr.json").write_text(json.dumps(meta))
+        p.cli(
+            f"store attributes: {name}",
+            ["train", "--config-json", _store_config(bad), "--out", w / "never_attrs"],
+        )
+
+
 def training_cases(p: Probe) -> None:
     from holly.runfolder import RunFolder
 
@@ -438,7 +677,8 @@ def main_probe(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="holly-probe-") as tmp:
         probe = Probe(Path(tmp))
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        for group in (config_cases, config_file_cases, plan_cases, archive_cases, data_cases):
+        groups = (config_cases, config_file_cases, plan_cases, archive_cases, data_cases)
+        for group in (*groups, nothing_lost_cases):
             group(probe)
         run_folder_cases(probe, quick)
         if not quick:

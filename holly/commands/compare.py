@@ -14,10 +14,12 @@ RUN_A (--aligned, for the 3D viewer).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 
-from holly.atomic import write_json
+from holly.atomic import refuse_inputs, write_json
 from holly.halfsets import compare_runs
+from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,19 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    ra, rb = RunFolder(args.run_a), RunFolder(args.run_b)
+    outputs = {"--out": args.out, "--figure": args.figure, "--aligned": args.aligned}
+    refuse_inputs(outputs, [*ra.trained_files(), *rb.trained_files(), args.ground_truth])
+    with contextlib.ExitStack() as held:
+        # a shared lock on each run read (not on --out's folder: in the workflow that is the
+        # experiment's own run folder, which its training may be writing meanwhile)
+        for rf in (ra, rb):
+            if rf.root.is_dir():
+                held.enter_context(rf.lock("compare", shared=True))
+        return _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
     result = compare_runs(
         args.run_a,
         args.run_b,

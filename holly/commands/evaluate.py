@@ -20,7 +20,7 @@ import json
 import logging
 from pathlib import Path
 
-from holly.atomic import _jsonable, write_json
+from holly.atomic import _jsonable, refuse_inputs, write_json
 from holly.errors import HollyError
 from holly.evaluate import score_run, score_snapshots
 from holly.pointio import read_ply_comments, write_points
@@ -103,6 +103,23 @@ def _snapshot_curve(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    run = RunFolder(args.run_dir)
+    outputs = {
+        "--out": Path(args.out) if args.out else run.evaluation,
+        "--aligned": Path(args.aligned) if args.aligned else run.aligned_points,
+        "--snapshots": run.snapshot_scores if args.snapshots else None,
+    }
+    refuse_inputs(outputs, [*run.trained_files(), args.ground_truth])
+    if not run.root.is_dir():  # nothing to lock: _evaluate reports the missing folder
+        return _evaluate(args)
+    if args.snapshots and not run.is_finished():
+        # only snapshot_scores.csv, which training never writes: a run is checked as it trains
+        return _evaluate(args)
+    with run.lock("evaluate", shared=True):
+        return _evaluate(args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     if args.snapshots:
         _snapshot_curve(args)
         if not RunFolder(args.run_dir).is_finished():

@@ -36,10 +36,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
     from holly.pointio import read_points, write_points
     from holly.runfolder import RunFolder
 
     source = args.run / args.points
+    refuse_inputs({"--out": args.out}, [source, *RunFolder(args.run).result_files()])
     if not source.is_file():
         raise HollyError(f"{source} does not exist (is {args.run} a finished run folder?)")
     xyz = read_points(source)

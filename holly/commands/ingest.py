@@ -88,6 +88,12 @@ def main(args: argparse.Namespace) -> int:
 
         src = find_one(args.src, args.find, "dir")
         log.info("ingesting %s", src)
+    if args.ome_zarr is not None:  # both outputs checked before either is written
+        from holly.atomic import refuse_inputs
+        from holly.imagestore import guard_output
+
+        guard_output(args.ome_zarr, [src], args.force)
+        refuse_inputs({"--ome-zarr": args.ome_zarr}, [args.out])
     result = ingest_fits(
         src,
         args.out,

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 
 from holly.archive import find_one
-from holly.atomic import atomic_path
+from holly.atomic import atomic_path, refuse_inputs
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
 
         n = len(read_points(found))
         log.info("%s: %d points", found, n)
+    refuse_inputs({"--out": args.out}, [found])
     with atomic_path(args.out) as tmp:
         shutil.copyfile(found, tmp)
         os.chmod(tmp, 0o644)

@@ -36,5 +36,6 @@ def main(args) -> int:
     raw["refine"] = refine
     if args.device:
         raw["device"] = args.device
-    train(from_dict(raw, where=str(run.root / "config.yaml")), run.root, resume="yes")
+    cfg = from_dict(raw, where=str(run.root / "config.yaml"))
+    train(cfg, run.root, resume="yes", command="refine")
     return 0

@@ -43,6 +43,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
+    from holly.runfolder import RunFolder
+
+    runs = parse_runs(args.run)
+    inputs = [f for run in runs.values() for f in RunFolder(run).result_files()]
+    refuse_inputs({"--out": args.out}, [*inputs, args.summary, args.chart, args.captions])
     build_report(
         parse_runs(args.run),
         args.summary,

@@ -27,5 +27,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
+    from holly.runfolder import RunFolder
+
+    runs = parse_runs(args.run)
+    outputs = {"--out": args.out, "--chart": args.chart, "--table": args.table}
+    refuse_inputs(outputs, [f for run in runs.values() for f in RunFolder(run).result_files()])
     write_summary(parse_runs(args.run), args.out, args.chart, args.table, args.dpi)
     return 0

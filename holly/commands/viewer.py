@@ -26,5 +26,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
+    from holly.runfolder import RunFolder
+
+    refuse_inputs({"--out": args.out}, RunFolder(args.run_dir).result_files())
     write_viewer(args.run_dir, args.out, args.max_snapshots, args.title)
     return 0
