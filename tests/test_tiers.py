@@ -69,9 +69,15 @@ def test_gpu_tier_needs_nvidia_smi_and_container_always_runs_on_linux(monkeypatc
     assert runner.skip_reason("fast") is None and runner.skip_reason("workflow") is None
 
 
-def test_ci_runs_the_readme_test_command():
+def test_ci_runs_the_readme_test_command_then_the_container_and_gpu_tiers():
     ci = (ROOT / ".ci" / "run").read_text()
-    assert re.search(r"^make test$", ci, re.M)
+    readme_command = re.search(r"^make test$", ci, re.M)
+    rest = re.search(r'^make test TIERS="container gpu"$', ci, re.M)
+    assert readme_command and rest and readme_command.start() < rest.start()
+    # the README's command: every tier but the container build and the GPU (~15 min, 2 cores)
+    runner = load_runner()
+    assert runner.DEFAULT_TIERS == ("fast", "workflow", "slow")
+    assert set(runner.DEFAULT_TIERS) | {"container", "gpu"} == set(runner.TIERS)
     assert "tools/run-tiers" in (ROOT / "Makefile").read_text()
     readme = (ROOT / "README.md").read_text()
     for tier in ("slow", "workflow", "container", "gpu"):
