@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,17 @@ _TRAINED += (TEST_POSES, SAMPLES, POINTS)
 def _step_of(path: Path) -> int | None:
     m = _STEP_FILE.match(path.name)
     return int(m.group(1)) if m else None
+
+
+def is_holly_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a checkpoint ``holly train`` wrote: a torch zip archive whose pickle
+    holds the ``holly_checkpoint`` key (read without torch and without loading any tensor)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            return bool(pickles) and b"holly_checkpoint" in archive.read(pickles[0])
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -208,12 +220,14 @@ class RunFolder:
     def written_by_holly(self) -> bool:
         """Whether holly's marker is here: a ``provenance.json`` that is holly's record (a JSON
         object with ``created`` and the resolved ``config``), which ``holly train`` writes before
-        any checkpoint, metrics row or point file. Only such a run may be replaced (``--force``)
-        or continued: a folder that merely holds files of those names is a user's."""
+        any checkpoint, metrics row or point file; or, where that file is gone (Snakemake deletes
+        a failed job's declared outputs, never ``checkpoints/``), a checkpoint of holly's own.
+        Only such a run may be replaced (``--force``) or continued: a folder that merely holds
+        files of those names is a user's."""
         try:
             prov = json.loads(self.provenance.read_text())
         except (OSError, UnicodeDecodeError, ValueError):
-            return False
+            return any(is_holly_checkpoint(p) for p in self.resume_candidates())
         return isinstance(prov, dict) and "created" in prov and isinstance(prov.get("config"), dict)
 
     # -- one writer at a time --------------------------------------------------------------

@@ -5,6 +5,7 @@ Each case must end with exit 2, one `error:` line, and every file as it was.
 
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -205,6 +206,18 @@ def test_train_force_never_replaces_files_holly_did_not_write(tmp_path, capsys):
     for extra in (["--force"], ["--resume", "auto"]):
         argv = ["train", "--config-json", json.dumps(cfg), "--out", out, *extra]
         ends_well(capsys, argv, tmp_path, "no provenance.json of a holly run")
+
+
+def test_train_resume_never_takes_a_checkpoint_holly_did_not_write(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "checkpoints").mkdir(parents=True)
+    with zipfile.ZipFile(out / "checkpoints" / "last.pt", "w") as archive:
+        archive.writestr("archive/data.pkl", b"someone else's model")  # a torch file, not holly's
+    cfg = {"data": {"particles": 4, "test_particles": 1}, "train": {"max_steps": 1}}
+    argv = ["train", "--config-json", json.dumps(cfg), "--out", out, "--resume", "auto"]
+    ends_well(capsys, argv, tmp_path, "no provenance.json of a holly run")
+    # a holly checkpoint without provenance.json (Snakemake deleted the failed job's outputs)
+    # is holly's: tests/test_train.py::test_resume_after_outputs_were_deleted
 
 
 def test_train_force_replaces_a_holly_run(tmp_path):
