@@ -2,8 +2,10 @@
 
 One seed drives everything: the initial cloud and CNN weights, the simulated data, and the order
 of training items (a fresh permutation per epoch, derived from ``(seed, epoch)``). Since nothing
-else is random during training, a run resumed from a checkpoint continues exactly as an
-uninterrupted run would (on the same device and thread count).
+else is random during training, and the checkpoint holds the batches that the evaluation-time
+BatchNorm statistics come from, a run resumed from a checkpoint writes every file exactly as an
+uninterrupted run would (on the same device and thread count); a finished run resumed is left
+untouched.
 
 The run folder layout is documented in ``docs/architecture.md``; ``points.ply`` is written last
 and marks a finished run.
@@ -385,7 +387,10 @@ class Trainer:
             "grad_scaler": self.precision.state_dict(),
             "head_wins": self.head_wins,
             "refinement": self.refinement.state_dict() if self.refinement else None,
-            "holly_checkpoint": 1,
+            # what the evaluation-time BatchNorm statistics are computed from (a run resumed
+            # here then logs the same held-out losses and writes the same held-out poses)
+            "calibration": list(self.recent_inputs),
+            "holly_checkpoint": 2,
         }
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
             with atomic_path(path) as tmp:
@@ -406,6 +411,17 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state.get("grad_scaler"))
         self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
+        self.recent_inputs.clear()
+        if "calibration" in state:
+            self.recent_inputs.extend(t.to(self.device) for t in state["calibration"])
+        elif int(state["step"]) > 0:
+            # an older checkpoint (holly_checkpoint 1): until CALIBRATION_BATCHES more
+            # training steps, the BatchNorm statistics come from fewer (or seeded) batches
+            log.info(
+                "%s holds no BatchNorm calibration batches (an older checkpoint): the next "
+                "held-out losses may differ slightly from an uninterrupted run",
+                path,
+            )
         if refining:
             self.refinement = RefinementState.from_state(
                 state["refinement"], self.model.points, self.cfg.refine, self.device
@@ -458,6 +474,14 @@ class Trainer:
     def run(self, resume: str = "no") -> None:
         t = self.cfg.train
         self.restore(resume)
+        if self.step >= self.total_steps and self.run_folder.is_finished():
+            # nothing left to do: the finished run's files stay as they are (bit for bit)
+            log.info(
+                "%s is finished at step %d: nothing to do, no file was changed",
+                self.out,
+                self.step,
+            )
+            return
         self.write_start_files()
         if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
             self.data.train.plan(
@@ -760,6 +784,7 @@ def train(
     run = RunFolder(out_dir)
     with run.lock(command):
         run.claim(resume=resume != "no", force=force)
+        run.remove_stale_temps()  # under the lock: no other writer's temporary files
         log.info("training %s on %s into %s", cfg.name, device, out_dir)
         trainer = Trainer(cfg, out_dir, device)
         trainer.run(resume)
