@@ -526,7 +526,19 @@ class RunFolder:
         """``test_poses.npz`` as a dict of arrays; None when the run has none (real data)."""
         if not self.test_poses.is_file():
             return None
-        return read_npz(self.test_poses, TEST_POSE_KEYS)
+        poses = read_npz(self.test_poses, TEST_POSE_KEYS)
+        bad = [
+            k
+            for k in ("rot_true", "rot_pred", "rot_amortised", "hypotheses")
+            if k in poses and (poses[k].dtype.kind not in "fiu" or not np.isfinite(poses[k]).all())
+        ]
+        if bad:
+            raise HollyError(
+                f"{self.test_poses} holds non-finite poses ({', '.join(bad)}): the training "
+                "diverged or the file is damaged; retrain with `holly train --config "
+                f"{self.config} --out {self.root} --force`"
+            )
+        return poses
 
     def write_samples(self, **arrays) -> None:
         """``samples.npz``: inputs and renderings [K,H,W] (normalised), sigma."""
