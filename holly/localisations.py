@@ -121,7 +121,10 @@ def size_cut_threshold(counts: np.ndarray) -> float:
 
 def _reach(p: np.ndarray) -> float:
     """Largest distance of a localisation from the particle's bounding-box centre."""
-    return float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max()) if len(p) else 0.0
+    if not len(p):
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float range: inf (refused later)
+        return float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max())
 
 
 def drop_junk(
