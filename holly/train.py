@@ -482,7 +482,7 @@ class Trainer:
             return
         if unreadable:
             raise HollyError(
-                f"no usable checkpoint in {self.run_folder.checkpoints} (tried "
+                f"no readable checkpoint in {self.run_folder.checkpoints} fits this run (tried "
                 f"{'; '.join(f'{p.name}: {why}' for p, why in unreadable)}); nothing was "
                 "deleted. Train afresh with --force (the old run is replaced) or into another "
                 "--out folder"
@@ -699,6 +699,10 @@ def _reason(exc: BaseException, path: Path | None = None) -> str:
     file has no message)."""
     if path is not None and path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes): a write was interrupted"
+    if path is not None and isinstance(exc, KeyError):
+        return f"not a holly checkpoint (it lacks {exc})"
+    if path is not None and not isinstance(exc, OSError):
+        return f"truncated, damaged or not a holly checkpoint ({_reason(exc)})"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = " ".join(str(exc).split())
