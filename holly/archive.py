@@ -7,7 +7,8 @@ complete, with a marker file (:data:`MARKER`) listing what was extracted: a dest
 that exists is always a finished extraction.
 
 Sizes are checked first too (decompression bombs): the members' total may be at most
-:data:`MAX_BYTES` (``$HOLLY_MAX_EXTRACT_BYTES`` overrides it), at most :data:`MAX_RATIO` times the
+:data:`MAX_BYTES` (``$HOLLY_MAX_EXTRACT_BYTES`` overrides it: bytes, or a size such as ``2GB`` or
+``1.5GiB``), at most :data:`MAX_RATIO` times the
 archive's own size once it exceeds :data:`RATIO_FLOOR`, and must fit the free disk space.
 """
 
