@@ -125,8 +125,7 @@ CONFIGS = {"tiny": TINY, "refine": TINY_REFINE}
     [
         ("tiny", "checkpoint", 3),
         ("tiny", "step", 10),  # within the last three steps, between two checkpoints
-        ("tiny", "checkpoint", 12),  # the last step's checkpoint: only the final files left
-        ("tiny", "final", 0),
+        ("tiny", "final", 0),  # the last step's checkpoint written: only the final files left
         ("refine", "checkpoint", 12),  # the amortised phase done, the refinement not started
         ("refine", "step", 16),  # in the refinement stage (12 amortised + 6 refine steps)
         ("refine", "final", 0),  # refining the held-out poses
