@@ -218,9 +218,10 @@ class Trainer:
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """Normalised training batches for the BatchNorm statistics: the last training steps'
-        inputs (no extra reads: a streaming store keeps its read-ahead plan), or, when the run
-        resumed where no training step is left (the refinement stage, or writing the final
-        files), fixed seeded training batches at the final sigma."""
+        inputs (no extra reads: a streaming store keeps its read-ahead plan; checkpoints hold
+        them, so a resumed run uses the same), or, when there are none (a run resumed from an
+        older checkpoint where no training step is left), fixed seeded training batches at the
+        final sigma."""
         if self.recent_inputs:
             return list(self.recent_inputs)
         b, n = self.cfg.train.batch_size, len(self.data.train)
