@@ -7,7 +7,8 @@ complete, with a marker file (:data:`MARKER`) listing what was extracted: a dest
 that exists is always a finished extraction.
 
 Sizes are checked first too (decompression bombs): the members' total may be at most
-:data:`MAX_BYTES` (``$HOLLY_MAX_EXTRACT_BYTES`` overrides it), at most :data:`MAX_RATIO` times the
+:data:`MAX_BYTES` (``$HOLLY_MAX_EXTRACT_BYTES`` overrides it: bytes, or a size such as ``2GB`` or
+``1.5GiB``), at most :data:`MAX_RATIO` times the
 archive's own size once it exceeds :data:`RATIO_FLOOR`, and must fit the free disk space.
 """
 
@@ -17,6 +18,7 @@ import json
 import logging
 import lzma
 import os
+import re
 import shutil
 import stat
 import tarfile
@@ -37,14 +39,54 @@ MAX_RATIO = 200  # unpacked / packed; FITS and text compress 2-20x, bombs 1000x 
 RATIO_FLOOR = 64 * 2**20  # small archives may compress better than MAX_RATIO
 
 
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+    "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str, what: str = "$HOLLY_MAX_EXTRACT_BYTES") -> int:
+    """Bytes of a size given as a number of bytes or with a unit: ``2000000000``, ``2GB``
+    (decimal: kB, MB, GB, TB), ``1.5GiB`` (binary: KiB, MiB, GiB, TiB); case does not matter."""
+    m = _SIZE.match(str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise HollyError(
+            f"{what}={text!r} is not a size: give bytes (2000000000) or a number with a unit "
+            "(2GB, 1.5GiB; units B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+        )
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def size_text(n: float) -> str:
+    """A byte count for messages, in a unit that shows it: ``512 bytes``, ``3.4 MiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def max_bytes() -> int:
+    """The unpacked size limit: ``$HOLLY_MAX_EXTRACT_BYTES`` (:func:`parse_size`), else
+    :data:`MAX_BYTES`."""
+    text = os.environ.get("HOLLY_MAX_EXTRACT_BYTES", "").strip()
+    return parse_size(text) if text else MAX_BYTES
+
+
 def check_sizes(archive: Path, total: int, dest: Path) -> None:
     """Refuse an archive whose unpacked ``total`` bytes are too large or too compressed."""
-    limit = int(os.environ.get("HOLLY_MAX_EXTRACT_BYTES", MAX_BYTES))
+    limit = max_bytes()
     packed = max(archive.stat().st_size, 1)
     if total > limit:
         raise HollyError(
-            f"archive {archive} would unpack to {total / 2**30:.1f} GiB, more than the limit of "
-            f"{limit / 2**30:.1f} GiB ($HOLLY_MAX_EXTRACT_BYTES); nothing was extracted"
+            f"archive {archive} would unpack to {size_text(total)} ({total} bytes), more than "
+            f"the limit of {size_text(limit)} ({limit} bytes, $HOLLY_MAX_EXTRACT_BYTES); "
+            "nothing was extracted. Raise the limit, e.g. HOLLY_MAX_EXTRACT_BYTES="
+            f"{size_text(total * 2).replace(' ', '').replace('bytes', 'B')}"
         )
     if total > RATIO_FLOOR and total / packed > MAX_RATIO:
         raise HollyError(
@@ -54,8 +96,8 @@ def check_sizes(archive: Path, total: int, dest: Path) -> None:
     free = shutil.disk_usage(dest if dest.exists() else dest.parent).free
     if total > free:
         raise HollyError(
-            f"archive {archive} needs {total / 2**30:.2f} GiB but {dest} has only "
-            f"{free / 2**30:.2f} GiB free; nothing was extracted"
+            f"archive {archive} needs {size_text(total)} but {dest} has only "
+            f"{size_text(free)} free; nothing was extracted"
         )
 
 
@@ -123,12 +165,22 @@ def extract(archive_path: str | os.PathLike, dest_dir: str | os.PathLike) -> lis
         files = _extract_zip(archive, tmp) if kind == "zip" else _extract_tar(archive, tmp)
         marker = {"archive": archive.name, "size": size, "files": files}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        _share_folders(tmp)
         os.rename(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("%s: extracted %d files into %s", archive, len(files), dest)
     return files
+
+
+def _share_folders(root: Path) -> None:
+    """Give ``root`` (``mkdtemp``'s private 0700) and the folders under it the permissions a
+    plain ``mkdir`` gives (``0777 & ~umask``): unpacked data are meant to be shared."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        os.chmod(folder, (0o777 & ~mask) | stat.S_IRWXU)
 
 
 def _finished(dest: Path, name: str, size: int) -> list[str] | None:

@@ -19,17 +19,20 @@ from pathlib import Path
 from holly.errors import HollyError
 
 
-def replaces(output: str | os.PathLike, item: str | os.PathLike) -> bool:
+def replaces(output: str | os.PathLike, item: str | os.PathLike, into: bool = False) -> bool:
     """Whether writing ``output`` could replace ``item``: after resolving symlinks (and ``.``,
     ``..``), it is the same path, a folder holding ``item``, or a path inside the folder
-    ``item`` (a store's or a source folder's own files)."""
+    ``item`` (a store's or a source folder's own files). ``into``: ``output`` is a folder that
+    the command writes files of its own names into (``holly figures --out``, ``holly fetch
+    --dest``), so a folder that merely holds ``item`` does not count."""
     out, src = Path(output).resolve(), Path(item).resolve()
-    return out == src or out in src.parents or src in out.parents
+    return out == src or (out in src.parents and not into) or src in out.parents
 
 
 def refuse_inputs(
     outputs: Mapping[str, str | os.PathLike | None],
     inputs: Iterable[str | os.PathLike | None],
+    into: Iterable[str] = (),
 ) -> None:
     """Refuse, before anything is written, any output that would replace an input.
 
@@ -45,18 +48,21 @@ def refuse_inputs(
         entries are skipped.
     inputs : iterable of path
         What the command reads (files or folders; None entries are skipped).
+    into : iterable of str
+        The options of ``outputs`` that name a folder the command writes its own files into
+        (:func:`replaces` ``into``).
 
     Raises
     ------
     HollyError
         Naming the option, the output and the input it would replace.
     """
-    inputs = [item for item in inputs if item is not None]
+    inputs, into = [item for item in inputs if item is not None], set(into)
     for option, out in outputs.items():
         if out is None:
             continue
         for item in inputs:
-            if replaces(out, item):
+            if replaces(out, item, option in into):
                 raise HollyError(
                     f"{option} {out} would replace the input {item} (it is that path, a folder "
                     "holding it or a path inside it); write it somewhere else"

@@ -95,6 +95,25 @@ def _os_error(exc: OSError) -> str:
     return f"{what}: {paths}" if paths else what
 
 
+_OUT_OF_MEMORY = (
+    "out of memory: lower render.height / render.width (the image size), train.batch_size "
+    "or data.particles (for refinement also refine.batch_size), or run on a machine with more "
+    "memory"
+)
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or any(
+        s in text for s in ("not enough memory", "out of memory", "can't allocate memory")
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``holly`` console script. Returns the exit status."""
     parser = build_parser()
@@ -108,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # read-only, disk full, a file where a folder should be, ...
         print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # torch's allocators: "not enough memory", "out of memory"
+        if not _is_out_of_memory(exc):
+            raise
+        print(f"error: {_OUT_OF_MEMORY} ({_first_line(exc)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

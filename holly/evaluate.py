@@ -658,6 +658,11 @@ def _read_cloud(path: Path, what: str, hint: str) -> np.ndarray:
     x = read_points(path)
     if len(x) < MIN_POINTS:
         raise HollyError(f"{path} has {len(x)} points; evaluation needs at least {MIN_POINTS}")
+    if np.ptp(x, axis=0).max() == 0:
+        raise HollyError(
+            f"{path} ({what}) has all its points at one place: no extent to score against "
+            f"(the F-score's tau would be 0); {hint}"
+        )
     return x
 
 

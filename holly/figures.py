@@ -77,9 +77,24 @@ def _new(ncols: int = 1, nrows: int = 1, size=(5.0, 3.2), **kw) -> tuple[Figure,
     return fig, axes
 
 
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_figure_path(path: str | os.PathLike, option: str = "--figure") -> Path:
+    """``path`` if its suffix names a figure format (:data:`FIGURE_SUFFIXES`), else a
+    HollyError naming ``option``: checked before anything is computed or written."""
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_SUFFIXES:
+        raise HollyError(
+            f"{option} {path}: unknown figure format {path.suffix or '(no suffix)'!r}; "
+            f"name a {', '.join(FIGURE_SUFFIXES)} file"
+        )
+    return path
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save ``fig`` atomically; the format follows the suffix (``.png``, ``.svg``, ``.pdf``)."""
-    path = Path(path)
+    path = check_figure_path(path, "figure")
     with atomic_path(path) as tmp, style():
         fig.savefig(
             tmp,

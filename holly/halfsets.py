@@ -109,6 +109,8 @@ def _cloud(rf: RunFolder, path: Path, what: str) -> np.ndarray:
     x = rf.read_cloud(path, what)
     if len(x) < 3:
         raise HollyError(f"{path} has {len(x)} points; the comparison needs at least 3")
+    if np.ptp(x, axis=0).max() == 0:
+        raise HollyError(f"{path} ({what}) has all its points at one place: no extent to compare")
     return x
 
 
@@ -172,6 +174,45 @@ def compare_clouds(
     return scores, al.aligned
 
 
+# Config keys two runs must share to be halves of one experiment (``section.key``).
+SAME_EXPERIMENT = (
+    "data.source",
+    "data.shape",
+    "data.store",
+    "render.height",
+    "render.width",
+    "model.num_points",
+    "sigma.values",
+)
+
+
+def check_same_experiment(ra: RunFolder, rb: RunFolder, cfg_a: dict, cfg_b: dict) -> None:
+    """Refuse two runs that are not of one experiment (:data:`SAME_EXPERIMENT` differ); warn
+    when both are the same run folder (the comparison then measures nothing)."""
+    if ra.root.resolve() == rb.root.resolve():
+        log.warning(
+            "%s is compared with itself: the scores say nothing about reproducibility; compare "
+            "the experiment's two half-set runs (halves/half1, halves/half2)",
+            ra.root,
+        )
+        return
+    diffs = []
+    for dotted in SAME_EXPERIMENT:
+        section, key = dotted.split(".")
+        va = (cfg_a.get(section) or {}).get(key)
+        vb = (cfg_b.get(section) or {}).get(key)
+        if section == "data" and key == "shape" and cfg_a.get("data", {}).get("source") == "zarr":
+            continue  # a store's runs: the shape key is unused
+        if va != vb:
+            diffs.append(f"{dotted} {va!r} vs {vb!r}")
+    if diffs:
+        raise HollyError(
+            f"{ra.root} and {rb.root} are not runs of one experiment ({'; '.join(diffs)}): "
+            "compare the two half-set runs of one config (`holly train --half 1` and "
+            "`--half 2`)"
+        )
+
+
 def compare_runs(
     run_a: str | os.PathLike,
     run_b: str | os.PathLike,
@@ -179,8 +220,13 @@ def compare_runs(
     ground_truth: str | os.PathLike | None = None,
     seed: int = 0,
     aligned_out: str | os.PathLike | None = None,
+    aligned: list | None = None,
 ) -> dict:
     """Compare two finished runs (normally the two halves of one experiment).
+
+    Runs of different experiments (another shape or image store, image size, point count or
+    sigma curriculum: :data:`SAME_EXPERIMENT`) are refused; a run compared with itself is
+    warned about.
 
     Parameters
     ----------
@@ -191,7 +237,10 @@ def compare_runs(
     seed : int
         Seed of the alignment starts.
     aligned_out : path-like, optional
-        Where to write ``b``'s points aligned onto ``a`` (for the viewer).
+        Where to write ``b``'s points aligned onto ``a`` (for the viewer), once every score is
+        computed.
+    aligned : list, optional
+        Receives ``b``'s aligned points (for a caller that writes them itself, last).
 
     Returns
     -------
@@ -206,6 +255,7 @@ def compare_runs(
         if not rf.root.is_dir():
             raise HollyError(f"run folder {rf.root} does not exist")
     cfg_a, cfg_b = ra.read_config(), rb.read_config()
+    check_same_experiment(ra, rb, cfg_a, cfg_b)
     a = _cloud(ra, ra.points, "the first reconstruction")
     b = _cloud(rb, rb.points, "the second reconstruction")
     sigma = final_sigma_units(ra, cfg_a)
@@ -231,8 +281,6 @@ def compare_runs(
         **{k: fsc[k] for k in fsc if k.startswith("resolution_")},
         **scores,
     }
-    if aligned_out is not None:
-        write_points(Path(aligned_out), b_aligned, comment="holly compare: aligned to run A")
     gt_path = Path(ground_truth) if ground_truth is not None else ra.ground_truth
     result["ground_truth"] = None
     if ground_truth is not None or gt_path.is_file():
@@ -241,6 +289,10 @@ def compare_runs(
         result["vs_ground_truth"] = {
             name: _against_truth(x, gt, sigma, seed, nm) for name, x in (("a", a), ("b", b))
         }
+    if aligned is not None:
+        aligned.append(b_aligned)
+    if aligned_out is not None:
+        write_points(Path(aligned_out), b_aligned, comment="holly compare: aligned to run A")
     log.info(
         "halves: chamfer %.4g, FSC resolution %.3g (0.143) / %.3g (0.5) model units",
         result["chamfer"],

@@ -121,7 +121,10 @@ def size_cut_threshold(counts: np.ndarray) -> float:
 
 def _reach(p: np.ndarray) -> float:
     """Largest distance of a localisation from the particle's bounding-box centre."""
-    return float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max()) if len(p) else 0.0
+    if not len(p):
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float range: inf (refused later)
+        return float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max())
 
 
 def drop_junk(
@@ -200,10 +203,17 @@ def frame_scale(xy: list[np.ndarray], size: int, margin: float) -> float:
     """Global pixels per source unit: the farthest localisation from its particle's
     bounding-box centre lands ``(1 - margin) * (size / 2 - 0.5)`` pixels from the frame centre,
     i.e. that fraction of the way to the nearest frame edge."""
-    r_max = max(float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max()) for p in xy)
+    with np.errstate(over="ignore", invalid="ignore"):
+        r_max = max(float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max()) for p in xy)
+        scale = (1.0 - margin) * (size / 2 - 0.5) / r_max if r_max > 0 else 0.0
+    if not np.isfinite(r_max) or (r_max > 0 and not (np.isfinite(scale) and scale > 0)):
+        raise HollyError(
+            f"localisations reach {r_max:.3g} source units from their particle's centre, "
+            "beyond what floating point can scale: check the coordinates (their column and unit)"
+        )
     if r_max <= 0:
         raise HollyError("every selected particle is a single point; cannot scale them")
-    return (1.0 - margin) * (size / 2 - 0.5) / r_max
+    return scale
 
 
 def _centre(p: np.ndarray) -> np.ndarray:
@@ -516,7 +526,10 @@ def localise(
     )
 
     xy = [_centre(particles.xy[i]) for i in selected]
-    scale = frame_scale(xy, size, margin)  # pixels per source unit, from all localisations
+    try:
+        scale = frame_scale(xy, size, margin)  # pixels per source unit, from all localisations
+    except HollyError as exc:
+        raise HollyError(f"{input_path}: {exc}") from None
     nm_per_px = None if particles.nm_per_unit is None else particles.nm_per_unit / scale
     rng = np.random.default_rng(seed)
     if max_points is not None:

@@ -619,8 +619,16 @@ def read_picasso(
                 f"no /locs table; not a Picasso file (holds [{short(f.keys())}])",
                 formats=True,
             )
-        locs = f["locs"][()]
-    fields = locs.dtype.names or ()
+        node = f["locs"]
+        if not hasattr(node, "dtype"):  # a group, not a table
+            raise fail(
+                path,
+                f"/locs is a group (holding [{short(node.keys())}]), not Picasso's table of "
+                "localisations",
+                formats=True,
+            )
+        locs = node[()]
+    fields = getattr(locs, "dtype", None) is not None and locs.dtype.names or ()
     if "x" not in fields or "y" not in fields:
         raise fail(path, f"/locs has no x and y columns (columns: [{short(fields)}])", formats=True)
     coords = np.stack([locs["x"], locs["y"]], axis=1).astype(np.float64)

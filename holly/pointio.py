@@ -61,8 +61,31 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
     return xyz
 
 
+# What a file that is not a PLY may be, by its first bytes (for the message).
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"SIMPLE": "a FITS image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"PK\x03\x04": "a zip archive",
+    b"\x89HDF": "an HDF5 file",
+    b"\x93NUMPY": "a NumPy array",
+}
+
+
 def _read_ply(path: Path) -> np.ndarray:
     from plyfile import PlyData
+
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head.startswith(b"ply"):
+        what = next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+        raise HollyError(
+            f"{path} is not a PLY file (a PLY starts with the line 'ply'"
+            + (f"; this looks like {what})" if what else ")")
+            + ": give a .ply, .obj or .csv point file"
+        )
 
     ply = PlyData.read(str(path))
     if "vertex" not in ply:

@@ -88,6 +88,8 @@ TEXT_METRICS = ("phase", "head_usage")  # the other columns are numbers
 TEST_POSE_KEYS = ("rot_true", "rot_pred")
 SAMPLE_KEYS = ("inputs", "renderings")
 
+# holly.atomic.atomic_path's temporary files: ".<name>.<mkstemp's 8 characters>.tmp"
+_TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 _STEP_FILE = re.compile(r"^(?:step|points)_([0-9]{8})\.(?:pt|ply)$")
 # Files whose presence means "a run was trained here" (what claim() protects).
 _RUN_MARKERS = (CONFIG, METRICS, POINTS, PROVENANCE)
@@ -108,7 +110,7 @@ def is_holly_checkpoint(path: Path) -> bool:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
             return bool(pickles) and b"holly_checkpoint" in archive.read(pickles[0])
-    except (OSError, zipfile.BadZipFile, KeyError):
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
         return False
 
 
@@ -227,8 +229,15 @@ class RunFolder:
         try:
             prov = json.loads(self.provenance.read_text())
         except (OSError, UnicodeDecodeError, ValueError):
-            return any(is_holly_checkpoint(p) for p in self.resume_candidates())
-        return isinstance(prov, dict) and "created" in prov and isinstance(prov.get("config"), dict)
+            prov = None
+        if isinstance(prov, dict) and "created" in prov and isinstance(prov.get("config"), dict):
+            return True
+        # a workflow manager deleted a failed job's outputs, provenance.json among them, or a
+        # replaced run's last.pt was copied into a folder of its own (docs/architecture.md):
+        # holly's checkpoints are its marker too
+        return not self.provenance.exists() and any(
+            map(is_holly_checkpoint, self.resume_candidates())
+        )
 
     # -- one writer at a time --------------------------------------------------------------
     @contextlib.contextmanager
@@ -361,6 +370,27 @@ class RunFolder:
             for _, path in self.checkpoint_files():
                 path.unlink()
             self.last_checkpoint.unlink(missing_ok=True)
+
+    def remove_stale_temps(self) -> list[Path]:
+        """Delete the temporary files that an interrupted write left (``kill -9`` inside
+        :func:`holly.atomic.atomic_path`: ``.last.pt.XXXXXXXX.tmp`` and the like) in the folder,
+        ``checkpoints/`` and ``snapshots/``; returns them. Call it only under the exclusive
+        :meth:`lock`: then no other holly process is writing one."""
+        removed = []
+        for folder in (self.root, self.checkpoints, self.snapshots):
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                if _TEMP_FILE.match(path.name) and path.is_file() and not path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        if removed:
+            log.info(
+                "removed %d temporary file(s) of an interrupted write: %s",
+                len(removed),
+                ", ".join(p.name for p in removed),
+            )
+        return removed
 
     def set_aside(self, path: Path) -> Path:
         """Move an unreadable file into ``checkpoints/unreadable/`` (never delete it)."""
@@ -510,7 +540,19 @@ class RunFolder:
         """``test_poses.npz`` as a dict of arrays; None when the run has none (real data)."""
         if not self.test_poses.is_file():
             return None
-        return read_npz(self.test_poses, TEST_POSE_KEYS)
+        poses = read_npz(self.test_poses, TEST_POSE_KEYS)
+        bad = [
+            k
+            for k in ("rot_true", "rot_pred", "rot_amortised", "hypotheses")
+            if k in poses and (poses[k].dtype.kind not in "fiu" or not np.isfinite(poses[k]).all())
+        ]
+        if bad:
+            raise HollyError(
+                f"{self.test_poses} holds non-finite poses ({', '.join(bad)}): the training "
+                "diverged or the file is damaged; retrain with `holly train --config "
+                f"{self.config} --out {self.root} --force`"
+            )
+        return poses
 
     def write_samples(self, **arrays) -> None:
         """``samples.npz``: inputs and renderings [K,H,W] (normalised), sigma."""

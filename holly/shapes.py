@@ -140,6 +140,7 @@ def load_shape(name: str, fit_radius: float | None = None) -> np.ndarray:
     xyz = read_points(name) if is_shape_path(name) else builtin_shape(name)
     check_vertices(xyz, name)
     if fit_radius is not None:
+        xyz = xyz / np.abs(xyz).max()  # first to order 1: coordinates near 1e300 stay finite
         xyz = xyz - xyz.mean(0)
         extent = np.linalg.norm(xyz, axis=1).max()
         if extent == 0:

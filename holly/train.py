@@ -2,8 +2,10 @@
 
 One seed drives everything: the initial cloud and CNN weights, the simulated data, and the order
 of training items (a fresh permutation per epoch, derived from ``(seed, epoch)``). Since nothing
-else is random during training, a run resumed from a checkpoint continues exactly as an
-uninterrupted run would (on the same device and thread count).
+else is random during training, and the checkpoint holds the batches that the evaluation-time
+BatchNorm statistics come from, a run resumed from a checkpoint writes every file exactly as an
+uninterrupted run would (on the same device and thread count); a finished run resumed is left
+untouched.
 
 The run folder layout is documented in ``docs/architecture.md``; ``points.ply`` is written last
 and marks a finished run.
@@ -216,9 +218,10 @@ class Trainer:
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """Normalised training batches for the BatchNorm statistics: the last training steps'
-        inputs (no extra reads: a streaming store keeps its read-ahead plan), or, when the run
-        resumed where no training step is left (the refinement stage, or writing the final
-        files), fixed seeded training batches at the final sigma."""
+        inputs (no extra reads: a streaming store keeps its read-ahead plan; checkpoints hold
+        them, so a resumed run uses the same), or, when there are none (a run resumed from an
+        older checkpoint where no training step is left), fixed seeded training batches at the
+        final sigma."""
         if self.recent_inputs:
             return list(self.recent_inputs)
         b, n = self.cfg.train.batch_size, len(self.data.train)
@@ -385,11 +388,21 @@ class Trainer:
             "grad_scaler": self.precision.state_dict(),
             "head_wins": self.head_wins,
             "refinement": self.refinement.state_dict() if self.refinement else None,
-            "holly_checkpoint": 1,
+            # what the evaluation-time BatchNorm statistics are computed from (a run resumed
+            # here then logs the same held-out losses and writes the same held-out poses)
+            "calibration": list(self.recent_inputs),
+            "holly_checkpoint": 2,
         }
         for path in (self.run_folder.checkpoint(self.step), self.run_folder.last_checkpoint):
-            with atomic_path(path) as tmp:
-                torch.save(state, tmp)
+            try:
+                with atomic_path(path) as tmp:  # a failed write leaves no partial file
+                    torch.save(state, tmp)
+            except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError
+                raise HollyError(
+                    f"cannot write checkpoint {path} at step {self.step} ({_reason(exc)}); "
+                    "free disk space (or fix the folder's permissions), then continue with "
+                    f"`holly train ... --out {self.out} --resume yes`"
+                ) from None
         self.run_folder.prune_checkpoints(self.cfg.train.keep_checkpoints)
 
     def load_checkpoint(self, path: Path) -> None:
@@ -398,17 +411,38 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
             saved_cfg, _, _, _ = state["config"], state["model"], state["optimizer"], state["step"]
         except Exception as exc:
-            raise UnreadableCheckpoint(f"cannot read checkpoint {path}: {exc}") from exc
+            raise UnreadableCheckpoint(path, _reason(exc, path)) from exc
         # before the refinement stage has started, its settings may still change
         refining = state.get("refinement") is not None
         _check_same_config(saved_cfg, self.cfg.to_dict(), path, refine_fixed=refining)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.precision.load_state_dict(state.get("grad_scaler"))
-        self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
-        if refining:
-            self.refinement = RefinementState.from_state(
-                state["refinement"], self.model.points, self.cfg.refine, self.device
+        misfit = _misfit(self.model.state_dict(), state["model"])
+        if misfit:
+            raise UnreadableCheckpoint(path, f"it does not fit the model of this config: {misfit}")
+        before = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.precision.load_state_dict(state.get("grad_scaler"))
+            self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
+            calibration = [t.to(self.device) for t in state.get("calibration", [])]
+            if refining:
+                self.refinement = RefinementState.from_state(
+                    state["refinement"], self.model.points, self.cfg.refine, self.device
+                )
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.model.load_state_dict(before)  # nothing changes: the next one is tried
+            raise UnreadableCheckpoint(
+                path, f"it does not fit the model of this config: {_reason(exc)}"
+            ) from exc
+        self.recent_inputs.clear()
+        self.recent_inputs.extend(calibration)
+        if "calibration" not in state and int(state["step"]) > 0:
+            # an older checkpoint (holly_checkpoint 1): until CALIBRATION_BATCHES more
+            # training steps, the BatchNorm statistics come from fewer (or seeded) batches
+            log.info(
+                "%s holds no BatchNorm calibration batches (an older checkpoint): the next "
+                "held-out losses may differ slightly from an uninterrupted run",
+                path,
             )
         self.step = int(state["step"])
         log.info("resumed from %s at step %d", path, self.step)
@@ -431,7 +465,7 @@ class Trainer:
                 self.load_checkpoint(path)
             except UnreadableCheckpoint as exc:
                 log.warning("%s; trying the next checkpoint", exc)
-                unreadable.append(path)
+                unreadable.append((path, exc.reason))
                 continue
             except HollyError as exc:
                 if mode != "auto":
@@ -444,20 +478,29 @@ class Trainer:
                     exc,
                     kept,
                 )
-            for bad in unreadable:  # they would be overwritten by the continued run
+            for bad, _ in unreadable:  # they would be overwritten by the continued run
                 self.run_folder.set_aside(bad)
             return
         if unreadable:
             raise HollyError(
-                f"no readable checkpoint in {self.run_folder.checkpoints} (tried "
-                f"{', '.join(p.name for p in unreadable)}); nothing was deleted. Train afresh "
-                "with --force (the old run is replaced) or into another --out folder"
+                f"no readable checkpoint in {self.run_folder.checkpoints} fits this run (tried "
+                f"{'; '.join(f'{p.name}: {why}' for p, why in unreadable)}); nothing was "
+                "deleted. Train afresh with --force (the old run is replaced) or into another "
+                "--out folder"
             )
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, resume: str = "no") -> None:
         t = self.cfg.train
         self.restore(resume)
+        if self.step >= self.total_steps and self.run_folder.is_finished():
+            # nothing left to do: the finished run's files stay as they are (bit for bit)
+            log.info(
+                "%s is finished at step %d: nothing to do, no file was changed",
+                self.out,
+                self.step,
+            )
+            return
         self.write_start_files()
         if hasattr(self.data.train, "plan"):  # streaming data reads the planned batches ahead
             self.data.train.plan(
@@ -644,7 +687,51 @@ class Trainer:
 
 
 class UnreadableCheckpoint(HollyError):
-    """A checkpoint file that cannot be loaded (truncated, corrupt, or lacking its config)."""
+    """A checkpoint file that cannot be used (empty, truncated, corrupt, lacking its config, or
+    holding tensors that do not fit the model); ``reason`` says which."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"cannot use checkpoint {path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _reason(exc: BaseException, path: Path | None = None) -> str:
+    """Why a checkpoint could not be read or written, never empty (``EOFError()`` of an empty
+    file has no message)."""
+    if path is not None and path.is_file() and path.stat().st_size == 0:
+        return "the file is empty (0 bytes): a write was interrupted"
+    if path is not None and isinstance(exc, KeyError):
+        return f"not a holly checkpoint (it lacks {exc})"
+    if path is not None and not isinstance(exc, OSError):
+        return f"truncated, damaged or not a holly checkpoint ({_reason(exc)})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _misfit(expected: dict, saved) -> str:
+    """What keeps a saved model state from fitting the model (``""`` when it fits): missing or
+    unexpected tensors, or tensors of another shape."""
+    if not isinstance(saved, dict):
+        return "its model state is not a mapping"
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    shapes = []
+    for k, v in expected.items():
+        if k not in saved:
+            continue
+        if not isinstance(saved[k], torch.Tensor):
+            shapes.append(f"{k} is not a tensor")
+        elif saved[k].shape != v.shape:
+            shapes.append(f"{k} is {tuple(saved[k].shape)}, not {tuple(v.shape)}")
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    if extra:
+        parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
+    parts += shapes[:3]
+    return "; ".join(parts)
 
 
 def hypothesis_output(renderings: torch.Tensor, mode: str) -> torch.Tensor:
@@ -760,6 +847,7 @@ def train(
     run = RunFolder(out_dir)
     with run.lock(command):
         run.claim(resume=resume != "no", force=force)
+        run.remove_stale_temps()  # under the lock: no other writer's temporary files
         log.info("training %s on %s into %s", cfg.name, device, out_dir)
         trainer = Trainer(cfg, out_dir, device)
         trainer.run(resume)

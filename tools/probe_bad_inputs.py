@@ -6,7 +6,7 @@ Every case runs one `holly` command in-process (or one plan-time check) in a scr
 intact, and, for the data-loss cases, deletes nothing it should keep. Prints each failure and a
 count:
 
-    python tools/probe_bad_inputs.py            # all cases (about a minute on 2 cores)
+    python tools/probe_bad_inputs.py            # all cases (about 1.5 minutes on 2 cores)
     python tools/probe_bad_inputs.py --quick    # the cases without figures or training
 
 Exit status 0 when every case ended well.
@@ -50,8 +50,9 @@ class Probe:
     def __init__(self, work: Path):
         self.work, self.tried, self.failures = work, 0, []
 
-    def cli(self, name: str, argv: list[str], expect: int = 2, check=None) -> None:
-        """One command: exit ``expect``; on 2, exactly one ``error:`` line; ``check()`` holds."""
+    def cli(self, name: str, argv: list[str], expect: int = 2, check=None, says=None) -> None:
+        """One command: exit ``expect``; on 2, exactly one ``error:`` line (containing ``says``
+        when given); ``check()`` holds."""
         self.tried += 1
         err = io.StringIO()
         try:
@@ -67,6 +68,8 @@ class Probe:
             self.failures.append(f"{name}: exit {rc}, expected {expect}: {err.getvalue()[-300:]}")
         elif expect == 2 and len(lines) != 1 and "usage:" not in err.getvalue():
             self.failures.append(f"{name}: {len(lines)} error lines: {err.getvalue()[-300:]}")
+        elif says is not None and not any(says in line for line in lines):
+            self.failures.append(f"{name}: the error does not say {says!r}: {lines}")
         elif check is not None and not check():
             self.failures.append(f"{name}: its check failed (data loss or wrong output)")
 
@@ -640,6 +643,410 @@ def archive_cases(p: Probe) -> None:
     p.call("archive junk", lambda: extract(junk, p.work / "junk_out"))
 
 
+@contextlib.contextmanager
+def patched(owner, name: str, value):
+    """``owner.name = value`` while the block runs (a fault injected into holly)."""
+    old = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, old)
+
+
+def _raises(exc):
+    def fail(*args, **kwargs):
+        raise exc
+
+    return fail
+
+
+def faults_cases(p: Probe) -> None:
+    """Issue 24, the rest (no training): damaged checkpoints and run files, wrong pairs of runs,
+    unreadable inputs, resource limits, outputs aimed at inputs of figures, render and fetch."""
+    import errno
+    import stat
+
+    from conftest import make_fake_run
+
+    import holly.train as train_module
+    from holly.archive import extract, max_bytes
+
+    w = p.work / "faults"
+    run = make_fake_run(w / "run")
+    tree = _tree(run)
+    (run / "checkpoints" / "last.pt").unlink()
+    p.cli(
+        "refine a run whose checkpoints were deleted",
+        ["refine", run, "--steps", "1"],
+        check=lambda: (run / "points.ply").read_bytes() == tree[str(run / "points.ply")],
+        says="no checkpoint",
+    )
+    cut = make_fake_run(w / "cut")
+    (cut / "points.ply").unlink()
+    p.cli(
+        "refine a run interrupted in its refinement",
+        ["refine", cut],
+        says=f"holly train --config {cut / 'config.yaml'} --out {cut} --resume yes",
+    )
+    for label, other in (
+        ("another point count", {"n_points": 30}),
+        ("another image size", {"image_size": 32}),
+    ):
+        b = make_fake_run(w / f"b_{label.split()[1]}", seed=1, **other)
+        p.cli(
+            f"compare halves of different experiments ({label})",
+            ["compare", run, b, "--out", w / "c.json"],
+            check=lambda: not (w / "c.json").exists(),
+            says="not runs of one experiment",
+        )
+    same = make_fake_run(w / "same", seed=1)
+    p.cli(
+        "compare a run with itself (a warning)", ["compare", same, same, "--out", w / "s.json"], 0
+    )
+    p.cli(
+        "compare --figure x.xyz",
+        ["compare", run, same, "--out", w / "c.json", "--figure", w / "x.xyz"],
+        check=lambda: not (w / "c.json").exists(),
+        says="unknown figure format",
+    )
+    flat = make_fake_run(w / "flat")
+    from holly.pointio import write_points
+
+    write_points(flat / "ground_truth.ply", np.zeros((30, 3)))
+    p.cli(
+        "evaluate against a zero-extent ground truth",
+        ["evaluate", flat, "--out", w / "f.json"],
+        says="one place",
+    )
+    nan = make_fake_run(w / "nanposes")
+    poses = dict(np.load(nan / "test_poses.npz"))
+    poses["rot_pred"][0] = np.nan
+    np.savez(nan / "test_poses.npz", **poses)
+    p.cli("evaluate NaN poses", ["evaluate", nan, "--out", w / "n.json"], says="non-finite poses")
+    fake_ply = w / "image.ply"
+    fake_ply.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    p.cli("a PNG named .ply", ["render", fake_ply, "--out", w / "o.png"], says="PNG image")
+    p.cli(
+        "render --out its input",
+        ["render", same / "points.ply", "--out", same / "points.ply"],
+        says="would replace the input",
+    )
+    p.cli(
+        "figures --out the run's snapshots",
+        ["figures", same, "--out", same / "snapshots"],
+        says="would replace the input",
+    )
+    p.cli("fetch --retries -3", ["fetch", "1", "--dest", w / "d", "--retries", "-3"])
+    manifest = w / "m.yaml"
+    manifest.write_text("record: 1\n")
+    p.cli(
+        "fetch --write-manifest onto its --manifest",
+        ["fetch", "--manifest", manifest, "--write-manifest", manifest],
+        check=lambda: manifest.read_text() == "record: 1\n",
+    )
+    cfg_file = w / "c.yaml"
+    cfg_file.write_text("seed: 1\n")
+    p.cli(
+        "--config-json value blamed on --config-json",
+        [
+            "train",
+            "--config",
+            cfg_file,
+            "--config-json",
+            '{"train": {"epochs": 0}}',
+            "--out",
+            w / "never",
+        ],
+        says="--config-json (merged over",
+    )
+    huge = w / "huge.ply"
+    header = "ply\nformat ascii 1.0\nelement vertex 4\n"
+    header += "".join(f"property double {c}\n" for c in "xyz") + "end_header\n"
+    huge.write_text(header + "1e300 0 0\n-1e300 0 0\n0 1e300 0\n0 0 -1e300\n")
+    p.cli(
+        "shape at +-1e300 without fit_radius",
+        [
+            "train",
+            "--config-json",
+            json.dumps({**TINY, "data": {**TINY["data"], "shape": str(huge)}}),
+            "--out",
+            w / "never",
+        ],
+        says="outside the image frame",
+    )
+    big = w / "big.csv"
+    big.write_text("x [nm],y [nm],particle\n1e308,2,0\n-1e308,4,0\n5,5,0\n")
+    p.cli("localise +-1e308", ["localise", big, "--out", w / "big.zarr", "--sigmas", "2"])
+    import h5py
+
+    group = w / "group.hdf5"
+    with h5py.File(group, "w") as f:
+        f.create_group("locs")["x"] = np.arange(5.0)
+    p.cli("HDF5 /locs is a group", ["localise", group, "--out", w / "g.zarr", "--sigmas", "2"])
+
+    # damaged checkpoints (no training: holly's own checkpoint format, of a fake model)
+    empty = make_fake_run(w / "empty_ckpt")
+    (empty / "points.ply").unlink()
+    (empty / "checkpoints" / "last.pt").write_bytes(b"")
+    p.cli(
+        "resume from a 0-byte last.pt names the reason",
+        ["train", "--config-json", json.dumps(TINY), "--out", empty, "--resume", "yes"],
+        says="0 bytes",
+    )
+
+    # resource limits
+    cfg = json.dumps(TINY)
+    for label, exc in (
+        ("MemoryError", MemoryError()),
+        ("torch: not enough memory", RuntimeError("DefaultCPUAllocator: not enough memory")),
+        ("CUDA out of memory", RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")),
+    ):
+        with patched(train_module.Trainer, "train_step", _raises(exc)):
+            p.cli(
+                f"out of memory in training ({label})",
+                ["train", "--config-json", cfg, "--out", w / f"oom_{label[:4]}"],
+                says="lower render.height",
+            )
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def no_tmp(root):
+        return lambda: not list(root.rglob("*.tmp"))
+
+    with patched(train_module.torch, "save", _raises(full)):
+        p.cli(
+            "disk full inside torch.save",
+            ["train", "--config-json", cfg, "--out", w / "full"],
+            check=no_tmp(w / "full"),
+            says="No space left",
+        )
+    zpath = w / "a.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("sub/data.txt", "x" * 3000)
+    for value in ("lots", "-5GB", "2 parsecs"):
+        os.environ["HOLLY_MAX_EXTRACT_BYTES"] = value
+        p.call(f"HOLLY_MAX_EXTRACT_BYTES={value}", max_bytes)
+    os.environ["HOLLY_MAX_EXTRACT_BYTES"] = "1000"
+    p.tried += 1
+    try:
+        extract(zpath, w / "small")
+        p.failures.append("a small extract limit: accepted")
+    except HollyError as exc:
+        if "0.0 GiB" in str(exc) or "1000 bytes" not in str(exc):
+            p.failures.append(f"a small extract limit: unclear: {exc}")
+    os.environ["HOLLY_MAX_EXTRACT_BYTES"] = "2GB"
+    p.tried += 1
+    old = os.umask(0o022)
+    try:
+        extract(zpath, w / "perm")
+        modes = {stat.S_IMODE(d.stat().st_mode) for d in (w / "perm", w / "perm" / "sub")}
+        if modes != {0o755}:
+            p.failures.append(f"unpacked folders (HOLLY_MAX_EXTRACT_BYTES=2GB): modes {modes}")
+    except Exception:  # noqa: BLE001
+        p.failures.append(f"HOLLY_MAX_EXTRACT_BYTES=2GB: {traceback.format_exc(limit=2)}")
+    finally:
+        os.umask(old)
+        del os.environ["HOLLY_MAX_EXTRACT_BYTES"]
+
+
+# A tiny run with a refinement stage: 6 amortised steps + 4 refinement steps, a checkpoint and a
+# snapshot every 2 steps.
+TINY_REFINE = {
+    **TINY,
+    "model": {"num_points": 8, "pose_hypotheses": 2},
+    "train": {**TINY["train"], "epochs": 3, "checkpoint_every": 2, "snapshot_every": 2},
+    "refine": {
+        "steps": 4,
+        "images": 8,
+        "batch_size": 8,
+        "table_rotations": 8,
+        "search_rotations": 8,
+        "ladder_steps": 1,
+        "symmetries": 2,
+    },
+}
+
+
+def _canonical(obj):
+    """A checkpoint's state as plain comparable values: tensors as (dtype, shape, bytes)."""
+    if hasattr(obj, "numpy") and hasattr(obj, "dtype"):
+        return (str(obj.dtype), tuple(obj.shape), obj.detach().cpu().numpy().tobytes())
+    if isinstance(obj, dict):
+        return {k: _canonical(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    return obj if obj == obj else "nan"
+
+
+def _run_files(root: Path) -> dict:
+    """What must be the same after a resume: every file's bytes, except provenance (times),
+    metrics without their timing columns, npz and checkpoints by their arrays."""
+    import csv
+
+    import torch
+
+    out = {}
+    for f in sorted(root.rglob("*")):
+        name = str(f.relative_to(root))
+        if not f.is_file() or f.name == "provenance.json":
+            continue
+        if f.suffix == ".pt":
+            out[name] = _canonical(torch.load(f, weights_only=True))
+        elif f.suffix == ".npz":
+            with np.load(f) as z:
+                out[name] = {k: z[k].tobytes() for k in z.files}
+        elif f.name == "metrics.csv":
+            rows = csv.DictReader(io.StringIO(f.read_text()))
+            timing = ("images_per_s", "elapsed_s")
+            out[name] = [{k: v for k, v in r.items() if k not in timing} for r in rows]
+        else:
+            out[name] = f.read_bytes()
+    return out
+
+
+def resume_cases(p: Probe) -> None:
+    """Issue 24: a run interrupted at every stage and resumed ends with the files of an
+    uninterrupted run; a finished run resumed is untouched; an interrupted refine, evaluate or
+    compare leaves nothing partial and a rerun works; damaged checkpoints fall back or stop."""
+    import torch
+
+    import holly.commands.compare as compare_command
+    import holly.commands.evaluate as evaluate_command
+    import holly.train as train_module
+    from holly.runfolder import RunFolder
+
+    w = p.work / "resume"
+    cfg = json.dumps(TINY_REFINE)
+    full = w / "full"
+    p.cli("resume: the uninterrupted run", ["train", "--config-json", cfg, "--out", full], 0)
+    reference = _run_files(full)
+    Trainer = train_module.Trainer
+    save = Trainer.save_checkpoint
+
+    def stop_after_checkpoint(step):
+        def hook(self):
+            save(self)
+            if self.step == step:
+                raise KeyboardInterrupt
+
+        return hook
+
+    stages = {
+        f"after the checkpoint of step {k}": (Trainer, "save_checkpoint", stop_after_checkpoint(k))
+        for k in (2, 4, 6, 8, 10)  # 6: amortised phase done; 8: refining; 10: only final files
+    }
+    stages["while writing the final files"] = (
+        RunFolder,
+        "write_samples",
+        _raises(KeyboardInterrupt),
+    )
+    for k, (label, (owner, name, hook)) in enumerate(stages.items()):
+        out = w / f"cut{k}"
+        with patched(owner, name, hook):
+            p.cli(
+                f"resume: interrupted {label}", ["train", "--config-json", cfg, "--out", out], 130
+            )
+        (out / "checkpoints" / ".last.pt.k9x_ab12.tmp").write_bytes(b"partial")  # kill -9
+        p.cli(
+            f"resume: interrupted {label}, resumed: the same files",
+            ["train", "--config-json", cfg, "--out", out, "--resume", "yes"],
+            0,
+            check=lambda out=out: _run_files(out) == reference,
+        )
+
+    def untouched(root):
+        before = {str(f): (f.read_bytes(), f.stat().st_mtime_ns) for f in root.rglob("*")
+                  if f.is_file()}  # fmt: skip
+        return lambda: (
+            before
+            == {
+                str(f): (f.read_bytes(), f.stat().st_mtime_ns)
+                for f in root.rglob("*")
+                if f.is_file()
+            }
+        )
+
+    for mode in ("yes", "auto"):
+        p.cli(
+            f"resume: a finished run, --resume {mode}: untouched",
+            ["train", "--config-json", cfg, "--out", full, "--resume", mode],
+            0,
+            check=untouched(full),
+        )
+
+    # an interrupted refine, then the command its message names
+    ref = w / "refined"
+    plain = json.dumps({**TINY_REFINE, "refine": {**TINY_REFINE["refine"], "steps": 0}})
+    p.cli("refine: a finished run to refine", ["train", "--config-json", plain, "--out", ref], 0)
+    with patched(Trainer, "refine_step", _raises(KeyboardInterrupt)):
+        p.cli("refine: interrupted", ["refine", ref, "--steps", "2"], 130)
+    p.cli("refine: rerun after the interruption", ["refine", ref], says="--resume yes")
+    p.cli(
+        "refine: the command the message names",
+        ["train", "--config", ref / "config.yaml", "--out", ref, "--resume", "yes"],
+        0,
+        check=lambda: (ref / "points.ply").is_file(),
+    )
+    # interrupted evaluate and compare: nothing partial, a rerun works
+    with patched(evaluate_command, "write_json", _raises(KeyboardInterrupt)):
+        p.cli("evaluate: interrupted", ["evaluate", full], 130)
+    p.cli(
+        "evaluate: rerun after the interruption",
+        ["evaluate", full],
+        0,
+        check=lambda: RunFolder(full).read_evaluation().get("n_points") == 8,
+    )
+    other = w / "other"
+    p.cli(
+        "compare: the second run",
+        ["train", "--config-json", json.dumps({**TINY_REFINE, "seed": 2}), "--out", other],
+        0,
+    )
+    out = w / "halfsets.json"
+    with patched(compare_command, "write_json", _raises(KeyboardInterrupt)):
+        p.cli("compare: interrupted", ["compare", full, other, "--out", out], 130)
+    p.cli(
+        "compare: rerun after the interruption",
+        ["compare", full, other, "--out", out],
+        0,
+        check=lambda: json.loads(out.read_text())["n_points"] == [8, 8],
+    )
+
+    # damaged checkpoints of a real run: one that does not fit falls back, none: one error
+    bad = w / "damaged"
+    short = {**TINY_REFINE, "train": {**TINY_REFINE["train"], "max_steps": 4}}
+    short = json.dumps({**short, "refine": {**TINY_REFINE["refine"], "steps": 0}})
+    p.cli("checkpoints: a short run", ["train", "--config-json", short, "--out", bad], 0)
+    rf = RunFolder(bad)
+
+    def misfit(path):
+        state = torch.load(path, weights_only=True)
+        state["model"]["points"] = torch.zeros(3, 3)
+        torch.save(state, path)
+
+    misfit(rf.last_checkpoint)
+    p.cli(
+        "checkpoints: last.pt does not fit the model, step_*.pt does",
+        ["train", "--config-json", cfg, "--out", bad, "--resume", "yes"],
+        0,
+        check=lambda: (rf.checkpoints / "unreadable" / "last.pt").is_file(),
+    )
+    for _, path in rf.checkpoint_files():
+        misfit(path)
+    misfit(rf.last_checkpoint)
+    rf.points.unlink()
+    p.cli(
+        "checkpoints: none fits the model",
+        ["train", "--config-json", cfg, "--out", bad, "--resume", "yes"],
+        says="does not fit the model",
+    )
+    p.cli(
+        "refine: no checkpoint fits",
+        ["refine", bad],
+        says="--resume yes",
+    )
+
+
 def plan_cases(p: Probe) -> None:
     from holly.plan import apply_base, plan
 
@@ -678,11 +1085,12 @@ def main_probe(argv: list[str]) -> int:
         probe = Probe(Path(tmp))
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         groups = (config_cases, config_file_cases, plan_cases, archive_cases, data_cases)
-        for group in (*groups, nothing_lost_cases):
+        for group in (*groups, nothing_lost_cases, faults_cases):
             group(probe)
         run_folder_cases(probe, quick)
         if not quick:
             training_cases(probe)
+            resume_cases(probe)
     for failure in probe.failures:
         print("NOT WELL:", failure)
     well = probe.tried - len(probe.failures)

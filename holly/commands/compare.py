@@ -19,6 +19,7 @@ import logging
 
 from holly.atomic import refuse_inputs, write_json
 from holly.halfsets import compare_runs
+from holly.pointio import write_points
 from holly.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     ra, rb = RunFolder(args.run_a), RunFolder(args.run_b)
     outputs = {"--out": args.out, "--figure": args.figure, "--aligned": args.aligned}
+    if args.figure:
+        from holly.figures import check_figure_path
+
+        check_figure_path(args.figure, "--figure")
     refuse_inputs(outputs, [*ra.trained_files(), *rb.trained_files(), args.ground_truth])
     with contextlib.ExitStack() as held:
         # a shared lock on each run read (not on --out's folder: in the workflow that is the
@@ -53,17 +58,22 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    aligned = []
     result = compare_runs(
-        args.run_a,
-        args.run_b,
-        ground_truth=args.ground_truth,
-        seed=args.seed,
-        aligned_out=args.aligned,
+        args.run_a, args.run_b, ground_truth=args.ground_truth, seed=args.seed, aligned=aligned
     )
-    write_json(args.out, result, allow_nan=False)
+    figure = None
     if args.figure:
-        from holly.figures import fsc_figure, save_figure
+        from holly.figures import fsc_figure
 
-        save_figure(fsc_figure(result), args.figure, args.dpi)
+        figure = fsc_figure(result)
+    # everything is computed: write the files, the JSON last (the workflow's target)
+    if args.aligned:
+        write_points(args.aligned, aligned[0], comment="holly compare: aligned to run A")
+    if figure is not None:
+        from holly.figures import save_figure
+
+        save_figure(figure, args.figure, args.dpi)
+    write_json(args.out, result, allow_nan=False)
     log.info("wrote %s", args.out)
     return 0

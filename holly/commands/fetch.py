@@ -73,6 +73,16 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
+
+    if args.retries < 0:
+        raise HollyError(
+            f"--retries must be >= 0 (extra attempts after a failure), got {args.retries}"
+        )
+    outputs = {"--write-manifest": args.write_manifest, "--done": args.done, "--dest": args.dest}
+    refuse_inputs(outputs, [args.manifest], into={"--dest"})
+    if args.done is not None and args.done == args.write_manifest:
+        raise HollyError("--done and --write-manifest name the same file; give two paths")
     manifest = zenodo.read_manifest(args.manifest) if args.manifest else None
     if args.record is None and manifest is None:
         raise HollyError("name a RECORD or give --manifest")

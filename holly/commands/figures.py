@@ -59,6 +59,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from holly.atomic import refuse_inputs
+    from holly.runfolder import RunFolder
+
+    runs = [RunFolder(r) for r in (args.run_dir, *args.others)]
+    inputs = [f for rf in runs for f in rf.result_files() if f != rf.figures]
+    inputs += [args.published, args.aligned, args.scores]
+    refuse_inputs({"--out": args.out}, inputs, into={"--out"})
     if args.only:
         extra_figures(
             args.run_dir,

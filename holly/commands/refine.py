@@ -28,8 +28,24 @@ def main(args) -> int:
     if args.steps < 1:
         raise HollyError(f"--steps must be >= 1, got {args.steps}")
     run = RunFolder(args.run)
+    continue_it = f"`holly train --config {run.config} --out {run.root} --resume yes`"
     if not run.is_finished():
-        raise HollyError(f"{run.root} holds no finished run (no points.ply): finish `holly train`")
+        if run.config.is_file() and run.resume_candidates():
+            raise HollyError(
+                f"{run.root} holds no finished run (no points.ply): its training or refinement "
+                f"was interrupted; finish it first with {continue_it}, then refine further"
+            )
+        raise HollyError(
+            f"{run.root} holds no finished run (no points.ply, no checkpoint): train it with "
+            "`holly train --config CONFIG --out RUN` first"
+        )
+    if not run.resume_candidates():
+        raise HollyError(
+            f"{run.root} has no checkpoint ({run.last_checkpoint} and step_*.pt are missing): "
+            "refinement continues the run's training state and would otherwise retrain it "
+            f"from step 0. Retrain with `holly train --config {run.config} --out {run.root} "
+            "--force` (set refine.steps to refine as part of it)"
+        )
     raw = run.read_config()
     refine = dict(raw.get("refine") or {})
     refine["steps"] = int(refine.get("steps") or 0) + args.steps

@@ -41,11 +41,13 @@ def main(args) -> int:
     import torch
 
     from holly import geometry
+    from holly.atomic import refuse_inputs
     from holly.errors import HollyError
     from holly.imageio import write_image
     from holly.pointio import read_points
     from holly.render import render
 
+    refuse_inputs({"--out": args.out}, [args.points])
     if args.sigma <= 0:
         raise HollyError(f"--sigma must be > 0, got {args.sigma}")
     if min(args.size) < 1:

@@ -73,6 +73,18 @@ def resolve_config(args):
         if args.max_steps < 1:
             raise HollyError(f"--max-steps must be >= 1, got {args.max_steps}")
         overrides.setdefault("train", {})["max_steps"] = args.max_steps
+    if args.config and args.config_json:
+        try:
+            return load_config(args.config, overrides)
+        except HollyError as exc:
+            try:
+                load_config(args.config)  # the file alone: is the fault in --config-json?
+            except HollyError:
+                raise exc from None
+            where = f"{args.config}: "
+            text = str(exc)
+            text = text[len(where) :] if text.startswith(where) else text
+            raise HollyError(f"--config-json (merged over {args.config}): {text}") from None
     if args.config:
         return load_config(args.config, overrides)
     return from_dict(overrides, where="--config-json")
