@@ -168,7 +168,9 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "num_points": evaluation.get("n_points"),
         "n_ground_truth": evaluation.get("n_ground_truth"),
         "image_size": f"{render.get('height')}x{render.get('width')}" if render else None,
-        "epochs": cfg.get("train", {}).get("epochs"),
+        # derived from train.steps where that is set (provenance's training_length)
+        "epochs": (prov.get("training_length") or {}).get("epochs")
+        or cfg.get("train", {}).get("epochs"),
         "steps": int(last["step"]) if "step" in last else None,
         "train_seconds": float(last["elapsed_s"]) if "elapsed_s" in last else None,
         "final_train_loss": float(last_loss["train_loss"]) if "train_loss" in last else None,

@@ -149,6 +149,9 @@ def _presentations(cfg):
     images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
     if cfg.data.source != "simulated":
         images = cfg.train.epochs * (cfg.data.max_images or 100_000)
+    # train.steps: the epochs are derived, about `steps` batches whatever the data size
+    if cfg.train.steps:
+        images = cfg.train.steps * cfg.train.batch_size
     if cfg.train.max_steps:
         images = min(images, cfg.train.max_steps * cfg.train.batch_size)
     return images
