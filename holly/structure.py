@@ -104,7 +104,9 @@ def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 
     dict
         ``edges`` (6, ascending), ``edge_mean``, ``edge_spread`` ((max - min) / mean),
         ``compactness`` (fraction of points within ``edge_mean / 4`` of their centre),
-        ``cluster_sizes``, ``cluster_sd`` (per-axis sd of the points about their centres),
+        ``cluster_sizes``, ``smallest_cluster_share`` (the smallest cluster's points x 4 / N:
+        near 0 when a vertex is almost empty), ``cluster_sd`` (per-axis sd of the points about
+        their centres),
         ``precision``, ``cluster_sd_over_precision``, ``targets``, ``meets_targets``.
     """
     x = _cloud(points, 4)
@@ -118,6 +120,7 @@ def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 
     dist = np.linalg.norm(x - centres[labels], axis=1)
     compactness = float((dist <= mean / 4).mean())
     sd = float(np.sqrt((dist**2).mean() / 3))
+    sizes = np.bincount(labels, minlength=4)
     t = TETRAHEDRON_TARGETS
     meets = spread <= t["edge_spread_max"] and compactness >= t["compactness_min"]
     return {
@@ -125,7 +128,9 @@ def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 
         "edge_mean": mean,
         "edge_spread": spread,
         "compactness": compactness,
-        "cluster_sizes": np.bincount(labels, minlength=4).tolist(),
+        "cluster_sizes": sizes.tolist(),
+        # 1 when the points are shared equally; near 0 when a vertex is (almost) empty
+        "smallest_cluster_share": float(sizes.min() * 4 / len(x)),
         "cluster_sd": sd,
         "precision": precision,
         "cluster_sd_over_precision": sd / precision if precision else None,
@@ -294,7 +299,13 @@ def check(
 def headline(block: dict) -> dict:
     """The few scalars of a ``structure`` block for the summary table (``structure_*``)."""
     keys = {
-        "tetrahedron": ("edge_spread", "compactness", "cluster_sd_over_precision", "edge_mean_nm"),
+        "tetrahedron": (
+            "edge_spread",
+            "compactness",
+            "smallest_cluster_share",
+            "cluster_sd_over_precision",
+            "edge_mean_nm",
+        ),
         "ring": ("radius_nm", "radius_ratio", "dominant_order"),
         "flat": ("flatness",),
     }[block["check"]]

@@ -19,7 +19,7 @@ def test_regular_tetrahedron_with_noise_has_equal_edges_and_compact_clusters():
     out = structure.tetrahedron(cloud, precision=0.03, seed=1)
     assert out["edge_spread"] < 0.03 and out["compactness"] > 0.99
     assert out["edge_mean"] == pytest.approx(1.0, abs=0.02)
-    assert out["cluster_sizes"] == [50, 50, 50, 50]
+    assert out["cluster_sizes"] == [50, 50, 50, 50] and out["smallest_cluster_share"] == 1.0
     assert out["cluster_sd_over_precision"] == pytest.approx(1.0, abs=0.15)
     assert out["meets_targets"]
     again = structure.tetrahedron(cloud, precision=0.03, seed=1)
@@ -32,6 +32,12 @@ def test_distorted_tetrahedron_and_a_diffuse_cloud_fail():
     assert out["edge_spread"] > 0.2 and not out["meets_targets"]
     diffuse = structure.tetrahedron(_blobs(VERTICES, 50, 0.25))
     assert diffuse["compactness"] < 0.8 and not diffuse["meets_targets"]
+    # three vertices and two strays where the fourth should be: an almost empty cluster
+    three = np.concatenate(
+        [_blobs(VERTICES[:3], 50, 0.03), VERTICES[3] + [[0.3, 0, 0], [-0.3, 0, 0]]]
+    )
+    empty = structure.tetrahedron(three)
+    assert empty["smallest_cluster_share"] < 0.1
 
 
 def _ring(order, n, radius=50.0, sd=1.5, seed=0, z=0.0):
