@@ -43,7 +43,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from holly import __version__
-from holly.errors import HollyError
+from holly.errors import HollyError, one_line
 from holly.pointio import read_points, write_points
 from holly.runfolder import RunFolder
 
@@ -1023,8 +1023,11 @@ def read_structure_model(path: str | os.PathLike) -> np.ndarray:
             for k, v in scipy.io.loadmat(path).items()
             if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "fiu"
         }
-    except (ValueError, NotImplementedError, OSError) as exc:
-        raise HollyError(f"structure model {path}: not a MATLAB v5 file ({exc})") from None
+    except (ValueError, NotImplementedError, OSError, scipy.io.matlab.MatReadError) as exc:
+        raise HollyError(
+            f"structure model {path}: not a MATLAB v5 file ({one_line(exc)}); a point file "
+            "(PLY, OBJ, CSV) works too"
+        ) from None
     shaped = [v.T if v.shape[0] == 3 and v.shape[1] != 3 else v for v in arrays.values()]
     shaped = [v for v in shaped if v.ndim == 2 and v.shape[1] == 3]
     if len(shaped) != 1:

@@ -52,6 +52,8 @@ def test_evaluate_structure_on_a_simulated_run(tmp_path, capsys):
     assert block["extents_nm"] is None  # simulated: no nm scale
     assert main(["evaluate", str(run), "--structure-model", "x.ply"]) == 2
     assert "error: --structure-model needs --structure" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--structure", "flat", "--structure-model", "m.ply"]) == 2
+    assert "error: --structure-model is used by --structure ring only" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--structure", "ring", "--structure-model", "no.mat"]) == 2
     assert "structure model no.mat does not exist" in capsys.readouterr().err
 
@@ -129,3 +131,19 @@ def test_real_data_example_configs_say_where_the_data_come_from(name):
     (exp,) = cfg["experiments"]
     assert exp["train"]["steps"] == 2000
     assert cfg["evaluation"]["structure"][exp["name"]]["check"] in ("tetrahedron", "ring", "flat")
+
+
+def test_structure_model_files(tmp_path):
+    import scipy.io
+
+    from holly.errors import HollyError
+
+    pts = np.arange(30, dtype=float).reshape(10, 3)
+    scipy.io.savemat(tmp_path / "one.mat", {"Model": pts.T})  # 3 x M is read as M x 3
+    assert np.array_equal(read_structure_model(tmp_path / "one.mat"), pts)
+    scipy.io.savemat(tmp_path / "two.mat", {"a": pts, "b": pts})
+    with pytest.raises(HollyError, match=r"two\.mat: expected one numeric M x 3 array"):
+        read_structure_model(tmp_path / "two.mat")
+    (tmp_path / "bad.mat").write_text("not matlab")
+    with pytest.raises(HollyError, match=r"bad\.mat"):
+        read_structure_model(tmp_path / "bad.mat")

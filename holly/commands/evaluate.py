@@ -136,6 +136,8 @@ def _structure_spec(args: argparse.Namespace) -> dict | None:
         if extra:
             raise HollyError(f"--{extra[0].replace('_', '-')} needs --structure")
         return None
+    if args.structure_model is not None and check != "ring":
+        raise HollyError("--structure-model is used by --structure ring only")
     if args.precision is not None and not (args.precision > 0):
         raise HollyError(f"--precision must be a positive length, got {args.precision}")
     if args.model_nm_per_unit is not None and not (args.model_nm_per_unit > 0):
