@@ -1063,6 +1063,21 @@ def store_precision(store_path: str | os.PathLike) -> tuple[float | None, float 
     return float(np.median(sigma)) / source_per_unit, source_per_unit
 
 
+def store_particle_extents(store_path: str | os.PathLike) -> np.ndarray | None:
+    """Median 2D principal extents of the particles' localisations in an image store made by
+    `holly localise` (``[2]``, the localisations' units), or None without that table."""
+    from holly.imagestore import ImageStore
+    from holly.structure import particle_extents
+
+    if not store_path or not Path(store_path).exists():
+        return None
+    store = ImageStore.open(store_path)
+    if "localisation_xy" not in store.group or "localisation_particle" not in store.group:
+        return None
+    xy = np.asarray(store.group["localisation_xy"][:], dtype=np.float64)
+    return particle_extents(xy, np.asarray(store.group["localisation_particle"][:]))
+
+
 def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 0) -> dict:
     """The ``structure`` block of ``evaluation.json`` (:mod:`holly.structure`).
 
@@ -1071,7 +1086,8 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
     ``model`` (ring: a file of the known structure's points, :func:`read_structure_model`) and
     ``model_nm_per_unit`` (nm per unit of that file; default 1, i.e. nm). Lengths are in model
     units, in nm where the run's store records its pixel size, and for a store made by
-    `holly localise` also in the localisation file's own units (``*_source``).
+    `holly localise` also in the localisation file's own units (``*_source``); the flat check
+    adds the localisations' own 2D extents (``data_extents``, median over particles).
     """
     from holly import structure
 
@@ -1094,6 +1110,14 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
         seed=seed,
     )
     block["source_per_unit"] = source_per_unit
+    if spec["check"] == "flat" and source_per_unit:
+        ext = store_particle_extents(data.get("store"))  # localisation units
+        nm = block["nm_per_unit"]
+        model_ext = None if ext is None else ext / source_per_unit
+        block["data_extents"] = None if model_ext is None else model_ext.tolist()
+        block["data_extents_nm"] = (
+            None if model_ext is None or not nm else (model_ext * nm).tolist()
+        )
     if source_per_unit and spec["check"] == "tetrahedron":
         block["edge_mean_source"] = block["edge_mean"] * source_per_unit
     if spec.get("model"):

@@ -12,7 +12,8 @@ what the structure should have, so a real-data run can be judged without ground-
   ``|mean exp(i k phi)|`` for orders ``k = 1..12``; an 8-fold pore has order 8 dominant.
   A model cloud (e.g. the NPC model's 32 sites) gets the same measurement for comparison.
 * ``flat`` (:func:`flat`): the principal extents (central 95 % range along each principal axis)
-  and ``flatness`` = smallest / largest extent (0 for a flat object).
+  and ``flatness`` = smallest / largest extent (0 for a flat object), beside the same 2D
+  extents of the localisations themselves (median over particles, :func:`particle_extents`).
 
 Lengths come back in the cloud's units; :func:`check` adds ``*_nm`` values where the caller
 knows nm per unit. ``evaluation.json`` holds the result under ``structure`` (holly evaluate
@@ -199,6 +200,30 @@ def ring(points: np.ndarray, max_order: int = MAX_ORDER) -> dict:
     }
 
 
+def principal_extents(x: np.ndarray, coverage: float = 0.95) -> np.ndarray:
+    """Central ``coverage`` range of ``x [N, D]`` along each principal axis, largest first."""
+    centre, axes = _principal(np.asarray(x, dtype=np.float64))
+    proj = (x - centre) @ axes.T
+    lo, hi = np.percentile(proj, [50 * (1 - coverage), 50 * (1 + coverage)], axis=0)
+    return np.sort(hi - lo)[::-1]
+
+
+def particle_extents(
+    xy: np.ndarray, particle: np.ndarray, coverage: float = 0.95, min_points: int = 3
+) -> np.ndarray | None:
+    """The data's own extents, for comparison with a flat check: the median over particles
+    of each particle's 2D principal extents (``[2]``, largest first, units of ``xy``).
+
+    ``xy [L, 2]`` are the localisations, ``particle [L]`` their particle; particles with fewer
+    than ``min_points`` localisations are skipped (None when none is left)."""
+    ext = [
+        principal_extents(xy[particle == p], coverage)
+        for p in np.unique(particle)
+        if (particle == p).sum() >= min_points
+    ]
+    return np.median(np.array(ext), axis=0) if ext else None
+
+
 def flat(points: np.ndarray, coverage: float = 0.95) -> dict:
     """Principal extents and flatness (smallest / largest extent).
 
@@ -211,10 +236,7 @@ def flat(points: np.ndarray, coverage: float = 0.95) -> dict:
         ``extents`` (3, largest first), ``flatness``.
     """
     x = _cloud(points, 3)
-    centre, axes = _principal(x)
-    proj = (x - centre) @ axes.T
-    lo, hi = np.percentile(proj, [50 * (1 - coverage), 50 * (1 + coverage)], axis=0)
-    extents = np.sort(hi - lo)[::-1]
+    extents = principal_extents(x, coverage)
     if extents[0] <= 0:
         raise HollyError("the cloud has no extent: every point at one spot")
     return {

@@ -92,3 +92,18 @@ def test_headline_and_bad_input():
         structure.check("cube", VERTICES)
     with pytest.raises(HollyError, match="at least 4 finite points"):
         structure.tetrahedron(VERTICES[:3])
+
+
+def test_particle_extents_are_the_median_over_particles():
+    rng = np.random.default_rng(0)
+    xy, pid = [], []
+    for p, (a, b) in enumerate([(10, 4), (12, 5), (14, 6), (1, 1)]):
+        q = rng.uniform(-0.5, 0.5, (400, 2)) * [a, b]
+        turn = rng.uniform(0, 2 * np.pi)
+        c, s = np.cos(turn), np.sin(turn)
+        xy.append(q @ np.array([[c, -s], [s, c]]).T + rng.normal(0, 50, 2))
+        pid.append(np.full(400, p))
+    ext = structure.particle_extents(np.concatenate(xy), np.concatenate(pid))
+    # medians of (10, 12, 14, 1) and (4, 5, 6, 1) x 0.95 (the central 95 %)
+    assert ext == pytest.approx([0.95 * 11, 0.95 * 4.5], rel=0.06)
+    assert structure.particle_extents(np.zeros((2, 2)), np.array([0, 1])) is None

@@ -102,6 +102,13 @@ def test_tetrahedra_localised_trained_and_checked(tmp_path):
     sigma = np.concatenate([pd.read_csv(f)["sigma_xy"].to_numpy() for f in files])
     assert block["precision"] * block["source_per_unit"] == pytest.approx(np.median(sigma))
     assert block["edge_mean_source"] == pytest.approx(block["edge_mean"] * block["source_per_unit"])
+    # the flat check adds the localisations' own extents (no nm: the files are unitless)
+    out = tmp_path / "flat.json"
+    assert main(["evaluate", str(run), "--structure", "flat", "--out", str(out)]) == 0
+    flat = json.loads(out.read_text())["structure"]
+    assert len(flat["data_extents"]) == 2 and flat["data_extents_nm"] is None
+    # a tetrahedron of edge 1 projected: each particle spans about an edge (x px_per_unit)
+    assert 0.5 < flat["data_extents"][0] * flat["source_per_unit"] < 1.5
 
 
 @pytest.mark.parametrize(
