@@ -115,7 +115,14 @@ class SigmaConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = _spec(40, lo=1)
+    epochs: int = _spec(40, lo=1, doc="passes over the training images (unless steps is set)")
+    steps: int | None = _spec(
+        None,
+        lo=1,
+        doc="CNN steps of the amortised phase: the epochs are derived from the data size "
+        "(the fewest whole epochs giving at least this many) and epochs is ignored; null: "
+        "use epochs",
+    )
     batch_size: int = _spec(32, lo=1)
     lr: float = _spec(4e-4, lo=0.0, hi=1.0, doc="CNN learning rate")
     points_lr: float | None = _spec(None, lo=0.0, hi=1.0, doc="points learning rate (default lr)")

@@ -11,6 +11,10 @@ Three schedules, each a pure function of the global step (``sigma_at``):
   ``(list[a+1] / list[a]) ** (1 / (steps_per_epoch * e_per))`` with ``e_per = epochs / (L - 1)``
   epochs per list interval and ``a = floor(epoch / e_per)``. Never re-anchored to list values.
 * ``linear`` (HEAD): piecewise-linear interpolation over the list by training progress.
+
+How long the CNN phase is (``training_length``): ``train.epochs`` passes over the training
+images, or, when ``train.steps`` is set, the fewest whole epochs that give at least that many
+steps, so a small image store gets the training the defaults were tuned for (``TUNED_STEPS``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from importlib import resources
 from holly.errors import HollyError
 
 SHIPPED = ("quick", "bunny", "cep", "default")
+# The CNN steps the default workflow's settings were tuned at (config/config.yaml: 2 epochs of
+# 4,000 particles x 8 copies in batches of 32). A run far shorter than this learns only the
+# envelope of its structure (README, "The default experiments, measured").
+TUNED_STEPS = 2000
+# A run with fewer CNN steps than this fraction of TUNED_STEPS is warned about.
+SHORT_FRACTION = 0.25
 
 
 def load_sigma_list(name_or_values: str | list[float]) -> list[float]:
@@ -104,3 +114,84 @@ class SigmaSchedule:
             a = min(int(epoch / e_per), n - 2)
             log_sigma += count * math.log(self.values[a + 1] / self.values[a]) / steps_per_interval
         return math.exp(log_sigma)
+
+
+@dataclass(frozen=True)
+class TrainingLength:
+    """The CNN phase's length: ``epochs`` x ``steps_per_epoch`` = ``steps``.
+
+    ``source`` is the config key it was derived from (``train.epochs`` or ``train.steps``).
+    """
+
+    epochs: int
+    steps_per_epoch: int
+    source: str
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def short(self) -> bool:
+        """Far shorter than the budget the defaults were tuned for."""
+        return self.steps < SHORT_FRACTION * TUNED_STEPS
+
+    def warning(self) -> str | None:
+        """What to raise when the run is short (None when it is not)."""
+        if not self.short:
+            return None
+        fix = (
+            f"set train.steps: {TUNED_STEPS} (epochs are then derived from the data size)"
+            if self.source == "train.epochs"
+            else "raise train.steps"
+        )
+        return (
+            f"training is short: {self.steps} CNN steps ({self.epochs} epochs of "
+            f"{self.steps_per_epoch} steps, from {self.source}), under "
+            f"{SHORT_FRACTION:.0%} of the {TUNED_STEPS} steps the defaults were tuned for; {fix}"
+        )
+
+    def record(self) -> dict:
+        """The provenance entry (``provenance.json`` key ``training_length``)."""
+        return {
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "steps": self.steps,
+            "source": self.source,
+            "tuned_steps": TUNED_STEPS,
+            "short": self.short,
+            "warning": self.warning(),
+        }
+
+
+def training_length(
+    epochs: int, steps: int | None, train_images: int, batch_size: int
+) -> TrainingLength:
+    """The CNN phase's epochs and steps for a training set of ``train_images``.
+
+    Parameters
+    ----------
+    epochs
+        ``train.epochs``: used as is when ``steps`` is None.
+    steps
+        ``train.steps`` or None. When set, the epochs are the fewest whole passes that give at
+        least this many steps (``ceil(steps / steps_per_epoch)``), and ``train.epochs`` is
+        ignored: a store of any size gets about the same training.
+    train_images, batch_size
+        Images in the training set and per step; ``steps_per_epoch = train_images //
+        batch_size``.
+
+    Raises
+    ------
+    HollyError
+        When the training set is smaller than one batch.
+    """
+    spe = train_images // batch_size
+    if spe < 1:
+        raise HollyError(
+            f"the training set has {train_images} images, fewer than one batch of "
+            f"{batch_size}: raise data.particles or data.augment, or lower train.batch_size"
+        )
+    if steps is None:
+        return TrainingLength(epochs, spe, "train.epochs")
+    return TrainingLength(max(1, math.ceil(steps / spe)), spe, "train.steps")

@@ -43,7 +43,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from holly import __version__
-from holly.errors import HollyError
+from holly.errors import HollyError, one_line
 from holly.pointio import read_points, write_points
 from holly.runfolder import RunFolder
 
@@ -794,6 +794,7 @@ def score_run(
     tau: float | None = None,
     seed: int = 0,
     aligned_out: str | os.PathLike | None = None,
+    structure: dict | None = None,
 ) -> tuple[dict, Path, np.ndarray | None]:
     """Score a finished run folder; returns the result, and where and what to write aligned.
 
@@ -813,6 +814,9 @@ def score_run(
         Where to write the aligned reconstruction instead of ``RUN/aligned_points.ply`` (for
         scoring against another cloud, such as published results, without touching the run's
         own alignment).
+    structure : dict, optional
+        A check of the known structure (:func:`structure_block`): ``check`` (tetrahedron, ring
+        or flat) and its parameters; the result goes under ``structure``.
 
     Returns
     -------
@@ -854,6 +858,8 @@ def score_run(
         "pose_error_deg": poses,
         "held_out_fit": _held_out_fit(rf),
     }
+    if structure:
+        result["structure"] = structure_block(rf, points, structure, seed)
     aligned_path = Path(aligned_out) if aligned_out is not None else rf.aligned_points
     if not has_gt:
         log.warning("no ground truth for %s: reporting cloud statistics only", run)
@@ -1004,3 +1010,122 @@ def _score_all(
         "chamfer_ratio_to_blob": ratio,
     }
     return fields, al
+
+
+def read_structure_model(path: str | os.PathLike) -> np.ndarray:
+    """A known structure's points ``[M, 3]``: a point file (PLY, OBJ, CSV), or a MATLAB v5 file
+    holding one numeric M x 3 (or 3 x M) array, such as the NPC model's ``NPCModel.mat``."""
+    path = Path(path)
+    if not path.is_file():
+        raise HollyError(f"structure model {path} does not exist")
+    if path.suffix.lower() != ".mat":
+        return read_points(path)
+    import scipy.io
+
+    try:
+        arrays = {
+            k: v
+            for k, v in scipy.io.loadmat(path).items()
+            if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "fiu"
+        }
+    except (ValueError, NotImplementedError, OSError, scipy.io.matlab.MatReadError) as exc:
+        raise HollyError(
+            f"structure model {path}: not a MATLAB v5 file ({one_line(exc)}); a point file "
+            "(PLY, OBJ, CSV) works too"
+        ) from None
+    shaped = [v.T if v.shape[0] == 3 and v.shape[1] != 3 else v for v in arrays.values()]
+    shaped = [v for v in shaped if v.ndim == 2 and v.shape[1] == 3]
+    if len(shaped) != 1:
+        raise HollyError(
+            f"structure model {path}: expected one numeric M x 3 array, found "
+            f"{ {k: v.shape for k, v in arrays.items()} }"
+        )
+    return np.asarray(shaped[0], dtype=np.float64)
+
+
+def store_precision(store_path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """The localisation precision of an image store made by `holly localise`, in model units,
+    and the source units per model unit: ``(median sigma_xy, source_per_unit)``.
+
+    ``(None, None)`` when the store is absent or has no ``localisation_sigma_xy`` (the file had
+    no precision column), or no recorded ``pixels_per_unit``.
+    """
+    from holly.imagestore import ImageStore
+
+    if not store_path or not Path(store_path).exists():
+        return None, None
+    store = ImageStore.open(store_path)
+    per_unit = (store.attrs.get("params") or {}).get("pixels_per_unit")
+    if not per_unit:
+        return None, None
+    source_per_unit = (store.height / 4) / float(per_unit)  # source units per model unit
+    if "localisation_sigma_xy" not in store.group:
+        return None, source_per_unit
+    sigma = np.asarray(store.group["localisation_sigma_xy"][:], dtype=np.float64)
+    sigma = sigma[np.isfinite(sigma) & (sigma > 0)]
+    if not sigma.size:
+        return None, source_per_unit
+    return float(np.median(sigma)) / source_per_unit, source_per_unit
+
+
+def store_particle_extents(store_path: str | os.PathLike) -> np.ndarray | None:
+    """Median 2D principal extents of the particles' localisations in an image store made by
+    `holly localise` (``[2]``, the localisations' units), or None without that table."""
+    from holly.imagestore import ImageStore
+    from holly.structure import particle_extents
+
+    if not store_path or not Path(store_path).exists():
+        return None
+    store = ImageStore.open(store_path)
+    if "localisation_xy" not in store.group or "localisation_particle" not in store.group:
+        return None
+    xy = np.asarray(store.group["localisation_xy"][:], dtype=np.float64)
+    return particle_extents(xy, np.asarray(store.group["localisation_particle"][:]))
+
+
+def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 0) -> dict:
+    """The ``structure`` block of ``evaluation.json`` (:mod:`holly.structure`).
+
+    ``spec``: ``check`` (tetrahedron | ring | flat); optional ``precision`` (model units; by
+    default the median ``sigma_xy`` of the run's image store, where `holly localise` kept it),
+    ``model`` (ring: a file of the known structure's points, :func:`read_structure_model`) and
+    ``model_nm_per_unit`` (nm per unit of that file; default 1, i.e. nm). Lengths are in model
+    units, in nm where the run's store records its pixel size, and for a store made by
+    `holly localise` also in the localisation file's own units (``*_source``); the flat check
+    adds the localisations' own 2D extents (``data_extents``, median over particles).
+    """
+    from holly import structure
+
+    cfg = run.read_config(required=False)
+    data = cfg.get("data") or {}
+    precision, source_per_unit = (None, None)
+    if data.get("source") == "zarr":
+        precision, source_per_unit = store_precision(data.get("store"))
+    if spec.get("precision") is not None:
+        precision = float(spec["precision"])
+    scale = run.read_scale()
+    model = read_structure_model(spec["model"]) if spec.get("model") else None
+    block = structure.check(
+        spec["check"],
+        points,
+        nm_per_unit=scale["nm_per_model_unit"] if scale else None,
+        precision=precision,
+        model=model,
+        model_nm_per_unit=spec.get("model_nm_per_unit"),
+        seed=seed,
+    )
+    block["source_per_unit"] = source_per_unit
+    if spec["check"] == "flat" and source_per_unit:
+        ext = store_particle_extents(data.get("store"))  # localisation units
+        nm = block["nm_per_unit"]
+        model_ext = None if ext is None else ext / source_per_unit
+        block["data_extents"] = None if model_ext is None else model_ext.tolist()
+        block["data_extents_nm"] = (
+            None if model_ext is None or not nm else (model_ext * nm).tolist()
+        )
+    if source_per_unit and spec["check"] == "tetrahedron":
+        block["edge_mean_source"] = block["edge_mean"] * source_per_unit
+    if spec.get("model"):
+        block["model_file"] = str(spec["model"])
+    log.info("structure check %s: %s", spec["check"], structure.headline(block))
+    return block

@@ -266,17 +266,52 @@ def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
         raise HollyError(f"{where}: {exc}") from None
 
 
+STRUCTURE_CHECKS = ("tetrahedron", "ring", "flat")
+
+
+def resolve_structure(config: dict, experiments: dict, files: dict | None = None) -> dict:
+    """``name -> structure check`` (``evaluation.structure``; holly evaluate ``--structure``).
+
+    Keys are experiment names as written; the copies made for ``variants`` share their
+    experiment's check. A check names ``tetrahedron``, ``ring`` or ``flat``; a ``model`` file
+    must exist or be made by the workflow (a key of ``files``).
+    """
+    files = files or {}
+    wanted = (config.get("evaluation") or {}).get("structure") or {}
+    names = [entry["name"] for entry in config["experiments"]]
+    out = {}
+    for key, spec in wanted.items():
+        where = f"evaluation.structure.{key}"
+        if key not in names:
+            raise HollyError(f"{where}: {key!r} is not an experiment ({', '.join(names)})")
+        if not isinstance(spec, dict) or spec.get("check") not in STRUCTURE_CHECKS:
+            raise HollyError(f"{where}: 'check' must be one of {', '.join(STRUCTURE_CHECKS)}")
+        model = spec.get("model")
+        if model is not None and model not in files and not Path(model).is_file():
+            raise HollyError(
+                f"{where}: model file {model!r} does not exist (relative paths start in the "
+                f"working directory {Path.cwd()})"
+            )
+        if model is not None and spec["check"] != "ring":
+            raise HollyError(f"{where}: 'model' is used by the ring check only")
+        for name in experiments:
+            if name == key or (name.startswith(key + "-") and name not in names):
+                out[name] = dict(spec)
+    return out
+
+
 def plan(config: dict) -> dict:
     """Every plan-time check of a validated workflow config; returns the resolved pieces.
 
     Keys: ``records``, ``files``, ``stores``, ``localised`` (stores made by `holly localise`),
-    ``experiments``, ``published``.
+    ``experiments``, ``published``, ``structure`` (:func:`resolve_structure`).
     """
     check_finite(config, "")
     records, files, stores = resolve_downloads(config)
     localised = resolve_localisations(config, stores)
     experiments, published = resolve_experiments(config, files, {**stores, **localised})
     return {
+        "structure": resolve_structure(config, experiments, files),
         "records": records,
         "files": files,
         "stores": stores,

@@ -65,6 +65,15 @@ TABLE_COLUMNS = (
     ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
     ("fsc_resolution_0143_nm", "FSC 0.143", "{:.0f}"),
     ("halves_chamfer", "half-set Chamfer", "{:.3f}"),
+    # the check of a known structure (holly evaluate --structure), where one was asked for
+    ("structure_check", "structure check", "{}"),
+    ("structure_edge_spread", "edge spread", "{:.3f}"),
+    ("structure_compactness", "compactness", "{:.2f}"),
+    ("structure_radius_nm", "ring radius", "{:.1f}"),
+    ("structure_radius_ratio", "radius / model", "{:.3f}"),
+    ("structure_dominant_order", "dominant order", "{:d}"),
+    ("structure_extent_nm", "extent", "{:.0f}"),
+    ("structure_flatness", "flatness", "{:.2f}"),
 )
 # Shown in the table only when some experiment has a value (half-set runs are optional).
 OPTIONAL_COLUMNS = {
@@ -74,6 +83,14 @@ OPTIONAL_COLUMNS = {
     "fsc_resolution_05",
     "fsc_resolution_0143_nm",
     "halves_chamfer",
+    "structure_check",
+    "structure_edge_spread",
+    "structure_compactness",
+    "structure_radius_nm",
+    "structure_radius_ratio",
+    "structure_dominant_order",
+    "structure_extent_nm",
+    "structure_flatness",
 }
 # The unit of every numeric column of summary.csv that has one (docs/architecture.md lists them).
 # "model units": the frame of the point clouds, 1 unit = model_unit_px pixels (H/4); *_px and
@@ -105,6 +122,10 @@ SUMMARY_UNITS = {
     "fsc_resolution_0143": "model units",
     "fsc_resolution_05": "model units",
     "fsc_resolution_0143_nm": "nm",
+    "structure_edge_mean_nm": "nm",
+    "structure_radius_nm": "nm",
+    "structure_extent_nm": "nm",
+    "structure_extent2_nm": "nm",
     "fsc_resolution_05_nm": "nm",
     "halves_chamfer": "model units",
     "half1_gt_chamfer": "model units",
@@ -168,7 +189,9 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         "num_points": evaluation.get("n_points"),
         "n_ground_truth": evaluation.get("n_ground_truth"),
         "image_size": f"{render.get('height')}x{render.get('width')}" if render else None,
-        "epochs": cfg.get("train", {}).get("epochs"),
+        # derived from train.steps where that is set (provenance's training_length)
+        "epochs": (prov.get("training_length") or {}).get("epochs")
+        or cfg.get("train", {}).get("epochs"),
         "steps": int(last["step"]) if "step" in last else None,
         "train_seconds": float(last["elapsed_s"]) if "elapsed_s" in last else None,
         "final_train_loss": float(last_loss["train_loss"]) if "train_loss" in last else None,
@@ -201,6 +224,10 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     if rf.vs_published.is_file():
         row.update(_published_row(read_json(rf.vs_published)))
     row.update(_halfset_row(rf.halfsets))
+    if evaluation.get("structure"):  # holly evaluate --structure: its headline numbers
+        from holly.structure import headline
+
+        row.update(headline(evaluation["structure"]))
     return row
 
 

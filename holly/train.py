@@ -28,7 +28,7 @@ import torch
 from holly import __version__, refine
 from holly.atomic import atomic_path, refuse_inputs
 from holly.config import ExperimentConfig, from_dict
-from holly.curriculum import SHIPPED, SigmaSchedule, load_sigma_list
+from holly.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, training_length
 from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.errors import HollyError
 from holly.geometry import random_rotations
@@ -121,14 +121,13 @@ class Trainer:
         )
         self.precision.prepare(self.model)
         t = cfg.train
-        spe = len(self.data.train) // t.batch_size
-        if spe < 1:
-            raise HollyError(
-                f"the training set has {len(self.data.train)} images, fewer than one batch of "
-                f"{t.batch_size}: raise data.particles or data.augment, or lower train.batch_size"
-            )
+        self.length = training_length(t.epochs, t.steps, len(self.data.train), t.batch_size)
+        if self.length.short:
+            log.warning("%s", self.length.warning())
         values = tuple(load_sigma_list(cfg.sigma.values))
-        self.schedule = SigmaSchedule(values, cfg.sigma.schedule, t.epochs, spe)
+        self.schedule = SigmaSchedule(
+            values, cfg.sigma.schedule, self.length.epochs, self.length.steps_per_epoch
+        )
         self.amortised_steps = min(
             self.schedule.total_steps, t.max_steps or self.schedule.total_steps
         )
@@ -590,6 +589,7 @@ class Trainer:
         self.provenance = provenance(self.cfg.to_dict(), self.device, self.data.inputs, self.seed)
         self.provenance["resumed_from_step"] = self.step
         self.provenance["scale"] = self.data.scale  # nm per pixel / model unit (None: unknown)
+        self.provenance["training_length"] = self.length.record()  # epochs, steps, short?
         rf.write_provenance(self.provenance)
         write_points(rf.initial_points, self.initial_points, meta=self.ply_meta(0))
         if self.data.ground_truth is not None:

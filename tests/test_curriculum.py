@@ -104,3 +104,68 @@ def test_schedules_decrease_monotonically():
         schedule = SigmaSchedule(values, kind, 9, 7)
         sig = [schedule.sigma_at(s) for s in range(schedule.total_steps)]
         assert all(b <= a + 1e-12 for a, b in zip(sig, sig[1:], strict=False)), kind
+
+
+# -- training length (train.epochs or train.steps) -----------------------------------------
+
+
+def _default_workflow_experiments():
+    from conftest import ROOT
+
+    from holly.plan import apply_base, load_workflow_config, plan
+
+    config = apply_base(load_workflow_config(ROOT / "config" / "config.yaml"), ROOT)
+    return plan(config)["experiments"]
+
+
+def test_default_workflow_training_length_is_unchanged():
+    """config/config.yaml's experiments resolve to the steps and sigma schedule they had before
+    train.steps existed (2 epochs; cep152 3,000 particles, the others 4,000, x 8, batch 32)."""
+    from holly.config import from_dict
+    from holly.curriculum import training_length
+
+    expected = {"cep152": (750, 1500), "tetrapod": (1000, 2000), "helix": (1000, 2000)}
+    sigma_at = {  # SigmaSchedule(values, "geometric", 2, spe) before train.steps existed
+        750: [6.0, 4.279652775734651, 2.177324215807269, 0.9399183036804428],
+        1000: [6.0, 4.281099061624734, 2.177324215807269, 0.9396547936138611],
+    }
+    experiments = _default_workflow_experiments()
+    assert sorted(experiments) == sorted(expected)
+    for name, raw in experiments.items():
+        cfg = from_dict(raw)
+        t, d = cfg.train, cfg.data
+        assert t.steps is None, name
+        length = training_length(t.epochs, t.steps, d.particles * d.augment, t.batch_size)
+        spe, steps = expected[name]
+        assert (length.epochs, length.steps_per_epoch, length.steps) == (2, spe, steps), name
+        assert length.source == "train.epochs" and not length.short
+        schedule = SigmaSchedule(
+            tuple(load_sigma_list(cfg.sigma.values)), cfg.sigma.schedule, length.epochs, spe
+        )
+        assert schedule == SigmaSchedule((6.0, 4.0, 2.8, 2.0, 1.4, 1.0), "geometric", 2, spe)
+        got = [schedule.sigma_at(k) for k in (0, spe // 3, spe, 2 * spe - 1)]
+        assert got == sigma_at[spe], name
+
+
+def test_train_steps_derives_the_epochs_from_the_data_size():
+    from holly.curriculum import TUNED_STEPS, training_length
+
+    # the issue's case: 500 particles x 8 copies, 95 % for training, batch 32 -> 118 per epoch
+    by_epochs = training_length(2, None, 3800, 32)
+    assert (by_epochs.epochs, by_epochs.steps) == (2, 236) and by_epochs.short
+    assert "set train.steps: 2000" in by_epochs.warning()
+    by_steps = training_length(2, TUNED_STEPS, 3800, 32)
+    assert by_steps.epochs == 17 and by_steps.steps == 2006  # ceil(2000 / 118) epochs
+    assert by_steps.source == "train.steps" and not by_steps.short
+    assert by_steps.warning() is None
+    # a large set: steps that are a whole number of epochs give exactly those
+    assert training_length(40, 2000, 32000, 32).epochs == 2
+    # a short train.steps is warned about, naming that key
+    short = training_length(2, 100, 32000, 32)
+    assert short.steps == 1000 and not short.short  # one epoch at least
+    tiny = training_length(2, 100, 320, 32)
+    assert tiny.steps == 100 and "raise train.steps" in tiny.warning()
+    record = tiny.record()
+    assert record["source"] == "train.steps" and record["tuned_steps"] == TUNED_STEPS
+    with pytest.raises(HollyError, match="fewer than one batch"):
+        training_length(2, 2000, 20, 32)

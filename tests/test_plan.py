@@ -91,6 +91,22 @@ def _tiny(edit):
             lambda c: c["experiments"][0]["data"].update(source="zarr", store="none.zarr"),
             "image store 'none.zarr' does not exist",
         ),
+        (
+            lambda c: c.setdefault("evaluation", {}).update(structure={"nope": {"check": "flat"}}),
+            r"evaluation\.structure\.nope: 'nope' is not an experiment",
+        ),
+        (
+            lambda c: c.setdefault("evaluation", {}).update(
+                structure={c["experiments"][0]["name"]: {"check": "ring", "model": "no.mat"}}
+            ),
+            "model file 'no.mat' does not exist",
+        ),
+        (
+            lambda c: c.setdefault("evaluation", {}).update(
+                structure={c["experiments"][0]["name"]: {"check": "cube"}}
+            ),
+            "'check' must be one of tetrahedron, ring, flat",
+        ),
     ],
 )
 def test_plan_time_errors(edit, message):
@@ -126,3 +142,15 @@ def test_check_finite_names_the_key():
     with pytest.raises(HollyError, match=r"a\.b\[1\]"):
         check_finite({"a": {"b": [1.0, float("-inf")]}}, "")
     check_finite({"a": [1, 2.5, "x", None, True]}, "")
+
+
+def test_structure_checks_follow_their_experiment_and_its_variant_copies():
+    def edit(c):
+        name = c["experiments"][0]["name"]
+        c["variants"] = ["paper", "latest"]
+        c.setdefault("evaluation", {})["structure"] = {name: {"check": "tetrahedron"}}
+
+    cfg = _tiny(edit)
+    name = cfg["experiments"][0]["name"]
+    resolved = plan(cfg)["structure"]
+    assert resolved == {name: {"check": "tetrahedron"}, f"{name}-latest": {"check": "tetrahedron"}}

@@ -280,3 +280,20 @@ def test_log_lines_carry_an_eta(tmp_path, caplog):
     assert len(lines) == 2 and all(", ETA " in line for line in lines)
     assert lines[-1].startswith("step 4/4") and lines[-1].endswith("ETA 0s")
     assert [duration_text(s) for s in (-1, 45.9, 192, 7500)] == ["0s", "45s", "3m12s", "2h05m"]
+
+
+def test_train_steps_sets_the_length_and_is_recorded(tmp_path, caplog):
+    """train.steps: epochs derived from the data (96 images / 16 = 6 steps per epoch, 9 steps
+    asked -> 2 epochs, 12 steps, whatever train.epochs says); short runs are warned about."""
+    import json
+    import logging
+
+    cfg = from_dict({**TINY, "train": {**TINY["train"], "epochs": 40, "steps": 9}})
+    with caplog.at_level(logging.WARNING, logger="holly.train"):
+        out = train(cfg, tmp_path / "run")
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
+    assert steps[-1] == 12
+    record = json.loads((out / "provenance.json").read_text())["training_length"]
+    assert record["epochs"] == 2 and record["steps"] == 12 and record["source"] == "train.steps"
+    assert record["short"] and "raise train.steps" in record["warning"]
+    assert "training is short: 12 CNN steps" in caplog.text

@@ -8,6 +8,10 @@ RUN/aligned_points.ply (the reconstruction aligned onto the ground truth). Witho
 Chamfer is the mean (not squared) nearest-neighbour distance in both directions, halved; the
 F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
 
+--structure checks the cloud against a structure known in advance, without holly's renderer
+(holly/structure.py): tetrahedron, ring (with --structure-model, e.g. NPCModel.mat) or flat;
+the result is evaluation.json's "structure" block.
+
 --snapshots also scores every training snapshot (RUN/snapshots/points_*.ply) the same way and
 writes RUN/snapshot_scores.csv: the learning curve, which says whether and when a long run learned
 the structure. It works on an unfinished run too (then only the snapshots are scored).
@@ -54,6 +58,32 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "use it when scoring against another cloud, e.g. published results",
     )
     parser.add_argument(
+        "--structure",
+        choices=("tetrahedron", "ring", "flat"),
+        help="also check the known structure, without holly's renderer (evaluation.json "
+        "'structure'): tetrahedron (4 vertex clusters: edge spread, compactness against the "
+        "localisation precision), ring (radius and angular spectrum, order 8 for a pore), "
+        "flat (principal extents, flatness)",
+    )
+    parser.add_argument(
+        "--structure-model",
+        metavar="PATH",
+        help="ring: the known structure's points to compare with (PLY/OBJ/CSV, or a MATLAB "
+        "file with one M x 3 array such as NPCModel.mat)",
+    )
+    parser.add_argument(
+        "--model-nm-per-unit",
+        type=float,
+        help="nm per unit of --structure-model (default 1: nm; NPCModel.mat is in 130 nm "
+        "camera pixels)",
+    )
+    parser.add_argument(
+        "--precision",
+        type=float,
+        help="localisation precision in model units for the tetrahedron check (default: the "
+        "median sigma_xy of the run's image store, where it has one)",
+    )
+    parser.add_argument(
         "--snapshots",
         action="store_true",
         help="also score every training snapshot into RUN/snapshot_scores.csv (the learning "
@@ -74,6 +104,14 @@ def _summary(result: dict) -> str:
         parts.append("no ground truth")
     if pose is not None:
         parts.append(f"pose error median {pose['median']:.1f} deg")
+    if result.get("structure"):
+        from holly.structure import headline
+
+        row = headline(result["structure"])
+        parts.append(
+            f"{row.pop('structure_check')}: "
+            + ", ".join(f"{k[10:]} {v:.4g}" for k, v in row.items() if v is not None)
+        )
     return "; ".join(parts)
 
 
@@ -84,6 +122,32 @@ def _meta(args: argparse.Namespace, result: dict) -> dict:
     handedness = (result.get("reconstruction") or {}).get("handedness")
     meta["cloud"] = f"points.ply aligned to {truth} (handedness {handedness})"
     return meta
+
+
+def _structure_spec(args: argparse.Namespace) -> dict | None:
+    """The structure check asked for on the command line (None: none)."""
+    check = getattr(args, "structure", None)
+    extra = [
+        name
+        for name in ("structure_model", "model_nm_per_unit", "precision")
+        if getattr(args, name, None) is not None
+    ]
+    if check is None:
+        if extra:
+            raise HollyError(f"--{extra[0].replace('_', '-')} needs --structure")
+        return None
+    if args.structure_model is not None and check != "ring":
+        raise HollyError("--structure-model is used by --structure ring only")
+    if args.precision is not None and not (args.precision > 0):
+        raise HollyError(f"--precision must be a positive length, got {args.precision}")
+    if args.model_nm_per_unit is not None and not (args.model_nm_per_unit > 0):
+        raise HollyError(f"--model-nm-per-unit must be positive, got {args.model_nm_per_unit}")
+    return {
+        "check": check,
+        "model": args.structure_model,
+        "model_nm_per_unit": args.model_nm_per_unit,
+        "precision": args.precision,
+    }
 
 
 def _snapshot_curve(args: argparse.Namespace) -> None:
@@ -126,7 +190,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             log.warning("%s has not finished (no points.ply): scored its snapshots", args.run_dir)
             return 0
     result, aligned_path, aligned = score_run(
-        args.run_dir, args.ground_truth, args.tau, args.seed, aligned_out=args.aligned
+        args.run_dir,
+        args.ground_truth,
+        args.tau,
+        args.seed,
+        aligned_out=args.aligned,
+        structure=_structure_spec(args),
     )
     out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
     try:  # strict JSON first: a result that cannot be written leaves both files untouched

@@ -7,6 +7,12 @@ Re-running with --resume continues from the folder's newest readable checkpoint 
 the same device); --resume auto does so only if the config is unchanged. A folder that holds
 another run is refused unless --resume or --force (which replaces that run's files only).
 
+Training length: `train.epochs` passes over the training images, or `train.steps` CNN steps
+whatever the data size (the epochs are derived: the fewest whole passes giving at least that
+many; use it for image stores, e.g. `train.steps: 2000`, the budget the defaults were tuned
+for). A run under 25 % of that budget logs a warning; provenance.json records
+`training_length`. --max-steps stops early without changing the sigma curriculum.
+
 There is no built-in experiment: `holly config-default > my.yaml` writes the tuned defaults of
 config/config.yaml to start from.
 """

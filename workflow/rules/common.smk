@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -41,6 +42,7 @@ except HollyError as exc:
 RECORDS, FILES, STORES = _PLAN["records"], _PLAN["files"], _PLAN["stores"]
 LOCALISED = _PLAN["localised"]
 EXPERIMENTS, PUBLISHED = _PLAN["experiments"], _PLAN["published"]
+STRUCTURE = _PLAN["structure"]
 
 
 def run_dir(experiment):
@@ -149,6 +151,9 @@ def _presentations(cfg):
     images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
     if cfg.data.source != "simulated":
         images = cfg.train.epochs * (cfg.data.max_images or 100_000)
+    # train.steps: the epochs are derived, about `steps` batches whatever the data size
+    if cfg.train.steps:
+        images = cfg.train.steps * cfg.train.batch_size
     if cfg.train.max_steps:
         images = min(images, cfg.train.max_steps * cfg.train.batch_size)
     return images
@@ -180,6 +185,26 @@ def evaluation_options(wildcards):
     """Extra `holly evaluate` options from the config's evaluation section."""
     tau = config["evaluation"]["tau"]
     return f"--tau {float(tau)!r}" if tau is not None else ""
+
+
+def structure_options(wildcards):
+    """`holly evaluate --structure ...` for an experiment with `evaluation.structure`."""
+    spec = STRUCTURE.get(wildcards.experiment)
+    if not spec:
+        return ""
+    options = ["--structure", spec["check"]]
+    if spec.get("model"):
+        options += ["--structure-model", spec["model"]]
+    for key in ("model_nm_per_unit", "precision"):
+        if spec.get(key) is not None:
+            options += [f"--{key.replace('_', '-')}", repr(float(spec[key]))]
+    return " ".join(shlex.quote(str(o)) for o in options)
+
+
+def structure_inputs(wildcards):
+    """The structure check's model file, an input of `evaluate` (none without one)."""
+    model = (STRUCTURE.get(wildcards.experiment) or {}).get("model")
+    return {"model": model} if model else {}
 
 
 def figure_paths(experiment):

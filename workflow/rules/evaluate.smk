@@ -1,6 +1,7 @@
 rule evaluate:
     """Score a run against its ground truth, mirror-aware (`holly evaluate`)."""
     input:
+        unpack(structure_inputs),
         points=f"{RESULTS}/{{experiment}}/points.ply",
     output:
         json=f"{RESULTS}/{{experiment}}/evaluation.json",
@@ -14,9 +15,10 @@ rule evaluate:
         run=lambda w: run_dir(w.experiment),
         seed=config["evaluation"]["seed"],
         extra=evaluation_options,
+        structure=structure_options,
     shell:
         "holly evaluate {params.run:q} --out {output.json:q} --seed {params.seed}"
-        " {params.extra} 2> {log:q}"
+        " {params.extra} {params.structure} 2> {log:q}"
 
 
 rule vs_published:
