@@ -12,6 +12,14 @@ translated copies stay inside the frame.
   Chiral and asymmetric.
 * ``spiral`` — a conical helix (2.5 turns, radius shrinking along z) with a short tail: a hard
   case (thin, fine features near the apex) that the CPU default does not recover.
+
+Two sparse, flat test structures (a few discrete sites in the z = 0 plane, like DNA-origami
+binding sites or pore corners), for the localisation simulator (:mod:`holly.locsim`); their size
+in nm is :data:`SIZE_NM`:
+
+* ``logo`` — the letters "TUD" sampled on a grid, 38 sites, 80 x 75 nm (11 columns at 8 nm,
+  7 rows at 12.5 nm), like the TU Delft DNA-PAINT logo. No symmetry.
+* ``pore`` — 8 corners on a ring of radius 50 nm, like one ring of a nuclear pore. 8-fold.
 """
 
 from __future__ import annotations
@@ -102,11 +110,61 @@ def _spiral() -> np.ndarray:
     return _fit(np.concatenate([helix, tail]), 1.5)
 
 
+# "TUD" on a grid: 3-column letters with one empty column between them, 7 rows
+_LOGO_ROWS = (
+    "###.#.#.##.",
+    ".#..#.#.#.#",
+    ".#..#.#.#.#",
+    ".#..#.#.#.#",
+    ".#..#.#.#.#",
+    ".#..#.#.#.#",
+    ".#..###.##.",
+)
+_LOGO_PITCH_NM = (8.0, 12.5)  # x, y
+PORE_RADIUS_NM = 50.0
+
+
+def logo_sites_nm() -> np.ndarray:
+    """The ``logo`` sites ``[38, 3]`` in nm, centred on their centroid, z = 0, +y up."""
+    rows = len(_LOGO_ROWS)
+    sites = [
+        (c * _LOGO_PITCH_NM[0], (rows - 1 - r) * _LOGO_PITCH_NM[1], 0.0)
+        for r, line in enumerate(_LOGO_ROWS)
+        for c, ch in enumerate(line)
+        if ch == "#"
+    ]
+    sites = np.array(sites, dtype=np.float64)
+    return sites - sites.mean(0)
+
+
+def pore_sites_nm() -> np.ndarray:
+    """The ``pore`` corners ``[8, 3]`` in nm: a ring of radius :data:`PORE_RADIUS_NM`, z = 0."""
+    phi = 2 * np.pi * np.arange(8) / 8
+    return PORE_RADIUS_NM * np.stack([np.cos(phi), np.sin(phi), np.zeros(8)], 1)
+
+
+def _diameter(pts: np.ndarray) -> float:
+    return 2.0 * float(np.linalg.norm(pts - pts.mean(0), axis=1).max())
+
+
+# Natural size of the shapes that have one: the diameter (twice the farthest site's distance
+# from the centroid) in nm
+SIZE_NM = {"logo": _diameter(logo_sites_nm()), "pore": _diameter(pore_sites_nm())}
+SPARSE_SHAPES = ("logo", "pore")  # a few discrete sites each, not a sampled surface or curve
+
+
 # Cyclic symmetry about the shape's z axis: views related by it give identical images, so the
 # pose error takes the minimum over it.
-SYMMETRY_ORDER = {"cep152": 9}
+SYMMETRY_ORDER = {"cep152": 9, "pore": 8}
 
-BUILTIN_SHAPES = {"cep152": _cep152, "tetrapod": _tetrapod, "helix": _helix, "spiral": _spiral}
+BUILTIN_SHAPES = {
+    "cep152": _cep152,
+    "tetrapod": _tetrapod,
+    "helix": _helix,
+    "spiral": _spiral,
+    "logo": lambda: _fit(logo_sites_nm(), 1.5),
+    "pore": lambda: _fit(pore_sites_nm(), 1.5),
+}
 
 
 def builtin_shape(name: str) -> np.ndarray:

@@ -5,7 +5,7 @@ import torch
 from holly.config import from_dict
 from holly.geometry import geodesic_angle
 from holly.render import render
-from holly.shapes import BUILTIN_SHAPES, builtin_shape, load_shape
+from holly.shapes import BUILTIN_SHAPES, SPARSE_SHAPES, SYMMETRY_ORDER, builtin_shape, load_shape
 from holly.simulate import realise, simulate
 
 
@@ -109,8 +109,17 @@ def test_base_rotations_are_uniformly_spread():
 @pytest.mark.parametrize("name", sorted(BUILTIN_SHAPES))
 def test_builtin_shapes_fit_the_frame(name):
     verts = builtin_shape(name)
-    assert verts.shape[1] == 3 and len(verts) >= 100
+    assert verts.shape[1] == 3 and len(verts) >= (8 if name in SPARSE_SHAPES else 100)
     assert np.linalg.norm(verts, axis=1).max() <= 1.6
+
+
+def test_sparse_flat_shapes():
+    logo, pore = builtin_shape("logo"), builtin_shape("pore")
+    assert len(logo) == 38 and len(pore) == 8
+    assert np.all(logo[:, 2] == 0) and np.all(pore[:, 2] == 0)  # flat, in the z = 0 plane
+    assert SYMMETRY_ORDER["pore"] == 8
+    # the pore's corners are all one radius apart from the centre, 45 degrees apart
+    assert np.allclose(np.linalg.norm(pore, axis=1), 1.5)
 
 
 def test_user_shape_is_fitted(tmp_path):
