@@ -34,6 +34,7 @@ COMMANDS = {
     "pick": "pick",
     "ingest": "ingest",
     "localise": "localise",
+    "simulate-localisations": "simulate_localisations",
     "export": "export",
 }
 
