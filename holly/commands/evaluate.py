@@ -29,6 +29,7 @@ from holly.errors import HollyError
 from holly.evaluate import score_run, score_snapshots
 from holly.pointio import read_ply_comments, write_points
 from holly.runfolder import RunFolder
+from holly.views import run_views
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         aligned_out=args.aligned,
         structure=_structure_spec(args),
     )
+    result["views"] = run_views(args.run_dir)  # view range; unresolved z (holly/views.py)
     out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
     try:  # strict JSON first: a result that cannot be written leaves both files untouched
         json.dumps(result, default=_jsonable, allow_nan=False)
