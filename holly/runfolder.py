@@ -85,7 +85,7 @@ METRIC_COLUMNS = (
 )
 REQUIRED_METRICS = ("step", "train_loss", "test_loss", "sigma_in")
 TEXT_METRICS = ("phase", "head_usage")  # the other columns are numbers
-TEST_POSE_KEYS = ("rot_true", "rot_pred")
+TEST_POSE_KEYS = ("rot_pred",)  # rot_true too in simulated runs
 SAMPLE_KEYS = ("inputs", "renderings")
 
 # holly.atomic.atomic_path's temporary files: ".<name>.<mkstemp's 8 characters>.tmp"

@@ -671,6 +671,8 @@ class Trainer:
                 trans_true=test.translations_of(self.test_idx).cpu().numpy(),
                 **poses,
             )
+        else:  # real data: the poses alone, for their view range (holly/views.py)
+            self.run_folder.write_test_poses(**poses)
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one
         pick = torch.linspace(0, len(self.test_idx) - 1, min(16, len(self.test_idx))).long()

@@ -63,6 +63,13 @@ def test_train_from_store(tmp_path):
     assert not (out / "ground_truth.ply").exists()  # real data has no ground truth
     prov = json.loads((out / "provenance.json").read_text())
     assert str(store) in prov["inputs"]
+    # the held-out poses without true ones: evaluate reports their view range, no pose error
+    poses = np.load(out / "test_poses.npz")
+    assert "rot_pred" in poses.files and "rot_true" not in poses.files
+    assert main(["evaluate", str(out)]) == 0
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["pose_error_deg"] is None
+    assert evaluation["views"]["n_poses"] == len(poses["rot_pred"])
 
 
 def test_store_size_mismatch_is_a_clear_error(tmp_path, capsys):
