@@ -101,9 +101,13 @@ def uniform_sphere_ks(tilts: np.ndarray) -> float:
     return float(max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max()))
 
 
+HISTOGRAM_EDGES_DEG = tuple(range(0, 91, 10))
+
+
 def tilt_summary(tilts: np.ndarray, narrow_deg: float = NARROW_DEG) -> dict:
     """Spread of tilts (degrees): median, mean, sd, 90th/95th percentiles, max, the fraction
-    within ``narrow_deg``, ``cone_deg`` and the KS distance from uniform views."""
+    within ``narrow_deg``, ``cone_deg``, the KS distance from uniform views and a histogram
+    (``histogram``: counts per 10 degrees, 0-90)."""
     t = np.asarray(tilts, dtype=np.float64)
     p90 = float(np.percentile(t, 90))
     return {
@@ -116,6 +120,7 @@ def tilt_summary(tilts: np.ndarray, narrow_deg: float = NARROW_DEG) -> dict:
         "within_narrow": float((t <= narrow_deg).mean()),
         "cone_deg": cone_deg(p90),
         "ks_uniform": uniform_sphere_ks(t),
+        "histogram": np.histogram(t, bins=HISTOGRAM_EDGES_DEG)[0].tolist(),
     }
 
 
