@@ -53,7 +53,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--linker-nm", type=float, default=d.linker_nm, help="fluorophore-site distance (0)"
     )
-    parser.add_argument("--blinking", choices=BLINKING, default=d.blinking, help="(geometric)")
+    parser.add_argument(
+        "--blinking",
+        choices=BLINKING,
+        default=d.blinking,
+        help="localisations per fluorophore: geometric (>= 1) or poisson (>= 0) (geometric)",
+    )
     parser.add_argument(
         "--blinks",
         type=float,
@@ -83,7 +88,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--field-nm", type=float, help="side of each particle's field (default 1.5 x size)"
     )
-    parser.add_argument("--views", choices=VIEWS, default=d.views, help="(uniform)")
+    parser.add_argument(
+        "--views",
+        choices=VIEWS,
+        default=d.views,
+        help="one view per particle: uniform 3D, tilt-limited (--max-tilt) or in-plane only "
+        "(uniform)",
+    )
     parser.add_argument(
         "--max-tilt",
         type=float,
