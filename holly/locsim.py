@@ -451,3 +451,23 @@ def read_truth(out: str | os.PathLike) -> dict:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
         raise HollyError(f"{path}: not a readable simulation truth file ({exc})") from exc
+
+
+def store_poses(store_path: str | os.PathLike, out: str | os.PathLike) -> np.ndarray:
+    """True rotations ``[N, 3, 3]`` of the images of a store that ``holly localise`` made from a
+    simulated table ``out``: image ``i`` shows simulated particle ``label[particle_id[i]]``
+    rotated in-plane by ``rotation_angle[i]``, so its pose is ``R_z(angle) rotations[label]``
+    (renderer convention; the cloud frame is the sites', up to the bounding-box shift and the
+    store's scale).
+    """
+    from holly.imagestore import ImageStore
+
+    store = ImageStore.open(store_path)
+    truth = read_truth(out)
+    labels = store.attrs["source"].get("particle_labels")
+    ids = store.particle_ids.astype(np.int64)
+    particle = np.asarray(labels, dtype=np.int64)[ids] if labels is not None else ids
+    if particle.max() >= len(truth["rotations"]):
+        raise HollyError(f"{store_path} holds particles that {sidecars(out)['truth']} lacks")
+    angle = store.array("rotation_angle").astype(np.float64)
+    return _rz(angle) @ truth["rotations"][particle]

@@ -16,6 +16,7 @@ from holly.locsim import (
     LocSimParams,
     read_truth,
     simulate_localisations,
+    store_poses,
     view_rotations,
     write_simulation,
 )
@@ -241,18 +242,39 @@ def test_true_poses_are_in_the_renderer_convention(tmp_path):
     store = ImageStore.open(tmp_path / "s.zarr")
     images, phi = store.load_level(sigma), store.array("rotation_angle")
     k = result.pixels_per_unit / (size / 4)  # model units per nm
+    poses = store_poses(tmp_path / "s.zarr", tmp_path / "s.csv")
     for p in range(3):
         cam = s.rotations[p] @ s.sites_nm.T  # [3, S], every site labelled, one blink each
         centre = (cam[:2].min(1) + cam[:2].max(1)) / 2
         pts = (s.sites_nm - np.r_[np.linalg.solve(s.rotations[p], np.r_[centre, 0])]) * k
         c, sn = np.cos(phi[p]), np.sin(phi[p])
-        rz = np.array([[c, -sn, 0], [sn, c, 0], [0, 0, 1.0]])
+        assert np.allclose(poses[p], [[c, -sn, 0], [sn, c, 0], [0, 0, 1]] @ s.rotations[p])
         expected = render(
             torch.tensor(pts, dtype=torch.float32),
-            torch.tensor(rz @ s.rotations[p], dtype=torch.float32)[None],
+            torch.tensor(poses[p], dtype=torch.float32)[None],
             torch.zeros(1, 2),
             sigma,
             size,
             size,
         )[0].numpy()
         assert np.abs(images[p] - expected).max() < 1e-3 * expected.max()
+
+
+def test_store_poses_follow_particle_labels(tmp_path):
+    """A particle without localisations is absent from the table: the store's read-order
+    numbers skip it, and store_poses maps them back through the labels."""
+    s = sim(particles=40, labelling=0.05, blinking="poisson", blinks=1.0, seed=12)
+    write_simulation(s, tmp_path / "s.csv")
+    present = np.unique(s.particle)
+    assert len(present) < 40  # some particles are empty
+    localise_args = ["--particle-column", "particle", "--sigmas", "2", "--size", "16"]
+    rc = holly.cli.main(
+        ["localise", str(tmp_path / "s.csv"), "--out", str(tmp_path / "s.zarr"), *localise_args]
+        + ["--perturbations", "1", "--min-localisations", "1", "--outlier-factor", "0"]
+    )
+    assert rc == 0
+    poses = store_poses(tmp_path / "s.zarr", tmp_path / "s.csv")
+    store = ImageStore.open(tmp_path / "s.zarr")
+    labels = np.asarray(store.attrs["source"]["particle_labels"])[store.particle_ids]
+    view = poses[:, 2]  # the in-plane copy keeps the viewing direction
+    assert np.allclose(view, s.rotations[labels][:, 2])
