@@ -45,7 +45,7 @@ from holly.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (
 log = logging.getLogger(__name__)
 
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
-EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve")
+EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve", "view_tilts")
 STYLE = {
     "figure.dpi": 110,
     "figure.facecolor": "white",
@@ -294,6 +294,34 @@ def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
         ax.set_xlabel("rotation error (degrees)")
         ax.set_ylabel("test images")
         ax.set_title(title or "pose error on held-out images")
+        ax.legend()
+    return fig
+
+
+def view_tilts_figure(tilts: dict[str, np.ndarray], title: str = "") -> Figure:
+    """Histogram of the held-out views' out-of-plane tilts (degrees, :mod:`holly.views`), with
+    the density of uniform 3D views (``sin t``) for reference; ``tilts``: name -> ``[T]``."""
+    with style():
+        fig, axes = _new()
+        ax = axes[0, 0]
+        if not tilts:
+            _empty(ax, "no held-out poses (test_poses.npz)")
+            return fig
+        bins = np.linspace(0, 90, 19)
+        for (name, t), colour in zip(tilts.items(), (RECON_COLOUR, TRUTH_COLOUR), strict=False):
+            ax.hist(t, bins=bins, density=True, alpha=0.6, color=colour, label=name)
+        grid = np.linspace(0, 90, 91)
+        ax.plot(
+            grid,
+            np.sin(np.radians(grid)) * np.pi / 180,
+            color="0.3",
+            linestyle="--",
+            label="uniform 3D views",
+        )
+        ax.set_xlim(0, 90)
+        ax.set_xlabel("tilt from the views' axis (degrees)")
+        ax.set_ylabel("density")
+        ax.set_title(title or "viewing directions of held-out images")
         ax.legend()
     return fig
 
@@ -650,7 +678,11 @@ def extra_figures(
         raise HollyError(f"unknown figure {unknown[0]!r}; choose from {list(EXTRA_FIGURES)}")
     paths = []
     for key in names:
-        if key == "learning_curve":
+        if key == "view_tilts":
+            from holly.views import held_out_tilts
+
+            fig = view_tilts_figure(held_out_tilts(run), f"{name}: view tilts, test images")
+        elif key == "learning_curve":
             curves = {run.name: read_snapshot_scores(run)}  # curves are labelled by folder
             for other in others:
                 curves[Path(other).name] = read_snapshot_scores(other)

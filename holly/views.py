@@ -227,3 +227,17 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
             block["verdict"],
         )
     return block
+
+
+def held_out_tilts(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Tilts (degrees, against each set's own view axis) of a run's held-out poses: ``poses``
+    (refined, else the CNN's) and, in simulated runs, ``true``; empty without poses."""
+    from holly.runfolder import RunFolder
+
+    poses = RunFolder(run_dir).read_test_poses() or {}
+    out = {}
+    for key, name in (("rot_pred", "poses"), ("rot_true", "true")):
+        if key in poses:
+            d = view_directions(poses[key])
+            out[name] = tilts_deg(d, view_axis(d)[0])
+    return out

@@ -133,3 +133,19 @@ def test_evaluate_writes_the_views_block(tmp_path, caplog):
     assert views["poses"] == "amortised (CNN)" and views["n_poses"] == len(rot)
     assert "unresolved in z" in caplog.text
     assert run_views(tmp_path / "nowhere") is None  # no poses: no block
+
+
+def test_view_tilts_figure(tmp_path):
+    from conftest import make_fake_run
+
+    from holly.figures import view_tilts_figure
+    from holly.views import held_out_tilts
+
+    run = make_fake_run(tmp_path / "run", evaluated=False)
+    tilts = held_out_tilts(run)
+    assert set(tilts) == {"poses", "true"} and tilts["poses"].max() <= 90
+    out = tmp_path / "figs"
+    assert holly.cli.main(["figures", str(run), "--out", str(out), "--only", "view_tilts"]) == 0
+    assert (out / "view_tilts.png").stat().st_size > 1000
+    assert held_out_tilts(tmp_path / "nowhere") == {}
+    view_tilts_figure({})  # no poses: an empty panel that says so

@@ -7,7 +7,8 @@ OUT/loss.FMT, sigma.FMT, montage.FMT, views.FMT and pose_error.FMT.
 --only NAME writes one of the optional figures instead (repeatable): `evolution`, the cloud at
 --snapshots steps from the random start to the end (x-y view, ground truth behind it), or
 `vs_published`, the reconstruction next to a published cloud: --published PLY, --aligned PLY
-(from `holly evaluate RUN --ground-truth PLY --aligned ALIGNED.ply --out JSON`) and --scores JSON.
+(from `holly evaluate RUN --ground-truth PLY --aligned ALIGNED.ply --out JSON`) and --scores JSON;
+`view_tilts`, the held-out views' out-of-plane tilts against uniform 3D views (holly/views.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("evolution", "vs_published", "learning_curve"),
+        choices=("evolution", "vs_published", "learning_curve", "view_tilts"),
         help="write this optional figure instead of the standard set (repeatable)",
     )
     parser.add_argument(
