@@ -156,6 +156,22 @@ def test_image_runs_as_non_root_without_network(image):
     assert torch == cpu_torch_pin().split("==")[1], proc.stdout
 
 
+def same_kernels() -> dict[str, str]:
+    """The environment that picks the CPU kernels, the same inside the image and on the host.
+
+    The summaries agree to the last digit only where both sides run the same float operations.
+    Some machines of this kind set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE), because older
+    OpenBLAS builds compute wrong results on their CPUs; a container does not inherit it, picks
+    another BLAS kernel and differs in the 16th digit of every float64 score (seen on an AMD
+    EPYC with OPENBLAS_CORETYPE=Haswell). So the host's kernel choices go into the container,
+    and both sides run single-threaded jobs outside the training rules (which set their own
+    OMP_NUM_THREADS).
+    """
+    names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    env = {name: os.environ[name] for name in names if os.environ.get(name)}
+    return {**env, "OMP_NUM_THREADS": "1"}
+
+
 def _summary(run_dir: Path) -> list[dict]:
     with open(run_dir / "results" / "summary.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -171,6 +187,7 @@ def container_run(image, snapshot, tmp_path_factory) -> tuple[Path, str]:
     start = time.monotonic()
     proc = _run(
         ["docker", "run", "--rm", "--network", "none", "-u", f"{uid}:{uid}"]
+        + [arg for name, value in same_kernels().items() for arg in ("-e", f"{name}={value}")]
         + ["-v", f"{work}:/data", image],
         timeout=4000,
     )
@@ -188,7 +205,7 @@ def host_run(container_run, snapshot, tmp_path_factory) -> Path:
     assert cores, "the container's Snakemake log names no core count"
     work = copy_of(snapshot, tmp_path_factory.mktemp("on-host"))
     venv_bin = Path(sys.executable).parent
-    env = dict(os.environ, PYTHONPATH=str(work), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str(work), **same_kernels())
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     start = time.monotonic()
     proc = _run(
