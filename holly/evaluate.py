@@ -40,12 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.io
 from scipy.spatial import cKDTree
 
 from holly import __version__
 from holly.errors import HollyError, one_line
+from holly.imagestore import ImageStore
 from holly.pointio import read_points, write_points
 from holly.runfolder import RunFolder
+from holly.structure import check as check_structure
+from holly.structure import headline, particle_extents
 
 log = logging.getLogger(__name__)
 
@@ -1020,7 +1024,6 @@ def read_structure_model(path: str | os.PathLike) -> np.ndarray:
         raise HollyError(f"structure model {path} does not exist")
     if path.suffix.lower() != ".mat":
         return read_points(path)
-    import scipy.io
 
     try:
         arrays = {
@@ -1050,7 +1053,6 @@ def store_precision(store_path: str | os.PathLike) -> tuple[float | None, float 
     ``(None, None)`` when the store is absent or has no ``localisation_sigma_xy`` (the file had
     no precision column), or no recorded ``pixels_per_unit``.
     """
-    from holly.imagestore import ImageStore
 
     if not store_path or not Path(store_path).exists():
         return None, None
@@ -1071,8 +1073,6 @@ def store_precision(store_path: str | os.PathLike) -> tuple[float | None, float 
 def store_particle_extents(store_path: str | os.PathLike) -> np.ndarray | None:
     """Median 2D principal extents of the particles' localisations in an image store made by
     `holly localise` (``[2]``, the localisations' units), or None without that table."""
-    from holly.imagestore import ImageStore
-    from holly.structure import particle_extents
 
     if not store_path or not Path(store_path).exists():
         return None
@@ -1094,7 +1094,6 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
     `holly localise` also in the localisation file's own units (``*_source``); the flat check
     adds the localisations' own 2D extents (``data_extents``, median over particles).
     """
-    from holly import structure
 
     cfg = run.read_config(required=False)
     data = cfg.get("data") or {}
@@ -1105,7 +1104,7 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
         precision = float(spec["precision"])
     scale = run.read_scale()
     model = read_structure_model(spec["model"]) if spec.get("model") else None
-    block = structure.check(
+    block = check_structure(
         spec["check"],
         points,
         nm_per_unit=scale["nm_per_model_unit"] if scale else None,
@@ -1127,5 +1126,5 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
         block["edge_mean_source"] = block["edge_mean"] * source_per_unit
     if spec.get("model"):
         block["model_file"] = str(spec["model"])
-    log.info("structure check %s: %s", spec["check"], structure.headline(block))
+    log.info("structure check %s: %s", spec["check"], headline(block))
     return block

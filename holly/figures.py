@@ -41,6 +41,7 @@ from holly.errors import HollyError  # noqa: E402
 from holly.pointio import read_points  # noqa: E402
 from holly.runfolder import RunFolder, read_metrics_file  # noqa: E402
 from holly.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
+from holly.views import held_out_tilts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -679,8 +680,6 @@ def extra_figures(
     paths = []
     for key in names:
         if key == "view_tilts":
-            from holly.views import held_out_tilts
-
             fig = view_tilts_figure(held_out_tilts(run), f"{name}: view tilts, test images")
         elif key == "learning_curve":
             curves = {run.name: read_snapshot_scores(run)}  # curves are labelled by folder

@@ -39,6 +39,7 @@ One ``seed`` drives every draw: the same parameters and seed give the same files
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -49,7 +50,11 @@ from pathlib import Path
 import numpy as np
 
 from holly import __version__
+from holly.atomic import atomic_path, refuse_inputs, write_json
 from holly.errors import HollyError
+from holly.imagestore import ImageStore
+from holly.pointio import write_points
+from holly.shapes import SIZE_NM, load_shape
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +192,6 @@ class LocSimulation:
 
 def structure_nm(shape: str, size_nm: float | None) -> tuple[np.ndarray, float]:
     """Sites ``[S, 3]`` in nm, centred, scaled to diameter ``size_nm`` (or the natural size)."""
-    from holly.shapes import SIZE_NM, load_shape
 
     size = size_nm if size_nm is not None else SIZE_NM.get(shape, DEFAULT_SIZE_NM)
     # fit_radius 1.5: centred on the centroid, farthest site at 1.5, i.e. diameter 3
@@ -319,7 +323,6 @@ def sidecars(out: str | os.PathLike) -> dict[str, Path]:
 
 
 def _holly_wrote(record: Path) -> bool:
-    import json
 
     try:
         return json.loads(record.read_text()).get("kind") == KIND
@@ -334,7 +337,6 @@ def check_outputs(out: str | os.PathLike, force: bool, inputs=()) -> dict[str, P
     ``force`` and the sidecar record says holly simulated them (a user's table is never
     replaced).
     """
-    from holly.atomic import refuse_inputs
 
     out = Path(out)
     if out.suffix.lower() != ".csv":
@@ -367,9 +369,6 @@ def write_simulation(sim: LocSimulation, out: str | os.PathLike, force: bool = F
     The table is written last; every file is written atomically.
     """
     import pandas as pd
-
-    from holly.atomic import atomic_path, write_json
-    from holly.pointio import write_points
 
     shape = sim.params.shape
     inputs = [shape] if Path(shape).suffix and Path(shape).exists() else []
@@ -460,7 +459,6 @@ def store_poses(store_path: str | os.PathLike, out: str | os.PathLike) -> np.nda
     (renderer convention; the cloud frame is the sites', up to the bounding-box shift and the
     store's scale).
     """
-    from holly.imagestore import ImageStore
 
     store = ImageStore.open(store_path)
     truth = read_truth(out)

@@ -33,6 +33,7 @@ from holly.figures import (
 )
 from holly.halfsets import halves_viewer_data
 from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.structure import headline
 from holly.units import model_unit_px
 from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
@@ -225,8 +226,6 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
         row.update(_published_row(read_json(rf.vs_published)))
     row.update(_halfset_row(rf.halfsets))
     if evaluation.get("structure"):  # holly evaluate --structure: its headline numbers
-        from holly.structure import headline
-
         row.update(headline(evaluation["structure"]))
     return row
 

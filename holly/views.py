@@ -44,6 +44,9 @@ import os
 
 import numpy as np
 
+from holly.errors import HollyError
+from holly.runfolder import RunFolder
+
 log = logging.getLogger(__name__)
 
 NARROW_DEG = 20.0  # a tilt within this of the view axis is a near top view
@@ -191,9 +194,6 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
 
     Logs a warning when the views leave z unresolved.
     """
-    from holly.errors import HollyError
-    from holly.runfolder import RunFolder
-
     run = RunFolder(run_dir)
     poses = run.read_test_poses()
     if poses is None or "rot_pred" not in poses:
@@ -232,7 +232,6 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
 def held_out_tilts(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """Tilts (degrees, against each set's own view axis) of a run's held-out poses: ``poses``
     (refined, else the CNN's) and, in simulated runs, ``true``; empty without poses."""
-    from holly.runfolder import RunFolder
 
     poses = RunFolder(run_dir).read_test_poses() or {}
     out = {}

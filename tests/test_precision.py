@@ -82,7 +82,7 @@ def first_step(tmp_path, dtype=torch.float32, **train_keys):
     loss.backward()
     grads = [p.grad.flatten().double() for p in trainer.model.parameters() if p.grad is not None]
     pixels = images.numel()
-    return float(loss), torch.cat(grads), pixels
+    return float(loss.detach()), torch.cat(grads), pixels
 
 
 @pytest.fixture(scope="module")
