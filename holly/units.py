@@ -2,9 +2,9 @@
 
 Point clouds, translations and every distance score (Chamfer, Hausdorff, tau) are in **model
 units**. The renderer's viewport maps 1 model unit to ``H/4`` pixels of an ``H x W`` image
-(:mod:`holly.render`), and sigma is in pixels. Nanometres are known only for real data whose
+(:mod:`holly.method.render`), and sigma is in pixels. Nanometres are known only for real data whose
 image store records its pixel size (``nm_per_px``; the run folder's
-:meth:`holly.runfolder.RunFolder.read_scale`); simulated data have none.
+:meth:`holly.run.runfolder.RunFolder.read_scale`); simulated data have none.
 """
 
 from __future__ import annotations

@@ -61,9 +61,9 @@ def make_fake_run(
     simulated : bool
         Write ``ground_truth.ply`` and ``test_poses.npz`` (a real-data run has neither).
     """
-    from holly.pointio import write_points
-    from holly.runfolder import RunFolder
-    from holly.shapes import builtin_shape
+    from holly.data.pointio import write_points
+    from holly.data.shapes import builtin_shape
+    from holly.run.runfolder import RunFolder
 
     run = Path(path)
     rf = RunFolder(run)  # the one owner of the layout (docs/architecture.md)

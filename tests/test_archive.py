@@ -1,4 +1,4 @@
-"""holly.archive: safe, all-or-nothing extraction of zip and tar archives."""
+"""holly.data.archive: safe, all-or-nothing extraction of zip and tar archives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from holly import archive
+from holly.data import archive
 from holly.errors import HollyError
 
 GOOD = {"objs/bunny.obj": b"v 0 0 0\nv 1 0 0\n", "objs/teapot.obj": b"v 0 1 0\n", "README": b"hi\n"}
@@ -155,8 +155,8 @@ def test_size_and_ratio_limits(tmp_path, monkeypatch):
     """A decompression bomb or an oversized archive is refused before anything is written."""
     import zipfile as zf_mod
 
-    from holly import archive as arch
-    from holly.archive import extract
+    from holly.data import archive as arch
+    from holly.data.archive import extract
 
     bomb = tmp_path / "bomb.zip"
     with zf_mod.ZipFile(bomb, "w", zf_mod.ZIP_DEFLATED) as zf:

@@ -5,8 +5,8 @@ import copy
 import torch
 
 from holly.config import from_dict
-from holly.model import HollyModel
-from holly.train import CALIBRATION_BATCHES, Trainer
+from holly.method.model import HollyModel
+from holly.train.trainer import CALIBRATION_BATCHES, Trainer
 from tests.test_train import TINY
 
 

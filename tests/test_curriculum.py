@@ -1,7 +1,7 @@
 import pytest
 
-from holly.curriculum import SigmaSchedule, load_sigma_list
 from holly.errors import HollyError
+from holly.method.curriculum import SigmaSchedule, load_sigma_list
 
 
 def test_shipped_lists():
@@ -122,7 +122,7 @@ def test_default_workflow_training_length_is_unchanged():
     """config/config.yaml's experiments resolve to the steps and sigma schedule they had before
     train.steps existed (2 epochs; cep152 3,000 particles, the others 4,000, x 8, batch 32)."""
     from holly.config import from_dict
-    from holly.curriculum import training_length
+    from holly.method.curriculum import training_length
 
     expected = {"cep152": (750, 1500), "tetrapod": (1000, 2000), "helix": (1000, 2000)}
     sigma_at = {  # SigmaSchedule(values, "geometric", 2, spe) before train.steps existed
@@ -148,7 +148,7 @@ def test_default_workflow_training_length_is_unchanged():
 
 
 def test_train_steps_derives_the_epochs_from_the_data_size():
-    from holly.curriculum import TUNED_STEPS, training_length
+    from holly.method.curriculum import TUNED_STEPS, training_length
 
     # the issue's case: 500 particles x 8 copies, 95 % for training, batch 32 -> 118 per epoch
     by_epochs = training_length(2, None, 3800, 32)

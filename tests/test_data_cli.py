@@ -10,11 +10,11 @@ import pytest
 from astropy.io import fits
 from zenodo_server import ZenodoStandIn
 
-from holly import archive
 from holly.cli import main as cli
+from holly.data import archive
+from holly.data.pointio import write_points
 from holly.errors import HollyError
-from holly.pointio import write_points
-from holly.report import _wall_seconds
+from holly.results.report import _wall_seconds
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_ingest_find_locates_the_sigma_folders(tmp_path):
     out = tmp_path / "s.zarr"
     argv = ["-q", "ingest", str(tmp_path / "rec"), "--find", "**/paper", "--out", str(out)]
     assert cli([*argv, "--perturbations", "2"]) == 0
-    from holly.imagestore import ImageStore
+    from holly.data.imagestore import ImageStore
 
     store = ImageStore.open(out)
     assert store.sigmas == [10.0, 2.0] and store.particle_ids.tolist() == [0, 0, 1, 1]

@@ -1,4 +1,5 @@
-"""Tests of holly.evaluate (alignment, metrics, baselines, pose error) and `holly evaluate`."""
+"""Tests of holly.results.evaluate (alignment, metrics, baselines, pose error) and `holly
+evaluate`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 import pytest
 
 from holly import cli
-from holly import evaluate as ev
-from holly.pointio import read_points, write_points
+from holly.data.pointio import read_points, write_points
+from holly.results import evaluate as ev
 
 
 def asymmetric_cloud(n: int, rng: np.random.Generator) -> np.ndarray:

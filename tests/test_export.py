@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from holly.cli import main
-from holly.imagestore import ImageStore
-from holly.localisations import localise
-from holly.pointio import read_points
-from holly.runfolder import RunFolder, nm_per_model_unit, nm_per_px
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import localise
+from holly.data.pointio import read_points
+from holly.run.runfolder import RunFolder, nm_per_model_unit, nm_per_px
 
 CFG = {
     "render": {"height": 32, "width": 32},
@@ -70,7 +70,7 @@ def test_export_without_a_scale_is_a_clear_error(tmp_path, capsys):
     run_dir = tmp_path / "sim"
     run_dir.mkdir()
     (run_dir / "provenance.json").write_text(json.dumps({"scale": None}))
-    from holly.pointio import write_points
+    from holly.data.pointio import write_points
 
     write_points(run_dir / "points.ply", np.zeros((3, 3)))
     assert main(["export", str(run_dir), "--out", str(tmp_path / "x.ply")]) == 2

@@ -19,7 +19,7 @@ from test_train import TINY
 from holly.cli import main
 from holly.config import from_dict
 from holly.errors import HollyError
-from holly.train import Trainer, train
+from holly.train.trainer import Trainer, train
 
 SHORT = {**TINY, "train": {**TINY["train"], "max_steps": 6}}  # checkpoints at steps 3 and 6
 
@@ -182,7 +182,7 @@ def test_a_png_named_ply(tmp_path, capsys):
 
 
 def test_shape_coordinates_near_1e300_are_scaled(tmp_path):
-    from holly.shapes import load_shape
+    from holly.data.shapes import load_shape
 
     path = tmp_path / "huge.ply"
     header = "ply\nformat ascii 1.0\nelement vertex 4\n"
@@ -195,7 +195,7 @@ def test_shape_coordinates_near_1e300_are_scaled(tmp_path):
 
 # -- evaluation ------------------------------------------------------------------------------
 def test_a_zero_extent_ground_truth_is_refused(tmp_path, capsys):
-    from holly.pointio import write_points
+    from holly.data.pointio import write_points
 
     run = make_fake_run(tmp_path / "run")
     write_points(run / "ground_truth.ply", np.zeros((30, 3)))
@@ -248,7 +248,7 @@ def test_render_and_figures_refuse_outputs_aimed_at_inputs(tmp_path, capsys):
 
 
 def test_extract_limit_with_units_and_clear_sizes(tmp_path, monkeypatch):
-    from holly.archive import extract, max_bytes
+    from holly.data.archive import extract, max_bytes
 
     monkeypatch.setenv("HOLLY_MAX_EXTRACT_BYTES", "2GB")
     assert max_bytes() == 2 * 10**9
@@ -268,7 +268,7 @@ def test_extract_limit_with_units_and_clear_sizes(tmp_path, monkeypatch):
 
 
 def test_unpacked_folders_get_normal_permissions(tmp_path):
-    from holly.archive import extract
+    from holly.data.archive import extract
 
     zpath = tmp_path / "a.zip"
     with zipfile.ZipFile(zpath, "w") as zf:

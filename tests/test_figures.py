@@ -11,10 +11,10 @@ import pytest
 from conftest import body_errors, make_fake_run, viewer_states
 from matplotlib.figure import Figure
 
-from holly import figures
 from holly.cli import main as cli
 from holly.errors import HollyError
-from holly.report import build_report, parse_runs, summary_table, table_html, write_summary
+from holly.results import figures
+from holly.results.report import build_report, parse_runs, summary_table, table_html, write_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -135,7 +135,7 @@ def test_summary_columns_have_units(two_runs, tmp_path):
     """Distances in model units, px (H/4 per unit) and nm where the store gives a pixel size."""
     import json
 
-    from holly.report import SUMMARY_UNITS
+    from holly.results.report import SUMMARY_UNITS
 
     beta = two_runs["beta"]
     prov = json.loads((beta / "provenance.json").read_text())

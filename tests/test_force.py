@@ -8,8 +8,8 @@ import pytest
 from astropy.io import fits
 
 from holly.cli import main
+from holly.data.imagestore import guard_output
 from holly.errors import HollyError
-from holly.imagestore import guard_output
 
 
 def fits_tree(root):

@@ -1,11 +1,11 @@
-"""FSC maths (holly/fsc.py): densities, shells, analytic cases and crossings."""
+"""FSC maths (holly/results/fsc.py): densities, shells, analytic cases and crossings."""
 
 import math
 
 import numpy as np
 import pytest
 
-from holly import fsc as F
+from holly.results import fsc as F
 
 SIGMA = 0.0625  # 1 px at 64 x 64 images, in model units
 

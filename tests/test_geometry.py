@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy import stats
 
-from holly import geometry as g
+from holly.method import geometry as g
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from holly.config import from_dict
-from holly.render import render, render_dense
-from holly.train import Trainer, train
+from holly.method.render import render, render_dense
+from holly.train.trainer import Trainer, train
 from tests.test_render import banded_scene, scene
 from tests.test_train import TINY
 

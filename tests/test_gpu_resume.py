@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from holly.cli import main
-from holly.pointio import read_points
-from holly.runfolder import RunFolder
+from holly.data.pointio import read_points
+from holly.run.runfolder import RunFolder
 
 pytestmark = [
     pytest.mark.gpu,

@@ -1,4 +1,5 @@
-"""Half-set validation (holly/halfsets.py): the split by particle, seeds, configs, comparison."""
+"""Half-set validation (holly/results/halfsets.py): the split by particle, seeds, configs,
+comparison."""
 
 import json
 
@@ -10,17 +11,17 @@ from conftest import make_fake_run
 
 from holly.cli import main
 from holly.config import from_dict
+from holly.data.realdata import StoreSplit
+from holly.data.shapes import builtin_shape
+from holly.data.simulate import simulate
 from holly.errors import HollyError
-from holly.halfsets import (
+from holly.results.halfsets import (
     compare_clouds,
     half_seed,
     split_halves,
     take_half,
     training_seed,
 )
-from holly.realdata import StoreSplit
-from holly.shapes import builtin_shape
-from holly.simulate import simulate
 
 
 def test_split_halves_puts_each_particle_in_exactly_one_half():
@@ -141,7 +142,7 @@ def test_train_half_cli_trains_on_its_half_with_its_own_seed(tmp_path):
 def test_compare_reports_nm_from_the_image_store(tmp_path):
     import zarr
 
-    from holly.imagestore import ATTR_KEY
+    from holly.data.imagestore import ATTR_KEY
 
     store = tmp_path / "s.zarr"
     sim = {

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import zarr
 
-import holly.imagestore as imagestore
+import holly.data.imagestore as imagestore
+from holly.data.imagestore import ImageStore, StoreWriter, base_attrs, level_name, split_by_particle
 from holly.errors import HollyError
-from holly.imagestore import ImageStore, StoreWriter, base_attrs, level_name, split_by_particle
 
 H, W = 8, 6
 

@@ -10,10 +10,10 @@ import zarr
 from astropy.io import fits
 
 import holly.cli
+from holly.data.imagestore import ImageStore
+from holly.data.ingest import export_ome_zarr, ingest_fits
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.ingest import export_ome_zarr, ingest_fits
-from holly.render import render
+from holly.method.render import render
 
 SIZE = 16
 N = 12

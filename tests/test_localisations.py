@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 import holly.cli
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import localise, read_cep152_mat, size_cut_threshold
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.localisations import localise, read_cep152_mat, size_cut_threshold
 
 SIZE = 32
 COUNTS = [40, 48, 56]  # multiples of 4: evenly spaced rings have centroid = bbox centre
@@ -279,7 +279,7 @@ def test_same_orientation_as_ceprender_fits_after_ingest(tmp_path):
     """localise == CEPrender's recipe (row = centre + y, written flipud to FITS) + holly ingest."""
     from astropy.io import fits
 
-    from holly.ingest import ingest_fits
+    from holly.data.ingest import ingest_fits
 
     p = np.array([[0.0, 0.0], [30.0, 0.0], [0.0, 80.0], [10.0, 75.0]])  # asymmetric, no mirror
     write_thunderstorm(tmp_path / "a.csv", [p], column=False)

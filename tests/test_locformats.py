@@ -10,10 +10,10 @@ import pytest
 import yaml
 from matlab73 import MatFile
 
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import localise
+from holly.data.locformats import MAX_ERROR, detect_format, read_localisations, supported
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.localisations import localise
-from holly.locformats import MAX_ERROR, detect_format, read_localisations, supported
 
 SIZE = 32
 COUNTS = [40, 48, 56]

@@ -16,7 +16,7 @@ from conftest import make_fake_run
 
 from holly.cli import main
 from holly.errors import HollyError
-from holly.runfolder import LOCK, RunFolder
+from holly.run.runfolder import LOCK, RunFolder
 
 TINY = {
     "seed": 3,
@@ -30,7 +30,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 HOLDER = """
 import sys, time
-from holly.runfolder import RunFolder
+from holly.run.runfolder import RunFolder
 with RunFolder(sys.argv[1]).lock(sys.argv[2], shared=sys.argv[3] == "shared"):
     print("held", flush=True)
     time.sleep(120)

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 import holly.cli
-from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.locsim import (
+from holly.data.imagestore import ImageStore
+from holly.data.locsim import (
     CAMERA,
     COLUMNS,
     LocSimParams,
@@ -20,6 +19,7 @@ from holly.locsim import (
     view_rotations,
     write_simulation,
 )
+from holly.errors import HollyError
 
 
 def sim(**kw):
@@ -144,7 +144,7 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_table_columns_and_csv_reader_keeps_z_and_precisions(tmp_path):
-    from holly.locformats import read_localisations
+    from holly.data.locformats import read_localisations
 
     s = sim(particles=6, sigma_xy_nm=3.0, sigma_z_nm=9.0, seed=9)
     write_simulation(s, tmp_path / "s.csv")
@@ -224,8 +224,8 @@ def test_end_to_end_through_localise(tmp_path):
 
 def test_true_poses_are_in_the_renderer_convention(tmp_path):
     """localise's image of particle p == render(R_z(phi) R_p sites), bbox-centred and scaled."""
-    from holly.localisations import localise
-    from holly.render import render
+    from holly.data.localisations import localise
+    from holly.method.render import render
 
     s = sim(particles=3, shape="logo", sigma_xy_nm=0.0, blinks=1.0, views="uniform", seed=11)
     write_simulation(s, tmp_path / "s.csv")

@@ -13,8 +13,8 @@ from conftest import make_fake_run
 
 from holly.atomic import refuse_inputs
 from holly.cli import main
+from holly.data.imagestore import is_holly_store
 from holly.errors import HollyError
-from holly.imagestore import is_holly_store
 
 
 def snapshot(root):
@@ -99,8 +99,8 @@ def test_compare_outputs_onto_a_half(tmp_path, capsys, option):
 
 
 def write_store(path, n=8, size=8):
-    import holly.imagestore as imagestore
-    from holly.imagestore import StoreWriter, base_attrs
+    import holly.data.imagestore as imagestore
+    from holly.data.imagestore import StoreWriter, base_attrs
 
     images = np.random.default_rng(0).random((n, size, size), dtype=np.float32) + 0.1
     with StoreWriter(path, n_images=n, height=size, width=size, sigmas=[2.0]) as w:

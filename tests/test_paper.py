@@ -22,7 +22,7 @@ import yaml
 from conftest import ROOT, job_counts
 from zenodo_server import ZenodoStandIn
 
-from holly.shapes import builtin_shape
+from holly.data.shapes import builtin_shape
 
 PAPER = ROOT / "config" / "paper.yaml"
 BIN = str(Path(sys.executable).parent)  # the `holly` script of this environment
@@ -188,7 +188,7 @@ def fixture_records(rng: np.random.Generator) -> dict[str, dict[str, bytes]]:
     """Small archives shaped like Zenodo records 5608206, 4751057 and 4836173."""
     from astropy.io import fits
 
-    from holly.render import render
+    from holly.method.render import render
 
     # 5608206: GitHub release zip of the repository; the OBJs under objs/ in a top folder.
     zbuf = io.BytesIO()
@@ -299,7 +299,7 @@ def test_paper_tiny_downloads_and_preprocessing(paper_tiny):
     assert bunny == _obj(1.2 * builtin_shape("tetrapod")[::4])
     assert (res / "published" / "cep152.ply").read_text().startswith("ply")
 
-    from holly.imagestore import ImageStore
+    from holly.data.imagestore import ImageStore
 
     store = ImageStore.open(res / "cep152.zarr")
     assert store.sigmas == [10.0, 5.0, 3.28] and (store.height, store.width) == (32, 32)

@@ -13,10 +13,10 @@ from matlab73 import MatFile
 from scipy.io import savemat
 
 import holly.cli
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import localise
+from holly.data.locformats import MAX_ERROR, detect_format, read_localisations, supported
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.localisations import localise
-from holly.locformats import MAX_ERROR, detect_format, read_localisations, supported
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "realdata" / "particles"
@@ -325,7 +325,7 @@ def test_struct_array_and_empty_cells(tmp_path, version):
 def test_workflow_schema_lists_every_format():
     import yaml
 
-    from holly.localisations import FORMATS
+    from holly.data.localisations import FORMATS
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     found = []

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from holly.cli import main
+from holly.data.imageio import read_fits
+from holly.data.pointio import read_points, write_points
 from holly.errors import HollyError
-from holly.imageio import read_fits
-from holly.pointio import read_points, write_points
 
 
 @pytest.mark.parametrize("suffix", [".ply", ".obj", ".csv"])
@@ -136,7 +136,7 @@ def test_written_files_get_normal_permissions(tmp_path):
 def test_ply_comments_round_trip_and_other_readers_see_them(tmp_path):
     from plyfile import PlyData
 
-    from holly.pointio import read_ply_comments
+    from holly.data.pointio import read_ply_comments
 
     path = tmp_path / "p.ply"
     meta = {"holly": "0.1.0", "units": "model units (1 unit = 16 px)", "step": 200}

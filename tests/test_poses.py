@@ -1,4 +1,5 @@
-"""Pose hypotheses, candidate bookkeeping and per-image refinement (holly/poses.py, refine.py)."""
+"""Pose hypotheses, candidate bookkeeping and per-image refinement (holly/method/poses.py,
+refine.py)."""
 
 import numpy as np
 import pytest
@@ -6,12 +7,12 @@ import torch
 from test_train import TINY
 
 from holly.config import from_dict
-from holly.evaluate import self_symmetries
-from holly.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
-from holly.loss import hypothesis_losses, min_over_hypotheses
-from holly.model import HollyModel
-from holly.poses import candidate_poses, flipped_image_pose, image_plane_shift
-from holly.refine import (
+from holly.data.shapes import load_shape
+from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
+from holly.method.loss import hypothesis_losses, min_over_hypotheses
+from holly.method.model import HollyModel
+from holly.method.poses import candidate_poses, flipped_image_pose, image_plane_shift
+from holly.method.refine import (
     PoseTable,
     RenderSpec,
     best_candidates,
@@ -19,8 +20,8 @@ from holly.refine import (
     refine_poses,
     search_candidates,
 )
-from holly.render import render
-from holly.shapes import load_shape
+from holly.method.render import render
+from holly.results.evaluate import self_symmetries
 
 
 def _scene(n=40, batch=5, seed=0, dtype=torch.float64):
@@ -189,7 +190,7 @@ TINY_REFINE = {
 
 
 def test_refinement_stage_resumes_exactly(tmp_path):
-    from holly.pointio import read_points
+    from holly.data.pointio import read_points
     from holly.train import train
 
     full = train(from_dict(TINY_REFINE), tmp_path / "full")  # 12 amortised + 6 refine steps

@@ -32,8 +32,8 @@ import pytest
 import torch
 
 from holly.config import from_dict
-from holly.precision import StepPrecision
-from holly.train import Trainer, train
+from holly.train.precision import StepPrecision
+from holly.train.trainer import Trainer, train
 from tests.test_train import TINY
 
 CPU = torch.device("cpu")

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from holly.provenance import git_commit
+from holly.run.provenance import git_commit
 from tests.conftest import ROOT
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from holly.cli import main
-from holly.imagestore import ImageStore
-from holly.pointio import read_points
-from holly.realdata import StoreSplit
+from holly.data.imagestore import ImageStore
+from holly.data.pointio import read_points
+from holly.data.realdata import StoreSplit
 
 CFG = {
     "data": {"shape": "spiral", "particles": 24, "test_particles": 4, "augment": 2},

@@ -11,12 +11,12 @@ import pytest
 from astropy.io import fits
 from zenodo_server import ZenodoStandIn
 
-from holly import zenodo
-from holly.archive import archive_stem, extract
 from holly.cli import main
+from holly.data import zenodo
+from holly.data.archive import archive_stem, extract
+from holly.data.imagestore import ImageStore
+from holly.data.recordlayout import find_cloud, find_sigma_tree
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.recordlayout import find_cloud, find_sigma_tree
 
 FAST = {"backoff": 0.01, "timeout": 5.0, "progress": False}
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from holly.geometry import axis_angle_to_matrix, random_rotations
-from holly.render import (
+from holly.method.geometry import axis_angle_to_matrix, random_rotations
+from holly.method.render import (
     BAND_FRACTION,
     _band_width,
     _gaussian_factors,

@@ -20,8 +20,8 @@ from test_poses import TINY_REFINE
 from test_train import TINY
 
 from holly.config import from_dict
-from holly.runfolder import RunFolder
-from holly.train import Trainer, train
+from holly.run.runfolder import RunFolder
+from holly.train.trainer import Trainer, train
 
 TIMING = ("images_per_s", "elapsed_s")
 SKIP = {"provenance.json"}  # creation and finishing times, the step it resumed from

@@ -9,9 +9,9 @@ import pytest
 
 from holly.cli import main
 from holly.config import from_dict
+from holly.data.pointio import read_points
 from holly.errors import HollyError
-from holly.pointio import read_points
-from holly.runfolder import RunFolder
+from holly.run.runfolder import RunFolder
 from holly.train import train
 
 TINY = {
@@ -202,15 +202,15 @@ def test_config_default_prints_the_tuned_defaults(tmp_path, capsys):
 
 
 def test_divergence_stops_with_a_clear_error(tmp_path, capsys, monkeypatch):
-    import holly.train
+    import holly.train.trainer
 
-    real_step = holly.train.Trainer.train_step
+    real_step = holly.train.trainer.Trainer.train_step
 
     def diverging(self, step):  # a step whose loss overflows, as a too-high lr makes it
         loss, sigma = real_step(self, step)
         return (float("nan") if step == 2 else loss), sigma
 
-    monkeypatch.setattr(holly.train.Trainer, "train_step", diverging)
+    monkeypatch.setattr(holly.train.trainer.Trainer, "train_step", diverging)
     cfg = json.dumps(TINY)
     assert main(["train", "--config-json", cfg, "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err

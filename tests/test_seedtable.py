@@ -1,4 +1,5 @@
-"""The results table over seeds (holly/seedtable.py, tools/results-table.py), on fake summaries."""
+"""The results table over seeds (holly/results/seedtable.py, tools/results-table.py), on fake
+summaries."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from holly.errors import HollyError
-from holly.seedtable import seed_table
+from holly.results.seedtable import seed_table
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "results-table.py"

@@ -1,13 +1,13 @@
-"""Direct shard reads (holly/shardreader.py) against zarr's own reads, bit for bit."""
+"""Direct shard reads (holly/data/shardreader.py) against zarr's own reads, bit for bit."""
 
 import numpy as np
 import pytest
 import zarr
 
-import holly.imagestore as imagestore
+import holly.data.imagestore as imagestore
+from holly.data.imagestore import ImageStore, StoreWriter, base_attrs, level_name
+from holly.data.shardreader import shard_reader
 from holly.errors import HollyError
-from holly.imagestore import ImageStore, StoreWriter, base_attrs, level_name
-from holly.shardreader import shard_reader
 
 H, W, N = 8, 6, 11  # 4 images per shard (fixture): 3 shards, the last one partial
 
@@ -164,7 +164,7 @@ def test_a_missing_shard_file_is_an_error_naming_it(store_path, shard):
 def test_training_reads_never_turn_a_lost_shard_into_zeros(store_path, preload):
     import torch
 
-    from holly.realdata import StoreSplit
+    from holly.data.realdata import StoreSplit
 
     split = StoreSplit(ImageStore.open(store_path), np.arange(N), preload, torch.device("cpu"))
     lost = store_path / level_name(2.0) / "c" / "1" / "0" / "0"

@@ -3,10 +3,16 @@ import pytest
 import torch
 
 from holly.config import from_dict
-from holly.geometry import geodesic_angle
-from holly.render import render
-from holly.shapes import BUILTIN_SHAPES, SPARSE_SHAPES, SYMMETRY_ORDER, builtin_shape, load_shape
-from holly.simulate import realise, simulate
+from holly.data.shapes import (
+    BUILTIN_SHAPES,
+    SPARSE_SHAPES,
+    SYMMETRY_ORDER,
+    builtin_shape,
+    load_shape,
+)
+from holly.data.simulate import realise, simulate
+from holly.method.geometry import geodesic_angle
+from holly.method.render import render
 
 
 def cfg(**data):

@@ -1,10 +1,10 @@
-"""Structure checks (holly/structure.py) on synthetic clouds whose answer is known."""
+"""Structure checks (holly/results/structure.py) on synthetic clouds whose answer is known."""
 
 import numpy as np
 import pytest
 
-from holly import structure
 from holly.errors import HollyError
+from holly.results import structure
 
 VERTICES = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float) / np.sqrt(8)
 

@@ -13,8 +13,8 @@ from conftest import ROOT, job_counts
 
 from holly.cli import main
 from holly.config import from_dict
-from holly.evaluate import read_structure_model
-from holly.structure import ring
+from holly.results.evaluate import read_structure_model
+from holly.results.structure import ring
 from holly.train import train
 
 REAL = ROOT.parent / "shared" / "realdata" / "particles"
@@ -57,7 +57,7 @@ def test_evaluate_structure_on_a_simulated_run(tmp_path, capsys):
     assert main(["evaluate", str(run), "--structure", "ring", "--structure-model", "no.mat"]) == 2
     assert "structure model no.mat does not exist" in capsys.readouterr().err
 
-    from holly.report import run_summary
+    from holly.results.report import run_summary
 
     row = run_summary(run, "run")
     assert row["structure_check"] == "flat" and row["structure_flatness"] == block["flatness"]

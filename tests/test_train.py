@@ -8,8 +8,8 @@ import torch
 
 from holly.cli import main
 from holly.config import from_dict
+from holly.data.pointio import read_points
 from holly.errors import HollyError
-from holly.pointio import read_points
 from holly.train import train
 
 TINY = {
@@ -223,7 +223,7 @@ def test_keep_checkpoints_prunes_old_ones_and_resume_still_works(tmp_path):
 
 @pytest.mark.parametrize(("keep", "left"), [(None, [1, 2, 10, 30]), (2, [10, 30]), (0, [])])
 def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     rf = RunFolder(tmp_path)
     folder = rf.checkpoints
@@ -239,7 +239,7 @@ def test_prune_checkpoints_keeps_the_newest_by_step(tmp_path, keep, left):
 
 def test_run_ply_files_say_units_version_experiment_and_step(tmp_path):
     from holly import __version__
-    from holly.pointio import read_ply_comments
+    from holly.data.pointio import read_ply_comments
 
     cfg = from_dict({**TINY, "name": "tiny", "train": {**TINY["train"], "max_steps": 3}})
     out = train(cfg, tmp_path / "run")
@@ -272,9 +272,9 @@ def test_log_lines_carry_an_eta(tmp_path, caplog):
     """Without a terminal there is no bar: each metric line says how long is left."""
     import logging
 
-    from holly.train import duration_text
+    from holly.train.trainer import duration_text
 
-    with caplog.at_level(logging.INFO, logger="holly.train"):
+    with caplog.at_level(logging.INFO, logger="holly.train.trainer"):
         train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 4}}), tmp_path / "r")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(lines) == 2 and all(", ETA " in line for line in lines)
@@ -289,7 +289,7 @@ def test_train_steps_sets_the_length_and_is_recorded(tmp_path, caplog):
     import logging
 
     cfg = from_dict({**TINY, "train": {**TINY["train"], "epochs": 40, "steps": 9}})
-    with caplog.at_level(logging.WARNING, logger="holly.train"):
+    with caplog.at_level(logging.WARNING, logger="holly.train.trainer"):
         out = train(cfg, tmp_path / "run")
     steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
     assert steps[-1] == 12

@@ -11,10 +11,10 @@ import pytest
 from conftest import body_errors, make_fake_run, viewer_states
 
 from holly.cli import main as cli
+from holly.data.pointio import read_points
 from holly.errors import HollyError
-from holly.figures import RECON_COLOUR, TRUTH_COLOUR
-from holly.pointio import read_points
-from holly.viewer import rigid_fit, viewer_data, viewer_page, write_viewer
+from holly.results.figures import RECON_COLOUR, TRUTH_COLOUR
+from holly.results.viewer import rigid_fit, viewer_data, viewer_page, write_viewer
 
 
 def test_rigid_fit_recovers_mirrored_move():

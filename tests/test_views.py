@@ -1,4 +1,4 @@
-"""holly.views: the spread of viewing directions, and when z is unresolved."""
+"""holly.results.views: the spread of viewing directions, and when z is unresolved."""
 
 import json
 import logging
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import holly.cli
-from holly.locsim import view_rotations
-from holly.shapes import builtin_shape
-from holly.views import (
+from holly.data.locsim import view_rotations
+from holly.data.shapes import builtin_shape
+from holly.results.views import (
     UNIFORM_P90_DEG,
     cone_deg,
     run_views,
@@ -118,7 +118,7 @@ def test_pure_helpers():
 def test_evaluate_writes_the_views_block(tmp_path, caplog):
     from conftest import make_fake_run
 
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     run = make_fake_run(tmp_path / "run", evaluated=False)
     rf = RunFolder(run)
@@ -126,7 +126,7 @@ def test_evaluate_writes_the_views_block(tmp_path, caplog):
     rot, _ = view_rotations(len(poses["rot_true"]), "inplane", 0.0, np.random.default_rng(6))
     poses["rot_pred"] = poses["rot_true"] = rot
     np.savez(rf.test_poses, **poses)
-    with caplog.at_level(logging.WARNING, logger="holly.views"):
+    with caplog.at_level(logging.WARNING, logger="holly.results.views"):
         assert holly.cli.main(["evaluate", str(run)]) == 0
     views = json.loads(rf.evaluation.read_text())["views"]
     assert views["unresolved_z"] is True and views["true"]["unresolved_z"] is True
@@ -138,8 +138,8 @@ def test_evaluate_writes_the_views_block(tmp_path, caplog):
 def test_view_tilts_figure(tmp_path):
     from conftest import make_fake_run
 
-    from holly.figures import view_tilts_figure
-    from holly.views import held_out_tilts
+    from holly.results.figures import view_tilts_figure
+    from holly.results.views import held_out_tilts
 
     run = make_fake_run(tmp_path / "run", evaluated=False)
     tilts = held_out_tilts(run)

@@ -214,8 +214,8 @@ def tiny_run(tmp_path_factory):
     """
     if not _have_train():
         pytest.skip("holly train not available")
-    from holly.pointio import write_points
-    from holly.shapes import builtin_shape
+    from holly.data.pointio import write_points
+    from holly.data.shapes import builtin_shape
 
     work = tmp_path_factory.mktemp("workflow")
     write_points(work / "shape.obj", 3.0 * builtin_shape("cep152"))  # arbitrary units

@@ -58,8 +58,8 @@ def test_localisations_to_report(tmp_path):
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
 
-    from holly.imagestore import ImageStore
-    from holly.runfolder import nm_per_model_unit, nm_per_px
+    from holly.data.imagestore import ImageStore
+    from holly.run.runfolder import nm_per_model_unit, nm_per_px
 
     store = ImageStore.open(tmp_path / "resources" / "cep152-locs.zarr")
     assert store.n_images == 36 * 4 and (store.height, store.width) == (32, 32)

@@ -1,4 +1,5 @@
-"""holly.zenodo and `holly fetch` against a loopback Zenodo stand-in (tests/zenodo_server.py)."""
+"""holly.data.zenodo and `holly fetch` against a loopback Zenodo stand-in
+(tests/zenodo_server.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from zenodo_server import ZenodoStandIn
 
 import holly.cli
-from holly import zenodo
+from holly.data import zenodo
 from holly.errors import HollyError
 
 FAST = {"backoff": 0.01, "timeout": 5.0, "progress": False}
@@ -366,7 +367,7 @@ def test_slash_keys_with_unsafe_parts_refused(name):
 @pytest.mark.parametrize("record", ["١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥"])
 def test_unicode_digits_in_a_record_id_are_a_clear_error(record):
     """issue 9: non-ASCII digits passed str.isdigit and crashed in the URL (UnicodeEncodeError)."""
-    from holly.zenodo import parse_record_id
+    from holly.data.zenodo import parse_record_id
 
     with pytest.raises(HollyError, match="cannot read a Zenodo record"):
         parse_record_id(record)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-import holly.localisations as loc
-from holly.imagestore import ImageStore
+import holly.data.localisations as loc
+from holly.data.imagestore import ImageStore
 
 SIGMAS = [10.0, 8.0, 6.4, 5.0, 4.0]
 

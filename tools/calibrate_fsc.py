@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from holly.config import from_dict
-from holly.evaluate import evaluate_run
-from holly.halfsets import compare_runs
+from holly.results.evaluate import evaluate_run
+from holly.results.halfsets import compare_runs
 from holly.train import train
 
 SHAPES = ("cep152", "tetrapod", "helix")

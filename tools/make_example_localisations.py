@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from holly.shapes import builtin_shape
+from holly.data.shapes import builtin_shape
 
 OUT = Path("config/examples/data/cep152_locs.csv")
 PARTICLES, LOCS_PER_PARTICLE, NM_PER_UNIT = 36, 96, 80.0

@@ -267,7 +267,7 @@ def _tree(root: Path) -> dict:
 
 def _store(path: Path, n: int = 8, size: int = 16) -> Path:
     """A small image store (one level, sigma 2, one image per shard: a shard per image)."""
-    import holly.imagestore as imagestore
+    import holly.data.imagestore as imagestore
 
     images = np.random.default_rng(0).random((n, size, size), dtype=np.float32) + 0.1
     shard_bytes = imagestore.SHARD_BYTES
@@ -424,7 +424,7 @@ def nothing_lost_cases(p: Probe) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from holly.runfolder import RunFolder\n"
+            "import sys, time; from holly.run.runfolder import RunFolder\n"
             "with RunFolder(sys.argv[1]).lock('train'):\n print('held', flush=True)\n"
             " time.sleep(120)",
             str(run),
@@ -469,8 +469,8 @@ def nothing_lost_cases(p: Probe) -> None:
                 w / f"never{preload}",
             ],
         )
-    from holly.imagestore import ImageStore
-    from holly.ingest import export_ome_zarr
+    from holly.data.imagestore import ImageStore
+    from holly.data.ingest import export_ome_zarr
 
     p.call("OME-Zarr export of a store with a lost shard", lambda: export_ome_zarr(lost, w / "o"))
     store_open = ImageStore.open(store)  # opened, then a shard goes: reads still refuse
@@ -500,7 +500,7 @@ def nothing_lost_cases(p: Probe) -> None:
 
 
 def training_cases(p: Probe) -> None:
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     out = p.work / "trained"
     cfg = json.dumps(TINY)
@@ -594,7 +594,7 @@ def data_cases(p: Probe) -> None:
     store = p.work / "nanpart.zarr"
 
     def picked_particle_2():
-        from holly.imagestore import ImageStore
+        from holly.data.imagestore import ImageStore
 
         s = ImageStore.open(store)
         return s.n_images == 1 and s.attrs["source"]["n_particles_read"] == 4
@@ -624,7 +624,7 @@ def data_cases(p: Probe) -> None:
 
 
 def archive_cases(p: Probe) -> None:
-    from holly.archive import extract
+    from holly.data.archive import extract
 
     bomb = p.work / "bomb.zip"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -634,7 +634,7 @@ def archive_cases(p: Probe) -> None:
     with zipfile.ZipFile(trav, "w") as zf:
         zf.writestr("../evil.txt", "x")
     p.call("archive traversal", lambda: extract(trav, p.work / "trav_out"))
-    from holly.zenodo import parse_record_id
+    from holly.data.zenodo import parse_record_id
 
     for record in ("١٢٣", "10.5281/zenodo.١٢", "https://zenodo.org/records/٤٥", "12x", "-5", ""):
         p.call(f"record id {record!r}", lambda record=record: parse_record_id(record))
@@ -669,8 +669,8 @@ def faults_cases(p: Probe) -> None:
 
     from conftest import make_fake_run
 
-    import holly.train as train_module
-    from holly.archive import extract, max_bytes
+    import holly.train.trainer as train_module
+    from holly.data.archive import extract, max_bytes
 
     w = p.work / "faults"
     run = make_fake_run(w / "run")
@@ -711,7 +711,7 @@ def faults_cases(p: Probe) -> None:
         says="unknown figure format",
     )
     flat = make_fake_run(w / "flat")
-    from holly.pointio import write_points
+    from holly.data.pointio import write_points
 
     write_points(flat / "ground_truth.ply", np.zeros((30, 3)))
     p.cli(
@@ -912,8 +912,8 @@ def resume_cases(p: Probe) -> None:
 
     import holly.commands.compare as compare_command
     import holly.commands.evaluate as evaluate_command
-    import holly.train as train_module
-    from holly.runfolder import RunFolder
+    import holly.train.trainer as train_module
+    from holly.run.runfolder import RunFolder
 
     w = p.work / "resume"
     cfg = json.dumps(TINY_REFINE)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from holly.errors import HollyError
-from holly.seedtable import read_seed_summaries, seed_table
+from holly.results.seedtable import read_seed_summaries, seed_table
 
 
 def snakemake_command(seed: int, out: Path, args: argparse.Namespace) -> list[str]:

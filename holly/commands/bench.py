@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-from holly.provenance import device_description
+from holly.run.provenance import device_description
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def _row(name: str, fast: dict, dense: dict | None, ratio: float | None) -> str:
 
 def main(args) -> int:
     from holly.atomic import write_json
-    from holly.bench import BenchSetup, bench_cnn, bench_renderer, bench_training_step
-    from holly.train import pick_device
+    from holly.train.bench import BenchSetup, bench_cnn, bench_renderer, bench_training_step
+    from holly.train.trainer import pick_device
 
     device = pick_device(args.device)
     setup = BenchSetup(

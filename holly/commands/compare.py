@@ -18,9 +18,9 @@ import contextlib
 import logging
 
 from holly.atomic import refuse_inputs, write_json
-from holly.halfsets import compare_runs
-from holly.pointio import write_points
-from holly.runfolder import RunFolder
+from holly.data.pointio import write_points
+from holly.results.halfsets import compare_runs
+from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     ra, rb = RunFolder(args.run_a), RunFolder(args.run_b)
     outputs = {"--out": args.out, "--figure": args.figure, "--aligned": args.aligned}
     if args.figure:
-        from holly.figures import check_figure_path
+        from holly.results.figures import check_figure_path
 
         check_figure_path(args.figure, "--figure")
     refuse_inputs(outputs, [*ra.trained_files(), *rb.trained_files(), args.ground_truth])
@@ -64,14 +64,14 @@ def _compare(args: argparse.Namespace) -> int:
     )
     figure = None
     if args.figure:
-        from holly.figures import fsc_figure
+        from holly.results.figures import fsc_figure
 
         figure = fsc_figure(result)
     # everything is computed: write the files, the JSON last (the workflow's target)
     if args.aligned:
         write_points(args.aligned, aligned[0], comment="holly compare: aligned to run A")
     if figure is not None:
-        from holly.figures import save_figure
+        from holly.results.figures import save_figure
 
         save_figure(figure, args.figure, args.dpi)
     write_json(args.out, result, allow_nan=False)

@@ -9,7 +9,7 @@ Chamfer is the mean (not squared) nearest-neighbour distance in both directions,
 F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
 
 --structure checks the cloud against a structure known in advance, without holly's renderer
-(holly/structure.py): tetrahedron, ring (with --structure-model, e.g. NPCModel.mat) or flat;
+(holly/results/structure.py): tetrahedron, ring (with --structure-model, e.g. NPCModel.mat) or flat;
 the result is evaluation.json's "structure" block.
 
 --snapshots also scores every training snapshot (RUN/snapshots/points_*.ply) the same way and
@@ -25,11 +25,11 @@ import logging
 from pathlib import Path
 
 from holly.atomic import _jsonable, refuse_inputs, write_json
+from holly.data.pointio import read_ply_comments, write_points
 from holly.errors import HollyError
-from holly.evaluate import score_run, score_snapshots
-from holly.pointio import read_ply_comments, write_points
-from holly.runfolder import RunFolder
-from holly.views import run_views
+from holly.results.evaluate import score_run, score_snapshots
+from holly.results.views import run_views
+from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _summary(result: dict) -> str:
     if pose is not None:
         parts.append(f"pose error median {pose['median']:.1f} deg")
     if result.get("structure"):
-        from holly.structure import headline
+        from holly.results.structure import headline
 
         row = headline(result["structure"])
         parts.append(
@@ -198,7 +198,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         aligned_out=args.aligned,
         structure=_structure_spec(args),
     )
-    result["views"] = run_views(args.run_dir)  # view range; unresolved z (holly/views.py)
+    result["views"] = run_views(args.run_dir)  # view range; unresolved z (holly/results/views.py)
     out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
     try:  # strict JSON first: a result that cannot be written leaves both files untouched
         json.dumps(result, default=_jsonable, allow_nan=False)

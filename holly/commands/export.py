@@ -37,8 +37,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.atomic import refuse_inputs
-    from holly.pointio import read_points, write_points
-    from holly.runfolder import RunFolder
+    from holly.data.pointio import read_points, write_points
+    from holly.run.runfolder import RunFolder
 
     source = args.run / args.points
     refuse_inputs({"--out": args.out}, [source, *RunFolder(args.run).result_files()])

@@ -25,7 +25,7 @@ import datetime
 import logging
 from pathlib import Path
 
-from holly import archive, zenodo
+from holly.data import archive, zenodo
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)

@@ -8,14 +8,15 @@ OUT/loss.FMT, sigma.FMT, montage.FMT, views.FMT and pose_error.FMT.
 --snapshots steps from the random start to the end (x-y view, ground truth behind it), or
 `vs_published`, the reconstruction next to a published cloud: --published PLY, --aligned PLY
 (from `holly evaluate RUN --ground-truth PLY --aligned ALIGNED.ply --out JSON`) and --scores JSON;
-`view_tilts`, the held-out views' out-of-plane tilts against uniform 3D views (holly/views.py).
+`view_tilts`, the held-out views' out-of-plane tilts against uniform 3D views
+(holly/results/views.py).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from holly.figures import extra_figures, run_figures
+from holly.results.figures import extra_figures, run_figures
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +62,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.atomic import refuse_inputs
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     runs = [RunFolder(r) for r in (args.run_dir, *args.others)]
     inputs = [f for rf in runs for f in rf.result_files() if f != rf.figures]

@@ -75,22 +75,22 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from holly.ingest import export_ome_zarr, ingest_fits, peak_rss_mib
+    from holly.data.ingest import export_ome_zarr, ingest_fits, peak_rss_mib
 
     src = args.src
     if args.find == "auto":  # by content: the folder of sigma folders with matching FITS
-        from holly.recordlayout import find_sigma_tree
+        from holly.data.recordlayout import find_sigma_tree
 
         src, reason = find_sigma_tree(args.src)
         log.info("ingesting %s (%s)", src, reason)
     elif args.find:
-        from holly.archive import find_one
+        from holly.data.archive import find_one
 
         src = find_one(args.src, args.find, "dir")
         log.info("ingesting %s", src)
     if args.ome_zarr is not None:  # both outputs checked before either is written
         from holly.atomic import refuse_inputs
-        from holly.imagestore import guard_output
+        from holly.data.imagestore import guard_output
 
         guard_output(args.ome_zarr, [src], args.force)
         refuse_inputs({"--ome-zarr": args.ome_zarr}, [args.out])

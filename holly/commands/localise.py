@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def parse_sigmas(text: str) -> list[float]:
     """Comma-separated sigmas in pixels, a path to a file holding such a list, or the name of a
     shipped list (``cep``, ``bunny``, ``quick``: holly/data/sigma_<name>.csv)."""
-    from holly.curriculum import load_sigma_list
+    from holly.method.curriculum import load_sigma_list
 
     path = Path(text)
     if path.is_file():
@@ -60,7 +60,7 @@ def parse_sigmas(text: str) -> list[float]:
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from holly.localisations import FORMATS
+    from holly.data.localisations import FORMATS
 
     parser.add_argument("input", metavar="INPUT", type=Path, help="localisation file or folder")
     parser.add_argument(
@@ -151,7 +151,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from holly.localisations import localise
+    from holly.data.localisations import localise
 
     result = localise(
         args.input,

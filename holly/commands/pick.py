@@ -22,8 +22,8 @@ import os
 import shutil
 from pathlib import Path
 
-from holly.archive import find_one
 from holly.atomic import atomic_path, refuse_inputs
+from holly.data.archive import find_one
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.pattern == "auto":  # by content: the published cloud among the point files
-        from holly.recordlayout import find_cloud
+        from holly.data.recordlayout import find_cloud
 
         found, reason = find_cloud(args.dir)
         log.info("chose %s", reason)
     else:
         found = find_one(args.dir, args.pattern, "file")
     if args.points:
-        from holly.pointio import read_points
+        from holly.data.pointio import read_points
 
         n = len(read_points(found))
         log.info("%s: %d points", found, n)

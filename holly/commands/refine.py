@@ -1,6 +1,7 @@
 """Refine the poses of a finished run against its learned cloud (per-image pose refinement).
 
-Continues RUN from its last checkpoint into the refinement stage (holly/refine.py): a pose table
+Continues RUN from its last checkpoint into the refinement stage (holly/method/refine.py): a pose
+table
 of training images searched and refined against the cloud, alternating with steps on the cloud,
 then the held-out images' poses searched and refined with the cloud fixed. RUN's points.ply and
 test_poses.npz are rewritten; `holly evaluate RUN` then reports the pose error before and after.
@@ -22,7 +23,7 @@ def add_args(parser) -> None:
 
 def main(args) -> int:
     from holly.config import from_dict
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
     from holly.train import train
 
     if args.steps < 1:

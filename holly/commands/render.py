@@ -40,12 +40,12 @@ def add_args(parser) -> None:
 def main(args) -> int:
     import torch
 
-    from holly import geometry
     from holly.atomic import refuse_inputs
+    from holly.data.imageio import write_image
+    from holly.data.pointio import read_points
     from holly.errors import HollyError
-    from holly.imageio import write_image
-    from holly.pointio import read_points
-    from holly.render import render
+    from holly.method import geometry
+    from holly.method.render import render
 
     refuse_inputs({"--out": args.out}, [args.points])
     if args.sigma <= 0:

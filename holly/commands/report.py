@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from holly.report import build_report, parse_runs
+from holly.results.report import build_report, parse_runs
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.atomic import refuse_inputs
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     runs = parse_runs(args.run)
     inputs = [f for run in runs.values() for f in RunFolder(run).result_files()]

@@ -31,11 +31,11 @@ def main(args) -> int:
     import torch
 
     from holly.commands.train import resolve_config
-    from holly.curriculum import load_sigma_list
+    from holly.data.imagestore import ORIENTATION, StoreWriter, base_attrs
+    from holly.data.shapes import load_shape
+    from holly.data.simulate import simulate
     from holly.errors import HollyError
-    from holly.imagestore import ORIENTATION, StoreWriter, base_attrs
-    from holly.shapes import load_shape
-    from holly.simulate import simulate
+    from holly.method.curriculum import load_sigma_list
 
     args.device, args.max_steps = None, None
     cfg = resolve_config(args)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from holly.locsim import BLINKING, VIEWS, LocSimParams
+    from holly.data.locsim import BLINKING, VIEWS, LocSimParams
 
     d = LocSimParams()
     parser.add_argument("--out", required=True, metavar="OUT.csv", help="table to write")
@@ -110,7 +110,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from holly.locsim import LocSimParams, check_outputs, simulate_localisations, write_simulation
+    from holly.data.locsim import (
+        LocSimParams,
+        check_outputs,
+        simulate_localisations,
+        write_simulation,
+    )
 
     params = LocSimParams(
         shape=args.shape,

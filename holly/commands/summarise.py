@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from holly.report import parse_runs, write_summary
+from holly.results.report import parse_runs, write_summary
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.atomic import refuse_inputs
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     runs = parse_runs(args.run)
     outputs = {"--out": args.out, "--chart": args.chart, "--table": args.table}

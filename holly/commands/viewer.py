@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from holly.viewer import write_viewer
+from holly.results.viewer import write_viewer
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from holly.atomic import refuse_inputs
-    from holly.runfolder import RunFolder
+    from holly.run.runfolder import RunFolder
 
     refuse_inputs({"--out": args.out}, RunFolder(args.run_dir).result_files())
     write_viewer(args.run_dir, args.out, args.max_snapshots, args.title)

@@ -6,7 +6,7 @@
 
 :func:`build_report` writes one HTML file that needs nothing else: figures are embedded as data
 URIs, captions are rendered from the workflow's RST caption files, and each experiment gets the
-interactive 3D viewer of :mod:`holly.viewer` (inline JavaScript, no network).
+interactive 3D viewer of :mod:`holly.results.viewer` (inline JavaScript, no network).
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ import pandas as pd
 from holly import __version__
 from holly.atomic import atomic_path
 from holly.errors import HollyError
-from holly.figures import (
+from holly.results.figures import (
     EXTRA_FIGURES,
     RUN_FIGURES,
     comparison_figure,
     save_figure,
 )
-from holly.halfsets import halves_viewer_data
-from holly.runfolder import VS_PUBLISHED, RunFolder, read_json
-from holly.structure import headline
+from holly.results.halfsets import halves_viewer_data
+from holly.run.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.results.structure import headline
 from holly.units import model_unit_px
-from holly.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
+from holly.results.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
 
 log = logging.getLogger(__name__)
 
@@ -472,7 +472,7 @@ def build_report(
     ----------
     runs : dict
         ``experiment name -> run folder``; figures are read from ``<run>/<figures_dir>/`` (the
-        files of :func:`holly.figures.run_figures`).
+        files of :func:`holly.results.figures.run_figures`).
     summary_csv : path-like
         The table of :func:`write_summary`.
     chart : path-like, optional

@@ -25,21 +25,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from holly import __version__, refine
+from holly import __version__
 from holly.atomic import atomic_path, refuse_inputs
 from holly.config import ExperimentConfig, from_dict
-from holly.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, training_length
-from holly.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
+from holly.data.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
+from holly.data.pointio import write_points
+from holly.data.shapes import is_shape_path
 from holly.errors import HollyError
-from holly.geometry import random_rotations
-from holly.halfsets import training_seed
-from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
-from holly.model import HollyModel
-from holly.pointio import write_points
-from holly.precision import StepPrecision
-from holly.provenance import provenance
-from holly.runfolder import METRIC_COLUMNS, RunFolder
-from holly.shapes import is_shape_path
+from holly.method import refine
+from holly.method.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, training_length
+from holly.method.geometry import random_rotations
+from holly.method.loss import hypothesis_losses, min_over_hypotheses, normalise
+from holly.method.model import HollyModel
+from holly.results.halfsets import training_seed
+from holly.run.provenance import provenance
+from holly.run.runfolder import METRIC_COLUMNS, RunFolder
+from holly.train.precision import StepPrecision
 from holly.units import describe_units, run_units
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ class Trainer:
         ]
         return float(np.mean(losses)) if losses else float("nan")
 
-    # -- per-image pose refinement (holly/refine.py) ----------------------------------------
+    # -- per-image pose refinement (holly/method/refine.py) ----------------------------------------
     def final_sigma(self) -> float:
         return self.schedule.sigma_at(max(self.amortised_steps - 1, 0))
 
@@ -286,7 +287,8 @@ class Trainer:
 
     def searched_poses(self, images_at, keep: int, rotations: int) -> refine.PoseTable:
         """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current
-        cloud: the CNN's hypotheses and a global search (:func:`holly.refine.search_poses`)."""
+        cloud: the CNN's hypotheses and a global search
+        (:func:`holly.method.refine.search_poses`)."""
         sigma = self.final_sigma()
         hyps = self.cnn_hypotheses(images_at(sigma), sigma)
         symmetries = refine.cloud_symmetries(
@@ -671,7 +673,7 @@ class Trainer:
                 trans_true=test.translations_of(self.test_idx).cpu().numpy(),
                 **poses,
             )
-        else:  # real data: the poses alone, for their view range (holly/views.py)
+        else:  # real data: the poses alone, for their view range (holly/results/views.py)
             self.run_folder.write_test_poses(**poses)
         # up to 16 samples spread over the test set, so they show different particles rather
         # than the augmentation copies of the first one

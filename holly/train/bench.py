@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from holly.config import from_dict
-from holly.geometry import random_rotations
-from holly.loss import hypothesis_losses, min_over_hypotheses, normalise
-from holly.model import HollyModel
-from holly.precision import autocast
-from holly.render import render, render_dense
+from holly.method.geometry import random_rotations
+from holly.method.loss import hypothesis_losses, min_over_hypotheses, normalise
+from holly.method.model import HollyModel
+from holly.method.render import render, render_dense
+from holly.train.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class BenchSetup:
     device: torch.device
     repeats: int  # timed calls of the fast path
     dense_repeats: int  # timed calls of the dense reference (slow)
-    precision: str = "fp32"  # of the CNN in the training step (holly.precision)
+    precision: str = "fp32"  # of the CNN in the training step (holly.train.precision)
     channels_last: bool = False
 
 

@@ -1,6 +1,6 @@
 """SMLM localisation tables -> rendered image stacks in an image store.
 
-Reads particles (2D localisations) with :mod:`holly.locformats` (ThunderSTORM, Picasso, SMAP
+Reads particles (2D localisations) with :mod:`holly.data.locformats` (ThunderSTORM, Picasso, SMAP
 ``_sml.mat``/``_sml.csv``, DECODE, Zeiss Elyra, ONI Nanoimager, rapidSTORM, the CEP152 ``.mat``,
 the TU Delft ``particles{i}`` and JRMPC ``Superparticle{i}`` ``.mat``; one file or a folder of
 files of one format, kind and pixel size). The images show the xy projection; the store keeps
@@ -18,7 +18,7 @@ Then (:func:`localise`): keep the accepted particles (optional index list), drop
 (optional size cut at median - 2 sd of the localisation counts), keep at most ``max_points``
 random localisations per particle, centre each particle on its bounding-box centre, scale every
 particle by one global factor, and render ``perturbations`` randomly in-plane-rotated copies of
-each at every sigma with :func:`holly.render.render`. Image sums equal the number of
+each at every sigma with :func:`holly.method.render.render`. Image sums equal the number of
 localisations (less the Gaussian tails beyond the frame): no noise, no normalisation, as
 CEPrender made the CEP152 images.
 
@@ -51,10 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from holly.checksums import file_digest
-from holly.errors import HollyError
-from holly.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
-from holly.locformats import FORMATS as READER_FORMATS
-from holly.locformats import (  # noqa: F401  (re-exported: the readers' public names)
+from holly.data.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
+from holly.data.locformats import FORMATS as READER_FORMATS
+from holly.data.locformats import (  # noqa: F401  (re-exported: the readers' public names)
     MAT_MEMBER,
     Particles,
     detect_format,
@@ -62,6 +61,7 @@ from holly.locformats import (  # noqa: F401  (re-exported: the readers' public 
     read_localisations,
     short,
 )
+from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _rotations_z(angles: np.ndarray) -> np.ndarray:
     """In-plane rotation matrices ``[B, 3, 3]`` about the viewing axis (float64)."""
     import torch
 
-    from holly.geometry import rotation_about_z  # the one rotation about z
+    from holly.method.geometry import rotation_about_z  # the one rotation about z
 
     return rotation_about_z(torch.as_tensor(angles, dtype=torch.float64)).numpy()
 
@@ -272,7 +272,7 @@ def render_particles(
     """
     import torch
 
-    from holly.render import render
+    from holly.method.render import render
 
     n_copies = angles.shape[1]
     counts = [len(p) for p in points]
@@ -469,7 +469,7 @@ def localise(
     sigmas : list of float
         Gaussian sigma of every level, pixels; repeated values make one level.
     fmt : {"auto", ...}
-        ``auto`` or one of :data:`holly.locformats.FORMATS`.
+        ``auto`` or one of :data:`holly.data.locformats.FORMATS`.
     accepted : path-like, optional
         Text file of particle indices (read order, from 0) to keep.
     size_cut : bool

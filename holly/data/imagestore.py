@@ -18,7 +18,8 @@ Layout (``format_version`` 1)::
 Every level holds the same N images in the same order: image ``i`` of every level shows the same
 particle in the same pose, only blurred differently.
 
-Orientation: stored images use the renderer's convention (:mod:`holly.render`): row 0 is the top
+Orientation: stored images use the renderer's convention (:mod:`holly.method.render`): row 0 is the
+top
 of the image and model +y points up, so a stored image can be compared with a rendering pixel for
 pixel. How the source was mapped onto this is recorded in ``attributes["holly"]["orientation"]``.
 
@@ -62,13 +63,15 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 ATTR_KEY = "holly"
 KIND = "image-store"  # attributes["holly"]["kind"] of a store
-EXPORT_KIND = "ome-zarr-export"  # ... of an OME-Zarr export (holly.ingest.export_ome_zarr)
+EXPORT_KIND = "ome-zarr-export"  # ... of an OME-Zarr export (holly.data.ingest.export_ome_zarr)
 DIMENSION_NAMES = ("sample", "y", "x")
 SHARD_BYTES = 64 * 2**20  # ~64 MiB per shard: few files on HPC file systems, cheap partial reads
 
 ORIENTATION = {
     "row0": "top",
     "y_axis": "up",
+    # the stored attribute names the renderer by its module path when stores were first written
+    # (now holly.method.render); it is part of the store format, so it stays as written then
     "convention": "holly.render: row 0 is the top row, model +y points up (row = H/2 - H/4 y)",
 }
 
@@ -348,7 +351,7 @@ class ImageStore:
             _check_chunk_files(self.path, arr)  # zarr would read a lost shard as zeros
         for start in range(0, idx.size, batch_size):
             part = idx[start : start + batch_size]
-            if reader is not None:  # direct shard reads: ~10x less CPU (holly/shardreader.py)
+            if reader is not None:  # direct shard reads: ~10x less CPU (holly/data/shardreader.py)
                 yield reader.read(part)
                 continue
             # zarr wants increasing, unique coordinates for an orthogonal selection
@@ -358,7 +361,7 @@ class ImageStore:
 
     def _reader(self, sigma: float, arr):
         """The level's direct shard reader (None where its layout is not StoreWriter's)."""
-        from holly.shardreader import shard_reader
+        from holly.data.shardreader import shard_reader
 
         level = self.level_for(sigma)
         if level not in self._readers:

@@ -1,6 +1,6 @@
 """Fast random reads of single images from an image-store level (Zarr v3 shards, read directly).
 
-An image-store level (:mod:`holly.imagestore`) is a float32 ``[N, H, W]`` Zarr v3 array with
+An image-store level (:mod:`holly.data.imagestore`) is a float32 ``[N, H, W]`` Zarr v3 array with
 one image per inner chunk, packed into shard files (``c/<s>/0/0``, ~64 MiB each). Streaming
 training reads 32 random images per step. Through zarr 3.1 that costs 0.6–0.8 ms of CPU per
 image (measured: the per-chunk machinery of its codec pipeline), of which decoding the chunk
@@ -13,10 +13,10 @@ shard and cached; each image is then one ``pread`` of its chunk and one Blosc de
 ``2**64 - 1`` marks a chunk that was never written: zarr skips chunks equal to the fill value
 unless told otherwise, which stores written before ``every_chunk_stored`` did for all-zero
 images, so there it reads as the fill value; in a store that stores every chunk
-(:class:`holly.imagestore.StoreWriter` now) it is damage and an error. A missing shard file is
+(:class:`holly.data.imagestore.StoreWriter` now) it is damage and an error. A missing shard file is
 always an error naming it: the fill value never stands in for data that was lost.
 
-It accepts only the exact layout that :class:`holly.imagestore.StoreWriter` writes (checked
+It accepts only the exact layout that :class:`holly.data.imagestore.StoreWriter` writes (checked
 from the array's metadata by :func:`shard_reader`); for anything else ``shard_reader`` returns
 ``None`` and the caller reads through zarr. tests/test_shardreader.py checks it against zarr's
 own reads, image for image and bit for bit.

@@ -38,10 +38,10 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from holly.atomic import atomic_path  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
-from holly.pointio import read_points  # noqa: E402
-from holly.runfolder import RunFolder, read_metrics_file  # noqa: E402
-from holly.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
-from holly.views import held_out_tilts  # noqa: E402
+from holly.data.pointio import read_points  # noqa: E402
+from holly.run.runfolder import RunFolder, read_metrics_file  # noqa: E402
+from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
+from holly.results.views import held_out_tilts  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
 
 
 def view_tilts_figure(tilts: dict[str, np.ndarray], title: str = "") -> Figure:
-    """Histogram of the held-out views' out-of-plane tilts (degrees, :mod:`holly.views`), with
+    """Histogram of the held-out views' out-of-plane tilts (degrees, :mod:`holly.results.views`), with
     the density of uniform 3D views (``sin t``) for reference; ``tilts``: name -> ``[T]``."""
     with style():
         fig, axes = _new()
@@ -333,7 +333,7 @@ def fsc_figure(comparison: dict, title: str = "") -> Figure:
     Parameters
     ----------
     comparison : dict
-        The ``halfsets.json`` content of :func:`holly.halfsets.compare_runs`; with ground truth,
+        The ``halfsets.json`` content of :func:`holly.results.halfsets.compare_runs`; with ground truth,
         each half's FSC against the ground-truth density is drawn too (dashed).
     """
     with style():
@@ -401,7 +401,7 @@ def comparison_figure(summary: pd.DataFrame) -> Figure:
     Parameters
     ----------
     summary : DataFrame
-        One row per experiment as written by :func:`holly.report.summary_table`.
+        One row per experiment as written by :func:`holly.results.report.summary_table`.
     """
     names = list(summary["experiment"]) if not summary.empty else []
     with style():
@@ -434,7 +434,7 @@ def comparison_figure(summary: pd.DataFrame) -> Figure:
 def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
     """``metrics.csv`` (the file, or a run folder's) as a DataFrame of numbers.
 
-    See :meth:`holly.runfolder.RunFolder.read_metrics`: a clear error if it is unusable.
+    See :meth:`holly.run.runfolder.RunFolder.read_metrics`: a clear error if it is unusable.
     """
     path = Path(path)
     return RunFolder(path).read_metrics() if path.is_dir() else read_metrics_file(path)
@@ -445,7 +445,7 @@ def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
     poses = RunFolder(run_dir).read_test_poses()
     if poses is None or "rot_true" not in poses:  # real data
         return None
-    from holly.evaluate import pose_error, symmetry_order
+    from holly.results.evaluate import pose_error, symmetry_order
 
     # the same symmetry rule as `holly evaluate`'s table (cep152: modulo its 9-fold symmetry)
     try:
@@ -670,7 +670,7 @@ def extra_figures(
     (the JSON of that evaluation, for the scores in the title). ``learning_curve`` draws the
     run's ``snapshot_scores.csv`` (``holly evaluate --snapshots``) and those of ``others``.
     """
-    from holly.viewer import viewer_data
+    from holly.results.viewer import viewer_data
 
     run, out = Path(run_dir), Path(out_dir)
     name = title or run.name

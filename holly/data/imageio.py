@@ -1,6 +1,6 @@
 """Writing single images: PNG for people, FITS for analysis.
 
-Orientation: holly's images have row 0 at the top and +y up (see :mod:`holly.render`). FITS
+Orientation: holly's images have row 0 at the top and +y up (see :mod:`holly.method.render`). FITS
 viewers (DS9, astropy/matplotlib with origin="lower") put row 0 at the bottom, so FITS files are
 written flipped vertically; they then display the right way up, and :func:`read_fits` flips back.
 This is the convention of the original's v1.1+ FITS output and of CEPrender.

@@ -5,8 +5,8 @@ independent ones agree. The training particles are split **by particle** into tw
 (:func:`split_halves`; every augmentation copy of a particle goes with it, the held-out test
 set stays the same for both), each half is trained with its own seed derived from the
 experiment's (:func:`training_seed`), and :func:`compare_runs` aligns the two results
-(mirror-aware, :func:`holly.evaluate.align`) and reports their Chamfer distance and their
-Fourier shell correlation (:mod:`holly.fsc`) with the resolutions at FSC 0.143 and 0.5.
+(mirror-aware, :func:`holly.results.evaluate.align`) and reports their Chamfer distance and their
+Fourier shell correlation (:mod:`holly.results.fsc`) with the resolutions at FSC 0.143 and 0.5.
 
 With ground truth (simulated data) it also reports each half against the truth: Chamfer after
 alignment and the FSC of each half with the ground-truth density. That is the calibration of
@@ -27,10 +27,10 @@ import numpy as np
 
 from holly import __version__
 from holly.errors import HollyError
-from holly.evaluate import align, shape_metrics
-from holly.fsc import cloud_fsc
-from holly.pointio import read_points, write_points
-from holly.runfolder import RunFolder
+from holly.results.evaluate import align, shape_metrics
+from holly.results.fsc import cloud_fsc
+from holly.data.pointio import read_points, write_points
+from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def nm_per_unit(rf: RunFolder, cfg: dict) -> float | None:
     """Nanometres per model unit of a run on an image store that records its pixel size.
 
     The scale training recorded in the run's provenance (:meth:`RunFolder.read_scale`), else
-    the store's own (:attr:`holly.imagestore.ImageStore.nm_per_model_unit`, for runs from
+    the store's own (:attr:`holly.data.imagestore.ImageStore.nm_per_model_unit`, for runs from
     before provenance recorded it); None for simulated data or a store without a pixel size.
     """
     scale = rf.read_scale()
@@ -139,7 +139,7 @@ def nm_per_unit(rf: RunFolder, cfg: dict) -> float | None:
     data = cfg.get("data") or {}
     if data.get("source") != "zarr" or not data.get("store"):
         return None
-    from holly.imagestore import ImageStore
+    from holly.data.imagestore import ImageStore
 
     try:
         store = ImageStore.open(data["store"])
@@ -246,7 +246,7 @@ def compare_runs(
     -------
     dict
         The ``halfsets.json`` content: ``chamfer``, ``hausdorff95``, ``handedness``, ``fsc``
-        (see :meth:`holly.fsc.CloudFSC.to_dict`), ``resolution_0143``/``_05`` copied to the
+        (see :meth:`holly.results.fsc.CloudFSC.to_dict`), ``resolution_0143``/``_05`` copied to the
         top level, and with ground truth ``vs_ground_truth``: per half its Chamfer and FSC
         against the ground truth.
     """
@@ -311,7 +311,7 @@ def halves_viewer_data(run_dir: str | os.PathLike, name: str) -> dict | None:
     first, aligned = rf.half(1).points, rf.half2_aligned
     if not (first.is_file() and aligned.is_file()):
         return None
-    from holly.viewer import pair_data
+    from holly.results.viewer import pair_data
 
     return pair_data(read_points(first), read_points(aligned), name, ("half 2", "half 1"))
 

@@ -1,8 +1,10 @@
 """Training data: what a data source gives the training loop (:class:`Data`) and how it is built.
 
 :func:`build_data` turns an experiment config into two splits (train, test) with
-``images(idx, sigma) -> Tensor [B, H, W]``: simulated from a shape (:mod:`holly.simulate`) or read
-from an image store (:mod:`holly.realdata`). Training (:mod:`holly.train`) and the real-data
+``images(idx, sigma) -> Tensor [B, H, W]``: simulated from a shape (:mod:`holly.data.simulate`) or
+read
+from an image store (:mod:`holly.data.realdata`). Training (:mod:`holly.train.trainer`) and the
+real-data
 reader both depend on this module, never on each other.
 """
 
@@ -14,10 +16,10 @@ import numpy as np
 import torch
 
 from holly.config import ExperimentConfig
-from holly.halfsets import take_half
-from holly.provenance import sha256_array, sha256_file
-from holly.shapes import check_in_frame, is_shape_path, load_shape
-from holly.simulate import simulate
+from holly.data.shapes import check_in_frame, is_shape_path, load_shape
+from holly.data.simulate import simulate
+from holly.results.halfsets import take_half
+from holly.run.provenance import sha256_array, sha256_file
 
 
 @dataclass
@@ -41,7 +43,7 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
 
 def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
     if cfg.data.source == "zarr":
-        from holly.realdata import build_zarr_data  # needs zarr; imported only when used
+        from holly.data.realdata import build_zarr_data  # needs zarr; imported only when used
 
         return build_zarr_data(cfg, device)
     vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)

@@ -27,7 +27,7 @@ against the normal are reported beside it (for a flat object seen from above the
 
 **Tilt** is ``arccos |d . a|`` in [0, 90] degrees. For uniform random 3D views its distribution
 is ``P(tilt <= t) = 1 - cos t`` (median 60 deg, 90th percentile 84.3 deg). For views uniform over
-a cap of half-angle ``T`` (:mod:`holly.locsim`'s ``tilt`` views), ``1 - cos t`` is uniform on
+a cap of half-angle ``T`` (:mod:`holly.data.locsim`'s ``tilt`` views), ``1 - cos t`` is uniform on
 ``[0, 1 - cos T]``; ``cone_deg`` inverts this from the 90th percentile,
 ``1 - cos cone = (1 - cos p90) / 0.9``: ``T`` for such a cap, 90 for uniform views.
 
@@ -45,7 +45,7 @@ import os
 import numpy as np
 
 from holly.errors import HollyError
-from holly.runfolder import RunFolder
+from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 

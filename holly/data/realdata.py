@@ -137,8 +137,8 @@ class _ReadAhead:
 
 def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
     """Train/test splits of the store named by ``cfg.data.store``."""
-    from holly.datasets import Data
-    from holly.imagestore import ImageStore, split_by_particle
+    from holly.data.datasets import Data
+    from holly.data.imagestore import ImageStore, split_by_particle
 
     d = cfg.data
     if not d.store:

@@ -1,5 +1,5 @@
-"""Shared visual style: the colours every figure (:mod:`holly.figures`) and the 3D viewer
-(:mod:`holly.viewer`) use, so a reconstruction looks the same everywhere.
+"""Shared visual style: the colours every figure (:mod:`holly.results.figures`) and the 3D viewer
+(:mod:`holly.results.viewer`) use, so a reconstruction looks the same everywhere.
 
 Colour-blind-safe (ColorBrewer Dark2). Kept free of imports so both modules can use it without
 importing each other.

@@ -6,9 +6,11 @@ the twins. Refinement, which needs no ground truth:
 
 1. **A pose table** for a seeded subset of training images (``refine.images``): rotation,
    image-plane shift and sigma per image (:class:`PoseTable`).
-2. **Candidates** per image (:func:`holly.poses.candidate_poses`): the K hypotheses, composed with
+2. **Candidates** per image (:func:`holly.method.poses.candidate_poses`): the K hypotheses,
+composed with
    the current cloud's own near-symmetries (found by self-registration,
-   :func:`holly.evaluate.self_symmetries`) and, optionally, the three image flips. Each image
+   :func:`holly.results.evaluate.self_symmetries`) and, optionally, the three image flips. Each
+   image
    starts from its best-scoring candidate.
 3. **Alternating descent**: per batch, ``refine.pose_steps`` Adam steps on the batch's poses
    (cloud fixed), then one step on the cloud (poses fixed). Every ``refine.rescore_every`` steps
@@ -30,10 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from holly.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
-from holly.loss import hypothesis_losses, normalise
-from holly.poses import candidate_poses, centroid_shifts
-from holly.render import render
+from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
+from holly.method.loss import hypothesis_losses, normalise
+from holly.method.poses import candidate_poses, centroid_shifts
+from holly.method.render import render
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +200,9 @@ class PoseTable:
 
 def cloud_symmetries(points: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Near-symmetries ``[J, 3, 3]`` of the cloud and its centroid ``[3]`` (torch, its device)."""
-    from holly.evaluate import self_symmetries  # scipy k-d trees; the results stage owns ICP
+    from holly.results.evaluate import (
+        self_symmetries,  # scipy k-d trees; the results stage owns ICP
+    )
 
     x = points.detach().cpu().double().numpy()
     rotations, chamfer = self_symmetries(x, count, seed)
@@ -221,10 +225,12 @@ def search_candidates(
     symmetries: tuple[torch.Tensor, torch.Tensor],
     flips: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Best local candidate (:func:`holly.poses.candidate_poses`) of each image, in two rounds:
+    """Best local candidate (:func:`holly.method.poses.candidate_poses`) of each image, in two
+    rounds:
     the hypotheses with the cloud's near-symmetries, then the image flips of the winner
     (``K J + 4`` renders per image instead of ``4 K J``). Each candidate is scored at the shift
-    that matches the image's intensity centroid (:func:`holly.poses.centroid_shifts`); ``shifts``
+    that matches the image's intensity centroid (:func:`holly.method.poses.centroid_shifts`);
+    ``shifts``
     only fixes the shape of the result. See :func:`best_candidates` for the returns; the index is
     0 when the image kept its first hypothesis."""
     points = points.detach()
@@ -330,7 +336,8 @@ def search_poses(
     refinement of the best few candidates from coarse to fine blur, and the best of those.
 
     1. Candidates per image: its K hypotheses composed with the cloud's near-symmetries and the
-       image flips (:func:`holly.poses.candidate_poses`), plus ``search.rotations`` seeded random
+       image flips (:func:`holly.method.poses.candidate_poses`), plus ``search.rotations`` seeded
+       random
        rotations (the same for every image), each at the shift that matches the image's
        intensity centroid. They are scored at blur ``search.sigma`` on ~16-pixel copies.
     2. The ``search.keep`` best distinct candidates are refined by ``search.ladder_steps`` pose

@@ -566,7 +566,7 @@ class RunFolder:
     # -- point clouds ----------------------------------------------------------------------
     def read_cloud(self, path: Path, what: str | None = None) -> np.ndarray:
         """A point file of this run, finite, as [N, 3]; a clear error when missing or bad."""
-        from holly.pointio import read_points
+        from holly.data.pointio import read_points
 
         if not path.is_file():
             hint = (

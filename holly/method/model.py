@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from holly import geometry
 from holly.config import ExperimentConfig
-from holly.render import render
+from holly.method import geometry
+from holly.method.render import render
 
 # (in, out, kernel, stride, padding) of the PAPER-era encoder (HOLLy d60f6bf ... 2021-12).
 PAPER_LAYERS = [
@@ -93,7 +93,7 @@ class Prediction:
 
     Translation and sigma are shared by the hypotheses, so that sigma cannot absorb the error
     of a wrong rotation; which hypothesis fits best is decided by the loss
-    (:func:`holly.loss.hypothesis_losses`).
+    (:func:`holly.method.loss.hypothesis_losses`).
     """
 
     hypotheses: torch.Tensor  # [B, K, 3, 3]

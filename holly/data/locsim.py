@@ -1,10 +1,11 @@
 """Localisation-level simulation of SMLM particles: a table that goes through ``holly localise``.
 
-The rendered-image simulation (:mod:`holly.simulate`) is the fast path; this one makes what a
+The rendered-image simulation (:mod:`holly.data.simulate`) is the fast path; this one makes what a
 microscope makes, a localisation table, so that simulated and real data take the same path
-(:mod:`holly.locformats`, :mod:`holly.localisations`). For each of ``particles`` particles:
+(:mod:`holly.data.locformats`, :mod:`holly.data.localisations`). For each of ``particles``
+particles:
 
-1. **Structure.** The sites of a built-in shape (:mod:`holly.shapes`; ``logo`` and ``pore`` are
+1. **Structure.** The sites of a built-in shape (:mod:`holly.data.shapes`; ``logo`` and ``pore`` are
    the sparse flat ones) or of a point file, centred and scaled so that the structure's
    diameter (twice the farthest site's distance from the centroid) is ``size_nm``.
 2. **Labelling.** Each site carries a fluorophore with probability ``labelling``, independently
@@ -26,7 +27,8 @@ microscope makes, a localisation table, so that simulated and real data take the
    side ``field_nm`` (default 1.5 x ``size_nm``) around the particle, z uniform over the same
    range.
 
-Conventions. ``rotations[p]`` is in the renderer's convention (:mod:`holly.render`, ``x' = R x``,
+Conventions. ``rotations[p]`` is in the renderer's convention (:mod:`holly.method.render`, ``x' = R
+x``,
 +y up): ``holly localise`` renders particle ``p``'s copy with in-plane angle ``phi`` (the store's
 ``rotation_angle``) as ``render(R_z(phi) rotations[p] sites)``, centred on the bounding box and
 scaled by the store's ``pixels_per_unit``. The table is in camera coordinates (y down): its
@@ -51,10 +53,10 @@ import numpy as np
 
 from holly import __version__
 from holly.atomic import atomic_path, refuse_inputs, write_json
+from holly.data.imagestore import ImageStore
+from holly.data.pointio import write_points
+from holly.data.shapes import SIZE_NM, load_shape
 from holly.errors import HollyError
-from holly.imagestore import ImageStore
-from holly.pointio import write_points
-from holly.shapes import SIZE_NM, load_shape
 
 log = logging.getLogger(__name__)
 

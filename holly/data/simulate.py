@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from holly.config import ExperimentConfig
-from holly.geometry import random_rotations, rotation_about_z
-from holly.render import render
+from holly.method.geometry import random_rotations, rotation_about_z
+from holly.method.render import render
 
 log = logging.getLogger(__name__)
 

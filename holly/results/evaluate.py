@@ -45,11 +45,11 @@ from scipy.spatial import cKDTree
 
 from holly import __version__
 from holly.errors import HollyError, one_line
-from holly.imagestore import ImageStore
-from holly.pointio import read_points, write_points
-from holly.runfolder import RunFolder
-from holly.structure import check as check_structure
-from holly.structure import headline, particle_extents
+from holly.data.imagestore import ImageStore
+from holly.data.pointio import read_points, write_points
+from holly.run.runfolder import RunFolder
+from holly.results.structure import check as check_structure
+from holly.results.structure import headline, particle_extents
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _kabsch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best proper rotation and translation mapping ``p`` onto ``q``, batched (Kabsch).
 
-    The one Kabsch/Procrustes fit of holly (the viewer's :func:`holly.viewer.rigid_fit` uses it,
+    The one Kabsch/Procrustes fit of holly (the viewer's :func:`holly.results.viewer.rigid_fit` uses it,
     with ``allow_reflection``: then the best orthogonal matrix, of either determinant).
 
     Parameters
@@ -549,7 +549,7 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     atan2 of the sine (from the skew part) and cosine (from the trace) parts stays accurate near
     0 and 180 degrees, unlike ``arccos((trace - 1) / 2)`` (same formula as
-    :func:`holly.geometry.geodesic_angle`, in numpy).
+    :func:`holly.method.geometry.geodesic_angle`, in numpy).
     """
     rel = np.swapaxes(a, -1, -2) @ b
     cos = (np.trace(rel, axis1=-2, axis2=-1) - 1) / 2
@@ -562,7 +562,7 @@ def symmetry_rotations(order: int) -> np.ndarray:
     """The cyclic group C_order about the ground truth's z axis: ``[order, 3, 3]``."""
     import torch
 
-    from holly.geometry import rotation_about_z  # the one rotation about z
+    from holly.method.geometry import rotation_about_z  # the one rotation about z
 
     angles = torch.arange(order, dtype=torch.float64) * (2 * np.pi / order)
     return rotation_about_z(angles).numpy()
@@ -738,8 +738,8 @@ def pose_fit(points: np.ndarray, poses: dict, err: PoseError) -> dict:
     """
     import torch
 
-    from holly.poses import recentred_shift
-    from holly.refine import RenderSpec, pose_losses
+    from holly.method.poses import recentred_shift
+    from holly.method.refine import RenderSpec, pose_losses
 
     images = torch.as_tensor(poses["images"].astype(np.float32))
     h, w = images.shape[-2:]
@@ -953,7 +953,7 @@ def _sigma_by_step(run: RunFolder) -> dict[int, float]:
 
 def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
-    from holly.shapes import SYMMETRY_ORDER
+    from holly.data.shapes import SYMMETRY_ORDER
 
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     shape = (run.read_config(required=False).get("data") or {}).get("shape")
@@ -1084,7 +1084,7 @@ def store_particle_extents(store_path: str | os.PathLike) -> np.ndarray | None:
 
 
 def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 0) -> dict:
-    """The ``structure`` block of ``evaluation.json`` (:mod:`holly.structure`).
+    """The ``structure`` block of ``evaluation.json`` (:mod:`holly.results.structure`).
 
     ``spec``: ``check`` (tetrahedron | ring | flat); optional ``precision`` (model units; by
     default the median ``sigma_xy`` of the run's image store, where `holly localise` kept it),

@@ -1,7 +1,7 @@
 """Fourier shell correlation (FSC) of two point clouds, rendered as 3D Gaussian densities.
 
 The maths only: no files, no alignment (the caller aligns the clouds first; see
-:mod:`holly.halfsets`). docs/validation.md explains the choices; in short:
+:mod:`holly.results.halfsets`). docs/validation.md explains the choices; in short:
 
 * **Density.** Each point is an isotropic 3D Gaussian of unit mass and standard deviation
   ``sigma`` (model units): ``rho(x) = sum_p (2 pi sigma^2)^(-3/2) exp(-|x - p|^2 / (2 sigma^2))``,

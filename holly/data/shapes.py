@@ -14,7 +14,8 @@ translated copies stay inside the frame.
   case (thin, fine features near the apex) that the CPU default does not recover.
 
 Two sparse, flat test structures (a few discrete sites in the z = 0 plane, like DNA-origami
-binding sites or pore corners), for the localisation simulator (:mod:`holly.locsim`); their size
+binding sites or pore corners), for the localisation simulator (:mod:`holly.data.locsim`); their
+size
 in nm is :data:`SIZE_NM`:
 
 * ``logo`` — the letters "TUD" sampled on a grid, 38 sites, 80 x 75 nm (11 columns at 8 nm,
@@ -29,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from holly.data.pointio import SUFFIXES, read_points
 from holly.errors import HollyError
-from holly.pointio import SUFFIXES, read_points
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from holly.atomic import write_json
-from holly.errors import HollyError
-from holly.imagestore import (
+from holly.data.imagestore import (
     DIMENSION_NAMES,
     EXPORT_KIND,
     ORIENTATION,
@@ -55,6 +54,7 @@ from holly.imagestore import (
     level_name,
     shard_images,
 )
+from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
 
@@ -603,7 +603,7 @@ def export_ome_zarr(
 
     import zarr
 
-    from holly.imagestore import _compressor
+    from holly.data.imagestore import _compressor
 
     images = ImageStore.open(store)
     out = guard_output(out, [store], overwrite)

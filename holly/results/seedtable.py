@@ -2,7 +2,7 @@
 
 ``tools/results-table.py`` (``make results-table SEEDS="1 2 3"``) runs the workflow once per seed
 into ``results/seeds/seed-<N>/`` and calls :func:`seed_table` on the summaries; this module only
-reads ``summary.csv`` files (:mod:`holly.report`) and formats numbers, so it is tested without
+reads ``summary.csv`` files (:mod:`holly.results.report`) and formats numbers, so it is tested without
 training anything.
 """
 

@@ -131,7 +131,7 @@ def find_cloud(base: str | os.PathLike) -> tuple[Path, str]:
     """
     import numpy as np
 
-    from holly.pointio import read_points
+    from holly.data.pointio import read_points
 
     base = Path(base)
     if not base.is_dir():

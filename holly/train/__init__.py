@@ -1,0 +1,11 @@
+"""Training: the loop (:mod:`~holly.train.trainer`), the per-image refinement stage
+(:mod:`~holly.train.refinement`), numeric precision and compilation (:mod:`~holly.train.precision`)
+and the throughput benchmark (:mod:`~holly.train.bench`). Never imports :mod:`holly.results`.
+
+``from holly.train import train`` is the entry point: train (or resume) one experiment into a run
+folder.
+"""
+
+from holly.train.trainer import train
+
+__all__ = ["train"]
