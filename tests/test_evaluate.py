@@ -11,6 +11,8 @@ import pytest
 
 from holly import cli
 from holly.data.pointio import read_points, write_points
+from holly.method.align import MIRROR, align, octahedral_rotations
+from holly.method.geometry import random_rotations
 from holly.results import evaluate as ev
 
 
@@ -24,7 +26,7 @@ def asymmetric_cloud(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    return ev.random_rotations(1, rng)[0]
+    return random_rotations(1, rng)[0]
 
 
 def small_noise_rotations(n: int, deg: float, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +55,7 @@ def gt(rng):
 
 
 def test_octahedral_group_has_24_distinct_proper_rotations():
-    octa = ev.octahedral_rotations()
+    octa = octahedral_rotations()
     assert octa.shape == (24, 3, 3)
     np.testing.assert_allclose(np.linalg.det(octa), 1.0)
     assert len({m.tobytes() for m in octa.round(6)}) == 24
@@ -65,9 +67,9 @@ def test_octahedral_group_has_24_distinct_proper_rotations():
 @pytest.mark.parametrize("mirror", [False, True])
 def test_align_same_cloud_moved_gives_zero_chamfer_and_handedness(gt, rng, mirror):
     rot = random_rotation(rng)
-    flip = ev.MIRROR if mirror else np.eye(3)
+    flip = MIRROR if mirror else np.eye(3)
     moved = gt @ flip @ rot.T + [2.0, -3.0, 0.5]
-    al = ev.align(moved, gt, seed=0)
+    al = align(moved, gt, seed=0)
     assert al.handedness == ("mirrored" if mirror else "proper")
     assert al.chamfer < 1e-6
     np.testing.assert_allclose(al.aligned, gt, atol=1e-6)
@@ -79,7 +81,7 @@ def test_align_same_cloud_moved_gives_zero_chamfer_and_handedness(gt, rng, mirro
 def test_align_recovers_known_rotation_of_subsampled_noisy_cloud(gt, rng):
     rot = random_rotation(rng)
     sub = gt[rng.choice(len(gt), 150, replace=False)] + 0.01 * rng.standard_normal((150, 3))
-    al = ev.align(sub @ rot.T + [0.3, 0.1, -0.2], gt, seed=3)
+    al = align(sub @ rot.T + [0.3, 0.1, -0.2], gt, seed=3)
     assert al.handedness == "proper"
     # the alignment undoes the rotation: R_align ≈ rot^T
     angle = np.degrees(np.arccos(np.clip((np.trace(al.rotation @ rot) - 1) / 2, -1, 1)))
@@ -88,7 +90,7 @@ def test_align_recovers_known_rotation_of_subsampled_noisy_cloud(gt, rng):
 
 
 def test_align_without_mirror_reports_proper_and_worse_chamfer_for_mirror_image(gt):
-    al = ev.align(gt @ ev.MIRROR, gt, allow_mirror=False)
+    al = align(gt @ MIRROR, gt, allow_mirror=False)
     assert al.handedness == "proper"
     assert al.chamfer_other_handedness is None
     assert al.chamfer > 0.05
@@ -97,8 +99,8 @@ def test_align_without_mirror_reports_proper_and_worse_chamfer_for_mirror_image(
 def test_clearly_different_cloud_has_large_chamfer(gt, rng):
     sphere = rng.standard_normal((200, 3))
     sphere *= 1.5 / np.linalg.norm(sphere, axis=1, keepdims=True)
-    same = ev.align(gt[::2] @ random_rotation(rng).T, gt).chamfer
-    other = ev.align(sphere, gt).chamfer
+    same = align(gt[::2] @ random_rotation(rng).T, gt).chamfer
+    other = align(sphere, gt).chamfer
     assert other > 0.3
     assert other > 10 * max(same, 1e-3)
 
@@ -169,9 +171,9 @@ def test_ground_truth_floor_is_a_subset(gt, rng):
 @pytest.mark.parametrize("h", [0, 1])
 def test_pose_error_removes_gauge_for_both_handedness(rng, h):
     t, noise_deg = 400, 2.0
-    rot_true = ev.random_rotations(t, rng)
-    gauge = random_rotation(rng) @ (ev.MIRROR if h else np.eye(3))
-    flip = np.linalg.matrix_power(ev.MIRROR, h)
+    rot_true = random_rotations(t, rng)
+    gauge = random_rotation(rng) @ (MIRROR if h else np.eye(3))
+    flip = np.linalg.matrix_power(MIRROR, h)
     noise = small_noise_rotations(t, noise_deg, rng)
     rot_pred = noise @ flip @ rot_true @ gauge
     err = ev.pose_error(rot_true, rot_pred)
@@ -185,8 +187,8 @@ def test_pose_error_removes_gauge_for_both_handedness(rng, h):
 
 
 def test_pose_error_without_gauge_correction_would_be_large(rng):
-    rot_true = ev.random_rotations(200, rng)
-    rot_pred = ev.random_rotations(200, rng)  # unrelated poses: no gauge can explain them
+    rot_true = random_rotations(200, rng)
+    rot_pred = random_rotations(200, rng)  # unrelated poses: no gauge can explain them
     assert ev.pose_error(rot_true, rot_pred).median > 30
 
 
@@ -197,13 +199,13 @@ def make_run(path, rng, with_poses=True):
     gt = asymmetric_cloud(354, rng)
     rot = random_rotation(rng)
     recon = gt[rng.choice(354, 200, replace=False)] + 0.02 * rng.standard_normal((200, 3))
-    recon = recon @ ev.MIRROR @ rot.T + [0.2, 0.0, -0.1]
+    recon = recon @ MIRROR @ rot.T + [0.2, 0.0, -0.1]
     write_points(path / "ground_truth.ply", gt)
     write_points(path / "initial_points.ply", rng.uniform(-1, 1, (200, 3)))
     write_points(path / "points.ply", recon)
     if with_poses:
-        rot_true = ev.random_rotations(64, rng)
-        rot_pred = small_noise_rotations(64, 1.0, rng) @ ev.MIRROR @ rot_true @ ev.MIRROR @ rot.T
+        rot_true = random_rotations(64, rng)
+        rot_pred = small_noise_rotations(64, 1.0, rng) @ MIRROR @ rot_true @ MIRROR @ rot.T
         np.savez(path / "test_poses.npz", rot_true=rot_true, rot_pred=rot_pred)
     return gt
 

@@ -89,3 +89,27 @@ def test_random_rotations_are_seeded():
     b = g.random_rotations(5, torch.Generator().manual_seed(7))
     c = g.random_rotations(5, torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_geodesic_angle_numpy_and_torch_agree(gen):
+    """The scores' numpy branch and training's torch branch compute the same angle."""
+    a = g.random_rotations(200, gen, torch.float64)
+    b = g.random_rotations(200, gen, torch.float64)
+    small = a @ g.axis_angle_to_matrix(torch.full((200, 3), 1e-4, dtype=torch.float64))
+    for other in (b, small, a):
+        want = g.geodesic_angle(a, other).numpy()
+        got = g.geodesic_angle(a.numpy(), other.numpy())
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+
+
+def test_random_rotations_from_numpy_generator():
+    """A numpy Generator gives float64 proper rotations, seeded, uniform in their third rows."""
+    rot = g.random_rotations(20000, np.random.default_rng(3))
+    assert isinstance(rot, np.ndarray) and rot.dtype == np.float64
+    np.testing.assert_allclose(
+        rot @ np.swapaxes(rot, 1, 2), np.broadcast_to(np.eye(3), rot.shape), atol=1e-12
+    )
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-12)
+    assert np.abs(rot[:, 2].mean(0)).max() < 0.03  # viewing directions: mean ~0 on the sphere
+    np.testing.assert_array_equal(rot[:5], g.random_rotations(5, np.random.default_rng(3))[:5])

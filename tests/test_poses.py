@@ -8,6 +8,7 @@ from test_train import TINY
 
 from holly.config import from_dict
 from holly.data.shapes import load_shape
+from holly.method.align import self_symmetries
 from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
 from holly.method.loss import hypothesis_losses, min_over_hypotheses
 from holly.method.model import HollyModel
@@ -21,7 +22,6 @@ from holly.method.refine import (
     search_candidates,
 )
 from holly.method.render import render
-from holly.results.evaluate import self_symmetries
 
 
 def _scene(n=40, batch=5, seed=0, dtype=torch.float64):

@@ -1,4 +1,4 @@
-"""Rotations, batched in torch.
+"""Rotations, batched in torch (and, for scoring, in numpy).
 
 Conventions
 -----------
@@ -8,13 +8,15 @@ Conventions
 * The 6D representation (Zhou et al., CVPR 2019) is the first two columns of ``R``, stacked as
   ``[c0, c1]`` (6 numbers); any 6 numbers map back to a rotation by Gram-Schmidt.
 
-Every function takes and returns tensors with arbitrary leading batch dimensions ``[...]``.
+Every function takes and returns tensors with arbitrary leading batch dimensions ``[...]``;
+:func:`random_rotations` and :func:`geodesic_angle` also serve numpy callers (the scores).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 # Below this squared angle, the Rodrigues coefficients use their Taylor series; this keeps
@@ -197,10 +199,28 @@ def random_quaternions(
 
 
 def random_rotations(
-    n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """``n`` Haar-uniform random rotation matrices ``[n, 3, 3]``."""
+    n: int,
+    generator: torch.Generator | np.random.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+):
+    """``n`` Haar-uniform random rotation matrices ``[n, 3, 3]``.
+
+    With a torch ``generator`` (or none): a tensor of ``dtype``, from random unit quaternions.
+    With a numpy ``Generator``: a float64 ndarray, from the QR decomposition of Gaussian matrices
+    (sign-corrected), the stream the alignment's seeded start rotations
+    (:mod:`holly.method.align`) have always been drawn from; ``dtype`` is then ignored. Both
+    are exactly Haar-uniform; they are different draws of it, so each caller keeps its stream.
+    """
+    if isinstance(generator, np.random.Generator):
+        return _random_rotations_numpy(n, generator)
     return quaternion_to_matrix(random_quaternions(n, generator, torch.float64)).to(dtype)
+
+
+def _random_rotations_numpy(n: int, rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((n, 3, 3)))
+    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
+    q[np.linalg.det(q) < 0, :, 2] *= -1  # flip one column: proper rotation, still uniform
+    return q
 
 
 def rotation_about_z(theta: torch.Tensor) -> torch.Tensor:
@@ -215,14 +235,28 @@ def rotation_about_z(theta: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
-def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
-    """Angle in radians of ``r1^T r2`` for rotation matrices ``[..., 3, 3]`` → ``[...]``.
+def geodesic_angle(r1, r2):
+    """Angle in radians of ``r1^T r2`` for orthogonal matrices ``[..., 3, 3]`` → ``[...]``.
 
-    Computed with atan2 of the sine and cosine parts, which is accurate near 0 and pi, unlike
-    ``arccos((tr - 1) / 2)``.
+    Computed with atan2 of the sine (from the skew part) and cosine (from the trace) parts, which
+    is accurate near 0 and pi, unlike ``arccos((tr - 1) / 2)``. Torch tensors in, a tensor out
+    (training, on its device); numpy arrays in, an ndarray out (scoring, in float64 on the CPU).
+    The two branches compute the same formula; they are not merged into one because numpy's and
+    torch's batched matrix products round differently, and every published score was made with
+    the numpy one. Both need ``r1`` and ``r2`` of equal determinant.
     """
+    if isinstance(r1, np.ndarray):
+        return _geodesic_angle_numpy(r1, r2)
     rel = r1.transpose(-1, -2) @ r2
     cos = (rel.diagonal(dim1=-2, dim2=-1).sum(-1) - 1) / 2
     skew = rel - rel.transpose(-1, -2)
     sin = torch.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], -1).norm(dim=-1) / 2
     return torch.atan2(sin, cos)
+
+
+def _geodesic_angle_numpy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    rel = np.swapaxes(a, -1, -2) @ b
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1) / 2
+    skew = rel - np.swapaxes(rel, -1, -2)
+    sin = np.linalg.norm(np.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], -1), axis=-1)
+    return np.arctan2(sin / 2, cos)

@@ -7,11 +7,9 @@ the twins. Refinement, which needs no ground truth:
 1. **A pose table** for a seeded subset of training images (``refine.images``): rotation,
    image-plane shift and sigma per image (:class:`PoseTable`).
 2. **Candidates** per image (:func:`holly.method.poses.candidate_poses`): the K hypotheses,
-composed with
-   the current cloud's own near-symmetries (found by self-registration,
-   :func:`holly.results.evaluate.self_symmetries`) and, optionally, the three image flips. Each
-   image
-   starts from its best-scoring candidate.
+   composed with the current cloud's own near-symmetries (found by self-registration,
+   :func:`holly.method.align.self_symmetries`) and, optionally, the three image flips. Each
+   image starts from its best-scoring candidate.
 3. **Alternating descent**: per batch, ``refine.pose_steps`` Adam steps on the batch's poses
    (cloud fixed), then one step on the cloud (poses fixed). Every ``refine.rescore_every`` steps
    the candidates of every table image are scored again against the sharper cloud.
@@ -32,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from holly.method.align import self_symmetries
 from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
 from holly.method.loss import hypothesis_losses, normalise
 from holly.method.poses import candidate_poses, centroid_shifts
@@ -200,10 +199,6 @@ class PoseTable:
 
 def cloud_symmetries(points: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, ...]:
     """Near-symmetries ``[J, 3, 3]`` of the cloud and its centroid ``[3]`` (torch, its device)."""
-    from holly.results.evaluate import (
-        self_symmetries,  # scipy k-d trees; the results stage owns ICP
-    )
-
     x = points.detach().cpu().double().numpy()
     rotations, chamfer = self_symmetries(x, count, seed)
     log.info(

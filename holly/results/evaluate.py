@@ -33,7 +33,6 @@ the reconstruction's point count, the best a cloud of that size can score).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -41,50 +40,27 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+import torch
 from scipy.spatial import cKDTree
 
 from holly import __version__
 from holly.errors import HollyError, one_line
 from holly.data.imagestore import ImageStore
 from holly.data.pointio import read_points, write_points
+from holly.data.shapes import SYMMETRY_ORDER
+from holly.method.align import MIRROR, Alignment, align, as_cloud
+from holly.method.geometry import geodesic_angle, rotation_about_z
+from holly.method.poses import recentred_shift
+from holly.method.refine import RenderSpec, pose_losses
 from holly.run.runfolder import RunFolder
 from holly.results.structure import check as check_structure
 from holly.results.structure import headline, particle_extents
 
 log = logging.getLogger(__name__)
 
-MIRROR = np.diag([1.0, 1.0, -1.0])  # the depth flip: invisible in orthographic projection
 TAU_FRACTION = 0.1  # default tau = TAU_FRACTION * ground-truth bounding radius
-COARSE_POINTS = 256  # clouds are subsampled to this many points for the multi-start stage
-COARSE_ITERATIONS = 15
 MIN_POINTS = 3
 
-
-@dataclass(frozen=True)
-class Alignment:
-    """Result of :func:`align`: ``aligned = source @ rotation.T + translation``.
-
-    Attributes
-    ----------
-    rotation : ndarray [3, 3]
-        Orthogonal; ``det = -1`` when ``handedness == "mirrored"``.
-    translation : ndarray [3]
-    handedness : {"proper", "mirrored"}
-    aligned : ndarray [N, 3]
-        The source points moved onto the target.
-    chamfer : float
-        Chamfer distance (not squared) of ``aligned`` to the target.
-    chamfer_other_handedness : float or None
-        Best Chamfer distance with the other handedness (None if mirroring was not tried). Close
-        to ``chamfer`` for achiral shapes, where handedness cannot be told apart.
-    """
-
-    rotation: np.ndarray
-    translation: np.ndarray
-    handedness: str
-    aligned: np.ndarray
-    chamfer: float
-    chamfer_other_handedness: float | None
 
 
 @dataclass(frozen=True)
@@ -124,261 +100,6 @@ class PoseError:
         return float(np.median(self.out_of_plane_deg))
 
 
-# ---------------------------------------------------------------- rotations
-
-
-def octahedral_rotations() -> np.ndarray:
-    """The 24 proper rotations of the cube: signed permutation matrices with det +1 → [24, 3, 3]."""
-    mats = []
-    for perm in itertools.permutations(range(3)):
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            m = np.zeros((3, 3))
-            m[range(3), perm] = signs
-            if np.linalg.det(m) > 0:
-                mats.append(m)
-    return np.stack(mats)
-
-
-def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` Haar-uniform rotations [n, 3, 3] (QR of Gaussian matrices, sign-corrected)."""
-    q, r = np.linalg.qr(rng.standard_normal((n, 3, 3)))
-    q = q * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
-    q[np.linalg.det(q) < 0, :, 2] *= -1  # flip one column: proper rotation, still uniform
-    return q
-
-
-def _principal_axes(x: np.ndarray) -> np.ndarray:
-    """Eigenvectors (columns, descending variance) of centred ``x [N,3]``, as a proper rotation."""
-    _, vecs = np.linalg.eigh(np.cov(x.T) if len(x) > 1 else np.eye(3))
-    vecs = vecs[:, ::-1]
-    if np.linalg.det(vecs) < 0:
-        vecs[:, 2] *= -1
-    return vecs
-
-
-def _start_rotations(src: np.ndarray, tgt: np.ndarray, n_random: int, seed: int) -> np.ndarray:
-    """Start rotations [S, 3, 3] for multi-start ICP of centred ``src`` onto centred ``tgt``.
-
-    The 24 cube rotations twice: in the world frame, and between the two clouds' principal-axes
-    frames (``V_t O V_s^T``, which covers every sign and order ambiguity of the principal axes),
-    plus ``n_random`` seeded random rotations.
-    """
-    octa = octahedral_rotations()
-    v_s, v_t = _principal_axes(src), _principal_axes(tgt)
-    pca = v_t @ octa @ v_s.T
-    rand = random_rotations(n_random, np.random.default_rng(seed))
-    return np.concatenate([octa, pca, rand])
-
-
-def _kabsch(
-    p: np.ndarray, q: np.ndarray, allow_reflection: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best proper rotation and translation mapping ``p`` onto ``q``, batched (Kabsch).
-
-    The one Kabsch/Procrustes fit of holly (the viewer's :func:`holly.results.viewer.rigid_fit` uses it,
-    with ``allow_reflection``: then the best orthogonal matrix, of either determinant).
-
-    Parameters
-    ----------
-    p, q : ndarray [S, K, 3]
-        Corresponding points.
-
-    Returns
-    -------
-    rotation : ndarray [S, 3, 3]
-        ``det = +1`` always (reflections are tried explicitly by the caller, never here).
-    translation : ndarray [S, 3]
-    """
-    mp, mq = p.mean(1), q.mean(1)
-    h = np.swapaxes(p - mp[:, None], 1, 2) @ (q - mq[:, None])  # [S,3,3] cross-covariance
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
-    d[(d == 0) | allow_reflection] = 1.0
-    fix = np.ones((len(p), 3))
-    fix[:, 2] = d
-    rot = np.swapaxes(vt, 1, 2) @ (fix[:, :, None] * np.swapaxes(u, 1, 2))
-    return rot, mq - np.einsum("sij,sj->si", rot, mp)
-
-
-# ---------------------------------------------------------------- ICP
-
-
-def _icp(
-    src: np.ndarray,
-    tgt: np.ndarray,
-    rot: np.ndarray,
-    trans: np.ndarray,
-    iterations: int,
-    tol: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Batched rigid ICP with symmetric nearest-neighbour correspondences.
-
-    Both k-d trees are built once: source→target queries move the source, target→source queries
-    move the target back by the inverse transform.
-
-    Parameters
-    ----------
-    src [N, 3], tgt [M, 3] : ndarray
-    rot [S, 3, 3], trans [S, 3] : ndarray
-        One start transform per candidate.
-    iterations : int
-        Maximum number of iterations.
-    tol : float
-        Stop when no candidate's Chamfer distance improves by more than ``tol``.
-
-    Returns
-    -------
-    rot [S, 3, 3], trans [S, 3], chamfer [S]
-    """
-    src_tree, tgt_tree = cKDTree(src), cKDTree(tgt)
-    s, n, m = len(rot), len(src), len(tgt)
-    previous = np.full(s, np.inf)
-    for _ in range(iterations + 1):
-        moved = src @ np.swapaxes(rot, 1, 2) + trans[:, None]  # [S,N,3]: R p + t
-        d_st, j = tgt_tree.query(moved.reshape(-1, 3))
-        back = (tgt[None] - trans[:, None]) @ rot  # [S,M,3]: R^T (q - t)
-        d_ts, i = src_tree.query(back.reshape(-1, 3))
-        chamfer = 0.5 * (d_st.reshape(s, n).mean(1) + d_ts.reshape(s, m).mean(1))
-        if np.all(previous - chamfer <= tol):
-            break
-        previous = chamfer
-        p = np.concatenate([np.broadcast_to(src, (s, n, 3)), src[i.reshape(s, m)]], 1)
-        q = np.concatenate([tgt[j.reshape(s, n)], np.broadcast_to(tgt, (s, m, 3))], 1)
-        rot, trans = _kabsch(p, q)
-    return rot, trans, chamfer
-
-
-def self_symmetries(
-    x: np.ndarray, count: int, seed: int = 0, n_random: int = 128, min_separation_deg: float = 20.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The cloud's near-symmetries: proper rotations ``g`` about its centroid with ``g X ≈ X``.
-
-    Self-registration: multi-start ICP of the centred cloud onto itself (the 24 cube rotations
-    plus ``n_random`` seeded random starts). Every start converges to a local optimum; distinct
-    optima (more than ``min_separation_deg`` apart) are ranked by their Chamfer distance. The
-    identity (Chamfer 0) always comes first. No threshold decides what counts as a symmetry:
-    the caller scores the candidates against images, where a false one simply loses.
-
-    Parameters
-    ----------
-    x : ndarray [N, 3]
-    count : int
-        At most this many rotations are returned.
-
-    Returns
-    -------
-    rotations : ndarray [J, 3, 3], J <= count
-    chamfer : ndarray [J]
-        Chamfer distance between ``g X`` and ``X`` (model units), ascending.
-    """
-    c = np.asarray(x, dtype=np.float64)
-    c = c - c.mean(0)
-    rng = np.random.default_rng(seed)
-    sub = _subsample(c, COARSE_POINTS, rng)
-    starts = np.concatenate([octahedral_rotations(), random_rotations(n_random, rng)])
-    scale = max(np.sqrt((sub**2).sum(1).mean()), 1e-12)
-    rot, _, cost = _icp(sub, sub, starts, np.zeros((len(starts), 3)), 40, 1e-6 * scale)
-    chosen, costs = [np.eye(3)], [0.0]
-    for i in np.argsort(cost, kind="stable"):
-        if len(chosen) >= count:
-            break
-        far = _angle_deg(np.stack(chosen), np.broadcast_to(rot[i], (len(chosen), 3, 3)))
-        if np.all(far > min_separation_deg):
-            chosen.append(rot[i])
-            costs.append(float(cost[i]))
-    return np.stack(chosen), np.asarray(costs)
-
-
-def _subsample(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    return x if len(x) <= k else x[rng.choice(len(x), k, replace=False)]
-
-
-def _best_for_handedness(
-    src: np.ndarray, tgt: np.ndarray, n_random: int, n_refine: int, max_iter: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """Multi-start ICP of centred ``src`` onto centred ``tgt``; returns (rot, trans, chamfer)."""
-    rng = np.random.default_rng(seed)
-    starts = _start_rotations(src, tgt, n_random, seed)
-    scale = max(np.sqrt((tgt**2).sum(1).mean()), 1e-12)
-    # coarse stage: every start, subsampled clouds, a few iterations
-    src_c, tgt_c = _subsample(src, COARSE_POINTS, rng), _subsample(tgt, COARSE_POINTS, rng)
-    zero = np.zeros((len(starts), 3))
-    rot, trans, cost = _icp(src_c, tgt_c, starts, zero, COARSE_ITERATIONS, 1e-4 * scale)
-    keep = np.argsort(cost)[:n_refine]
-    # fine stage: the best few, full clouds, to convergence
-    rot, trans, cost = _icp(src, tgt, rot[keep], trans[keep], max_iter, 1e-7 * scale)
-    best = int(np.argmin(cost))
-    return rot[best], trans[best], float(cost[best])
-
-
-def _as_cloud(x: np.ndarray, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != 3 or len(x) < 1:
-        raise ValueError(f"{name} must be a non-empty [N, 3] array, got shape {x.shape}")
-    return x
-
-
-def align(
-    source: np.ndarray,
-    target: np.ndarray,
-    *,
-    allow_mirror: bool = True,
-    n_starts: int = 8,
-    n_refine: int = 3,
-    max_iter: int = 50,
-    seed: int = 0,
-) -> Alignment:
-    """Rigidly align ``source`` onto ``target``, optionally allowing a reflection.
-
-    Both clouds are centred. For each handedness (the source as given, and mirrored by
-    ``diag(1, 1, -1)``) rigid point-to-point ICP with symmetric nearest-neighbour correspondences
-    runs from 48 + ``n_starts`` start rotations (the 24 cube rotations in the world frame and
-    between the clouds' principal-axes frames, plus seeded random ones): a coarse pass on
-    clouds subsampled to 256 points, then the ``n_refine`` best starts on the full clouds to
-    convergence. The alignment with the lowest Chamfer distance wins. No scaling.
-
-    Parameters
-    ----------
-    source : ndarray [N, 3]
-        Cloud to move (e.g. the reconstruction).
-    target : ndarray [M, 3]
-        Reference cloud (e.g. the ground truth).
-    allow_mirror : bool
-        Also try the mirror image of ``source``.
-    n_starts : int
-        Number of random start rotations in addition to the 48 structured ones.
-    n_refine : int
-        Number of best coarse candidates refined on the full clouds, per handedness.
-    max_iter : int
-        Maximum ICP iterations of the refinement.
-    seed : int
-        Seed of the random starts and of the coarse subsampling.
-
-    Returns
-    -------
-    Alignment
-    """
-    source, target = _as_cloud(source, "source"), _as_cloud(target, "target")
-    c_s, c_t = source.mean(0), target.mean(0)
-    src, tgt = source - c_s, target - c_t
-    results = {}
-    for handedness in ("proper", "mirrored") if allow_mirror else ("proper",):
-        flip = MIRROR if handedness == "mirrored" else np.eye(3)
-        rot, trans, cost = _best_for_handedness(src @ flip, tgt, n_starts, n_refine, max_iter, seed)
-        results[handedness] = (rot @ flip, trans, cost)
-    best = min(results, key=lambda h: results[h][2])
-    rot, trans, cost = results[best]
-    translation = c_t + trans - rot @ c_s
-    others = [results[h][2] for h in results if h != best]
-    log.debug("align: %s, chamfer %.4g (other handedness %s)", best, cost, others)
-    return Alignment(
-        rotation=rot,
-        translation=translation,
-        handedness=best,
-        aligned=source @ rot.T + translation,
-        chamfer=cost,
-        chamfer_other_handedness=others[0] if others else None,
-    )
 
 
 # ---------------------------------------------------------------- shape metrics
@@ -386,7 +107,7 @@ def align(
 
 def nn_distances(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Directed nearest-neighbour distances: ``d_ab [N]`` (each a to b) and ``d_ba [M]``."""
-    a, b = _as_cloud(a, "a"), _as_cloud(b, "b")
+    a, b = as_cloud(a, "a"), as_cloud(b, "b")
     return cKDTree(b).query(a)[0], cKDTree(a).query(b)[0]
 
 
@@ -446,7 +167,7 @@ def _harmonic(precision: float, recall: float) -> float:
 
 def bounding_radius(x: np.ndarray) -> float:
     """Largest distance of a point of ``x [N,3]`` from the centroid."""
-    x = _as_cloud(x, "points")
+    x = as_cloud(x, "points")
     return float(np.linalg.norm(x - x.mean(0), axis=1).max())
 
 
@@ -465,7 +186,7 @@ def cloud_stats(x: np.ndarray) -> dict:
         ``bounding_radius``, ``rms_radius``, ``nn_spacing_mean``, ``nn_spacing_median``
         (distance of each point to its nearest other point; null for a single point).
     """
-    x = _as_cloud(x, "points")
+    x = as_cloud(x, "points")
     centred = x - x.mean(0)
     spacing = cKDTree(x).query(x, k=2)[0][:, 1] if len(x) > 1 else None
     return {
@@ -499,7 +220,7 @@ def blob_baseline(gt: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarra
     -------
     ndarray [n, 3]
     """
-    gt = _as_cloud(gt, "gt")
+    gt = as_cloud(gt, "gt")
     var, axes = np.linalg.eigh(np.cov(gt.T))
     semi = np.sqrt(5 * np.clip(var, 0, None))
     direction = rng.standard_normal((n, 3))
@@ -514,7 +235,7 @@ def ground_truth_floor(gt: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     Scored against the full ground truth, this is the best a cloud of ``n`` points placed on
     ground-truth vertices can do (0 when ``n >= M``).
     """
-    gt = _as_cloud(gt, "gt")
+    gt = as_cloud(gt, "gt")
     return gt[np.sort(rng.choice(len(gt), min(n, len(gt)), replace=False))]
 
 
@@ -544,26 +265,8 @@ def _project_orthogonal(a: np.ndarray, det_sign: float) -> np.ndarray:
     return u @ fix @ vt
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Geodesic angle in degrees of ``a^T b`` for orthogonal ``[T,3,3]`` of equal determinant.
-
-    atan2 of the sine (from the skew part) and cosine (from the trace) parts stays accurate near
-    0 and 180 degrees, unlike ``arccos((trace - 1) / 2)`` (same formula as
-    :func:`holly.method.geometry.geodesic_angle`, in numpy).
-    """
-    rel = np.swapaxes(a, -1, -2) @ b
-    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1) / 2
-    skew = rel - np.swapaxes(rel, -1, -2)
-    sin = np.linalg.norm(np.stack([skew[..., 2, 1], skew[..., 0, 2], skew[..., 1, 0]], -1), axis=-1)
-    return np.degrees(np.arctan2(sin / 2, cos))
-
-
 def symmetry_rotations(order: int) -> np.ndarray:
     """The cyclic group C_order about the ground truth's z axis: ``[order, 3, 3]``."""
-    import torch
-
-    from holly.method.geometry import rotation_about_z  # the one rotation about z
-
     angles = torch.arange(order, dtype=torch.float64) * (2 * np.pi / order)
     return rotation_about_z(angles).numpy()
 
@@ -572,7 +275,7 @@ def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.
     """Angle (deg) from ``S_k gauge`` to each ``rel_b``, minimised over the symmetry ``S_k``;
     returns the angles ``[T]`` and the minimising ``k`` per image."""
     cand = sym @ gauge  # [K,3,3]
-    angles = np.stack([_angle_deg(np.broadcast_to(c, rel.shape), rel) for c in cand])  # [K,T]
+    angles = np.stack([np.degrees(geodesic_angle(np.broadcast_to(c, rel.shape), rel)) for c in cand])  # [K,T]
     return angles.min(0), angles.argmin(0)
 
 
@@ -615,7 +318,7 @@ def _pose_error_for(
     return PoseError(
         handedness="mirrored" if h else "proper",
         gauge=gauge,
-        errors_deg=_angle_deg(corrected, rot_pred),
+        errors_deg=np.degrees(geodesic_angle(corrected, rot_pred)),
         out_of_plane_deg=np.degrees(np.arccos(cos_view)),
         true_in_frame=corrected,
     )
@@ -736,11 +439,6 @@ def pose_fit(points: np.ndarray, poses: dict, err: PoseError) -> dict:
         those among all images whose final pose renders within 2 % of the true pose's loss;
         ``fit_loss_pred_median`` / ``fit_loss_true_median``: the two median losses.
     """
-    import torch
-
-    from holly.method.poses import recentred_shift
-    from holly.method.refine import RenderSpec, pose_losses
-
     images = torch.as_tensor(poses["images"].astype(np.float32))
     h, w = images.shape[-2:]
     spec = RenderSpec(h, w, "l1", 0.0)
@@ -772,7 +470,7 @@ def _gauge_agreement(poses: dict | None, al: Alignment) -> float | None:
     if poses is None or poses["handedness"] != al.handedness:
         return None
     gauge = np.asarray(poses["gauge"])
-    return float(_angle_deg(gauge[None], al.rotation[None])[0])
+    return float(np.degrees(geodesic_angle(gauge[None], al.rotation[None]))[0])
 
 
 def evaluate_run(
@@ -953,7 +651,6 @@ def _sigma_by_step(run: RunFolder) -> dict[int, float]:
 
 def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
-    from holly.data.shapes import SYMMETRY_ORDER
 
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     shape = (run.read_config(required=False).get("data") or {}).get("shape")

@@ -41,7 +41,9 @@ from holly.errors import HollyError  # noqa: E402
 from holly.data.pointio import read_points  # noqa: E402
 from holly.run.runfolder import RunFolder, read_metrics_file  # noqa: E402
 from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
+from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
 from holly.results.views import held_out_tilts  # noqa: E402
+from holly.results.viewer import viewer_data  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -445,8 +447,6 @@ def pose_errors(run_dir: str | os.PathLike) -> np.ndarray | None:
     poses = RunFolder(run_dir).read_test_poses()
     if poses is None or "rot_true" not in poses:  # real data
         return None
-    from holly.results.evaluate import pose_error, symmetry_order
-
     # the same symmetry rule as `holly evaluate`'s table (cep152: modulo its 9-fold symmetry)
     try:
         order = symmetry_order(Path(run_dir))
@@ -670,8 +670,6 @@ def extra_figures(
     (the JSON of that evaluation, for the scores in the title). ``learning_curve`` draws the
     run's ``snapshot_scores.csv`` (``holly evaluate --snapshots``) and those of ``others``.
     """
-    from holly.results.viewer import viewer_data
-
     run, out = Path(run_dir), Path(out_dir)
     name = title or run.name
     unknown = sorted(set(names) - set(EXTRA_FIGURES))

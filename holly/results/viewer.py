@@ -30,6 +30,7 @@ import numpy as np
 
 from holly.atomic import atomic_path
 from holly.errors import HollyError
+from holly.method.align import kabsch
 from holly.run.runfolder import RunFolder
 from holly.results.style import RECON_COLOUR, TRUTH_COLOUR
 from holly.units import model_unit_px
@@ -58,9 +59,7 @@ def rigid_fit(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     source, target = np.asarray(source, float), np.asarray(target, float)
     if source.shape != target.shape:
         raise HollyError(f"cannot fit {source.shape} points onto {target.shape}")
-    from holly.results.evaluate import _kabsch  # the one Kabsch fit
-
-    rot, trans = _kabsch(source[None], target[None], allow_reflection=True)
+    rot, trans = kabsch(source[None], target[None], allow_reflection=True)
     q, t = rot[0].T, trans[0]  # row vectors: source @ q + t
     rms = float(np.sqrt(((source @ q + t - target) ** 2).sum(1).mean()))
     return q, t, rms
