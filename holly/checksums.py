@@ -1,12 +1,15 @@
-"""The one file hash of holly: :func:`file_digest` (sha256 for provenance, md5 for Zenodo).
+"""The checksums of holly: :func:`file_digest`, the one file hash (sha256 for provenance, md5 for
+Zenodo), and the sha256 of a file or an array that provenance records as input checksums.
 
-Free of heavy imports, so the downloader and the readers can use it without torch.
+Free of heavy imports (numpy only), so the downloader and the readers can use it without torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+
+import numpy as np
 
 
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
@@ -16,3 +19,13 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk: int =
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file (provenance's input checksums)."""
+    return file_digest(path, "sha256", chunk)
+
+
+def sha256_array(array: np.ndarray) -> str:
+    """sha256 hex digest of an array's values as contiguous float64 (e.g. a built-in shape)."""
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()

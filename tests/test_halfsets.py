@@ -11,17 +11,12 @@ from conftest import make_fake_run
 
 from holly.cli import main
 from holly.config import from_dict
+from holly.data.halves import half_seed, split_halves, take_half, training_seed
 from holly.data.realdata import StoreSplit
 from holly.data.shapes import builtin_shape
 from holly.data.simulate import simulate
 from holly.errors import HollyError
-from holly.results.halfsets import (
-    compare_clouds,
-    half_seed,
-    split_halves,
-    take_half,
-    training_seed,
-)
+from holly.results.halfsets import compare_clouds
 
 
 def test_split_halves_puts_each_particle_in_exactly_one_half():

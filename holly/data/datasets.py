@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from holly.checksums import sha256_array, sha256_file
 from holly.config import ExperimentConfig
+from holly.data.halves import take_half
 from holly.data.shapes import check_in_frame, is_shape_path, load_shape
 from holly.data.simulate import simulate
-from holly.results.halfsets import take_half
-from holly.run.provenance import sha256_array, sha256_file
 
 
 @dataclass

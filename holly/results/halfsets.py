@@ -2,10 +2,10 @@
 
 Without ground truth (real data) the only honest measure of a reconstruction is how well two
 independent ones agree. The training particles are split **by particle** into two halves
-(:func:`split_halves`; every augmentation copy of a particle goes with it, the held-out test
+(:func:`holly.data.halves.split_halves`; every augmentation copy of a particle goes with it, the held-out test
 set stays the same for both), each half is trained with its own seed derived from the
-experiment's (:func:`training_seed`), and :func:`compare_runs` aligns the two results
-(mirror-aware, :func:`holly.results.evaluate.align`) and reports their Chamfer distance and their
+experiment's (:func:`holly.data.halves.training_seed`), and :func:`compare_runs` aligns the two results
+(mirror-aware, :func:`holly.method.align.align`) and reports their Chamfer distance and their
 Fourier shell correlation (:mod:`holly.results.fsc`) with the resolutions at FSC 0.143 and 0.5.
 
 With ground truth (simulated data) it also reports each half against the truth: Chamfer after
@@ -33,74 +33,6 @@ from holly.data.pointio import read_points, write_points
 from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
-
-HALVES = (1, 2)
-HALF_SPLIT_SALT = 0x4A1F  # separates the half split's random stream from every other use of seed
-
-
-def half_seed(seed: int, half: int) -> int:
-    """The training seed of half ``half`` (1 or 2) of an experiment with seed ``seed``.
-
-    Different for the two halves and from ``seed`` itself in practice, and a pure function of
-    both (NumPy's ``SeedSequence``), so reruns reproduce it.
-    """
-    if half not in HALVES:
-        raise HollyError(f"half must be 1 or 2, got {half!r}")
-    return int(np.random.SeedSequence([int(seed), int(half)]).generate_state(1)[0] >> 1)
-
-
-def training_seed(cfg) -> int:
-    """Seed of the model initialisation and batch order: ``cfg.seed``, or its half's seed.
-
-    The data (simulated particles, the train/test split, the half split) keep ``cfg.seed``, so
-    the two halves are complementary parts of one data set.
-    """
-    half = cfg.validation.half
-    return cfg.seed if half is None else half_seed(cfg.seed, half)
-
-
-def split_halves(particle_ids: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split items into two halves by particle.
-
-    Parameters
-    ----------
-    particle_ids : array-like [I] of int
-        The particle of each item (image); the copies of one particle share an id.
-    seed : int
-        The experiment seed; both halves of an experiment must use the same one.
-
-    Returns
-    -------
-    half1, half2 : ndarray of int64
-        Sorted item positions. The unique particles are shuffled and the first ``ceil(P / 2)``
-        form half 1, so no particle is in both and the halves differ by at most one particle.
-
-    Raises
-    ------
-    HollyError
-        Fewer than two particles.
-    """
-    ids = np.asarray(particle_ids)
-    if ids.ndim != 1:
-        raise HollyError("particle_ids must be one-dimensional")
-    unique = np.unique(ids)
-    if unique.size < 2:
-        raise HollyError(
-            f"half-set validation needs at least two training particles, got {unique.size}"
-        )
-    rng = np.random.default_rng([int(seed), HALF_SPLIT_SALT])
-    first = rng.permutation(unique)[: (unique.size + 1) // 2]
-    in_first = np.isin(ids, first)
-    return np.flatnonzero(in_first), np.flatnonzero(~in_first)
-
-
-def take_half(split, half: int, seed: int):
-    """The part of a training split (``particle_ids()`` and ``subset(items)``) in ``half``."""
-    first, second = split_halves(split.particle_ids(), seed)
-    items = first if half == 1 else second
-    log.info("half %d: %d of %d training images", half, len(items), len(first) + len(second))
-    return split.subset(items)
-
 
 # ---------------------------------------------------------------- run folders
 

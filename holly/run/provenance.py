@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import platform
 import subprocess
@@ -11,10 +10,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
 import torch
-
-from holly.checksums import file_digest
 
 PACKAGES = (
     "holly",
@@ -29,14 +25,6 @@ PACKAGES = (
     "h5py",
     "plyfile",
 )
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    return file_digest(path, "sha256", chunk)
-
-
-def sha256_array(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float64).tobytes()).hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

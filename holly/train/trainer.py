@@ -29,6 +29,7 @@ from holly import __version__
 from holly.atomic import atomic_path, refuse_inputs
 from holly.config import ExperimentConfig, from_dict
 from holly.data.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
+from holly.data.halves import training_seed
 from holly.data.pointio import write_points
 from holly.data.shapes import is_shape_path
 from holly.errors import HollyError
@@ -37,7 +38,6 @@ from holly.method.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, tra
 from holly.method.geometry import random_rotations
 from holly.method.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.method.model import HollyModel
-from holly.results.halfsets import training_seed
 from holly.run.provenance import provenance
 from holly.run.runfolder import METRIC_COLUMNS, RunFolder
 from holly.train.precision import StepPrecision
