@@ -1,11 +1,9 @@
 """Training data: what a data source gives the training loop (:class:`Data`) and how it is built.
 
 :func:`build_data` turns an experiment config into two splits (train, test) with
-``images(idx, sigma) -> Tensor [B, H, W]``: simulated from a shape (:mod:`holly.data.simulate`) or
-read
-from an image store (:mod:`holly.data.realdata`). Training (:mod:`holly.train.trainer`) and the
-real-data
-reader both depend on this module, never on each other.
+``images(idx, sigma) -> Tensor [B, H, W]``: simulated from a shape (:mod:`holly.data.simulate`)
+or read from an image store (:mod:`holly.data.realdata`, which knows nothing of this module).
+Training (:mod:`holly.train.trainer`) depends on this module, not on either source.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import torch
 from holly.checksums import sha256_array, sha256_file
 from holly.config import ExperimentConfig
 from holly.data.halves import take_half
+from holly.data.realdata import store_splits
 from holly.data.shapes import check_in_frame, is_shape_path, load_shape
 from holly.data.simulate import simulate
 
@@ -43,9 +42,8 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
 
 def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
     if cfg.data.source == "zarr":
-        from holly.data.realdata import build_zarr_data  # needs zarr; imported only when used
-
-        return build_zarr_data(cfg, device)
+        train, test, inputs, scale = store_splits(cfg, device)
+        return Data(train, test, None, inputs, scale)
     vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
     check_in_frame(
         vertices, cfg.data.shape, cfg.render.height, cfg.render.width, cfg.data.max_trans

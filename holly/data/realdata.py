@@ -135,9 +135,13 @@ class _ReadAhead:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
-    """Train/test splits of the store named by ``cfg.data.store``."""
-    from holly.data.datasets import Data
+def store_splits(cfg: ExperimentConfig, device: torch.device):
+    """Train/test splits of the store named by ``cfg.data.store``, and what provenance records.
+
+    Returns ``(train, test, inputs, scale)``: two :class:`StoreSplit`, the store's identity
+    (``inputs``) and its physical scale (``scale``, None without a pixel size), which
+    :func:`holly.data.datasets.build_data` puts together as its ``Data``.
+    """
     from holly.data.imagestore import ImageStore, split_by_particle
 
     d = cfg.data
@@ -172,10 +176,6 @@ def build_zarr_data(cfg: ExperimentConfig, device: torch.device):
             "nm_per_model_unit": store.nm_per_model_unit,
             "from": str(d.store),
         }
-    return Data(
-        StoreSplit(store, train_idx, d.preload, device),
-        StoreSplit(store, test_idx, d.preload, device),
-        None,
-        inputs,
-        scale,
-    )
+    train = StoreSplit(store, train_idx, d.preload, device)
+    test = StoreSplit(store, test_idx, d.preload, device)
+    return train, test, inputs, scale
