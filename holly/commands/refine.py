@@ -1,10 +1,9 @@
 """Refine the poses of a finished run against its learned cloud (per-image pose refinement).
 
 Continues RUN from its last checkpoint into the refinement stage (holly/method/refine.py): a pose
-table
-of training images searched and refined against the cloud, alternating with steps on the cloud,
-then the held-out images' poses searched and refined with the cloud fixed. RUN's points.ply and
-test_poses.npz are rewritten; `holly evaluate RUN` then reports the pose error before and after.
+table of training images searched and refined against the cloud, alternating with steps on the
+cloud, then the held-out images' poses searched and refined with the cloud fixed. RUN's points.ply
+and test_poses.npz are rewritten; `holly evaluate RUN` then reports the pose error before and after.
 A run that was already refined is extended by --steps more steps. Needs no ground truth.
 """
 

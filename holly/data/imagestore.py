@@ -19,9 +19,9 @@ Every level holds the same N images in the same order: image ``i`` of every leve
 particle in the same pose, only blurred differently.
 
 Orientation: stored images use the renderer's convention (:mod:`holly.method.render`): row 0 is the
-top
-of the image and model +y points up, so a stored image can be compared with a rendering pixel for
-pixel. How the source was mapped onto this is recorded in ``attributes["holly"]["orientation"]``.
+top of the image and model +y points up, so a stored image can be compared with a rendering pixel
+for pixel. How the source was mapped onto this is recorded in
+``attributes["holly"]["orientation"]``.
 
 Root attributes ``holly``: ``format_version``, ``kind`` ("image-store"), ``n_images``,
 ``height``, ``width``, ``sigmas`` (descending), ``levels`` (name -> sigma), ``orientation``,

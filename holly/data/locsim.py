@@ -2,8 +2,8 @@
 
 The rendered-image simulation (:mod:`holly.data.simulate`) is the fast path; this one makes what a
 microscope makes, a localisation table, so that simulated and real data take the same path
-(:mod:`holly.data.locformats`, :mod:`holly.data.localisations`). For each of ``particles``
-particles:
+(:mod:`holly.data.locformats`, :mod:`holly.data.localisations`). For each of
+``particles`` particles:
 
 1. **Structure.** The sites of a built-in shape (:mod:`holly.data.shapes`; ``logo`` and ``pore`` are
    the sparse flat ones) or of a point file, centred and scaled so that the structure's
@@ -27,14 +27,13 @@ particles:
    side ``field_nm`` (default 1.5 x ``size_nm``) around the particle, z uniform over the same
    range.
 
-Conventions. ``rotations[p]`` is in the renderer's convention (:mod:`holly.method.render`, ``x' = R
-x``,
-+y up): ``holly localise`` renders particle ``p``'s copy with in-plane angle ``phi`` (the store's
-``rotation_angle``) as ``render(R_z(phi) rotations[p] sites)``, centred on the bounding box and
-scaled by the store's ``pixels_per_unit``. The table is in camera coordinates (y down): its
+Conventions. ``rotations[p]`` is in the renderer's convention (:mod:`holly.method.render`,
+``x' = R x``, +y up): ``holly localise`` renders particle ``p``'s copy with in-plane angle ``phi``
+(the store's ``rotation_angle``) as ``render(R_z(phi) rotations[p] sites)``, centred on the bounding
+box and scaled by the store's ``pixels_per_unit``. The table is in camera coordinates (y down): its
 ``(x, y, z)`` is ``diag(1, -1, -1) R (site + linker) + noise`` plus the particle's centre in the
-field (a proper rotation of the structure, so its handedness is kept). Particles sit on a grid
-in the field, ``2 field_nm`` apart.
+field (a proper rotation of the structure, so its handedness is kept). Particles sit on a grid in
+the field, ``2 field_nm`` apart.
 
 One ``seed`` drives every draw: the same parameters and seed give the same files.
 """

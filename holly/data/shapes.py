@@ -13,10 +13,9 @@ translated copies stay inside the frame.
 * ``spiral`` — a conical helix (2.5 turns, radius shrinking along z) with a short tail: a hard
   case (thin, fine features near the apex) that the CPU default does not recover.
 
-Two sparse, flat test structures (a few discrete sites in the z = 0 plane, like DNA-origami
-binding sites or pore corners), for the localisation simulator (:mod:`holly.data.locsim`); their
-size
-in nm is :data:`SIZE_NM`:
+Two sparse, flat test structures (a few discrete sites in the z = 0 plane, like DNA-origami binding
+sites or pore corners), for the localisation simulator (:mod:`holly.data.locsim`); their size in nm
+is :data:`SIZE_NM`:
 
 * ``logo`` — the letters "TUD" sampled on a grid, 38 sites, 80 x 75 nm (11 columns at 8 nm,
   7 rows at 12.5 nm), like the TU Delft DNA-PAINT logo. No symmetry.

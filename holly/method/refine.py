@@ -221,13 +221,11 @@ def search_candidates(
     flips: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best local candidate (:func:`holly.method.poses.candidate_poses`) of each image, in two
-    rounds:
-    the hypotheses with the cloud's near-symmetries, then the image flips of the winner
-    (``K J + 4`` renders per image instead of ``4 K J``). Each candidate is scored at the shift
-    that matches the image's intensity centroid (:func:`holly.method.poses.centroid_shifts`);
-    ``shifts``
-    only fixes the shape of the result. See :func:`best_candidates` for the returns; the index is
-    0 when the image kept its first hypothesis."""
+    rounds: the hypotheses with the cloud's near-symmetries, then the image flips of the winner (``K
+    J + 4`` renders per image instead of ``4 K J``). Each candidate is scored at the shift that
+    matches the image's intensity centroid (:func:`holly.method.poses.centroid_shifts`); ``shifts``
+    only fixes the shape of the result. See :func:`best_candidates` for the returns; the index is 0
+    when the image kept its first hypothesis."""
     points = points.detach()
     centroid = points.mean(0)
     rotations, _ = candidate_poses(hypotheses, shifts, symmetries[0], centroid, flips=False)
@@ -332,8 +330,7 @@ def search_poses(
 
     1. Candidates per image: its K hypotheses composed with the cloud's near-symmetries and the
        image flips (:func:`holly.method.poses.candidate_poses`), plus ``search.rotations`` seeded
-       random
-       rotations (the same for every image), each at the shift that matches the image's
+       random rotations (the same for every image), each at the shift that matches the image's
        intensity centroid. They are scored at blur ``search.sigma`` on ~16-pixel copies.
     2. The ``search.keep`` best distinct candidates are refined by ``search.ladder_steps`` pose
        steps at each blur of ``search.sigma -> final_sigma`` (three geometric levels); a

@@ -286,9 +286,8 @@ class Trainer:
         )
 
     def searched_poses(self, images_at, keep: int, rotations: int) -> refine.PoseTable:
-        """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current
-        cloud: the CNN's hypotheses and a global search
-        (:func:`holly.method.refine.search_poses`)."""
+        """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current cloud:
+        the CNN's hypotheses and a global search (:func:`holly.method.refine.search_poses`)."""
         sigma = self.final_sigma()
         hyps = self.cnn_hypotheses(images_at(sigma), sigma)
         symmetries = refine.cloud_symmetries(
