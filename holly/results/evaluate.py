@@ -44,23 +44,22 @@ import torch
 from scipy.spatial import cKDTree
 
 from holly import __version__
-from holly.errors import HollyError, one_line
 from holly.data.imagestore import ImageStore
 from holly.data.pointio import read_points, write_points
 from holly.data.shapes import SYMMETRY_ORDER
+from holly.errors import HollyError, one_line
 from holly.method.align import MIRROR, Alignment, align, as_cloud
 from holly.method.geometry import geodesic_angle, rotation_about_z
 from holly.method.poses import recentred_shift
 from holly.method.refine import RenderSpec, pose_losses
-from holly.run.runfolder import RunFolder
 from holly.results.structure import check as check_structure
 from holly.results.structure import headline, particle_extents
+from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
 TAU_FRACTION = 0.1  # default tau = TAU_FRACTION * ground-truth bounding radius
 MIN_POINTS = 3
-
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,6 @@ class PoseError:
     @property
     def out_of_plane_median(self) -> float:
         return float(np.median(self.out_of_plane_deg))
-
-
 
 
 # ---------------------------------------------------------------- shape metrics
@@ -275,7 +272,9 @@ def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.
     """Angle (deg) from ``S_k gauge`` to each ``rel_b``, minimised over the symmetry ``S_k``;
     returns the angles ``[T]`` and the minimising ``k`` per image."""
     cand = sym @ gauge  # [K,3,3]
-    angles = np.stack([np.degrees(geodesic_angle(np.broadcast_to(c, rel.shape), rel)) for c in cand])  # [K,T]
+    angles = np.stack(
+        [np.degrees(geodesic_angle(np.broadcast_to(c, rel.shape), rel)) for c in cand]
+    )  # [K,T]
     return angles.min(0), angles.argmin(0)
 
 

@@ -37,13 +37,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from holly.atomic import atomic_path  # noqa: E402
-from holly.errors import HollyError  # noqa: E402
 from holly.data.pointio import read_points  # noqa: E402
-from holly.run.runfolder import RunFolder, read_metrics_file  # noqa: E402
-from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
+from holly.errors import HollyError  # noqa: E402
 from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
-from holly.results.views import held_out_tilts  # noqa: E402
+from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
 from holly.results.viewer import viewer_data  # noqa: E402
+from holly.results.views import held_out_tilts  # noqa: E402
+from holly.run.runfolder import RunFolder, read_metrics_file  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +302,8 @@ def pose_error_figure(errors_deg: np.ndarray | None, title: str = "") -> Figure:
 
 
 def view_tilts_figure(tilts: dict[str, np.ndarray], title: str = "") -> Figure:
-    """Histogram of the held-out views' out-of-plane tilts (degrees, :mod:`holly.results.views`), with
-    the density of uniform 3D views (``sin t``) for reference; ``tilts``: name -> ``[T]``."""
+    """Histogram of the held-out views' out-of-plane tilts (degrees, :mod:`holly.results.views`),
+    with the density of uniform 3D views (``sin t``) for reference; ``tilts``: name -> ``[T]``."""
     with style():
         fig, axes = _new()
         ax = axes[0, 0]
@@ -335,8 +335,8 @@ def fsc_figure(comparison: dict, title: str = "") -> Figure:
     Parameters
     ----------
     comparison : dict
-        The ``halfsets.json`` content of :func:`holly.results.halfsets.compare_runs`; with ground truth,
-        each half's FSC against the ground-truth density is drawn too (dashed).
+        The ``halfsets.json`` content of :func:`holly.results.halfsets.compare_runs`; with ground
+        truth, each half's FSC against the ground-truth density is drawn too (dashed).
     """
     with style():
         fig, axes = _new(size=(5.6, 3.4))

@@ -2,11 +2,12 @@
 
 Without ground truth (real data) the only honest measure of a reconstruction is how well two
 independent ones agree. The training particles are split **by particle** into two halves
-(:func:`holly.data.halves.split_halves`; every augmentation copy of a particle goes with it, the held-out test
-set stays the same for both), each half is trained with its own seed derived from the
-experiment's (:func:`holly.data.halves.training_seed`), and :func:`compare_runs` aligns the two results
-(mirror-aware, :func:`holly.method.align.align`) and reports their Chamfer distance and their
-Fourier shell correlation (:mod:`holly.results.fsc`) with the resolutions at FSC 0.143 and 0.5.
+(:func:`holly.data.halves.split_halves`; every augmentation copy of a particle goes with it, the
+held-out test set stays the same for both), each half is trained with its own seed derived from the
+experiment's (:func:`holly.data.halves.training_seed`), and :func:`compare_runs` aligns the two
+results (mirror-aware, :func:`holly.method.align.align`) and reports their Chamfer distance and
+their Fourier shell correlation (:mod:`holly.results.fsc`) with the resolutions at FSC 0.143 and
+0.5.
 
 With ground truth (simulated data) it also reports each half against the truth: Chamfer after
 alignment and the FSC of each half with the ground-truth density. That is the calibration of
@@ -26,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from holly import __version__
+from holly.data.pointio import read_points, write_points
 from holly.errors import HollyError
 from holly.results.evaluate import align, shape_metrics
 from holly.results.fsc import cloud_fsc
-from holly.data.pointio import read_points, write_points
 from holly.run.runfolder import RunFolder
 
 log = logging.getLogger(__name__)

@@ -32,10 +32,10 @@ from holly.results.figures import (
     save_figure,
 )
 from holly.results.halfsets import halves_viewer_data
-from holly.run.runfolder import VS_PUBLISHED, RunFolder, read_json
 from holly.results.structure import headline
-from holly.units import model_unit_px
 from holly.results.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
+from holly.run.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
 

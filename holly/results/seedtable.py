@@ -2,8 +2,8 @@
 
 ``tools/results-table.py`` (``make results-table SEEDS="1 2 3"``) runs the workflow once per seed
 into ``results/seeds/seed-<N>/`` and calls :func:`seed_table` on the summaries; this module only
-reads ``summary.csv`` files (:mod:`holly.results.report`) and formats numbers, so it is tested without
-training anything.
+reads ``summary.csv`` files (:mod:`holly.results.report`) and formats numbers, so it is tested
+without training anything.
 """
 
 from __future__ import annotations

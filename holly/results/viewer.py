@@ -31,8 +31,8 @@ import numpy as np
 from holly.atomic import atomic_path
 from holly.errors import HollyError
 from holly.method.align import kabsch
-from holly.run.runfolder import RunFolder
 from holly.results.style import RECON_COLOUR, TRUTH_COLOUR
+from holly.run.runfolder import RunFolder
 from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
