@@ -32,6 +32,7 @@ import pytest
 import torch
 
 from holly.config import from_dict
+from holly.errors import HollyError
 from holly.train.precision import StepPrecision
 from holly.train.trainer import Trainer, train
 from tests.test_train import TINY
@@ -195,9 +196,35 @@ def _check_drift(tmp_path, reference, precision="fp32", **train_keys) -> np.ndar
     return run
 
 
+# What the bf16 guard (StepPrecision.check_gradients) says when a kernel returns a NaN gradient.
+DEFECT = "non-finite gradients in"
+
+
+def _rerun_on_avx2_onednn(test_id: str) -> None:
+    """Run one test of this file again in a process whose oneDNN is capped at AVX2.
+
+    oneDNN reads ONEDNN_MAX_CPU_ISA once, when it starts, so the cap needs a new process.
+    """
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test_id}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_low_precision_training_drifts_like_rounding(tmp_path, reference, precision):
-    run = _check_drift(tmp_path, reference, precision)
+    try:
+        run = _check_drift(tmp_path, reference, precision)
+    except HollyError as err:
+        # oneDNN's AVX-512 bf16 kernels return NaN weight gradients for the 1x1-pixel feature
+        # maps of 32-px images on some CPUs (Intel with AMX, seen 2026-12). holly must stop
+        # there with its clear error, and the same training on AVX2 kernels (the error's
+        # remedy) must then drift like rounding, as it does on every other CPU.
+        assert precision == "bf16" and DEFECT in str(err), err
+        if os.environ.get("ONEDNN_MAX_CPU_ISA"):
+            raise  # already capped: the defect is not the kernels' one
+        _rerun_on_avx2_onednn(f"test_low_precision_training_drifts_like_rounding[{precision}]")
+        return
     assert run[2, 0] < 0.9 * run[0, 0]  # and it learns (rows 0-2: the first sigma, 4 px)
     if precision == "fp16":
         state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
@@ -238,6 +265,17 @@ def test_channels_last_lays_out_the_encoder_and_keeps_its_outputs(tmp_path):
 def test_unknown_precision_is_rejected():
     with pytest.raises(ValueError, match="precision"):
         StepPrecision("fp8", CPU)
+
+
+def test_bf16_step_with_a_non_finite_gradient_stops_before_the_update(tmp_path):
+    """The bf16 guard: a NaN gradient stops the step, names the parameter, keeps the weights."""
+    trainer = Trainer(from_dict(_config(precision="bf16")), tmp_path, CPU)
+    weight = trainer.model.encoder.convs[0].weight
+    before = weight.detach().clone()
+    weight.register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(HollyError, match=rf"{DEFECT} encoder\.convs\.0\.weight .*ONEDNN_MAX"):
+        trainer.train_step(0)
+    assert torch.equal(weight.detach(), before)
 
 
 @pytest.mark.slow

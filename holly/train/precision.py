@@ -4,7 +4,10 @@
 * ``bf16`` / ``fp16``: the pose CNN runs under :func:`torch.autocast` (convolutions and linear
   layers in the low precision, reductions in float32). The renderer, the loss and the point
   cloud always stay in float32: the model casts the CNN's outputs back before rendering. fp16
-  uses a gradient scaler (:func:`grad_scaler`) against underflow; bf16 needs none.
+  uses a gradient scaler (:func:`grad_scaler`) against underflow; bf16 needs none, so a bf16
+  step checks its own gradients (:meth:`StepPrecision.backward_step`): oneDNN's AVX-512 bf16
+  convolution kernels have returned NaN weight gradients for feature maps of 1x1 pixel (the
+  encoder's last layers at 32 px), and an unchecked step would carry them into the weights.
 * ``train.compile``: the pose encoder is wrapped with :func:`torch.compile`; the renderer's
   custom autograd function stays eager.
 * ``train.channels_last``: the pose encoder's weights in channels-last layout. The input images
@@ -18,6 +21,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
+
+from holly.errors import HollyError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,9 +63,11 @@ class StepPrecision:
         self.precision, self.device, self.compile = precision, device, compile
         self.channels_last = channels_last
         self.scaler = grad_scaler(precision, device)
+        self.parameter_names: dict[int, str] = {}
 
     def prepare(self, model: torch.nn.Module) -> None:
         """Lay out and compile the model's pose encoder in place (keeps its state-dict keys)."""
+        self.parameter_names = {id(p): name for name, p in model.named_parameters()}
         if self.channels_last:
             model.encoder.to(memory_format=torch.channels_last)
         if self.compile:
@@ -71,8 +78,32 @@ class StepPrecision:
 
     def backward_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
         self.scaler.scale(loss).backward()
+        if self.precision == "bf16":
+            # fp16's scaler skips a step whose gradients overflow; bf16 has no scaler, so a
+            # non-finite gradient is a defect (not an overflow) and stops the run before the
+            # optimiser writes it into the weights. One host read per step, as fp16's scaler.
+            self.check_gradients(opt)
         self.scaler.step(opt)
         self.scaler.update()
+
+    def check_gradients(self, opt: torch.optim.Optimizer) -> None:
+        """Raise :class:`HollyError`, naming the parameters, when a gradient is not finite."""
+        grads = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+        if not grads or bool(torch.stack([torch.isfinite(p.grad).all() for p in grads]).all()):
+            return
+        bad = [
+            f"{self.parameter_names.get(id(p), 'a parameter')} "
+            f"({int((~torch.isfinite(p.grad)).sum())} of {p.grad.numel()})"
+            for p in grads
+            if not bool(torch.isfinite(p.grad).all())
+        ]
+        raise HollyError(
+            f"train.precision bf16: non-finite gradients in {', '.join(bad)}; the step was not "
+            "applied, so the weights and the last checkpoint are intact. oneDNN's AVX-512 bf16 "
+            "convolution kernels have produced these on CPUs for feature maps of 1x1 pixel "
+            "(32-px images); use train.precision: fp32, images of 64 px or more, or run with "
+            "the environment variable ONEDNN_MAX_CPU_ISA=AVX2"
+        )
 
     def state_dict(self) -> dict:
         return self.scaler.state_dict()
