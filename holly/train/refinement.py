@@ -26,6 +26,28 @@ Hypotheses = Callable[[torch.Tensor, float], torch.Tensor]
 ImagesAt = Callable[[float], torch.Tensor]
 
 
+def render_spec(cfg: ExperimentConfig) -> refine.RenderSpec:
+    """How the refinement renders and scores a pose (render size, loss)."""
+    r, lc = cfg.render, cfg.loss
+    return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
+
+
+def search_spec(cfg: ExperimentConfig, keep: int, rotations: int) -> refine.SearchSpec:
+    """The global pose search of the refinement, keeping ``keep`` candidates of the hypotheses
+    and ``rotations`` seeded random rotations."""
+    rc = cfg.refine
+    return refine.SearchSpec(
+        rotations=rotations,
+        sigma=rc.search_sigma,
+        keep=keep,
+        ladder_steps=rc.ladder_steps,
+        lr=rc.pose_lr,
+        batch_size=rc.batch_size,
+        flips=rc.flips,
+        seed=cfg.seed,
+    )
+
+
 @dataclass
 class RefinementState:
     """What the refinement stage adds to a checkpoint: the table's training items, the pose
@@ -82,23 +104,6 @@ class Refinement:
         self.sigma, self.first_step = sigma, first_step
         self.state: RefinementState | None = None
 
-    def render_spec(self) -> refine.RenderSpec:
-        r, lc = self.cfg.render, self.cfg.loss
-        return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
-
-    def search_spec(self, keep: int, rotations: int) -> refine.SearchSpec:
-        rc = self.cfg.refine
-        return refine.SearchSpec(
-            rotations=rotations,
-            sigma=rc.search_sigma,
-            keep=keep,
-            ladder_steps=rc.ladder_steps,
-            lr=rc.pose_lr,
-            batch_size=rc.batch_size,
-            flips=rc.flips,
-            seed=self.cfg.seed,
-        )
-
     def searched_poses(self, images_at: ImagesAt, keep: int, rotations: int) -> refine.PoseTable:
         """Poses of a set of images (``images_at(sigma) -> [B, H, W]``) against the current cloud:
         the CNN's hypotheses and a global search (:func:`holly.method.refine.search_poses`)."""
@@ -111,8 +116,8 @@ class Refinement:
                 hyps,
                 images_at,
                 sigma,
-                self.render_spec(),
-                self.search_spec(keep, rotations),
+                render_spec(self.cfg),
+                search_spec(self.cfg, keep, rotations),
                 symmetries,
             )
 
@@ -146,7 +151,7 @@ class Refinement:
                 shift,
                 sigma,
                 target,
-                self.render_spec(),
+                render_spec(self.cfg),
                 symmetries,
                 self.cfg.refine.flips,
             )
@@ -172,7 +177,7 @@ class Refinement:
             self.rescore(step)
         idx = refine.batch_rows(len(st.table), rc.batch_size, k, self.cfg.seed).to(self.device)
         target = refine.normalised(self.train_set.images(st.items[idx], self.sigma))
-        spec = self.render_spec()
+        spec = render_spec(self.cfg)
         for _ in range(rc.pose_steps):
             refine.pose_step(self.points, st.table, st.pose_adam, idx, target, spec)
         rot, shift, sigma = st.table.pose(idx)

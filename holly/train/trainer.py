@@ -32,11 +32,11 @@ from holly.data.shapes import is_shape_path
 from holly.errors import HollyError
 from holly.method import refine
 from holly.method.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, training_length
-from holly.method.geometry import random_rotations
 from holly.method.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.method.model import HollyModel
 from holly.run import checkpoint
 from holly.run.runfolder import METRIC_COLUMNS, RunFolder
+from holly.train.heads import HeadWins
 from holly.train.precision import StepPrecision
 from holly.train.refinement import Refinement
 from holly.train.runfiles import RunFiles
@@ -45,9 +45,6 @@ from holly.units import run_units
 log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_COLUMNS", "Trainer", "train"]
-# A head that wins less than this fraction of a log window's images is re-seeded (see
-# Trainer.reseed_dead_heads), as a fraction of the fair share 1/K.
-DEAD_HEAD_SHARE = 0.1
 # Training batches that BatchNorm's statistics are recomputed from before the CNN is evaluated
 # (HollyModel.recalibrate_batchnorm): at step 44,000 of the improved paper-length run the held-out
 # loss with statistics from 1 / 4 / 32 batches was 221 / 213 / 211, against 1,071 with the running
@@ -83,11 +80,12 @@ def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Opti
 
 
 class MetricsLog:
-    """``metrics.csv``, one row per log step; on resume (``first_step`` > 0), rows after the
-    checkpoint are dropped. Its clock times the rows' throughput from ``first_step`` on."""
+    """``metrics.csv``, one row per log step, each also logged as a line with an ETA; on resume
+    (``first_step`` > 0), rows after the checkpoint are dropped. Its clock times the rows'
+    throughput from ``first_step`` on, of a run of ``total_steps``."""
 
-    def __init__(self, run: RunFolder, first_step: int):
-        self.run, self.first_step = run, first_step
+    def __init__(self, run: RunFolder, first_step: int, total_steps: int):
+        self.run, self.first_step, self.total_steps = run, first_step, total_steps
         run.start_metrics(run.metric_rows(first_step) if first_step else [])
         self.started = time.perf_counter()
 
@@ -96,6 +94,20 @@ class MetricsLog:
 
     def append(self, row: dict) -> None:
         self.run.append_metrics(row)
+        step = row["step"]
+        # the ETA is for log files (Snakemake's), where there is no progress bar
+        eta = row["elapsed_s"] / (step - self.first_step) * (self.total_steps - step)
+        log.info(
+            "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
+            step,
+            self.total_steps,
+            row["train_loss"],
+            row["test_loss"],
+            row["sigma_in"],
+            row["sigma_pred_mean"],
+            row["images_per_s"],
+            duration_text(eta),
+        )
 
 
 class Trainer:
@@ -127,7 +139,7 @@ class Trainer:
         )
         self.total_steps = self.amortised_steps + cfg.refine.steps
         self.step = 0
-        self.head_wins = torch.zeros(cfg.model.pose_hypotheses, dtype=torch.long, device=device)
+        self.heads = HeadWins(cfg.model.pose_hypotheses, device)
         n_test = min(t.test_images, len(self.data.test))
         self.test_idx = torch.arange(n_test)
         # the normalised inputs of the last training steps, for the BatchNorm statistics
@@ -183,40 +195,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.precision.backward_step(loss, self.opt)
         self.recent_inputs.append(target.detach())
-        self.head_wins += torch.bincount(best, minlength=len(self.head_wins))
+        self.heads.count(best)
         return loss.detach(), pred.sigma.detach().mean()
-
-    def head_usage(self) -> str:
-        """Win fraction of each head since the last log step, e.g. ``0.41 0.20 0.21 0.18``."""
-        total = max(int(self.head_wins.sum()), 1)
-        return " ".join(f"{int(w) / total:.2f}" for w in self.head_wins)
-
-    def reseed_dead_heads(self) -> None:
-        """Guard against hypothesis collapse: a head that won (almost) no image in the last log
-        window restarts as a copy of the most-used head turned by a seeded random rotation on
-        the object side (``offset <- offset_best @ g``), so it proposes a different view of the
-        same particle. Not in the last 10 % of the amortised phase, so every head has time to
-        settle."""
-        k = len(self.head_wins)
-        total = int(self.head_wins.sum())
-        if k == 1 or total == 0 or self.step > 0.9 * self.amortised_steps:
-            return
-        share = self.head_wins.double() / total
-        dead = torch.nonzero(share < DEAD_HEAD_SHARE / k).flatten().tolist()
-        if not dead:
-            return
-        best = int(share.argmax())
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7727 + self.step)
-        turns = random_rotations(len(dead), gen)
-        fc2, d = self.model.encoder.fc2, self.model.rot_dim
-        with torch.no_grad():
-            for j, head in enumerate(dead):
-                rows_to = slice(head * d, (head + 1) * d)
-                rows_from = slice(best * d, (best + 1) * d)
-                fc2.weight[rows_to] = fc2.weight[rows_from]
-                fc2.bias[rows_to] = fc2.bias[rows_from]
-                self.model.offsets[head] = self.model.offsets[best] @ turns[j].to(fc2.weight)
-        log.info("re-seeded pose heads %s from head %d (win shares %s)", dead, best, share.tolist())
 
     def calibration_batches(self) -> list[torch.Tensor]:
         """Normalised training batches for the BatchNorm statistics: the last training steps'
@@ -326,7 +306,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "grad_scaler": self.precision.state_dict(),
-            "head_wins": self.head_wins,
+            "head_wins": self.heads.wins,
             "refinement": self.refinement.state_dict(),
             # what the evaluation-time BatchNorm statistics are computed from (a run resumed
             # here then logs the same held-out losses and writes the same held-out poses)
@@ -340,7 +320,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.precision.load_state_dict(state.get("grad_scaler"))
-        self.head_wins = state.get("head_wins", self.head_wins).to(self.device)
+        self.heads.wins = state.get("head_wins", self.heads.wins).to(self.device)
         calibration = checkpoint.calibration_batches(state, self.device)
         if checkpoint.is_refining(state):
             self.refinement.load_state_dict(state["refinement"])
@@ -374,7 +354,7 @@ class Trainer:
             return
         self.write_start_files()
         self.plan_reads()
-        metrics = MetricsLog(self.run_folder, self.step)
+        metrics = MetricsLog(self.run_folder, self.step, self.total_steps)
         bar = _progress(self.total_steps, self.step)
         while self.step < self.total_steps:
             amortised = self.step < self.amortised_steps
@@ -417,10 +397,9 @@ class Trainer:
         )
 
     def log_step(self, metrics: MetricsLog, train_loss: float, sigma_pred: float, amortised: bool):
-        """A ``metrics.csv`` row and a log line; at amortised log steps, the dead-head guard."""
-        t = self.cfg.train
+        """A ``metrics.csv`` row and log line; at amortised log steps, the dead-head guard."""
         sigma = self.schedule.sigma_at(min(self.step, self.amortised_steps) - 1)
-        elapsed, done = metrics.elapsed(), self.step - metrics.first_step
+        elapsed = metrics.elapsed()
         row = {
             "step": self.step,
             "epoch": (min(self.step, self.amortised_steps) - 1) // self.schedule.steps_per_epoch,
@@ -431,28 +410,15 @@ class Trainer:
             "sigma_pred_mean": sigma_pred,
             "lr_cnn": self.opt.param_groups[0]["lr"],
             "lr_points": self.opt.param_groups[1]["lr"],
-            "images_per_s": done * t.batch_size / elapsed,
+            "images_per_s": (self.step - metrics.first_step) * self.cfg.train.batch_size / elapsed,
             "elapsed_s": elapsed,
             "phase": "amortised" if amortised else "refine",
-            "head_usage": self.head_usage() if amortised else "",
+            "head_usage": self.heads.usage() if amortised else "",
         }
+        if amortised:  # (its log line comes before the row's)
+            self.heads.reseed_dead(self.model, self.cfg.seed, self.step, self.amortised_steps)
+            self.heads.reset()
         metrics.append(row)
-        if amortised:
-            self.reseed_dead_heads()
-            self.head_wins.zero_()
-        # the ETA is for log files (Snakemake's), where there is no progress bar
-        eta = elapsed / done * (self.total_steps - self.step)
-        log.info(
-            "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
-            self.step,
-            self.total_steps,
-            train_loss,
-            row["test_loss"],
-            sigma,
-            sigma_pred,
-            row["images_per_s"],
-            duration_text(eta),
-        )
 
     # -- run files (holly/train/runfiles.py) -------------------------------------------------
     def write_start_files(self) -> None:
