@@ -1,4 +1,9 @@
-"""The training loop: checkpoints, exact resume, metrics CSV, point-cloud snapshots.
+"""The trainer: the amortised CNN phase and the training loop, with exact resume.
+
+The loop (:meth:`Trainer.run`) restores, writes the start files, then runs CNN steps and
+refinement steps (:mod:`holly.train.refinement`), logging ``metrics.csv``, writing snapshots and
+checkpoints (:mod:`holly.run.checkpoint`), and ends with the final files
+(:mod:`holly.train.runfiles`).
 
 One seed drives everything: the initial cloud and CNN weights, the simulated data, and the order
 of training items (a fresh permutation per epoch, derived from ``(seed, epoch)``). Since nothing
@@ -415,7 +420,7 @@ class Trainer:
             "phase": "amortised" if amortised else "refine",
             "head_usage": self.heads.usage() if amortised else "",
         }
-        if amortised:  # (its log line comes before the row's)
+        if amortised:  # the guard runs after the row has read the window's wins
             self.heads.reseed_dead(self.model, self.cfg.seed, self.step, self.amortised_steps)
             self.heads.reset()
         metrics.append(row)
