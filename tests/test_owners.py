@@ -9,10 +9,15 @@ private name has become an interface and should be made public.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 import holly
+from holly.run.runfolder import check_strict_json, write_evaluation, write_halfsets
 
 PACKAGE = Path(holly.__file__).parent
 # file name -> the one module that writes and reads it (path relative to holly/)
@@ -160,3 +165,20 @@ def test_method_layer_reads_and_writes_no_files():
             elif isinstance(node, ast.ImportFrom) and node.module == "importlib":
                 problems.append(f"holly/{path}:{node.lineno}: importlib (package resources)")
     assert not problems, "\n".join(problems)
+
+
+def test_score_files_keep_their_bytes(tmp_path):
+    """evaluation.json and halfsets.json: indented JSON with a newline, NumPy values as plain
+    numbers, NaN refused (what `holly evaluate` and `holly compare` always wrote)."""
+    result = {"n_points": np.int64(3), "reconstruction": {"chamfer": np.float32(0.5)}, "k": (1, 2)}
+    expected = '{\n  "n_points": 3,\n  "reconstruction": {\n    "chamfer": 0.5\n  },\n'
+    expected += '  "k": [\n    1,\n    2\n  ]\n}\n'
+    for write in (write_evaluation, write_halfsets):
+        write(tmp_path / "out.json", result)
+        assert (tmp_path / "out.json").read_text() == expected
+    assert json.loads(expected)["n_points"] == 3
+    with pytest.raises(ValueError):
+        check_strict_json({"chamfer": float("nan")})
+    with pytest.raises(ValueError):
+        write_evaluation(tmp_path / "nan.json", {"chamfer": np.float64("nan")})
+    assert not (tmp_path / "nan.json").exists()
