@@ -94,8 +94,9 @@ def atomic_path(path: str | os.PathLike):
         Path(tmp).unlink(missing_ok=True)
 
 
-def _jsonable(obj):
-    """NumPy scalars/arrays, torch tensors and paths as plain JSON values."""
+def jsonable(obj):
+    """NumPy scalars/arrays, torch tensors and paths as plain JSON values (``json.dumps``'s
+    ``default``: every JSON file holly writes uses it)."""
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
@@ -106,4 +107,4 @@ def _jsonable(obj):
 def write_json(path: str | os.PathLike, data: dict, allow_nan: bool = True) -> None:
     """Write ``data`` as indented JSON, atomically (``allow_nan=False``: strict JSON)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_jsonable, allow_nan=allow_nan) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, default=jsonable, allow_nan=allow_nan) + "\n")

@@ -215,7 +215,7 @@ def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
     try:
         from holly.config import from_dict
         from holly.data.shapes import BUILTIN_SHAPES, check_in_frame, is_shape_path, load_shape
-        from holly.method.curriculum import load_sigma_list
+        from holly.data.sigmas import load_sigma_list
     except ImportError as exc:  # e.g. Snakemake in its own environment without numpy
         log.warning("holly's modules are not importable here (%s): config checked less", exc)
         return

@@ -1,7 +1,8 @@
 import pytest
 
+from holly.data.sigmas import load_sigma_list
 from holly.errors import HollyError
-from holly.method.curriculum import SigmaSchedule, load_sigma_list
+from holly.method.curriculum import SigmaSchedule
 
 
 def test_shipped_lists():

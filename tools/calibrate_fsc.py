@@ -30,6 +30,7 @@ import pandas as pd
 from holly.config import from_dict
 from holly.results.evaluate import evaluate_run
 from holly.results.halfsets import compare_runs
+from holly.run.runfolder import RunFolder, write_evaluation, write_halfsets
 from holly.train import train
 
 SHAPES = ("cep152", "tetrapod", "helix")
@@ -71,23 +72,21 @@ def condition_config(shape: str, particles: int, steps: int, seed: int) -> dict:
 
 
 def run_condition(out: Path, cfg: dict) -> dict:
-    folder = out / cfg["name"]
-    comparison = folder / "halfsets.json"
-    if not comparison.is_file():
-        halves = []
-        for half in (1, 2):
-            run = folder / f"half{half}"
+    folder = RunFolder(out / cfg["name"])
+    halves = [RunFolder(folder.root / f"half{half}") for half in (1, 2)]
+    result = folder.read_halfsets()
+    if result is None:
+        for half, run in enumerate(halves, start=1):
             started = time.perf_counter()
-            train(from_dict({**cfg, "validation": {"half": half}}), run, force=True)
+            train(from_dict({**cfg, "validation": {"half": half}}), run.root, force=True)
             log.info(
                 "%s half %d trained in %.0f s", cfg["name"], half, time.perf_counter() - started
             )
-            (run / "evaluation.json").write_text(json.dumps(evaluate_run(run), default=float))
-            halves.append(run)
-        result = compare_runs(halves[0], halves[1])
-        comparison.write_text(json.dumps(result, default=float))
-    result = json.loads(comparison.read_text())
-    evals = [json.loads((folder / f"half{h}" / "evaluation.json").read_text()) for h in (1, 2)]
+            write_evaluation(run.evaluation, evaluate_run(run.root))
+        result = compare_runs(halves[0].root, halves[1].root)
+        write_halfsets(folder.halfsets, result)
+        result = folder.read_halfsets()
+    evals = [run.read_evaluation() for run in halves]
     truth = result["vs_ground_truth"]
     row = {
         "shape": cfg["data"]["shape"],

@@ -17,10 +17,10 @@ import argparse
 import contextlib
 import logging
 
-from holly.atomic import refuse_inputs, write_json
+from holly.atomic import refuse_inputs
 from holly.data.pointio import write_points
 from holly.results.halfsets import compare_runs
-from holly.run.runfolder import RunFolder
+from holly.run.runfolder import RunFolder, write_halfsets
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,6 @@ def _compare(args: argparse.Namespace) -> int:
         from holly.results.figures import save_figure
 
         save_figure(figure, args.figure, args.dpi)
-    write_json(args.out, result, allow_nan=False)
+    write_halfsets(args.out, result)
     log.info("wrote %s", args.out)
     return 0

@@ -20,16 +20,15 @@ the structure. It works on an unfinished run too (then only the snapshots are sc
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from holly.atomic import _jsonable, refuse_inputs, write_json
+from holly.atomic import refuse_inputs
 from holly.data.pointio import read_ply_comments, write_points
 from holly.errors import HollyError
 from holly.results.evaluate import score_run, score_snapshots
 from holly.results.views import run_views
-from holly.run.runfolder import RunFolder
+from holly.run.runfolder import RunFolder, check_strict_json, write_evaluation
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result["views"] = run_views(args.run_dir)  # view range; unresolved z (holly/results/views.py)
     out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
     try:  # strict JSON first: a result that cannot be written leaves both files untouched
-        json.dumps(result, default=_jsonable, allow_nan=False)
+        check_strict_json(result)
     except ValueError as exc:
         raise HollyError(
             f"the evaluation of {args.run_dir} holds non-finite numbers: {exc}"
@@ -212,6 +211,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_points(
             aligned_path, aligned, comment="holly evaluate: aligned to GT", meta=_meta(args, result)
         )
-    write_json(out, result, allow_nan=False)
+    write_evaluation(out, result)
     log.info("%s -> %s", _summary(result), out)
     return 0

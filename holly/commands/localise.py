@@ -30,33 +30,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 
-from holly.errors import HollyError
+from holly.data.sigmas import parse_sigmas
 
 log = logging.getLogger(__name__)
-
-
-def parse_sigmas(text: str) -> list[float]:
-    """Comma-separated sigmas in pixels, a path to a file holding such a list, or the name of a
-    shipped list (``cep``, ``bunny``, ``quick``: holly/data/sigma_<name>.csv)."""
-    from holly.method.curriculum import load_sigma_list
-
-    path = Path(text)
-    if path.is_file():
-        text = path.read_text()
-    elif re.fullmatch(r"[a-z_]+", text.strip()):
-        return load_sigma_list(text.strip())
-    try:
-        values = [float(t) for t in text.replace("\n", ",").split(",") if t.strip()]
-    except ValueError:
-        raise HollyError(
-            f"--sigmas must be comma-separated numbers or a file of them, not {text.strip()[:60]!r}"
-        ) from None
-    if not values:
-        raise HollyError("--sigmas is empty")
-    return values
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:

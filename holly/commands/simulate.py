@@ -33,15 +33,15 @@ def main(args) -> int:
     from holly.commands.train import resolve_config
     from holly.data.imagestore import ORIENTATION, StoreWriter, base_attrs
     from holly.data.shapes import load_shape
+    from holly.data.sigmas import load_sigma_list, parse_sigma_text
     from holly.data.simulate import simulate
     from holly.errors import HollyError
-    from holly.method.curriculum import load_sigma_list
 
     args.device, args.max_steps = None, None
     cfg = resolve_config(args)
     if args.sigmas:
         try:
-            sigmas = [float(s) for s in args.sigmas.split(",")]
+            sigmas = parse_sigma_text(args.sigmas)
         except ValueError:
             raise HollyError(
                 f"--sigmas must be comma-separated numbers, got {args.sigmas!r}"

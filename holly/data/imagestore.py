@@ -150,7 +150,8 @@ def shard_images(height: int, width: int, n_images: int) -> int:
     return max(1, min(n_images, SHARD_BYTES // per_image))
 
 
-def _compressor():
+def compressor():
+    """The codec of every image array holly writes (the store's levels, OME-Zarr exports)."""
     from zarr.codecs import BloscCodec
 
     return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
@@ -510,14 +511,18 @@ def base_attrs(
     }
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types for Zarr attributes (NumPy scalars and arrays, paths converted)."""
+def _attr_value(value: Any) -> Any:
+    """Plain JSON types for Zarr attributes (NumPy scalars and arrays, paths converted).
+
+    Not :func:`holly.atomic.jsonable` on purpose: this converts the whole value up front (tuples
+    to lists, keys to str) before Zarr serialises it, which keeps the store's attributes byte for
+    byte as they have always been written."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _attr_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_attr_value(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return _attr_value(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):
@@ -626,7 +631,7 @@ class StoreWriter:
             dtype="float32",
             chunks=(1, self.height, self.width),
             shards=(self.shard, self.height, self.width),
-            compressors=_compressor(),
+            compressors=compressor(),
             dimension_names=list(DIMENSION_NAMES),
             fill_value=0.0,
             # every image stored, zeros too: an absent chunk is then damage, never "all zero"
@@ -675,14 +680,14 @@ class StoreWriter:
             shape=data.shape,
             dtype=data.dtype,
             chunks=data.shape or None,
-            compressors=_compressor(),
+            compressors=compressor(),
             fill_value=0,
             dimension_names=list(dimension_names) if dimension_names else None,
             config={"write_empty_chunks": True},
         )
         arr[...] = data
         if attrs:
-            arr.attrs.update(_jsonable(attrs))
+            arr.attrs.update(_attr_value(attrs))
         self._done.add(name)
 
     def commit(self, attrs: dict) -> Path:
@@ -697,7 +702,7 @@ class StoreWriter:
         if missing or "particle_id" not in self._done:
             raise ValueError(f"store incomplete: missing {missing + ['particle_id']}")
         # every chunk is written (write_empty_chunks): readers may treat an absent one as damage
-        self.group.attrs[ATTR_KEY] = _jsonable({**attrs, "every_chunk_stored": True})
+        self.group.attrs[ATTR_KEY] = _attr_value({**attrs, "every_chunk_stored": True})
         if self.out.exists():
             if not self.overwrite:
                 raise HollyError(f"{self.out} appeared while writing; remove it or pass --force")

@@ -1,8 +1,7 @@
 """Sigma curriculum: the blur of the input images, sharpened over training.
 
-The original lists ship in ``holly/data/sigma_<name>.csv`` (one comma-separated line, pixels):
-``quick`` (10 values, ``run/sigma.csv``), ``bunny`` (20), ``cep`` (40, one per epoch). ``default``
-is the original's fallback ``[10, 1.25]``.
+The schedule is given the list's values (pixels); reading a list, shipped or the user's, is
+:mod:`holly.data.sigmas`'s (this layer reads no files).
 
 Three schedules, each a pure function of the global step (``sigma_at``):
 
@@ -21,47 +20,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 from holly.errors import HollyError
 
-SHIPPED = ("quick", "bunny", "cep", "default")
 # The CNN steps the default workflow's settings were tuned at (config/config.yaml: 2 epochs of
 # 4,000 particles x 8 copies in batches of 32). A run far shorter than this learns only the
 # envelope of its structure (README, "The default experiments, measured").
 TUNED_STEPS = 2000
 # A run with fewer CNN steps than this fraction of TUNED_STEPS is warned about.
 SHORT_FRACTION = 0.25
-
-
-def load_sigma_list(name_or_values: str | list[float]) -> list[float]:
-    """A shipped list by name, a path to a sigma file, or an explicit list (validated > 0)."""
-    if isinstance(name_or_values, list):
-        values = [float(v) for v in name_or_values]
-    elif name_or_values == "default":
-        values = [10.0, 1.25]
-    elif name_or_values in SHIPPED:
-        text = resources.files("holly.data").joinpath(f"sigma_{name_or_values}.csv").read_text()
-        values = _parse(text, name_or_values)
-    else:
-        try:
-            with open(name_or_values) as fh:
-                values = _parse(fh.read(), name_or_values)
-        except FileNotFoundError:
-            raise HollyError(
-                f"sigma list {name_or_values!r} is neither a shipped list {list(SHIPPED)} "
-                f"nor an existing file"
-            ) from None
-    if not values or any(v <= 0 or not math.isfinite(v) for v in values):
-        raise HollyError(f"sigma list {name_or_values!r} must be positive numbers, got {values}")
-    return values
-
-
-def _parse(text: str, source: str) -> list[float]:
-    try:
-        return [float(v) for v in text.replace("\n", "").split(",") if v.strip()]
-    except ValueError as exc:
-        raise HollyError(f"sigma file {source}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
 from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
 from holly.results.viewer import viewer_data  # noqa: E402
 from holly.results.views import held_out_tilts  # noqa: E402
-from holly.run.runfolder import RunFolder, read_metrics_file  # noqa: E402
+from holly.run.runfolder import RunFolder, read_json, read_metrics_file  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -694,9 +694,7 @@ def extra_figures(
                 raise HollyError("the vs_published figure needs --published and --aligned")
             scores = None
             if comparison is not None and Path(comparison).is_file():
-                import json
-
-                scores = json.loads(Path(comparison).read_text()).get("reconstruction")
+                scores = read_json(Path(comparison)).get("reconstruction")
             fig = published_figure(
                 read_points(aligned),
                 read_points(published),

@@ -33,8 +33,9 @@ from holly.results.figures import (
 )
 from holly.results.halfsets import halves_viewer_data
 from holly.results.structure import headline
+from holly.results.summary import read_summary_csv, write_summary_csv
 from holly.results.viewer import VIEWER_CSS, VIEWER_JS, viewer_data, viewer_fragment
-from holly.run.runfolder import VS_PUBLISHED, RunFolder, read_json
+from holly.run.runfolder import RunFolder
 from holly.units import model_unit_px
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,6 @@ PUBLISHED_COLUMNS = (
     ("published_blob_chamfer", "blob Chamfer", "{:.3f}"),
     ("published_n_points", "published points", "{:d}"),
 )
-PUBLISHED_JSON = VS_PUBLISHED
 METRIC_KEYS = ("chamfer", "hausdorff", "hausdorff95", "precision", "recall", "fscore")
 BASELINE_PREFIX = {"blob": "blob_", "random_init": "random_init_", "ground_truth_floor": "floor_"}
 FIGURE_TITLES = {
@@ -222,22 +222,22 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row["fscore_tight"] = recon.get("fscore_tight")
     row["wall_seconds"] = _wall_seconds(prov)
     row.update(_converted_distances(row, rf.read_scale(), render))
-    if rf.vs_published.is_file():
-        row.update(_published_row(read_json(rf.vs_published)))
-    row.update(_halfset_row(rf.halfsets))
+    published = rf.read_vs_published()
+    if published is not None:
+        row.update(_published_row(published))
+    row.update(_halfset_row(rf.read_halfsets() or {}))
     if evaluation.get("structure"):  # holly evaluate --structure: its headline numbers
         row.update(headline(evaluation["structure"]))
     return row
 
 
-def _halfset_row(path: Path) -> dict:
+def _halfset_row(comp: dict) -> dict:
     """``fsc_*`` and ``halves_*`` columns from the half-set comparison (all None without one).
 
     Resolutions in model units (``_nm``: nanometres, where the image store knows its pixel
     size); ``_limited`` is true when the FSC never fell below the threshold before the
     Gaussian's cutoff (the resolution is then at least as good as given).
     """
-    comp = read_json(path) if path.is_file() else {}
     row = {}
     for key in ("0143", "05"):
         for suffix in ("", "_nm", "_limited"):
@@ -391,9 +391,7 @@ def write_summary(
 ) -> pd.DataFrame:
     """Write ``summary.csv`` and, if asked, the comparison chart and a standalone HTML table."""
     summary = summary_table(runs)
-    with atomic_path(csv_path) as tmp:
-        summary.to_csv(tmp, index=False)
-        os.chmod(tmp, 0o644)
+    write_summary_csv(csv_path, summary)
     if chart:
         save_figure(comparison_figure(summary), chart, dpi)
     if table:
@@ -481,10 +479,9 @@ def build_report(
         Folder of RST captions named ``<figure>.rst``, ``comparison.rst``, ``summary.rst``,
         ``viewer.rst`` and ``workflow.rst`` (the introduction); missing ones are left out.
     """
-    summary_csv = Path(summary_csv)
-    if not summary_csv.is_file():
+    summary = read_summary_csv(summary_csv)
+    if summary is None:
         raise HollyError(f"{summary_csv} not found; run `holly summarise` first")
-    summary = pd.read_csv(summary_csv)
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="meta">holly {__version__}, report written '
@@ -556,7 +553,7 @@ def _halfset_block(
     run: Path, name: str, i: int, figures_dir: str, fig_format: str, captions_dir
 ) -> str:
     """The half-set section of one experiment: resolution, FSC curve, the halves in 3D."""
-    comp = read_json(RunFolder(run).halfsets)
+    comp = RunFolder(run).read_halfsets()
     nm = comp.get("resolution_0143_nm")
 
     def res(key):

@@ -2,7 +2,7 @@
 
 ``tools/results-table.py`` (``make results-table SEEDS="1 2 3"``) runs the workflow once per seed
 into ``results/seeds/seed-<N>/`` and calls :func:`seed_table` on the summaries; this module only
-reads ``summary.csv`` files (:mod:`holly.results.report`) and formats numbers, so it is tested
+reads ``summary.csv`` files (:mod:`holly.results.summary`) and formats numbers, so it is tested
 without training anything.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from holly.errors import HollyError
+from holly.results.summary import SUMMARY_CSV, read_summary_csv
 
 # (summary column, README header, decimals) of the table, in this order.
 SEED_COLUMNS = (
@@ -38,10 +39,10 @@ def read_seed_summaries(runs: dict[int, str | os.PathLike]) -> dict[int, pd.Data
         raise HollyError("no seeds to tabulate")
     out = {}
     for seed, folder in runs.items():
-        path = Path(folder) / "summary.csv"
-        if not path.is_file():
+        path = Path(folder) / SUMMARY_CSV
+        out[seed] = read_summary_csv(path)
+        if out[seed] is None:
             raise HollyError(f"{path} not found: run the workflow for seed {seed} first")
-        out[seed] = pd.read_csv(path)
     return out
 
 

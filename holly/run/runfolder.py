@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from holly.atomic import atomic_path, write_json
+from holly.atomic import atomic_path, jsonable, write_json
 from holly.errors import HollyError, one_line
 
 log = logging.getLogger(__name__)
@@ -580,8 +580,20 @@ class RunFolder:
             raise HollyError(f"{path} ({what or path.name}) holds non-finite coordinates")
         return xyz
 
+    # -- scores: evaluation.json, vs_published.json, halfsets.json (writers: below) ----------
     def read_evaluation(self) -> dict:
+        """``evaluation.json`` (``holly evaluate``); HollyError when missing or corrupt."""
         return read_json(self.evaluation)
+
+    def read_vs_published(self) -> dict | None:
+        """``vs_published.json``: an evaluation against a published cloud (``holly evaluate
+        --ground-truth PUBLISHED --out RUN/vs_published.json``); None when the run has none."""
+        return read_json(self.vs_published) if self.vs_published.is_file() else None
+
+    def read_halfsets(self) -> dict | None:
+        """``halfsets.json``: the comparison of the run's two half-set runs (``holly compare``);
+        None when the run has none."""
+        return read_json(self.halfsets) if self.halfsets.is_file() else None
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -649,6 +661,28 @@ def read_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise HollyError(f"{path} does not hold a JSON object")
     return data
+
+
+def check_strict_json(result: dict) -> None:
+    """Raise ValueError (json's message) when ``result`` holds a NaN or an infinity, which
+    :func:`write_evaluation` and :func:`write_halfsets` refuse: a command checks this before it
+    writes any of its files, so a result that cannot be written leaves every file untouched."""
+    json.dumps(result, default=jsonable, allow_nan=False)
+
+
+def write_evaluation(path: str | os.PathLike, result: dict) -> None:
+    """Write an evaluation (``holly evaluate``): ``RUN/evaluation.json``, or wherever ``--out``
+    says (the workflow's ``vs_published.json`` is one). Indented, strict JSON (no NaN), atomic.
+
+    The path is the caller's: the command's ``--out`` may name any file.
+    """
+    write_json(path, result, allow_nan=False)
+
+
+def write_halfsets(path: str | os.PathLike, result: dict) -> None:
+    """Write a comparison of two runs (``holly compare --out``; in the workflow the experiment's
+    ``halfsets.json``). Indented, strict JSON (no NaN), atomic."""
+    write_json(path, result, allow_nan=False)
 
 
 def read_npz(path: Path, required: tuple[str, ...] = ()) -> dict:

@@ -34,9 +34,10 @@ from holly.config import ExperimentConfig, from_dict
 from holly.data.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
 from holly.data.halves import training_seed
 from holly.data.shapes import is_shape_path
+from holly.data.sigmas import SHIPPED, load_sigma_list
 from holly.errors import HollyError
 from holly.method import refine
-from holly.method.curriculum import SHIPPED, SigmaSchedule, load_sigma_list, training_length
+from holly.method.curriculum import SigmaSchedule, training_length
 from holly.method.loss import hypothesis_losses, min_over_hypotheses, normalise
 from holly.method.model import HollyModel
 from holly.run import checkpoint
