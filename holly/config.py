@@ -8,6 +8,7 @@ HEAD 2022); any key set explicitly overrides the variant's default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -248,10 +249,18 @@ LATEST_DEFAULTS = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+def merge(base: dict, over: dict) -> dict:
+    """Deep merge of two config mappings: ``over`` wins, nested mappings are merged key by key.
+
+    The result is a deep copy: changing it never changes ``base`` or ``over`` (e.g.
+    :data:`LATEST_DEFAULTS`, or a workflow config's ``defaults`` shared by its experiments).
+    """
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 
@@ -267,7 +276,7 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
         raise HollyError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
     variant = raw.get("variant", "paper")
     if variant == "latest":
-        raw = _merge(LATEST_DEFAULTS, raw)
+        raw = merge(LATEST_DEFAULTS, raw)
     return _build(ExperimentConfig, raw, where, prefix="")
 
 
@@ -353,7 +362,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> ExperimentCo
             "`holly config-default > my.yaml`"
         )
     if overrides:
-        raw = _merge(raw, overrides)
+        raw = merge(raw, overrides)
     return from_dict(raw, where=str(path))
 
 

@@ -24,6 +24,7 @@ import math
 import os
 from pathlib import Path
 
+from holly.config import from_dict, merge
 from holly.errors import HollyError, one_line
 
 log = logging.getLogger(__name__)
@@ -64,17 +65,6 @@ def load_workflow_config(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise HollyError(f"config file {path} must be a mapping of keys")
     return data
-
-
-def merge(base: dict, over: dict) -> dict:
-    """Deep merge of two config mappings: ``over`` wins, nested mappings are merged."""
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 # -- bases -----------------------------------------------------------------------------------
@@ -212,15 +202,14 @@ def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
     finite, of non-zero extent, inside the frame), the sigma list, and a training set of at least
     one batch.
     """
-    try:
-        from holly.config import from_dict
-        from holly.data.shapes import BUILTIN_SHAPES, check_in_frame, is_shape_path, load_shape
-        from holly.data.sigmas import load_sigma_list
-    except ImportError as exc:  # e.g. Snakemake in its own environment without numpy
-        log.warning("holly's modules are not importable here (%s): config checked less", exc)
-        return
     where = f"experiment {name!r}"
     cfg = from_dict(raw, where=where)
+    try:
+        from holly.data.shapes import BUILTIN_SHAPES, check_in_frame, is_shape_path, load_shape
+        from holly.data.sigmas import load_sigma_list
+    except ImportError as exc:  # e.g. Snakemake in its own environment without numpy (--sdm)
+        log.warning("holly's modules are not importable here (%s): config checked less", exc)
+        return
     d, r = cfg.data, cfg.render
     if d.source == "simulated":
         if d.shape not in BUILTIN_SHAPES and not is_shape_path(d.shape):
@@ -304,14 +293,18 @@ def plan(config: dict) -> dict:
     """Every plan-time check of a validated workflow config; returns the resolved pieces.
 
     Keys: ``records``, ``files``, ``stores``, ``localised`` (stores made by `holly localise`),
-    ``experiments``, ``published``, ``structure`` (:func:`resolve_structure`).
+    ``experiments``, ``published``, ``structure`` (:func:`resolve_structure`), ``configs``
+    (:func:`resolve_configs`) and ``half_sets`` (:func:`half_set_experiments`).
     """
     check_finite(config, "")
     records, files, stores = resolve_downloads(config)
     localised = resolve_localisations(config, stores)
     experiments, published = resolve_experiments(config, files, {**stores, **localised})
+    configs = resolve_configs(experiments)
     return {
         "structure": resolve_structure(config, experiments, files),
+        "configs": configs,
+        "half_sets": half_set_experiments(configs),
         "records": records,
         "files": files,
         "stores": stores,
@@ -319,3 +312,98 @@ def plan(config: dict) -> dict:
         "experiments": experiments,
         "published": published,
     }
+
+
+# -- the workflow's folders and runs ---------------------------------------------------------
+def output_roots(results: str) -> tuple[str, str, str]:
+    """The results, logs and benchmarks folders of the config's ``results`` folder.
+
+    Logs and benchmarks of ``results/X`` go to ``logs/X`` and ``benchmarks/X``, so that two
+    configs with their own results folders can share one working directory.
+    """
+    results = results.rstrip("/")
+    below = os.path.relpath(results, "results")
+    if below == ".":
+        return results, "logs", "benchmarks"
+    below = below.replace("../", "")
+    return results, f"logs/{below}", f"benchmarks/{below}"
+
+
+def resolve_configs(experiments: dict) -> dict:
+    """``name -> ExperimentConfig`` (every default filled in) of :func:`resolve_experiments`'s
+    experiments; resolved once here, not once per job and resource function."""
+    return {name: from_dict(raw, where=f"experiment {name!r}") for name, raw in experiments.items()}
+
+
+def half_set_experiments(configs: dict) -> list[str]:
+    """The experiments with half-set validation (by default those trained on an image store),
+    in config order."""
+    return [name for name, cfg in configs.items() if cfg.half_sets]
+
+
+# The half-set runs of an experiment, results/<experiment>/halves/<half>.
+HALVES = ("half1", "half2")
+
+
+def run_config(raw: dict, half: str | None = None) -> dict:
+    """The config the workflow trains an experiment's own run with, or one of its half-set runs
+    (``half`` one of :data:`HALVES`: ``validation.half`` is then 1 or 2).
+
+    ``validation.half_sets`` is left out: the config is a parameter of the training job, so a
+    change reruns it, and turning half-set validation on or off must not retrain the run.
+    """
+    raw = copy.deepcopy(raw)
+    validation = raw.pop("validation", None) or {}
+    validation.pop("half_sets", None)
+    if half is not None:
+        validation["half"] = HALVES.index(half) + 1
+    return dict(raw, validation=validation) if validation else raw
+
+
+# -- resources of a training job (estimates for a cluster's scheduler) -----------------------
+def training_threads(cores: int, experiments: dict, half_sets: list[str]) -> int:
+    """Threads of one training job: ``cores`` shared among every training (the experiments'
+    own runs and their half-set runs), which run in parallel."""
+    jobs = len(experiments) + len(HALVES) * len(half_sets)
+    return max(1, int(cores) // max(1, jobs))
+
+
+def training_mem_mb(cfg, attempt: int) -> int:
+    """Memory of a training job (MB): a base plus twice the simulated images, grown per retry.
+
+    An image store's size is not known before the workflow makes it: a fixed 8 GB per attempt.
+    """
+    if cfg.data.source != "simulated":
+        return 8000 * attempt
+    d, r = cfg.data, cfg.render
+    image_mb = (d.particles + d.test_particles) * d.augment * r.height * r.width * 4 / 1e6
+    return int(2000 + 2 * image_mb) * attempt
+
+
+def training_images(cfg) -> int:
+    """Training images the CNN phase presents (an estimate for an image store)."""
+    images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
+    if cfg.data.source != "simulated":
+        images = cfg.train.epochs * (cfg.data.max_images or 100_000)
+    # train.steps: the epochs are derived, about `steps` batches whatever the data size
+    if cfg.train.steps:
+        images = cfg.train.steps * cfg.train.batch_size
+    if cfg.train.max_steps:
+        images = min(images, cfg.train.max_steps * cfg.train.batch_size)
+    return images
+
+
+def training_runtime(cfg, attempt: int) -> int:
+    """Time limit of a training job (minutes), assuming at least 200 images/s; more per retry."""
+    return int(30 + training_images(cfg) / 200 / 60) * attempt
+
+
+def training_priority(cfg) -> int:
+    """Longest training first, and every training before the light jobs after one (priority 0).
+
+    With fewer cores than trainings (the default workflow on 2 cores: two trainings at a time),
+    the last training to start sets the wall time, so it should be the shortest; and a finished
+    training's evaluate/figures jobs should not hold the core a waiting training needs. The work
+    estimate is images presented x pixels per image, in millions (1 at least).
+    """
+    return 1 + training_images(cfg) * cfg.render.height * cfg.render.width // 10**6

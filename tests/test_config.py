@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from holly.config import LATEST_DEFAULTS, describe, from_dict, load_config
+from holly.config import LATEST_DEFAULTS, describe, from_dict, load_config, merge
 from holly.errors import HollyError
 
 
@@ -64,3 +64,26 @@ def test_describe_covers_every_key():
     keys = {row["key"] for row in describe()}
     assert {"seed", "data.shape", "train.points_lr", "loss.mask_threshold"} <= keys
     assert all(row["doc"] is not None for row in describe())
+
+
+def test_merge_is_deep_and_shares_nothing_with_its_inputs():
+    base = {"train": {"lr": 1.0, "epochs": 2}, "sigma": {"values": [3.0, 1.0]}, "seed": 0}
+    over = {"train": {"lr": 2.0}, "sigma": {"values": [2.0]}, "render": {"height": 32}}
+    out = merge(base, over)
+    assert out == {
+        "train": {"lr": 2.0, "epochs": 2},  # nested mappings merged key by key
+        "sigma": {"values": [2.0]},  # anything else replaced whole
+        "seed": 0,
+        "render": {"height": 32},
+    }
+    out["train"]["epochs"] = 9
+    out["sigma"]["values"].append(1.0)
+    out["render"]["height"] = 16
+    assert base["train"]["epochs"] == 2 and over["sigma"]["values"] == [2.0]
+    assert over["render"]["height"] == 32
+
+
+def test_the_latest_defaults_are_not_changed_by_a_latest_config():
+    before = json.dumps(LATEST_DEFAULTS, sort_keys=True)
+    from_dict({"variant": "latest", "train": {"lr": 1e-3}, "model": {"encoder": "paper"}})
+    assert json.dumps(LATEST_DEFAULTS, sort_keys=True) == before

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from holly.cli import main as cli
 from holly.errors import HollyError
-from holly.results import figures
+from holly.results import figurekeys, figures
 from holly.results.report import build_report, parse_runs, summary_table, table_html, write_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +63,7 @@ def test_save_figure_atomic(tmp_path):
 
 def test_run_figures(fake_run, tmp_path):
     paths = figures.run_figures(fake_run, tmp_path / "figs", dpi=50)
-    assert [p.stem for p in paths] == list(figures.RUN_FIGURES)
+    assert [p.stem for p in paths] == list(figurekeys.RUN_FIGURES)
     for p in paths:
         assert p.read_bytes()[:8] == PNG_MAGIC
 
@@ -94,7 +94,9 @@ def test_cli_figures(fake_run, tmp_path, capsys):
         )
         == 0
     )
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}.svg" for k in figures.RUN_FIGURES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{k}.svg" for k in figurekeys.RUN_FIGURES
+    )
     assert cli(["figures", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert capsys.readouterr().err.startswith("error:")
 

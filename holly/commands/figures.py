@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from holly.results.figurekeys import EXTRA_FIGURES
 from holly.results.figures import extra_figures, run_figures
 
 
@@ -37,7 +38,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only",
         action="append",
-        choices=("evolution", "vs_published", "learning_curve", "view_tilts"),
+        choices=EXTRA_FIGURES,
         help="write this optional figure instead of the standard set (repeatable)",
     )
     parser.add_argument(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 
+from holly.commands.config_args import add_config_args, config_overrides, load_experiment_config
+
 log = logging.getLogger(__name__)
 
 
 def add_args(parser) -> None:
-    parser.add_argument("--config", help="experiment config file (YAML or JSON)")
-    parser.add_argument("--config-json", help="experiment config as a JSON mapping")
+    add_config_args(parser)
     parser.add_argument("--out", required=True, help="image store to write (.zarr folder)")
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument(
@@ -30,15 +31,13 @@ def main(args) -> int:
     import numpy as np
     import torch
 
-    from holly.commands.train import resolve_config
     from holly.data.imagestore import ORIENTATION, StoreWriter, base_attrs
     from holly.data.shapes import load_shape
     from holly.data.sigmas import load_sigma_list, parse_sigma_text
     from holly.data.simulate import simulate
     from holly.errors import HollyError
 
-    args.device, args.max_steps = None, None
-    cfg = resolve_config(args)
+    cfg = load_experiment_config(args, config_overrides(args))
     if args.sigmas:
         try:
             sigmas = parse_sigma_text(args.sigmas)

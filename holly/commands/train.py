@@ -19,15 +19,12 @@ config/config.yaml to start from.
 
 from __future__ import annotations
 
-import json
-
-from holly.config import from_dict, load_config
+from holly.commands.config_args import add_config_args, config_overrides, load_experiment_config
 from holly.errors import HollyError
 
 
 def add_args(parser) -> None:
-    parser.add_argument("--config", help="experiment config file (YAML or JSON)")
-    parser.add_argument("--config-json", help="experiment config as a JSON mapping")
+    add_config_args(parser)
     parser.add_argument("--out", required=True, help="run folder to write")
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), help="override the config's device"
@@ -58,42 +55,18 @@ def add_args(parser) -> None:
 
 
 def resolve_config(args):
-    overrides = {}
-    if args.config_json:
-        try:
-            overrides = json.loads(args.config_json)
-        except json.JSONDecodeError as exc:
-            raise HollyError(f"--config-json is not valid JSON: {exc}") from None
-        if not isinstance(overrides, dict):
-            raise HollyError("--config-json must be a JSON mapping of config keys")
-    if not args.config and not args.config_json:
-        raise HollyError(
-            "no experiment config: pass --config FILE (or --config-json); "
-            "`holly config-default > my.yaml` writes the tuned defaults to start from"
-        )
+    """The experiment config of the command line: --config and/or --config-json, and then
+    --device, --half and --max-steps over them."""
+    overrides = config_overrides(args)
     if args.device:
         overrides["device"] = args.device
-    if getattr(args, "half", None):
+    if args.half:
         overrides.setdefault("validation", {})["half"] = args.half
-    if getattr(args, "max_steps", None) is not None:
+    if args.max_steps is not None:
         if args.max_steps < 1:
             raise HollyError(f"--max-steps must be >= 1, got {args.max_steps}")
         overrides.setdefault("train", {})["max_steps"] = args.max_steps
-    if args.config and args.config_json:
-        try:
-            return load_config(args.config, overrides)
-        except HollyError as exc:
-            try:
-                load_config(args.config)  # the file alone: is the fault in --config-json?
-            except HollyError:
-                raise exc from None
-            where = f"{args.config}: "
-            text = str(exc)
-            text = text[len(where) :] if text.startswith(where) else text
-            raise HollyError(f"--config-json (merged over {args.config}): {text}") from None
-    if args.config:
-        return load_config(args.config, overrides)
-    return from_dict(overrides, where="--config-json")
+    return load_experiment_config(args, overrides)
 
 
 def main(args) -> int:

@@ -40,6 +40,7 @@ from holly.atomic import atomic_path  # noqa: E402
 from holly.data.pointio import read_points  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
+from holly.results.figurekeys import EXTRA_FIGURES, RUN_FIGURES  # noqa: E402
 from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
 from holly.results.viewer import viewer_data  # noqa: E402
 from holly.results.views import held_out_tilts  # noqa: E402
@@ -47,8 +48,6 @@ from holly.run.runfolder import RunFolder, read_json, read_metrics_file  # noqa:
 
 log = logging.getLogger(__name__)
 
-RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
-EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve", "view_tilts")
 STYLE = {
     "figure.dpi": 110,
     "figure.facecolor": "white",

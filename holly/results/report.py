@@ -25,12 +25,8 @@ import pandas as pd
 from holly import __version__
 from holly.atomic import atomic_path
 from holly.errors import HollyError
-from holly.results.figures import (
-    EXTRA_FIGURES,
-    RUN_FIGURES,
-    comparison_figure,
-    save_figure,
-)
+from holly.results.figurekeys import EXTRA_FIGURES, RUN_FIGURES
+from holly.results.figures import comparison_figure, save_figure
 from holly.results.halfsets import halves_viewer_data
 from holly.results.structure import headline
 from holly.results.summary import read_summary_csv, write_summary_csv

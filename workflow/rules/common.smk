@@ -1,9 +1,7 @@
-# Config validation (the schema here, the rest in holly/plan.py) and input functions. No rules
-# here: the root Snakefile's `rule all` must stay the first rule (the default target).
-import copy
-import functools
+# Config validation (the schema here, the rest in holly/plan.py), the workflow's targets and its
+# input and params functions; the resource estimates are holly/plan.py's. No rules here: the root
+# Snakefile's `rule all` must stay the first rule (the default target).
 import json
-import os
 import re
 import shlex
 from pathlib import Path
@@ -12,22 +10,25 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from holly.errors import HollyError
-from holly.plan import plan
+from holly.plan import (
+    HALVES,
+    output_roots,
+    plan,
+    run_config,
+    training_mem_mb,
+    training_priority,
+    training_runtime,
+    training_threads,
+)
+from holly.results.figurekeys import RUN_FIGURES
 
 # 1. Structure, types and ranges (unknown keys rejected); fills the optional sections' defaults.
 validate(config, "../schemas/config.schema.yaml")
 
-# Results go to RESULTS (config `results`, default results/); logs and benchmarks of results/X
-# go to logs/X and benchmarks/X, so two configs can share one working directory.
-RESULTS = config["results"].rstrip("/")
-_BELOW = os.path.relpath(RESULTS, "results")
-LOGS = "logs" if _BELOW == "." else f"logs/{_BELOW.replace('../', '')}"
-BENCHMARKS = (
-    "benchmarks" if _BELOW == "." else f"benchmarks/{_BELOW.replace('../', '')}"
-)
+# Results go to RESULTS (config `results`, default results/), logs and benchmarks beside them.
+RESULTS, LOGS, BENCHMARKS = output_roots(config["results"])
 CAPTIONS = str(Path(workflow.basedir) / "workflow" / "report")
 FIG_FORMAT = config["figures"]["format"]
-RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
 EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
 
 
@@ -43,41 +44,20 @@ RECORDS, FILES, STORES = _PLAN["records"], _PLAN["files"], _PLAN["stores"]
 LOCALISED = _PLAN["localised"]
 EXPERIMENTS, PUBLISHED = _PLAN["experiments"], _PLAN["published"]
 STRUCTURE = _PLAN["structure"]
+CONFIGS, HALF_SETS = _PLAN["configs"], _PLAN["half_sets"]
 
 
 def run_dir(experiment):
     return f"{RESULTS}/{experiment}"
 
 
-def _half_sets_on(name):
-    """Whether an experiment has half-set validation (default: on for image stores)."""
-    cfg = _resolved(name)
-    if cfg is not None:
-        return cfg.half_sets
-    raw = EXPERIMENTS[name]
-    value = (raw.get("validation") or {}).get("half_sets")
-    return raw.get("data", {}).get("source") == "zarr" if value is None else value
-
-
-HALVES = ("half1", "half2")
-
-
-def _run_config(experiment, half=None):
-    """The config of an experiment's own run (without `validation.half_sets`, so toggling it
-    never retrains the run), or of one of its half-set runs (`validation.half` set)."""
-    raw = copy.deepcopy(EXPERIMENTS[experiment])
-    validation = raw.pop("validation", None) or {}
-    validation.pop("half_sets", None)
-    if half is not None:
-        validation["half"] = HALVES.index(half) + 1
-    return dict(raw, validation=validation) if validation else raw
-
-
 def experiment_json(wildcards):
-    """The experiment's config as `holly train --config-json` takes it (stable key order)."""
+    """The run's config as `holly train --config-json` takes it (stable key order)."""
     half = getattr(wildcards, "half", None)
     return json.dumps(
-        _run_config(wildcards.experiment, half), sort_keys=True, separators=(",", ":")
+        run_config(EXPERIMENTS[wildcards.experiment], half),
+        sort_keys=True,
+        separators=(",", ":"),
     )
 
 
@@ -111,74 +91,28 @@ def train_inputs(wildcards):
     return inputs
 
 
+# -- training jobs' threads and resources
+
+
 def train_threads(wildcards):
-    """Share --cores among the experiments, which train in parallel (1 without --cores)."""
+    """--cores shared among the trainings, which run in parallel (1 without --cores)."""
     try:
         cores = workflow.cores
     except WorkflowError:  # e.g. `snakemake --report` or --lint: no --cores given
         return 1
-    jobs = len(EXPERIMENTS) + len(HALVES) * len(HALF_SETS)
-    return max(1, int(cores) // max(1, jobs))
-
-
-@functools.cache  # one resolution per experiment, not one per job and resource function
-def _resolved(experiment):
-    """The experiment's full config (every default filled in, frozen), or None without holly."""
-    try:
-        from holly.config import from_dict
-    except ImportError:
-        return None
-    return from_dict(EXPERIMENTS[experiment], where=f"experiment {experiment!r}")
-
-
-HALF_SETS = [name for name in EXPERIMENTS if _half_sets_on(name)]
+    return training_threads(cores, EXPERIMENTS, HALF_SETS)
 
 
 def train_mem_mb(wildcards, attempt):
-    """Memory request of a training job (MB): a base plus the image data, grown per retry."""
-    cfg = _resolved(wildcards.experiment)
-    if cfg is None or cfg.data.source != "simulated":
-        return 8000 * attempt  # an image store's size is not known before it exists
-    d, r = cfg.data, cfg.render
-    image_mb = (
-        (d.particles + d.test_particles) * d.augment * r.height * r.width * 4 / 1e6
-    )
-    return int(2000 + 2 * image_mb) * attempt
-
-
-def _presentations(cfg):
-    """Training images the CNN phase presents (an estimate for an image store)."""
-    images = cfg.train.epochs * cfg.data.particles * cfg.data.augment
-    if cfg.data.source != "simulated":
-        images = cfg.train.epochs * (cfg.data.max_images or 100_000)
-    # train.steps: the epochs are derived, about `steps` batches whatever the data size
-    if cfg.train.steps:
-        images = cfg.train.steps * cfg.train.batch_size
-    if cfg.train.max_steps:
-        images = min(images, cfg.train.max_steps * cfg.train.batch_size)
-    return images
+    return training_mem_mb(CONFIGS[wildcards.experiment], attempt)
 
 
 def train_runtime(wildcards, attempt):
-    """Time limit of a training job (minutes), assuming at least 200 images/s; per retry more."""
-    cfg = _resolved(wildcards.experiment)
-    if cfg is None:
-        return 24 * 60 * attempt
-    return int(30 + _presentations(cfg) / 200 / 60) * attempt
+    return training_runtime(CONFIGS[wildcards.experiment], attempt)
 
 
 def train_priority(wildcards):
-    """Longest training first, and every training before the light jobs after one (priority 0).
-
-    With fewer cores than experiments (the default workflow on 2 cores: two trainings at a
-    time), the last training to start sets the wall time, so it should be the shortest; and a
-    finished training's evaluate/figures jobs should not hold the core a waiting training needs.
-    The work estimate is images presented x pixels per image, in millions (1 at least).
-    """
-    cfg = _resolved(wildcards.experiment)
-    if cfg is None:
-        return 1
-    return 1 + _presentations(cfg) * cfg.render.height * cfg.render.width // 10**6
+    return training_priority(CONFIGS[wildcards.experiment])
 
 
 def evaluation_options(wildcards):

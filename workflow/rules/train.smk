@@ -40,7 +40,7 @@ rule train_half:
     benchmark:
         f"{BENCHMARKS}/{{experiment}}/train_{{half}}.tsv"
     wildcard_constraints:
-        half="half1|half2",
+        half="|".join(HALVES),
     priority: train_priority
     conda:
         "../../envs/holly.yaml"
