@@ -86,6 +86,17 @@ class PoseEncoder(nn.Module):
         x = self.convs(images[:, None])  # [B, C, h, w]
         return self.fc2(self.act(self.fc1(x.flatten(1))))
 
+    def init_weights(self, generator: torch.Generator | None) -> None:
+        """Xavier-uniform weights; each layer's biases share one small constant (as the
+        original), drawn from the seeded ``generator`` instead of Python's unseeded ``random``."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                bound = math.sqrt(6.0 / (_fan(m.weight, 1) + _fan(m.weight, 0)))
+                with torch.no_grad():
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=generator) * 2 - 1)
+                    m.weight.mul_(bound)
+                    m.bias.fill_(float(torch.rand((), generator=generator)) * 1e-3)
+
 
 @dataclass
 class Prediction:
@@ -143,69 +154,65 @@ def head_offsets(k: int) -> torch.Tensor:
     return torch.stack(mats)
 
 
-class HollyModel(nn.Module):
-    """Pose CNN + learnable point cloud ``points [N, 3]`` (x, y, z only; w is implicitly 1)."""
+@torch.no_grad()
+def recompute_batchnorm_statistics(module: nn.Module, batches) -> None:
+    """Recompute the running statistics of every BatchNorm layer in ``module`` from ``batches``
+    (its inputs, equal-sized) at the current weights; its train/eval mode is left as it was.
 
-    def __init__(self, cfg: ExperimentConfig, generator: torch.Generator | None = None):
-        super().__init__()
-        self.cfg = cfg
-        self.rot_dim = 3 if cfg.model.rotation == "axis_angle" else 6
-        self.n_hypotheses = cfg.model.pose_hypotheses
-        self.predict_sigma = cfg.model.sigma_head != "none"
-        n_out = self.n_hypotheses * self.rot_dim + 2 + int(self.predict_sigma)
-        r = cfg.render
-        self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, n_out)
-        init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
-        self.points = nn.Parameter(init)
-        # in the state dict (checkpoints), since the dead-head guard may re-seed them
-        self.register_buffer("offsets", head_offsets(self.n_hypotheses))
-        self.render_fn = render  # swappable for the dense reference (benchmarks)
-        self._init_weights(generator)
+    Why: training normalises each batch by its own statistics, but evaluation (held-out loss,
+    held-out poses, the refinement's starting hypotheses) uses the running averages, an
+    exponential average over the last ~10 training batches, each seen by older weights. That
+    lag barely moves the statistics (~1 %) yet more than doubles the held-out loss at small
+    sigma, where a slightly wrong pose costs much: at step 44,000 of the improved paper-length
+    run, 1,071 with the running averages, 213 recomputed from 4 batches
+    (docs/maintainer-notes.md). The result depends only on the weights and the batches, not on
+    the training history, so a resumed run logs the same values.
+    """
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+    layers = [m for m in module.modules() if isinstance(m, norms)]
+    was_training, momenta = module.training, [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches, each weighted alike
+    module.train()
+    try:
+        for images in batches:
+            # the eager forward: a compiled encoder (train.compile) would recompile for the
+            # changed momentum
+            module.forward(images)
+    finally:
+        for m, momentum in zip(layers, momenta, strict=True):
+            m.momentum = momentum
+        module.train(was_training)
 
-    def _init_weights(self, generator: torch.Generator | None) -> None:
-        # Xavier-uniform weights; each layer's biases share one small constant (as the original),
-        # drawn from the seeded generator instead of Python's unseeded `random`.
-        for m in self.encoder.modules():
-            if isinstance(m, nn.Conv2d | nn.Linear):
-                bound = math.sqrt(6.0 / (_fan(m.weight, 1) + _fan(m.weight, 0)))
-                with torch.no_grad():
-                    m.weight.copy_(torch.rand(m.weight.shape, generator=generator) * 2 - 1)
-                    m.weight.mul_(bound)
-                    m.bias.fill_(float(torch.rand((), generator=generator)) * 1e-3)
 
-    @torch.no_grad()
-    def recalibrate_batchnorm(self, batches) -> None:
-        """Recompute every BatchNorm layer's running statistics from ``batches`` (normalised
-        images ``[B, H, W]``, equal-sized) at the current weights.
+@dataclass(frozen=True)
+class PoseHeads:
+    """How the encoder's raw outputs ``[B, n_out]`` read as poses: ``n_hypotheses`` rotations
+    of ``rot_dim`` numbers each (axis-angle or 6D), the x/y translation, then the sigma unless
+    ``sigma_head`` is "none"."""
 
-        Why: training normalises each batch by its own statistics, but evaluation (held-out
-        loss, held-out poses, the refinement's starting hypotheses) uses the running averages,
-        an exponential average over the last ~10 training batches, each seen by older weights.
-        That lag barely moves the statistics (~1 %) yet more than doubles the held-out loss at
-        small sigma, where a slightly wrong pose costs much: at step 44,000 of the improved
-        paper-length run, 1,071 with the running averages, 213 recomputed from 4 batches
-        (docs/maintainer-notes.md). The result depends only on the weights and the batches,
-        not on the training history, so a resumed run logs the same values.
-        """
-        norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-        layers = [m for m in self.encoder.modules() if isinstance(m, norms)]
-        was_training, momenta = self.training, [m.momentum for m in layers]
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the batches, each weighted alike
-        self.encoder.train()
-        try:
-            for images in batches:
-                # the eager forward: a compiled encoder (train.compile) would recompile for the
-                # changed momentum
-                self.encoder.forward(images)
-        finally:
-            for m, momentum in zip(layers, momenta, strict=True):
-                m.momentum = momentum
-            self.train(was_training)
+    rot_dim: int
+    n_hypotheses: int
+    sigma_head: str
+    max_trans: float  # model units
 
-    def pose(self, raw: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
-        """Raw encoder outputs ``[B, n_out]`` → hypotheses ``[B, K, 3, 3]``, translations, sigma."""
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig) -> PoseHeads:
+        rot_dim = 3 if cfg.model.rotation == "axis_angle" else 6
+        return cls(rot_dim, cfg.model.pose_hypotheses, cfg.model.sigma_head, cfg.data.max_trans)
+
+    @property
+    def n_out(self) -> int:
+        """Raw encoder outputs per image."""
+        return self.n_hypotheses * self.rot_dim + 2 + int(self.sigma_head != "none")
+
+    def decode(
+        self, raw: torch.Tensor, offsets: torch.Tensor, sigma_in: float
+    ) -> tuple[torch.Tensor, ...]:
+        """Raw outputs ``[B, n_out]`` → hypotheses ``[B, K, 3, 3]`` (each times its head's
+        offset, :func:`head_offsets`), translations ``[B, 2]``, sigma ``[B]`` (``sigma_in``
+        without a sigma head)."""
         b, d, n_hyp = raw.shape[0], self.rot_dim, self.n_hypotheses
         k = n_hyp * d
         rot_raw = raw[:, :k].reshape(b * n_hyp, d)  # [B*K, d]
@@ -215,9 +222,9 @@ class HollyModel(nn.Module):
             rotations = geometry.rotation_6d_to_matrix(rot_raw)
         rotations = rotations.reshape(b, n_hyp, 3, 3)
         if n_hyp > 1:
-            rotations = rotations @ self.offsets
-        translations = 2 * self.cfg.data.max_trans * torch.tanh(raw[:, k : k + 2])
-        head = self.cfg.model.sigma_head
+            rotations = rotations @ offsets
+        translations = 2 * self.max_trans * torch.tanh(raw[:, k : k + 2])
+        head = self.sigma_head
         if head == "softplus":
             sigma = nn.functional.softplus(raw[:, k + 2], threshold=20)
         elif head == "clamped":
@@ -226,12 +233,37 @@ class HollyModel(nn.Module):
             sigma = raw.new_full((raw.shape[0],), float(sigma_in))
         return rotations, translations, sigma
 
+
+class HollyModel(nn.Module):
+    """Pose CNN + learnable point cloud ``points [N, 3]`` (x, y, z only; w is implicitly 1)."""
+
+    def __init__(self, cfg: ExperimentConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.heads = PoseHeads.from_config(cfg)
+        self.rot_dim, self.n_hypotheses = self.heads.rot_dim, self.heads.n_hypotheses
+        r = cfg.render
+        self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, self.heads.n_out)
+        init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
+        self.points = nn.Parameter(init)
+        # in the state dict (checkpoints), since the dead-head guard may re-seed them
+        self.register_buffer("offsets", head_offsets(self.n_hypotheses))
+        self.render_fn = render  # swappable for the dense reference (benchmarks)
+        self.encoder.init_weights(generator)
+
+    def recalibrate_batchnorm(self, batches) -> None:
+        """Recompute the encoder's BatchNorm running statistics from ``batches`` (normalised
+        images ``[B, H, W]``, equal-sized) at the current weights; why, in
+        :func:`recompute_batchnorm_statistics`."""
+        recompute_batchnorm_statistics(self.encoder, batches)
+
     def poses(self, images: torch.Tensor, sigma_in: float) -> tuple[torch.Tensor, ...]:
-        """Poses of normalised ``images [B, H, W]`` (see :meth:`pose`), nothing rendered."""
+        """Poses of normalised ``images [B, H, W]`` (see :meth:`PoseHeads.decode`), nothing
+        rendered."""
         # the cloud's precision (float32; float64 in the tests' reference) even under autocast
         raw = self.encoder(images).to(self.points.dtype)
         with torch.autocast(images.device.type, enabled=False):  # poses: float32
-            return self.pose(raw, sigma_in)
+            return self.heads.decode(raw, self.offsets, sigma_in)
 
     def forward(self, images: torch.Tensor, sigma_in: float) -> Prediction:
         """Predict poses of normalised ``images [B, H, W]`` and render the cloud at them.

@@ -350,6 +350,27 @@ def search_poses(
     """
     points = points.detach()
     b = hypotheses.shape[0]
+    table, m = _best_distinct_candidates(points, hypotheses, images_at, spec, search, symmetries)
+    target = _refine_down_the_ladder(points, table, m, images_at, final_sigma, spec, search)
+    with torch.no_grad():
+        final = pose_losses(points, *table.pose(torch.arange(b * m)), target, spec).reshape(b, m)
+    pick = torch.arange(b) * m + final.argmin(1)
+    rot, shift, sigma = table.pose(pick)
+    return PoseTable(rot, shift, sigma)
+
+
+def _best_distinct_candidates(
+    points: torch.Tensor,
+    hypotheses: torch.Tensor,
+    images_at,
+    spec: RenderSpec,
+    search: SearchSpec,
+    symmetries: tuple[torch.Tensor, torch.Tensor],
+) -> tuple[PoseTable, int]:
+    """Step 1 of :func:`search_poses`: the ``M = search.keep`` best distinct candidates of each
+    image, scored at blur ``search.sigma``, as a table of ``B * M`` rows (each image's ``M``
+    rows together) at sigma ``search.sigma``; and ``M``."""
+    b = hypotheses.shape[0]
     factor = max(1, spec.height // SEARCH_SIZE)
     local, _ = candidate_poses(
         hypotheses,
@@ -373,6 +394,21 @@ def search_poses(
         low_shifts[rows, keep].reshape(b * m, 2),
         torch.full((b * m,), search.sigma, dtype=points.dtype, device=points.device),
     )
+    return table, m
+
+
+def _refine_down_the_ladder(
+    points: torch.Tensor,
+    table: PoseTable,
+    m: int,
+    images_at,
+    final_sigma: float,
+    spec: RenderSpec,
+    search: SearchSpec,
+) -> torch.Tensor:
+    """Step 2 of :func:`search_poses`: ``search.ladder_steps`` pose steps on every row of
+    ``table`` (``m`` per image) at each blur from ``search.sigma`` down to ``final_sigma``, in
+    place. Returns the last level's targets, normalised images ``[B * m, H, W]``."""
     ladder = (
         np.geomspace(search.sigma, final_sigma, 3) if search.sigma > final_sigma else [final_sigma]
     )
@@ -389,11 +425,7 @@ def search_poses(
             search.batch_size,
             learn_sigma=False,
         )
-    with torch.no_grad():
-        final = pose_losses(points, *table.pose(torch.arange(b * m)), target, spec).reshape(b, m)
-    pick = torch.arange(b) * m + final.argmin(1)
-    rot, shift, sigma = table.pose(pick)
-    return PoseTable(rot, shift, sigma)
+    return target
 
 
 def pose_step(
