@@ -6,7 +6,8 @@ import torch
 
 from holly.config import from_dict
 from holly.method.model import HollyModel
-from holly.train.trainer import CALIBRATION_BATCHES, Trainer
+from holly.train.calibration import CALIBRATION_BATCHES
+from holly.train.trainer import Trainer
 from tests.test_train import TINY
 
 
@@ -68,23 +69,26 @@ def _trained(tmp_path, steps=6):
 
 def test_held_out_loss_and_poses_do_not_depend_on_the_running_averages(tmp_path):
     trainer = _trained(tmp_path)
-    assert len(trainer.recent_inputs) == CALIBRATION_BATCHES
-    sigma = trainer.schedule.sigma_at(5)
-    images = trainer.data.test.images(trainer.test_idx, sigma)
-    loss, poses = trainer.test_loss(sigma), trainer.cnn_hypotheses(images, sigma)
+    assert len(trainer.amortised.calibration.recent_inputs) == CALIBRATION_BATCHES
+    sigma = trainer.amortised.plan.schedule.sigma_at(5)
+    images = trainer.data.test.images(trainer.amortised.evaluation.test_idx, sigma)
+    loss, poses = (
+        trainer.amortised.evaluation.test_loss(sigma),
+        trainer.amortised.evaluation.hypotheses(images, sigma),
+    )
     for m in _batchnorms(trainer.model):  # what a lagging exponential average can look like
         m.running_mean.add_(0.5)
         m.running_var.mul_(3.0)
-    assert trainer.test_loss(sigma) == loss
-    assert torch.equal(trainer.cnn_hypotheses(images, sigma), poses)
+    assert trainer.amortised.evaluation.test_loss(sigma) == loss
+    assert torch.equal(trainer.amortised.evaluation.hypotheses(images, sigma), poses)
 
 
 def test_without_recent_batches_fixed_training_batches_are_used(tmp_path):
     # a run resumed where no training step is left calibrates from seeded training batches
     a = Trainer(from_dict(TINY), tmp_path / "a", torch.device("cpu"))
     b = Trainer(from_dict(TINY), tmp_path / "b", torch.device("cpu"))
-    batches = a.calibration_batches()
+    batches = a.amortised.calibration.batches()
     assert len(batches) == CALIBRATION_BATCHES
     assert all(x.shape == (16, 32, 32) for x in batches)
-    for x, y in zip(batches, b.calibration_batches(), strict=True):
+    for x, y in zip(batches, b.amortised.calibration.batches(), strict=True):
         assert torch.equal(x, y)

@@ -76,10 +76,10 @@ def first_step(tmp_path, dtype=torch.float32, **train_keys):
     """Loss and flattened gradient of training step 0, from the untrained model."""
     trainer = Trainer(from_dict(_config(**train_keys)), tmp_path, CPU)
     trainer.model.to(dtype)
-    sigma = trainer.schedule.sigma_at(0)
-    images = trainer.data.train.images(trainer.batch_indices(0), sigma).to(dtype)
+    sigma = trainer.amortised.plan.schedule.sigma_at(0)
+    images = trainer.data.train.images(trainer.amortised.plan.batch_indices(0), sigma).to(dtype)
     trainer.model.train()
-    loss = trainer.loss_on(images, sigma)[0]
+    loss = trainer.amortised.cnn.loss_on(images, sigma)[0]
     loss.backward()
     grads = [p.grad.flatten().double() for p in trainer.model.parameters() if p.grad is not None]
     pixels = images.numel()
@@ -196,7 +196,8 @@ def _check_drift(tmp_path, reference, precision="fp32", **train_keys) -> np.ndar
     return run
 
 
-# What the bf16 guard (StepPrecision.check_gradients) says when a kernel returns a NaN gradient.
+# What the bf16 guard (holly.train.precision.FiniteGradients) says when a kernel returns a NaN
+# gradient.
 DEFECT = "non-finite gradients in"
 
 
@@ -243,7 +244,7 @@ def test_compiled_training_drifts_like_rounding(tmp_path, reference):
 def test_channels_last_lays_out_the_encoder_and_keeps_its_outputs(tmp_path):
     trainer = Trainer(from_dict(_config()), tmp_path, CPU)
     model = trainer.model.eval()
-    images = trainer.data.train.images(trainer.batch_indices(0), 2.0)
+    images = trainer.data.train.images(trainer.amortised.plan.batch_indices(0), 2.0)
     with torch.no_grad():
         ref = model(images, 2.0).hypotheses
         exact = copy.deepcopy(model).double()(images.double(), 2.0).hypotheses

@@ -272,9 +272,9 @@ def test_log_lines_carry_an_eta(tmp_path, caplog):
     """Without a terminal there is no bar: each metric line says how long is left."""
     import logging
 
-    from holly.train.trainer import duration_text
+    from holly.train.progress import duration_text
 
-    with caplog.at_level(logging.INFO, logger="holly.train.trainer"):
+    with caplog.at_level(logging.INFO, logger="holly.train.progress"):
         train(from_dict({**TINY, "train": {**TINY["train"], "max_steps": 4}}), tmp_path / "r")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert len(lines) == 2 and all(", ETA " in line for line in lines)
@@ -289,7 +289,7 @@ def test_train_steps_sets_the_length_and_is_recorded(tmp_path, caplog):
     import logging
 
     cfg = from_dict({**TINY, "train": {**TINY["train"], "epochs": 40, "steps": 9}})
-    with caplog.at_level(logging.WARNING, logger="holly.train.trainer"):
+    with caplog.at_level(logging.WARNING, logger="holly.train.amortised"):
         out = train(cfg, tmp_path / "run")
     steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv"))]
     assert steps[-1] == 12

@@ -132,6 +132,26 @@ def note_older_format(state: dict, path: Path) -> None:
         )
 
 
+def restore(
+    path: Path,
+    device: torch.device,
+    config: dict,
+    model: torch.nn.Module,
+    load_state_dict: Callable[[dict], None],
+) -> int:
+    """Load the checkpoint ``path`` into the caller (``load_state_dict(state)``, which fills
+    ``model`` among others) and return its step; a checkpoint of another ``config``, or one that
+    does not fit, raises and changes nothing."""
+    state = load(path, device)
+    check_resumable(state, config, model, path)
+    with all_or_nothing(path, model):
+        load_state_dict(state)
+    note_older_format(state, path)
+    step = int(state["step"])
+    log.info("resumed from %s at step %d", path, step)
+    return step
+
+
 def resume(run: RunFolder, mode: str, load_from: Callable[[Path], None]) -> None:
     """``mode`` no: start afresh; yes: continue from the newest readable checkpoint if there is
     one (a checkpoint of another config is an error); auto: continue if it matches, else start

@@ -5,7 +5,7 @@
   layers in the low precision, reductions in float32). The renderer, the loss and the point
   cloud always stay in float32: the model casts the CNN's outputs back before rendering. fp16
   uses a gradient scaler (:func:`grad_scaler`) against underflow; bf16 needs none, so a bf16
-  step checks its own gradients (:meth:`StepPrecision.backward_step`): oneDNN's AVX-512 bf16
+  step checks its own gradients (:class:`FiniteGradients`): oneDNN's AVX-512 bf16
   convolution kernels have returned NaN weight gradients for feature maps of 1x1 pixel (the
   encoder's last layers at 32 px), and an unchecked step would carry them into the weights.
 * ``train.compile``: the pose encoder is wrapped with :func:`torch.compile`; the renderer's
@@ -63,11 +63,11 @@ class StepPrecision:
         self.precision, self.device, self.compile = precision, device, compile
         self.channels_last = channels_last
         self.scaler = grad_scaler(precision, device)
-        self.parameter_names: dict[int, str] = {}
+        self.gradients = FiniteGradients()
 
     def prepare(self, model: torch.nn.Module) -> None:
         """Lay out and compile the model's pose encoder in place (keeps its state-dict keys)."""
-        self.parameter_names = {id(p): name for name, p in model.named_parameters()}
+        self.gradients.name_parameters(model)
         if self.channels_last:
             model.encoder.to(memory_format=torch.channels_last)
         if self.compile:
@@ -82,17 +82,35 @@ class StepPrecision:
             # fp16's scaler skips a step whose gradients overflow; bf16 has no scaler, so a
             # non-finite gradient is a defect (not an overflow) and stops the run before the
             # optimiser writes it into the weights. One host read per step, as fp16's scaler.
-            self.check_gradients(opt)
+            self.gradients.check(opt)
         self.scaler.step(opt)
         self.scaler.update()
 
-    def check_gradients(self, opt: torch.optim.Optimizer) -> None:
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state:
+            self.scaler.load_state_dict(state)
+
+
+class FiniteGradients:
+    """The bf16 step's guard: a non-finite gradient stops the run before the optimiser writes
+    it into the weights, naming the parameters (:meth:`name_parameters`) that hold one."""
+
+    def __init__(self):
+        self.names: dict[int, str] = {}
+
+    def name_parameters(self, model: torch.nn.Module) -> None:
+        self.names = {id(p): name for name, p in model.named_parameters()}
+
+    def check(self, opt: torch.optim.Optimizer) -> None:
         """Raise :class:`HollyError`, naming the parameters, when a gradient is not finite."""
         grads = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
         if not grads or bool(torch.stack([torch.isfinite(p.grad).all() for p in grads]).all()):
             return
         bad = [
-            f"{self.parameter_names.get(id(p), 'a parameter')} "
+            f"{self.names.get(id(p), 'a parameter')} "
             f"({int((~torch.isfinite(p.grad)).sum())} of {p.grad.numel()})"
             for p in grads
             if not bool(torch.isfinite(p.grad).all())
@@ -104,10 +122,3 @@ class StepPrecision:
             "(32-px images); use train.precision: fp32, images of 64 px or more, or run with "
             "the environment variable ONEDNN_MAX_CPU_ISA=AVX2"
         )
-
-    def state_dict(self) -> dict:
-        return self.scaler.state_dict()
-
-    def load_state_dict(self, state: dict | None) -> None:
-        if state:
-            self.scaler.load_state_dict(state)
