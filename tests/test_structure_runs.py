@@ -53,7 +53,8 @@ def test_evaluate_structure_on_a_simulated_run(tmp_path, capsys):
     assert main(["evaluate", str(run), "--structure-model", "x.ply"]) == 2
     assert "error: --structure-model needs --structure" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--structure", "flat", "--structure-model", "m.ply"]) == 2
-    assert "error: --structure-model is used by --structure ring only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: --structure-model is used by --structure ring and tetrahedron only" in err
     assert main(["evaluate", str(run), "--structure", "ring", "--structure-model", "no.mat"]) == 2
     assert "structure model no.mat does not exist" in capsys.readouterr().err
 
