@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from holly.errors import HollyError
+from holly.results.sites import site_recall
 
 CHECKS = ("tetrahedron", "ring", "flat")
 # The targets for the shared particle sets (docs: README, real data).
@@ -343,6 +344,11 @@ def check(
             }
             ratio = out["radius_nm"] / out["model"]["radius_nm"] if nm else None
             out["radius_ratio"] = ratio
+            if nm:  # the model's sites: how many the cloud puts points at (holly.results.sites)
+                sites = site_recall(np.asarray(points) * nm, np.asarray(model) * scale, seed=seed)
+                out["sites"] = sites
+                out["site_recall"] = sites["site_recall_headline"]
+                out["site_recall_2d"] = sites["site_recall_2d_headline"]
             t = RING_TARGETS
             out["targets"] = dict(t)
             out["meets_targets"] = (
@@ -364,12 +370,13 @@ def headline(block: dict) -> dict:
     keys = {
         "tetrahedron": (
             "edge_spread",
+            "edge_spread_floor",
             "compactness",
             "smallest_cluster_share",
             "cluster_sd_over_precision",
             "edge_mean_nm",
         ),
-        "ring": ("radius_nm", "radius_ratio", "dominant_order"),
+        "ring": ("radius_nm", "radius_ratio", "dominant_order", "site_recall", "site_recall_2d"),
         "flat": ("flatness",),
     }[block["check"]]
     row = {"structure_check": block["check"]}
@@ -378,4 +385,6 @@ def headline(block: dict) -> dict:
         ext = block.get("extents_nm") or [None, None, None]
         row["structure_extent_nm"] = ext[0]
         row["structure_extent2_nm"] = ext[1]
+    if block["check"] == "tetrahedron" and block.get("pose_error_deg"):  # against model files
+        row["structure_pose_error_median_deg"] = block["pose_error_deg"]["refined"]["median"]
     return row
