@@ -92,9 +92,18 @@ def test_tetrahedra_localised_trained_and_checked(tmp_path):
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["training_length"]["source"] == "train.steps"
     assert prov["training_length"]["short"]  # 8 steps: warned about
-    assert main(["evaluate", str(run), "--structure", "tetrahedron"]) == 0
+    models = real("tetrahedron_simulated/model")
+    assert (
+        main(["evaluate", str(run), "--structure", "tetrahedron", "--structure-model", str(models)])
+        == 0
+    )
     block = json.loads((run / "evaluation.json").read_text())["structure"]
     assert block["check"] == "tetrahedron" and len(block["edges"]) == 6
+    assert 0 <= block["edge_spread_floor"] <= block["edge_spread_floor_p90"]
+    # the held-out poses against each particle's model file: 2 test particles x 2 copies
+    pose = block["pose_error_deg"]
+    assert pose["images"] == 4 and pose["particles"] == 2
+    assert 0 <= pose["refined"]["median"] <= 180 and 0 <= pose["amortised"]["median"] <= 180
     assert sum(block["cluster_sizes"]) == 24 and 0 <= block["compactness"] <= 1
     # the precision is the files' median sigma_xy, converted to model units
     import pandas as pd
