@@ -57,7 +57,8 @@ def main(folder: Path) -> None:
             for i in range(50)
         ]
         p10, p50, p90 = np.percentile(spread, [10, 50, 90])
-        print(f"{n:5d} random localisations: spread median {p50:.3f} (10-90 %: {p10:.3f}-{p90:.3f})")
+        band = f"10-90 %: {p10:.3f}-{p90:.3f}"
+        print(f"{n:5d} random localisations: spread median {p50:.3f} ({band})")
 
 
 if __name__ == "__main__":
