@@ -164,3 +164,24 @@ def test_structure_model_files(tmp_path):
     (tmp_path / "bad.mat").write_text("not matlab")
     with pytest.raises(HollyError, match=r"bad\.mat"):
         read_structure_model(tmp_path / "bad.mat")
+
+
+def test_plan_takes_a_model_folder_for_the_tetrahedron_check(tmp_path):
+    from holly.errors import HollyError
+    from holly.plan import resolve_structure
+
+    config = {"experiments": [{"name": "t"}]}
+    experiments = {"t": {}}
+
+    def spec(check, model):
+        return {**config, "evaluation": {"structure": {"t": {"check": check, "model": model}}}}
+
+    out = resolve_structure(spec("tetrahedron", str(tmp_path)), experiments)
+    assert out["t"]["model"] == str(tmp_path)
+    with pytest.raises(HollyError, match="model folder .* does not exist"):
+        resolve_structure(spec("tetrahedron", str(tmp_path / "none")), experiments)
+    (tmp_path / "m.ply").write_text("")
+    with pytest.raises(HollyError, match="model folder"):  # a file is no folder of models
+        resolve_structure(spec("tetrahedron", str(tmp_path / "m.ply")), experiments)
+    with pytest.raises(HollyError, match="used by the ring and tetrahedron checks only"):
+        resolve_structure(spec("flat", str(tmp_path / "m.ply")), experiments)
