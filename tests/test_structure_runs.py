@@ -185,3 +185,38 @@ def test_plan_takes_a_model_folder_for_the_tetrahedron_check(tmp_path):
         resolve_structure(spec("tetrahedron", str(tmp_path / "m.ply")), experiments)
     with pytest.raises(HollyError, match="used by the ring and tetrahedron checks only"):
         resolve_structure(spec("flat", str(tmp_path / "m.ply")), experiments)
+
+
+def test_npc_localised_trained_and_checked_with_site_recall(tmp_path):
+    """12 of the shared pores through `holly localise`, a few-step train and the ring check
+    against NPCModel.mat: the block has the binding-site recall beside the radius."""
+    data = real("npc_nup107_simulated/data.mat")
+    model = real("npc_nup107_simulated/NPCModel.mat")
+    accepted = tmp_path / "accepted.txt"
+    accepted.write_text("\n".join(str(i) for i in range(12)) + "\n")
+    store = tmp_path / "npc.zarr"
+    args = ["localise", str(data), "--out", str(store), "--sigmas", "3,1.5", "--size", "32"]
+    args += ["--pixel-size", "130", "--perturbations", "2", "--accepted", str(accepted)]
+    assert main(args) == 0
+    cfg = {
+        "data": {"source": "zarr", "store": str(store), "test_fraction": 0.2},
+        "render": {"height": 32, "width": 32},
+        "model": {"num_points": 32},
+        "sigma": {"values": [3.0, 1.5]},
+        "train": TINY_TRAIN,
+    }
+    run = train(from_dict(cfg), tmp_path / "run")
+    check = ["--structure", "ring", "--structure-model", str(model), "--model-nm-per-unit", "130"]
+    assert main(["evaluate", str(run), *check]) == 0
+    block = json.loads((run / "evaluation.json").read_text())["structure"]
+    assert block["radius_nm"] > 0 and 0 <= block["site_recall"] <= 1
+    assert block["sites"]["distances_nm"] == [5.0, 10.0, 15.0, 20.0]
+    assert all(0 <= r <= 1 for r in block["sites"]["point_precision_2d"])
+
+
+def test_npc_model_sites_are_all_recalled_by_themselves():
+    from holly.results.sites import site_recall
+
+    sites = read_structure_model(real("npc_nup107_simulated/NPCModel.mat")) * 130
+    out = site_recall(sites + 0.5, sites)
+    assert out["site_recall_headline"] == 1.0 and out["point_precision"] == [1.0] * 4
