@@ -262,8 +262,9 @@ def resolve_structure(config: dict, experiments: dict, files: dict | None = None
     """``name -> structure check`` (``evaluation.structure``; holly evaluate ``--structure``).
 
     Keys are experiment names as written; the copies made for ``variants`` share their
-    experiment's check. A check names ``tetrahedron``, ``ring`` or ``flat``; a ``model`` file
-    must exist or be made by the workflow (a key of ``files``).
+    experiment's check. A check names ``tetrahedron``, ``ring`` or ``flat``; a ``model`` (ring: a
+    file; tetrahedron: a folder of per-particle model files) must exist or be made by the
+    workflow (a key of ``files``).
     """
     files = files or {}
     wanted = (config.get("evaluation") or {}).get("structure") or {}
@@ -276,13 +277,16 @@ def resolve_structure(config: dict, experiments: dict, files: dict | None = None
         if not isinstance(spec, dict) or spec.get("check") not in STRUCTURE_CHECKS:
             raise HollyError(f"{where}: 'check' must be one of {', '.join(STRUCTURE_CHECKS)}")
         model = spec.get("model")
-        if model is not None and model not in files and not Path(model).is_file():
+        # ring: a file of the model's sites; tetrahedron: a folder of each particle's posed model
+        folder = spec["check"] == "tetrahedron"
+        exists = model is not None and (Path(model).is_dir() if folder else Path(model).is_file())
+        if model is not None and model not in files and not exists:
             raise HollyError(
-                f"{where}: model file {model!r} does not exist (relative paths start in the "
-                f"working directory {Path.cwd()})"
+                f"{where}: model {'folder' if folder else 'file'} {model!r} does not exist "
+                f"(relative paths start in the working directory {Path.cwd()})"
             )
-        if model is not None and spec["check"] != "ring":
-            raise HollyError(f"{where}: 'model' is used by the ring check only")
+        if model is not None and spec["check"] == "flat":
+            raise HollyError(f"{where}: 'model' is used by the ring and tetrahedron checks only")
         for name in experiments:
             if name == key or (name.startswith(key + "-") and name not in names):
                 out[name] = dict(spec)

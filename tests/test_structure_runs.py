@@ -53,7 +53,8 @@ def test_evaluate_structure_on_a_simulated_run(tmp_path, capsys):
     assert main(["evaluate", str(run), "--structure-model", "x.ply"]) == 2
     assert "error: --structure-model needs --structure" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--structure", "flat", "--structure-model", "m.ply"]) == 2
-    assert "error: --structure-model is used by --structure ring only" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: --structure-model is used by --structure ring and tetrahedron only" in err
     assert main(["evaluate", str(run), "--structure", "ring", "--structure-model", "no.mat"]) == 2
     assert "structure model no.mat does not exist" in capsys.readouterr().err
 
@@ -91,9 +92,18 @@ def test_tetrahedra_localised_trained_and_checked(tmp_path):
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["training_length"]["source"] == "train.steps"
     assert prov["training_length"]["short"]  # 8 steps: warned about
-    assert main(["evaluate", str(run), "--structure", "tetrahedron"]) == 0
+    models = real("tetrahedron_simulated/model")
+    assert (
+        main(["evaluate", str(run), "--structure", "tetrahedron", "--structure-model", str(models)])
+        == 0
+    )
     block = json.loads((run / "evaluation.json").read_text())["structure"]
     assert block["check"] == "tetrahedron" and len(block["edges"]) == 6
+    assert 0 <= block["edge_spread_floor"] <= block["edge_spread_floor_p90"]
+    # the held-out poses against each particle's model file: 2 test particles x 2 copies
+    pose = block["pose_error_deg"]
+    assert pose["images"] == 4 and pose["particles"] == 2
+    assert 0 <= pose["refined"]["median"] <= 180 and 0 <= pose["amortised"]["median"] <= 180
     assert sum(block["cluster_sizes"]) == 24 and 0 <= block["compactness"] <= 1
     # the precision is the files' median sigma_xy, converted to model units
     import pandas as pd
@@ -154,3 +164,59 @@ def test_structure_model_files(tmp_path):
     (tmp_path / "bad.mat").write_text("not matlab")
     with pytest.raises(HollyError, match=r"bad\.mat"):
         read_structure_model(tmp_path / "bad.mat")
+
+
+def test_plan_takes_a_model_folder_for_the_tetrahedron_check(tmp_path):
+    from holly.errors import HollyError
+    from holly.plan import resolve_structure
+
+    config = {"experiments": [{"name": "t"}]}
+    experiments = {"t": {}}
+
+    def spec(check, model):
+        return {**config, "evaluation": {"structure": {"t": {"check": check, "model": model}}}}
+
+    out = resolve_structure(spec("tetrahedron", str(tmp_path)), experiments)
+    assert out["t"]["model"] == str(tmp_path)
+    with pytest.raises(HollyError, match="model folder .* does not exist"):
+        resolve_structure(spec("tetrahedron", str(tmp_path / "none")), experiments)
+    (tmp_path / "m.ply").write_text("")
+    with pytest.raises(HollyError, match="model folder"):  # a file is no folder of models
+        resolve_structure(spec("tetrahedron", str(tmp_path / "m.ply")), experiments)
+    with pytest.raises(HollyError, match="used by the ring and tetrahedron checks only"):
+        resolve_structure(spec("flat", str(tmp_path / "m.ply")), experiments)
+
+
+def test_npc_localised_trained_and_checked_with_site_recall(tmp_path):
+    """12 of the shared pores through `holly localise`, a few-step train and the ring check
+    against NPCModel.mat: the block has the binding-site recall beside the radius."""
+    data = real("npc_nup107_simulated/data.mat")
+    model = real("npc_nup107_simulated/NPCModel.mat")
+    accepted = tmp_path / "accepted.txt"
+    accepted.write_text("\n".join(str(i) for i in range(12)) + "\n")
+    store = tmp_path / "npc.zarr"
+    args = ["localise", str(data), "--out", str(store), "--sigmas", "3,1.5", "--size", "32"]
+    args += ["--pixel-size", "130", "--perturbations", "2", "--accepted", str(accepted)]
+    assert main(args) == 0
+    cfg = {
+        "data": {"source": "zarr", "store": str(store), "test_fraction": 0.2},
+        "render": {"height": 32, "width": 32},
+        "model": {"num_points": 32},
+        "sigma": {"values": [3.0, 1.5]},
+        "train": TINY_TRAIN,
+    }
+    run = train(from_dict(cfg), tmp_path / "run")
+    check = ["--structure", "ring", "--structure-model", str(model), "--model-nm-per-unit", "130"]
+    assert main(["evaluate", str(run), *check]) == 0
+    block = json.loads((run / "evaluation.json").read_text())["structure"]
+    assert block["radius_nm"] > 0 and 0 <= block["site_recall"] <= 1
+    assert block["sites"]["distances_nm"] == [5.0, 10.0, 15.0, 20.0]
+    assert all(0 <= r <= 1 for r in block["sites"]["point_precision_2d"])
+
+
+def test_npc_model_sites_are_all_recalled_by_themselves():
+    from holly.results.sites import site_recall
+
+    sites = read_structure_model(real("npc_nup107_simulated/NPCModel.mat")) * 130
+    out = site_recall(sites + 0.5, sites)
+    assert out["site_recall_headline"] == 1.0 and out["point_precision"] == [1.0] * 4

@@ -10,7 +10,9 @@ F-score threshold tau defaults to 0.1 x the ground truth's bounding radius.
 
 --structure checks the cloud against a structure known in advance, without holly's renderer
 (holly/results/structure.py): tetrahedron, ring (with --structure-model, e.g. NPCModel.mat) or flat;
-the result is evaluation.json's "structure" block.
+the result is evaluation.json's "structure" block. For the tetrahedron, --structure-model names a
+folder of each particle's posed vertices and adds the held-out pose error against them
+(holly/results/particlepose.py).
 
 --snapshots also scores every training snapshot (RUN/snapshots/points_*.ply) the same way and
 writes RUN/snapshot_scores.csv: the learning curve, which says whether and when a long run learned
@@ -69,7 +71,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--structure-model",
         metavar="PATH",
         help="ring: the known structure's points to compare with (PLY/OBJ/CSV, or a MATLAB "
-        "file with one M x 3 array such as NPCModel.mat)",
+        "file with one M x 3 array such as NPCModel.mat); tetrahedron: a folder of each "
+        "particle's posed vertices (model_structure_K.csv for localisation file K), for the "
+        "held-out pose error",
     )
     parser.add_argument(
         "--model-nm-per-unit",
@@ -136,8 +140,8 @@ def _structure_spec(args: argparse.Namespace) -> dict | None:
         if extra:
             raise HollyError(f"--{extra[0].replace('_', '-')} needs --structure")
         return None
-    if args.structure_model is not None and check != "ring":
-        raise HollyError("--structure-model is used by --structure ring only")
+    if args.structure_model is not None and check not in ("ring", "tetrahedron"):
+        raise HollyError("--structure-model is used by --structure ring and tetrahedron only")
     if args.precision is not None and not (args.precision > 0):
         raise HollyError(f"--precision must be a positive length, got {args.precision}")
     if args.model_nm_per_unit is not None and not (args.model_nm_per_unit > 0):

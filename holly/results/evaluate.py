@@ -52,6 +52,7 @@ from holly.method.align import MIRROR, Alignment, align, as_cloud
 from holly.method.geometry import geodesic_angle, rotation_about_z
 from holly.method.poses import recentred_shift
 from holly.method.refine import RenderSpec, pose_losses
+from holly.results.particlepose import particle_pose_block
 from holly.results.structure import check as check_structure
 from holly.results.structure import headline, particle_extents
 from holly.run.runfolder import RunFolder
@@ -785,8 +786,10 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
     ``spec``: ``check`` (tetrahedron | ring | flat); optional ``precision`` (model units; by
     default the median ``sigma_xy`` of the run's image store, where `holly localise` kept it),
     ``model`` (ring: a file of the known structure's points, :func:`read_structure_model`) and
-    ``model_nm_per_unit`` (nm per unit of that file; default 1, i.e. nm). Lengths are in model
-    units, in nm where the run's store records its pixel size, and for a store made by
+    ``model_nm_per_unit`` (nm per unit of that file; default 1, i.e. nm). For the tetrahedron
+    check ``model`` is a folder of each particle's posed vertices instead, and the block gets
+    ``pose_error_deg`` (:func:`holly.results.particlepose.particle_pose_block`). Lengths are in
+    model units, in nm where the run's store records its pixel size, and for a store made by
     `holly localise` also in the localisation file's own units (``*_source``); the flat check
     adds the localisations' own 2D extents (``data_extents``, median over particles).
     """
@@ -799,7 +802,8 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
     if spec.get("precision") is not None:
         precision = float(spec["precision"])
     scale = run.read_scale()
-    model = read_structure_model(spec["model"]) if spec.get("model") else None
+    poses_against = spec.get("model") if spec["check"] == "tetrahedron" else None
+    model = read_structure_model(spec["model"]) if spec.get("model") and not poses_against else None
     block = check_structure(
         spec["check"],
         points,
@@ -820,6 +824,10 @@ def structure_block(run: RunFolder, points: np.ndarray, spec: dict, seed: int = 
         )
     if source_per_unit and spec["check"] == "tetrahedron":
         block["edge_mean_source"] = block["edge_mean"] * source_per_unit
+    if poses_against:  # a folder of each particle's posed model: the held-out pose error
+        block["pose_error_deg"] = particle_pose_block(
+            run, np.asarray(block["vertices"]), poses_against
+        )
     if spec.get("model"):
         block["model_file"] = str(spec["model"])
     log.info("structure check %s: %s", spec["check"], headline(block))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from holly.errors import HollyError
+from holly.results.sites import site_recall
 
 CHECKS = ("tetrahedron", "ring", "flat")
 # The issue's targets for the shared particle sets (docs: README, real data).
@@ -87,6 +88,40 @@ def kmeans(
     return best[1], best[2]
 
 
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """The 6 distances between 4 centres, ascending."""
+    i, j = np.triu_indices(4, 1)
+    return np.sort(np.linalg.norm(centres[i] - centres[j], axis=1))
+
+
+def vertex_clusters(points: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The four vertex clusters of a tetrahedral cloud: ``centres [4, 3]``, ``labels [N]``
+    (seeded k-means, :func:`kmeans`; the same clusters the tetrahedron check measures)."""
+    return kmeans(_cloud(points, 4), 4, seed)
+
+
+REGULAR_TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(8)
+FLOOR_DRAWS = 50
+
+
+def spread_floor(sizes: np.ndarray, sd: float, seed: int = 0, draws: int = FLOOR_DRAWS) -> dict:
+    """The edge spread that sampling alone gives: a perfect regular tetrahedron (edge 1) with
+    ``sizes[k]`` points about vertex ``k``, isotropic Gaussian scatter of per-axis ``sd`` (in
+    edges), measured like a reconstruction (:func:`vertex_clusters`), ``draws`` times.
+
+    A cluster centre of ``n`` points scattered by ``sd`` is off by ``sd / sqrt(n)`` per axis,
+    so a cloud of few, loose points cannot show equal edges even when its shape is right: a
+    spread at this floor is all the measurement can resolve. Returns ``median`` and ``p90``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(draws):
+        blobs = zip(REGULAR_TETRAHEDRON, sizes, strict=True)
+        x = np.concatenate([v + rng.normal(0, sd, (max(int(n), 1), 3)) for v, n in blobs])
+        e = _edges(vertex_clusters(x, seed)[0])
+        out.append((e.max() - e.min()) / e.mean())
+    return {"median": float(np.median(out)), "p90": float(np.percentile(out, 90))}
+
+
 def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 0) -> dict:
     """Four vertex clusters: edge lengths, their spread and the clusters' compactness.
 
@@ -108,12 +143,14 @@ def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 
         ``cluster_sizes``, ``smallest_cluster_share`` (the smallest cluster's points x 4 / N:
         near 0 when a vertex is almost empty), ``cluster_sd`` (per-axis sd of the points about
         their centres),
-        ``precision``, ``cluster_sd_over_precision``, ``targets``, ``meets_targets``.
+        ``precision``, ``cluster_sd_over_precision``, ``edge_spread_floor`` and
+        ``edge_spread_floor_p90`` (median and 90th percentile of the spread a perfect regular
+        tetrahedron sampled with these cluster sizes and scatter gives, :func:`spread_floor`),
+        ``vertices`` (the 4 cluster centres), ``targets``, ``meets_targets``.
     """
     x = _cloud(points, 4)
-    centres, labels = kmeans(x, 4, seed)
-    i, j = np.triu_indices(4, 1)
-    edges = np.sort(np.linalg.norm(centres[i] - centres[j], axis=1))
+    centres, labels = vertex_clusters(x, seed)
+    edges = _edges(centres)
     mean = float(edges.mean())
     if mean <= 0:
         raise HollyError("the cloud's four clusters coincide: no tetrahedron to measure")
@@ -122,12 +159,17 @@ def tetrahedron(points: np.ndarray, precision: float | None = None, seed: int = 
     compactness = float((dist <= mean / 4).mean())
     sd = float(np.sqrt((dist**2).mean() / 3))
     sizes = np.bincount(labels, minlength=4)
+    floor = spread_floor(sizes, sd / mean, seed)
     t = TETRAHEDRON_TARGETS
     meets = spread <= t["edge_spread_max"] and compactness >= t["compactness_min"]
     return {
         "edges": edges.tolist(),
         "edge_mean": mean,
         "edge_spread": spread,
+        # what a perfect regular tetrahedron sampled like this cloud would measure
+        "edge_spread_floor": floor["median"],
+        "edge_spread_floor_p90": floor["p90"],
+        "vertices": centres.tolist(),
         "compactness": compactness,
         "cluster_sizes": sizes.tolist(),
         # 1 when the points are shared equally; near 0 when a vertex is (almost) empty
@@ -302,6 +344,11 @@ def check(
             }
             ratio = out["radius_nm"] / out["model"]["radius_nm"] if nm else None
             out["radius_ratio"] = ratio
+            if nm:  # the model's sites: how many the cloud puts points at (holly.results.sites)
+                sites = site_recall(np.asarray(points) * nm, np.asarray(model) * scale, seed=seed)
+                out["sites"] = sites
+                out["site_recall"] = sites["site_recall_headline"]
+                out["site_recall_2d"] = sites["site_recall_2d_headline"]
             t = RING_TARGETS
             out["targets"] = dict(t)
             out["meets_targets"] = (
@@ -323,12 +370,13 @@ def headline(block: dict) -> dict:
     keys = {
         "tetrahedron": (
             "edge_spread",
+            "edge_spread_floor",
             "compactness",
             "smallest_cluster_share",
             "cluster_sd_over_precision",
             "edge_mean_nm",
         ),
-        "ring": ("radius_nm", "radius_ratio", "dominant_order"),
+        "ring": ("radius_nm", "radius_ratio", "dominant_order", "site_recall", "site_recall_2d"),
         "flat": ("flatness",),
     }[block["check"]]
     row = {"structure_check": block["check"]}
@@ -337,4 +385,6 @@ def headline(block: dict) -> dict:
         ext = block.get("extents_nm") or [None, None, None]
         row["structure_extent_nm"] = ext[0]
         row["structure_extent2_nm"] = ext[1]
+    if block["check"] == "tetrahedron" and block.get("pose_error_deg"):  # against model files
+        row["structure_pose_error_median_deg"] = block["pose_error_deg"]["refined"]["median"]
     return row
