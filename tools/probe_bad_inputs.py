@@ -988,7 +988,7 @@ def resume_cases(p: Probe) -> None:
         check=lambda: (ref / "points.ply").is_file(),
     )
     # interrupted evaluate and compare: nothing partial, a rerun works
-    with patched(evaluate_command, "write_json", _raises(KeyboardInterrupt)):
+    with patched(evaluate_command, "write_evaluation", _raises(KeyboardInterrupt)):
         p.cli("evaluate: interrupted", ["evaluate", full], 130)
     p.cli(
         "evaluate: rerun after the interruption",
@@ -1003,7 +1003,7 @@ def resume_cases(p: Probe) -> None:
         0,
     )
     out = w / "halfsets.json"
-    with patched(compare_command, "write_json", _raises(KeyboardInterrupt)):
+    with patched(compare_command, "write_halfsets", _raises(KeyboardInterrupt)):
         p.cli("compare: interrupted", ["compare", full, other, "--out", out], 130)
     p.cli(
         "compare: rerun after the interruption",
