@@ -26,22 +26,20 @@ class CnnStep:
 
     def loss_on(self, images: torch.Tensor, sigma: float, epsilon: float = 0.0):
         """Loss (min over hypotheses, relaxed by ``epsilon``), prediction, best hypothesis of
-        each image, normalised targets, and the best hypothesis' normalised rendering."""
+        each image, and the normalised targets."""
         lc = self.cfg.loss
         target = normalise(images, lc.normalise)
         with self.precision.autocast():
             pred = self.model(target, sigma)
         losses = hypothesis_losses(pred.images, target, lc.normalise, lc.kind, lc.mask_threshold)
         loss, best = min_over_hypotheses(losses, epsilon)
-        rows = torch.arange(len(best), device=best.device)
-        output = hypothesis_output(pred.images, lc.normalise)[rows, best]
-        return loss, pred, best, target, output
+        return loss, pred, best, target
 
     def step(self, images: torch.Tensor, sigma: float, epsilon: float):
         """One optimiser step on ``images``; returns the loss, the prediction, the best
         hypothesis of each image and the normalised inputs."""
         self.model.train()
-        loss, pred, best, target, _ = self.loss_on(images, sigma, epsilon)
+        loss, pred, best, target = self.loss_on(images, sigma, epsilon)
         self.opt.zero_grad(set_to_none=True)
         self.precision.backward_step(loss, self.opt)
         return loss, pred, best, target
@@ -70,6 +68,8 @@ def make_optimizer(model: HollyModel, cfg: ExperimentConfig) -> torch.optim.Opti
     return torch.optim.AdamW(groups)
 
 
-def hypothesis_output(renderings: torch.Tensor, mode: str) -> torch.Tensor:
-    """Normalised renderings ``[B, K, H, W]``, each hypothesis normalised as its own batch."""
-    return torch.stack([normalise(renderings[:, k], mode) for k in range(renderings.shape[1])], 1)
+def best_rendering(renderings: torch.Tensor, best: torch.Tensor, mode: str) -> torch.Tensor:
+    """The best hypothesis' rendering of each image ``[B, H, W]``, normalised as the samples
+    show it: each hypothesis normalised as its own batch (``renderings [B, K, H, W]``)."""
+    normalised = [normalise(renderings[:, k], mode) for k in range(renderings.shape[1])]
+    return torch.stack(normalised, 1)[torch.arange(len(best), device=best.device), best]

@@ -14,7 +14,7 @@ from holly.config import ExperimentConfig
 from holly.method import refine
 from holly.method.loss import normalise
 from holly.train.calibration import BatchNormCalibration
-from holly.train.cnnstep import CnnStep
+from holly.train.cnnstep import CnnStep, best_rendering
 from holly.train.refinement import Refinement
 
 
@@ -66,7 +66,8 @@ class Evaluation:
         preds, ins, outs = [], [], []
         for idx in self.test_idx.split(self.batch_size):
             images = self.test_set.images(idx, sigma)
-            _, pred, best, target, output = self.cnn.loss_on(images, sigma)
+            _, pred, best, target = self.cnn.loss_on(images, sigma)
+            output = best_rendering(pred.images, best, self.normalise)
             moved = (pred.rotations(best), pred.translations, pred.sigma, pred.hypotheses, best)
             preds.append(tuple(x.cpu() for x in moved))
             ins.append(target.cpu())
