@@ -41,6 +41,7 @@ import torch
 
 from holly.config import from_dict
 from holly.data.imagestore import ImageStore
+from holly.data.pointio import read_points
 from holly.data.realdata import store_splits
 from holly.errors import HollyError
 from holly.method.align import kabsch
@@ -169,7 +170,7 @@ def read_particle_models(folder: str | Path, labels: list[str]) -> dict[int, np.
     for index, label in enumerate(labels):
         path = by_number.get(_number(label))
         if path is not None:
-            out[index] = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)[:, :3]
+            out[index] = read_points(path)  # x, y, z columns after a header line
     if not out:
         raise HollyError(
             f"structure model {folder}: no model file matches the particles' file numbers "
