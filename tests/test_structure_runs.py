@@ -72,23 +72,31 @@ def test_npc_model_is_an_eightfold_ring_of_about_48_nm():
     assert 46 < out["radius"] * 130 < 50  # two rings, ~47 and ~50 nm (README)
 
 
+def _localised_tiny_run(tmp_path, source, particles, test_fraction, points, localise=()):
+    """`holly localise` the first ``particles`` particles of a shared file (two copies each,
+    32 px), then a few-step training of a ``points``-point cloud on the store; returns the run
+    folder."""
+    accepted = tmp_path / "accepted.txt"
+    accepted.write_text("\n".join(str(i) for i in range(particles)) + "\n")
+    store = tmp_path / "localised.zarr"
+    args = ["localise", str(source), "--out", str(store), "--sigmas", "3,1.5", "--size", "32"]
+    args += [*localise, "--perturbations", "2", "--accepted", str(accepted)]
+    assert main(args) == 0
+    cfg = {
+        "data": {"source": "zarr", "store": str(store), "test_fraction": test_fraction},
+        "render": {"height": 32, "width": 32},
+        "model": {"num_points": points},
+        "sigma": {"values": [3.0, 1.5]},
+        "train": TINY_TRAIN,
+    }
+    return train(from_dict(cfg), tmp_path / "run")
+
+
 def test_tetrahedra_localised_trained_and_checked(tmp_path):
     """`holly localise` 24 of the shared tetrahedra, a few-step train, evaluate --structure:
     evaluation.json has the structure block, with the files' own precision."""
     folder = real("tetrahedron_simulated/aniso")
-    accepted = tmp_path / "accepted.txt"
-    accepted.write_text("\n".join(str(i) for i in range(24)) + "\n")
-    store = tmp_path / "tetra.zarr"
-    args = ["localise", str(folder), "--out", str(store), "--sigmas", "3,1.5", "--size", "32"]
-    assert main([*args, "--perturbations", "2", "--accepted", str(accepted)]) == 0
-    cfg = {
-        "data": {"source": "zarr", "store": str(store), "test_fraction": 0.1},
-        "render": {"height": 32, "width": 32},
-        "model": {"num_points": 24},
-        "sigma": {"values": [3.0, 1.5]},
-        "train": TINY_TRAIN,
-    }
-    run = train(from_dict(cfg), tmp_path / "run")
+    run = _localised_tiny_run(tmp_path, folder, particles=24, test_fraction=0.1, points=24)
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["training_length"]["source"] == "train.steps"
     assert prov["training_length"]["short"]  # 8 steps: warned about
@@ -192,20 +200,9 @@ def test_npc_localised_trained_and_checked_with_site_recall(tmp_path):
     against NPCModel.mat: the block has the binding-site recall beside the radius."""
     data = real("npc_nup107_simulated/data.mat")
     model = real("npc_nup107_simulated/NPCModel.mat")
-    accepted = tmp_path / "accepted.txt"
-    accepted.write_text("\n".join(str(i) for i in range(12)) + "\n")
-    store = tmp_path / "npc.zarr"
-    args = ["localise", str(data), "--out", str(store), "--sigmas", "3,1.5", "--size", "32"]
-    args += ["--pixel-size", "130", "--perturbations", "2", "--accepted", str(accepted)]
-    assert main(args) == 0
-    cfg = {
-        "data": {"source": "zarr", "store": str(store), "test_fraction": 0.2},
-        "render": {"height": 32, "width": 32},
-        "model": {"num_points": 32},
-        "sigma": {"values": [3.0, 1.5]},
-        "train": TINY_TRAIN,
-    }
-    run = train(from_dict(cfg), tmp_path / "run")
+    run = _localised_tiny_run(
+        tmp_path, data, particles=12, test_fraction=0.2, points=32, localise=["--pixel-size", "130"]
+    )
     check = ["--structure", "ring", "--structure-model", str(model), "--model-nm-per-unit", "130"]
     assert main(["evaluate", str(run), *check]) == 0
     block = json.loads((run / "evaluation.json").read_text())["structure"]
