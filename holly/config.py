@@ -95,6 +95,17 @@ class ModelConfig:
     hypothesis_epsilon: float = _spec(
         0.5, lo=0.0, hi=0.99, doc="weight of the non-winning hypotheses at the start of warm-up"
     )
+    pose_prior: str = _spec(
+        "uniform",
+        choices=("uniform", "tilt", "inplane"),
+        doc="viewing directions the particles can show: uniform (any 3D view), tilt (within "
+        "max_tilt_deg of the cloud's +z or -z: on a surface, either face up) or inplane (top "
+        "views only: the cloud is kept flat and its z is reported unresolved); the CNN's poses, "
+        "the pose search and the refinement keep to it (holly/method/viewprior.py)",
+    )
+    max_tilt_deg: float = _spec(
+        30.0, lo=0.0, hi=90.0, doc="pose_prior tilt: the largest out-of-plane tilt, degrees"
+    )
 
 
 @dataclass(frozen=True)

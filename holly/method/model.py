@@ -16,6 +16,7 @@ from torch import nn
 from holly.config import ExperimentConfig
 from holly.method import geometry
 from holly.method.render import render
+from holly.method.viewprior import UNIFORM, PosePrior
 
 # (in, out, kernel, stride, padding) of the PAPER-era encoder (HOLLy d60f6bf ... 2021-12).
 PAPER_LAYERS = [
@@ -190,17 +191,21 @@ def recompute_batchnorm_statistics(module: nn.Module, batches) -> None:
 class PoseHeads:
     """How the encoder's raw outputs ``[B, n_out]`` read as poses: ``n_hypotheses`` rotations
     of ``rot_dim`` numbers each (axis-angle or 6D), the x/y translation, then the sigma unless
-    ``sigma_head`` is "none"."""
+    ``sigma_head`` is "none". The rotations keep to the pose ``prior`` (smoothly, see
+    :mod:`holly.method.viewprior`)."""
 
     rot_dim: int
     n_hypotheses: int
     sigma_head: str
     max_trans: float  # model units
+    prior: PosePrior = UNIFORM
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> PoseHeads:
         rot_dim = 3 if cfg.model.rotation == "axis_angle" else 6
-        return cls(rot_dim, cfg.model.pose_hypotheses, cfg.model.sigma_head, cfg.data.max_trans)
+        m = cfg.model
+        prior = PosePrior.from_config(cfg)
+        return cls(rot_dim, m.pose_hypotheses, m.sigma_head, cfg.data.max_trans, prior)
 
     @property
     def n_out(self) -> int:
@@ -223,6 +228,7 @@ class PoseHeads:
         rotations = rotations.reshape(b, n_hyp, 3, 3)
         if n_hyp > 1:
             rotations = rotations @ offsets
+        rotations = self.prior.project(rotations, soft=True)
         translations = 2 * self.max_trans * torch.tanh(raw[:, k : k + 2])
         head = self.sigma_head
         if head == "softplus":
@@ -245,6 +251,9 @@ class HollyModel(nn.Module):
         r = cfg.render
         self.encoder = PoseEncoder(cfg.model.encoder, r.height, r.width, self.heads.n_out)
         init = torch.rand(cfg.model.num_points, 3, generator=generator) * 2 - 1
+        if self.heads.prior.flat:
+            # top views never show depth: start flat, and z gets no gradient (viewprior.py)
+            init[:, 2] = 0.0
         self.points = nn.Parameter(init)
         # in the state dict (checkpoints), since the dead-head guard may re-seed them
         self.register_buffer("offsets", head_offsets(self.n_hypotheses))

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from holly.method.align import self_symmetries
-from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
+from holly.method.geometry import axis_angle_to_matrix, geodesic_angle
 from holly.method.loss import hypothesis_losses, normalise
 from holly.method.poses import candidate_poses, centroid_shifts
 from holly.method.render import render
+from holly.method.viewprior import UNIFORM, PosePrior
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +165,18 @@ class PoseTable:
 
     ``base [I, 3, 3]`` is where an image's pose last jumped (a candidate); the refined part is
     the packed table ``x [I, 6] = (w (3, axis-angle, radians), shift (2, model units),
-    sigma (1, pixels))``, optimised by :class:`RowAdam`.
+    sigma (1, pixels))``, optimised by :class:`RowAdam`. The rotations keep to the pose
+    ``prior`` (projected, :mod:`holly.method.viewprior`; not stored: it is the config's).
     """
 
-    def __init__(self, base: torch.Tensor, shifts: torch.Tensor, sigma: torch.Tensor):
+    def __init__(
+        self,
+        base: torch.Tensor,
+        shifts: torch.Tensor,
+        sigma: torch.Tensor,
+        prior: PosePrior = UNIFORM,
+    ):
+        self.prior = prior
         self.base = base.clone()
         rotation_delta = torch.zeros_like(shifts[:, :1]).expand(-1, 3)
         self.x = torch.cat([rotation_delta, shifts, sigma[:, None]], 1)
@@ -179,7 +188,8 @@ class PoseTable:
         """Rotations ``[b, 3, 3]``, shifts ``[b, 2]``, sigma ``[b]`` of rows ``idx`` (from ``x``
         if given: the rows with gradient)."""
         x = self.x[idx] if x is None else x
-        return axis_angle_to_matrix(x[:, :3]) @ self.base[idx], x[:, 3:5], x[:, 5]
+        rotations = self.prior.project(axis_angle_to_matrix(x[:, :3]) @ self.base[idx])
+        return rotations, x[:, 3:5], x[:, 5]
 
     def jump(self, idx: torch.Tensor, rotations: torch.Tensor, shifts: torch.Tensor) -> None:
         """Set rows ``idx`` to new poses (sigma kept)."""
@@ -191,9 +201,9 @@ class PoseTable:
         return {"base": self.base, "x": self.x}
 
     @classmethod
-    def from_state(cls, state: dict) -> PoseTable:
+    def from_state(cls, state: dict, prior: PosePrior = UNIFORM) -> PoseTable:
         table = cls.__new__(cls)
-        table.base, table.x = state["base"], state["x"]
+        table.base, table.x, table.prior = state["base"], state["x"], prior
         return table
 
 
@@ -219,22 +229,27 @@ def search_candidates(
     spec: RenderSpec,
     symmetries: tuple[torch.Tensor, torch.Tensor],
     flips: bool,
+    prior: PosePrior = UNIFORM,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best local candidate (:func:`holly.method.poses.candidate_poses`) of each image, in two
     rounds: the hypotheses with the cloud's near-symmetries, then the image flips of the winner (``K
     J + 4`` renders per image instead of ``4 K J``). Each candidate is scored at the shift that
     matches the image's intensity centroid (:func:`holly.method.poses.centroid_shifts`); ``shifts``
-    only fixes the shape of the result. See :func:`best_candidates` for the returns; the index is 0
-    when the image kept its first hypothesis."""
+    only fixes the shape of the result. Candidates are projected onto the pose ``prior`` (the
+    image flips keep to it: they turn a view of one face into a view of the other). See
+    :func:`best_candidates` for the returns; the index is 0 when the image kept its first
+    hypothesis."""
     points = points.detach()
     centroid = points.mean(0)
     rotations, _ = candidate_poses(hypotheses, shifts, symmetries[0], centroid, flips=False)
+    rotations = prior.project(rotations)
     cand_shifts = centroid_shifts(rotations, target, centroid)
     rot, shift, first = best_candidates(points, rotations, cand_shifts, sigma, target, spec)
     if not flips:
         return rot, shift, first
     identity = symmetries[0][:1]
     rotations, _ = candidate_poses(rot[:, None], shift, identity, centroid, True)
+    rotations = prior.project(rotations)
     cand_shifts = centroid_shifts(rotations, target, centroid)
     rot, shift, second = best_candidates(points, rotations, cand_shifts, sigma, target, spec)
     return rot, shift, first + second
@@ -252,6 +267,7 @@ class SearchSpec:
     batch_size: int
     flips: bool
     seed: int
+    prior: PosePrior = UNIFORM  # candidates and refined poses keep to it
 
 
 # Candidates are scored at about this many pixels across (a pooled copy of each image): the
@@ -356,7 +372,7 @@ def search_poses(
         final = pose_losses(points, *table.pose(torch.arange(b * m)), target, spec).reshape(b, m)
     pick = torch.arange(b) * m + final.argmin(1)
     rot, shift, sigma = table.pose(pick)
-    return PoseTable(rot, shift, sigma)
+    return PoseTable(rot, shift, sigma, search.prior)
 
 
 def _best_distinct_candidates(
@@ -379,8 +395,9 @@ def _best_distinct_candidates(
         symmetries[1],
         search.flips,
     )
+    local = search.prior.project(local)
     gen = torch.Generator().manual_seed(search.seed * 9973 + 11)
-    grid = random_rotations(search.rotations, gen).to(hypotheses)
+    grid = search.prior.sample(search.rotations, gen).to(hypotheses)
     rotations = torch.cat([local, grid[None].expand(b, -1, -1, -1)], 1)  # [B, C, 3, 3]
     losses, low_shifts = _candidate_losses(
         points, rotations, images_at(search.sigma), search.sigma, spec, factor
@@ -393,6 +410,7 @@ def _best_distinct_candidates(
         rotations[rows, keep].reshape(b * m, 3, 3),
         low_shifts[rows, keep].reshape(b * m, 2),
         torch.full((b * m,), search.sigma, dtype=points.dtype, device=points.device),
+        search.prior,
     )
     return table, m
 

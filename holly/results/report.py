@@ -63,6 +63,9 @@ TABLE_COLUMNS = (
     ("fsc_resolution_05", "FSC 0.5 resolution", "{:.3f}"),
     ("fsc_resolution_0143_nm", "FSC 0.143", "{:.0f}"),
     ("halves_chamfer", "half-set Chamfer", "{:.3f}"),
+    # the held-out views (evaluation.json "views", holly/results/views.py)
+    ("views_tilt_p90_deg", "view tilt p90", "{:.0f}"),
+    ("views_verdict", "views", "{}"),
     # the check of a known structure (holly evaluate --structure), where one was asked for
     ("structure_check", "structure check", "{}"),
     ("structure_edge_spread", "edge spread", "{:.3f}"),
@@ -85,6 +88,8 @@ OPTIONAL_COLUMNS = {
     "fsc_resolution_05",
     "fsc_resolution_0143_nm",
     "halves_chamfer",
+    "views_tilt_p90_deg",
+    "views_verdict",
     "structure_check",
     "structure_edge_spread",
     "structure_edge_spread_floor",
@@ -128,6 +133,7 @@ SUMMARY_UNITS = {
     "fsc_resolution_0143": "model units",
     "fsc_resolution_05": "model units",
     "fsc_resolution_0143_nm": "nm",
+    "views_tilt_p90_deg": "degrees (90th percentile of the held-out views' tilt from their axis)",
     "structure_edge_mean_nm": "nm",
     "structure_radius_nm": "nm",
     "structure_extent_nm": "nm",
@@ -235,7 +241,22 @@ def run_summary(run_dir: str | os.PathLike, name: str | None = None) -> dict:
     row.update(_halfset_row(rf.read_halfsets() or {}))
     if evaluation.get("structure"):  # holly evaluate --structure: its headline numbers
         row.update(headline(evaluation["structure"]))
+    row.update(_views_row(evaluation.get("views") or {}))
     return row
+
+
+def _views_row(views: dict) -> dict:
+    """The summary's columns of the ``views`` block: the held-out views' tilt spread, the
+    verdict on what they resolve, and the pose prior the run kept to."""
+    if not views:
+        return {}
+    prior = views.get("pose_prior") or {}
+    return {
+        "views_tilt_p90_deg": (views.get("tilt_deg") or {}).get("p90"),
+        "views_verdict": views.get("verdict"),
+        "views_unresolved_z": views.get("unresolved_z"),
+        "pose_prior": prior.get("kind", "uniform"),
+    }
 
 
 def _halfset_row(comp: dict) -> dict:

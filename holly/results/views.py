@@ -208,6 +208,7 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
     except ValueError as exc:
         raise HollyError(f"{run.test_poses}: {exc}") from None
     block["poses"] = "refined" if "shift_refined" in poses else "amortised (CNN)"
+    _note_pose_prior(block, run.read_config(required=False).get("model") or {})
     tilt = block["tilt_deg"]
     if block["unresolved_z"]:
         log.warning(
@@ -227,6 +228,22 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
             block["verdict"],
         )
     return block
+
+
+def _note_pose_prior(block: dict, model: dict) -> None:
+    """Record the run's pose prior (``model.pose_prior``) in the ``views`` block. Poses held to
+    top views by the prior say nothing about depth whatever they are: z is then unresolved by
+    construction, and the verdict says so instead of measuring it."""
+    kind = model.get("pose_prior", "uniform")
+    block["pose_prior"] = {"kind": kind, "max_tilt_deg": model.get("max_tilt_deg")}
+    if kind == "inplane":
+        block["unresolved_z"] = True
+        block["verdict"] = (
+            "flat, or unresolved in z: the in-plane pose prior (model.pose_prior) keeps the "
+            "cloud flat; its depth was not measured"
+        )
+    elif kind == "tilt":
+        block["verdict"] += f" (pose prior: tilt <= {model.get('max_tilt_deg')} deg)"
 
 
 def held_out_tilts(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import torch
 
 from holly.config import ExperimentConfig
 from holly.method import refine
+from holly.method.viewprior import PosePrior
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def search_spec(cfg: ExperimentConfig, keep: int, rotations: int) -> refine.Sear
         batch_size=rc.batch_size,
         flips=rc.flips,
         seed=cfg.seed,
+        prior=PosePrior.from_config(cfg),
     )
 
 
@@ -93,6 +95,7 @@ class PoseSearch:
                 render_spec(self.cfg),
                 symmetries,
                 self.cfg.refine.flips,
+                PosePrior.from_config(self.cfg),
             )
             changed = idx[pick != 0]
             table.jump(idx, new_rot, new_shift)

@@ -16,6 +16,7 @@ import torch
 
 from holly.config import ExperimentConfig
 from holly.method import refine
+from holly.method.viewprior import PosePrior
 from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, render_spec
 
 log = logging.getLogger(__name__)
@@ -50,14 +51,18 @@ class RefinementState:
         )
 
     @classmethod
-    def from_state(cls, state: dict, points: torch.Tensor, rc, device) -> RefinementState:
+    def from_state(
+        cls, state: dict, points: torch.Tensor, cfg: ExperimentConfig, device
+    ) -> RefinementState:
+        """The state a checkpoint's ``refinement`` entry holds, for a run of ``cfg``."""
+        rc = cfg.refine
         adam = refine.RowAdam(1, 6, rc.pose_lr)
         adam.load_state_dict(state["pose_adam"])
         opt = torch.optim.Adam([points], lr=rc.points_lr)
         opt.load_state_dict(state["points_opt"])
         return cls(
             state["items"],
-            refine.PoseTable.from_state(state["table"]),
+            refine.PoseTable.from_state(state["table"], PosePrior.from_config(cfg)),
             adam.to(device),
             opt,
         )
@@ -136,4 +141,4 @@ class Refinement:
         """Restore a checkpoint's ``refinement`` entry (None: the stage had not started)."""
         if state is None:
             return
-        self.state = RefinementState.from_state(state, self.points, self.cfg.refine, self.device)
+        self.state = RefinementState.from_state(state, self.points, self.cfg, self.device)
