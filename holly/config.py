@@ -115,7 +115,12 @@ class LossConfig:
         choices=("batch", "image", "none"),
         doc="batch: batch sums to 1000 (paper); image: each image to 100",
     )
-    kind: str = _spec("masked_l1", choices=("masked_l1", "l1"))
+    kind: str = _spec(
+        "masked_l1",
+        choices=("masked_l1", "l1", "l2"),
+        doc="masked_l1 (paper), l1, or l2 (squared: its optimum is the mean image, not the "
+        "median; for sparse labelling, holly/method/loss.py)",
+    )
     mask_threshold: float = _spec(1e-4, lo=0.0, doc="masked_l1: pixels with target above this")
 
 

@@ -6,7 +6,15 @@
 * ``none``: raw intensities (each visible point contributes ~1).
 
 Loss ``masked_l1`` (PAPER): L1 summed over pixels where the *target* exceeds a threshold (output
-light outside the target's support is not penalised); ``l1`` (HEAD): plain L1 sum.
+light outside the target's support is not penalised); ``l1`` (HEAD): plain L1 sum; ``l2``: the
+sum of squared differences.
+
+Why ``l2`` exists: the rendering that minimises a pixel's L1 over many images of one pose is
+their *median*, and L2's is their *mean*. With sparse labelling each particle shows a different
+random subset of its sites; a site labelled in fewer than half of the particles has median 0, so
+under L1 the cloud gains by leaving it out, and with a few dozen sites (a DNA origami logo at
+30 % labelling) almost every site goes: the cloud collapses onto the few places most images
+share. The mean keeps every site, at its labelling fraction (issue 25; docs/maintainer-notes.md).
 """
 
 from __future__ import annotations
@@ -31,12 +39,15 @@ def normalise(images: torch.Tensor, mode: str) -> torch.Tensor:
 def image_loss(
     output: torch.Tensor, target: torch.Tensor, kind: str, mask_threshold: float = 1e-4
 ) -> torch.Tensor:
-    """L1 sum between normalised ``output`` and ``target`` ``[B, H, W]``; a scalar."""
+    """L1 (or ``l2``: squared) sum between normalised ``output`` and ``target`` ``[B, H, W]``;
+    a scalar."""
     if kind == "masked_l1":
         mask = target > mask_threshold
         return ((output - target).abs() * mask).sum()
     if kind == "l1":
         return (output - target).abs().sum()
+    if kind == "l2":
+        return ((output - target) ** 2).sum()
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -65,10 +76,13 @@ def hypothesis_losses(
         output = renderings * (1000.0 / (totals + _EPS))
     else:
         output = normalise(renderings, mode)  # image / none act per image already
-    diff = (output - target[:, None]).abs()  # [B, K, H, W]
+    if kind == "l2":
+        diff = (output - target[:, None]) ** 2  # [B, K, H, W]
+    else:
+        diff = (output - target[:, None]).abs()
     if kind == "masked_l1":
         diff = diff * (target[:, None] > mask_threshold)
-    elif kind != "l1":
+    elif kind not in ("l1", "l2"):
         raise ValueError(f"unknown loss {kind!r}")
     return diff.sum(dim=(-2, -1))
 
