@@ -153,12 +153,12 @@ SIGMAS_64 = (6.0, 4.0, 2.8, 2.0, 1.4, 1.0)
 SCALES = {
     # a few seconds of training: exercises the chain, learns nothing
     "tiny": Scale(
-        24,
-        32,
-        2,
-        (3.0, 1.5),
-        0.2,
-        {
+        particles=24,
+        size_px=32,
+        perturbations=2,
+        sigmas=(3.0, 1.5),
+        test_fraction=0.2,
+        train={
             "model": {"num_points": 24},
             "sigma": {"values": [3.0, 1.5]},
             "train": {"steps": 8, "batch_size": 16, "log_every": 4, "snapshot_every": 4},
@@ -166,18 +166,23 @@ SCALES = {
         },
     ),
     # a reconstruction in ~5 minutes on one thread: the workflow's method, 3/4 of its steps
-    # (600 steps and 400 particles gave Chamfer/blob 0.65, pose error 90 deg: too short)
+    # (400 particles and 600 steps gave Chamfer/blob 0.65, pose error 90 deg: too short)
     "small": Scale(
-        600,
-        64,
-        8,
-        SIGMAS_64,
-        0.05,
-        _WORKFLOW | {"train": _WORKFLOW["train"] | {"steps": 1500, "test_images": 128}},
+        particles=600,
+        size_px=64,
+        perturbations=8,
+        sigmas=SIGMAS_64,
+        test_fraction=0.05,
+        train=_WORKFLOW | {"train": _WORKFLOW["train"] | {"steps": 1500, "test_images": 128}},
     ),
     # the default workflow's training: 2,000 CNN steps (its 2 epochs of 32,000 images)
     "default": Scale(
-        1000, 64, 8, SIGMAS_64, 0.05, _WORKFLOW | {"train": _WORKFLOW["train"] | {"steps": 2000}}
+        particles=1000,
+        size_px=64,
+        perturbations=8,
+        sigmas=SIGMAS_64,
+        test_fraction=0.05,
+        train=_WORKFLOW | {"train": _WORKFLOW["train"] | {"steps": 2000}},
     ),
 }
 
