@@ -14,6 +14,11 @@ the result is evaluation.json's "structure" block. For the tetrahedron, --struct
 folder of each particle's posed vertices and adds the held-out pose error against them
 (holly/results/particlepose.py).
 
+--locsim-truth SIM.csv scores a run trained on a table of `holly simulate-localisations` (via
+`holly localise`) against that simulation: its sites (scaled by the run's nm per model unit) are the
+ground truth and its true poses of the held-out images give the pose error and the true views
+(holly/results/locsimtruth.py; evaluation.json's "locsim_truth" block).
+
 --snapshots also scores every training snapshot (RUN/snapshots/points_*.ply) the same way and
 writes RUN/snapshot_scores.csv: the learning curve, which says whether and when a long run learned
 the structure. It works on an unfinished run too (then only the snapshots are scored).
@@ -29,6 +34,7 @@ from holly.atomic import refuse_inputs
 from holly.data.pointio import read_ply_comments, write_points
 from holly.errors import HollyError
 from holly.results.evaluate import score_run, score_snapshots
+from holly.results.locsimtruth import locsim_truth
 from holly.results.views import run_views
 from holly.run.runfolder import RunFolder, check_strict_json, write_evaluation
 
@@ -41,6 +47,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--ground-truth",
         metavar="PATH",
         help="ground-truth points (default RUN_DIR/ground_truth.ply)",
+    )
+    parser.add_argument(
+        "--locsim-truth",
+        metavar="SIM.csv",
+        help="the table of `holly simulate-localisations` the run's image store was localised "
+        "from: its sites (in the run's units) are the ground truth and its true poses those of "
+        "the held-out images (instead of --ground-truth)",
     )
     parser.add_argument(
         "--tau",
@@ -177,7 +190,10 @@ def main(args: argparse.Namespace) -> int:
         "--aligned": Path(args.aligned) if args.aligned else run.aligned_points,
         "--snapshots": run.snapshot_scores if args.snapshots else None,
     }
-    refuse_inputs(outputs, [*run.trained_files(), args.ground_truth])
+    refuse_inputs(outputs, [*run.trained_files(), args.ground_truth, args.locsim_truth])
+    if args.locsim_truth and (args.ground_truth or args.snapshots):
+        other = "--ground-truth" if args.ground_truth else "--snapshots"
+        raise HollyError(f"--locsim-truth gives the ground truth in memory: leave out {other}")
     if not run.root.is_dir():  # nothing to lock: _evaluate reports the missing folder
         return _evaluate(args)
     if args.snapshots and not run.is_finished():
@@ -193,6 +209,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not RunFolder(args.run_dir).is_finished():
             log.warning("%s has not finished (no points.ply): scored its snapshots", args.run_dir)
             return 0
+    truth = locsim_truth(args.run_dir, args.locsim_truth) if args.locsim_truth else None
     result, aligned_path, aligned = score_run(
         args.run_dir,
         args.ground_truth,
@@ -200,8 +217,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.seed,
         aligned_out=args.aligned,
         structure=_structure_spec(args),
+        locsim=truth,
     )
-    result["views"] = run_views(args.run_dir)  # view range; unresolved z (holly/results/views.py)
+    # view range; unresolved z (holly/results/views.py)
+    result["views"] = run_views(args.run_dir, rot_true=None if truth is None else truth.rot_true)
     out = Path(args.out) if args.out else RunFolder(args.run_dir).evaluation
     try:  # strict JSON first: a result that cannot be written leaves both files untouched
         check_strict_json(result)

@@ -453,6 +453,18 @@ def read_truth(out: str | os.PathLike) -> dict:
         raise HollyError(f"{path}: not a readable simulation truth file ({exc})") from exc
 
 
+def read_record(out: str | os.PathLike) -> dict:
+    """The record written beside a simulated table (``NAME.json``): parameters, seed, counts."""
+    path = sidecars(out)["record"]
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise HollyError(f"{path}: not a readable simulation record ({exc})") from exc
+    if not isinstance(record, dict) or record.get("kind") != KIND:
+        raise HollyError(f"{path} is not the record of `holly simulate-localisations`")
+    return record
+
+
 def store_poses(store_path: str | os.PathLike, out: str | os.PathLike) -> np.ndarray:
     """True rotations ``[N, 3, 3]`` of the images of a store that ``holly localise`` made from a
     simulated table ``out``: image ``i`` shows simulated particle ``label[particle_id[i]]``
@@ -463,10 +475,17 @@ def store_poses(store_path: str | os.PathLike, out: str | os.PathLike) -> np.nda
 
     store = ImageStore.open(store_path)
     truth = read_truth(out)
+    particle = store_particles(store, len(truth["rotations"]), out)
+    angle = store.array("rotation_angle").astype(np.float64)
+    return _rz(angle) @ truth["rotations"][particle]
+
+
+def store_particles(store: ImageStore, n_simulated: int, out: str | os.PathLike) -> np.ndarray:
+    """The simulated particle ``[N]`` each image of ``store`` shows (``holly localise`` numbers
+    the particles it kept; ``particle_labels`` maps them back to the table's ``particle``)."""
     labels = store.attrs["source"].get("particle_labels")
     ids = store.particle_ids.astype(np.int64)
     particle = np.asarray(labels, dtype=np.int64)[ids] if labels is not None else ids
-    if particle.max() >= len(truth["rotations"]):
-        raise HollyError(f"{store_path} holds particles that {sidecars(out)['truth']} lacks")
-    angle = store.array("rotation_angle").astype(np.float64)
-    return _rz(angle) @ truth["rotations"][particle]
+    if particle.max() >= n_simulated:
+        raise HollyError(f"{store.path} holds particles that {sidecars(out)['truth']} lacks")
+    return particle

@@ -52,6 +52,7 @@ from holly.method.align import MIRROR, Alignment, align, as_cloud
 from holly.method.geometry import geodesic_angle, rotation_about_z
 from holly.method.poses import recentred_shift
 from holly.method.refine import RenderSpec, pose_losses
+from holly.results.locsimtruth import LocSimTruth
 from holly.results.particlepose import particle_pose_block
 from holly.results.structure import check as check_structure
 from holly.results.structure import headline, particle_extents
@@ -377,12 +378,20 @@ WRONG_POSE_DEG = 30.0  # a pose further than this from the truth counts as wrong
 FITS_AS_WELL = 1.02  # "renders as well": image loss within 2 % of the true pose's
 
 
-def _pose_summary(run: RunFolder, symmetry_order: int = 1, points: np.ndarray | None = None):
+def _pose_summary(
+    run: RunFolder,
+    symmetry_order: int = 1,
+    points: np.ndarray | None = None,
+    rot_true: np.ndarray | None = None,
+):
     """Pose errors of the final poses and, where recorded, of the amortised (CNN) poses before
     refinement; accuracy at 30 degrees; head usage; and, with ``points``, how many wrong poses
-    fit their image as well as the true pose does (:func:`pose_fit`)."""
+    fit their image as well as the true pose does (:func:`pose_fit`). ``rot_true`` gives the
+    true poses of a run whose ``test_poses.npz`` has none (a simulated localisation table)."""
     path = run.test_poses
     poses = run.read_test_poses()
+    if poses is not None and rot_true is not None:
+        poses = dict(poses, rot_true=rot_true)
     if poses is None or "rot_true" not in poses:  # real data: no true poses to compare with
         return None
     try:
@@ -497,6 +506,7 @@ def score_run(
     seed: int = 0,
     aligned_out: str | os.PathLike | None = None,
     structure: dict | None = None,
+    locsim: LocSimTruth | None = None,
 ) -> tuple[dict, Path, np.ndarray | None]:
     """Score a finished run folder; returns the result, and where and what to write aligned.
 
@@ -519,6 +529,11 @@ def score_run(
     structure : dict, optional
         A check of the known structure (:func:`structure_block`): ``check`` (tetrahedron, ring
         or flat) and its parameters; the result goes under ``structure``.
+    locsim : LocSimTruth, optional
+        The ground truth of a run trained on a simulated localisation table
+        (:func:`holly.results.locsimtruth.locsim_truth`): its sites are the ground truth, its
+        held-out poses the true poses, and its record goes under ``locsim_truth``. Not
+        together with ``ground_truth``.
 
     Returns
     -------
@@ -546,10 +561,17 @@ def score_run(
         "the final reconstruction",
         "points.ply is written last, so the run has not finished: wait for or resume `holly train`",
     )
+    if locsim is not None and ground_truth is not None:
+        raise HollyError("--locsim-truth gives the ground truth: leave out --ground-truth")
     gt_path = Path(ground_truth) if ground_truth is not None else rf.ground_truth
-    has_gt = ground_truth is not None or gt_path.is_file()
+    if locsim is not None:
+        gt_path = Path(locsim.block["sites"])
+    has_gt = locsim is not None or ground_truth is not None or gt_path.is_file()
     init_path = rf.initial_points
-    poses = _pose_summary(rf, symmetry_order(rf), points)
+    if locsim is not None:
+        poses = _pose_summary(rf, locsim.symmetry_order, points, locsim.rot_true)
+    else:
+        poses = _pose_summary(rf, symmetry_order(rf), points)
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -562,11 +584,16 @@ def score_run(
     }
     if structure:
         result["structure"] = structure_block(rf, points, structure, seed)
+    if locsim is not None:
+        result["locsim_truth"] = locsim.block
     aligned_path = Path(aligned_out) if aligned_out is not None else rf.aligned_points
     if not has_gt:
         log.warning("no ground truth for %s: reporting cloud statistics only", run)
         return result | _no_gt_fields(tau), aligned_path, None
-    gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
+    if locsim is not None:
+        gt = locsim.points
+    else:
+        gt = _read_cloud(gt_path, "ground truth", "pass --ground-truth PATH or omit it")
     init = read_points(init_path) if init_path.is_file() else None
     scores, al = _score_all(points, gt, init, tau, seed)
     result |= scores

@@ -187,10 +187,15 @@ def views_summary(
     return block
 
 
-def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> dict | None:
+def run_views(
+    run_dir: str | os.PathLike,
+    points: np.ndarray | None = None,
+    rot_true: np.ndarray | None = None,
+) -> dict | None:
     """The ``views`` block of a run: its held-out poses (``test_poses.npz``), refined where the
-    run refined them (``rot_pred``), else the CNN's; with ``rot_true`` (simulated runs) the
-    true poses' block too (``true``, in the ground truth's frame). None without poses.
+    run refined them (``rot_pred``), else the CNN's; with ``rot_true`` (simulated runs, or
+    given: a simulated localisation table's) the true poses' block too (``true``, in the
+    ground truth's frame). None without poses.
 
     Logs a warning when the views leave z unresolved.
     """
@@ -198,6 +203,8 @@ def run_views(run_dir: str | os.PathLike, points: np.ndarray | None = None) -> d
     poses = run.read_test_poses()
     if poses is None or "rot_pred" not in poses:
         return None
+    if rot_true is not None:
+        poses = dict(poses, rot_true=rot_true)
     if points is None and run.points.is_file():
         points = run.read_cloud(run.points)
     try:
