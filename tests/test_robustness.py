@@ -276,3 +276,35 @@ def test_prior_cell_runs(tmp_path):
     record = json.loads((tmp_path / "out" / "cells" / "tetrapod-tilt30-prior.json").read_text())
     assert done.returncode == 0 and record["status"] == "done", record.get("error")
     assert record["config"]["model"]["pose_prior"] == "tilt"
+
+
+def test_overrides_reach_every_training_and_a_change_reruns_the_cell(tmp_path, monkeypatch):
+    monkeypatch.setattr(rb, "cell_scores", lambda work, half_sets: {"chamfer_ratio_to_blob": 0.4})
+    cell = rb.select(rb.grid(["logo"]), ["base"])[0]
+    cfg = rb.train_config(cell, rb.SCALES["small"], 1, tmp_path, 2, {"loss.kind": "l2"})
+    assert cfg["loss"]["kind"] == "l2" and cfg["validation"] == {"half": 2}
+    assert cfg["model"]["num_points"] == 150  # the rest of the section is kept
+    with pytest.raises(HollyError, match="SECTION.KEY=VALUE"):
+        rb.train_config(cell, rb.SCALES["tiny"], 1, tmp_path, None, {"kind": "l2"})
+    calls = []
+    record = rb.run_cells([cell], tmp_path, "tiny", 0, fake_runner(calls), overrides={})[0]
+    assert record["overrides"] == {}
+    calls.clear()
+    rb.run_cells([cell], tmp_path, "tiny", 0, fake_runner(calls), overrides={})
+    assert calls == []  # finished with the same overrides: skipped
+    record = rb.run_cells(
+        [cell], tmp_path, "tiny", 0, fake_runner(calls), overrides={"loss.kind": "l2"}
+    )[0]
+    assert "train" in calls and record["overrides"] == {"loss.kind": "l2"}
+    assert '"kind": "l2"' in record["commands"][2][3]
+
+
+def test_tool_refuses_a_malformed_set(tmp_path):
+    tool = Path(__file__).resolve().parents[1] / "tools" / "robustness.py"
+    done = subprocess.run(
+        [sys.executable, str(tool), "--set", "kind=l2", "--out", str(tmp_path), "--scale", "tiny"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "SECTION.KEY=VALUE" in done.stderr
+    assert not (tmp_path / "cells").exists()

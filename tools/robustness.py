@@ -19,6 +19,7 @@ are in holly/results/robustness.py.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -58,6 +59,21 @@ def run_holly(argv: list[str], log_path: Path) -> None:
         )
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``--set SECTION.KEY=VALUE`` items as ``{"SECTION.KEY": value}`` (JSON values, else
+    strings)."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or "." not in key:
+            raise HollyError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. loss.kind=l2")
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), help="shapes (all four)")
@@ -75,6 +91,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="results/robustness", help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="seed the cells' seeds come from")
     parser.add_argument("--table-only", action="store_true", help="only tabulate the records")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a training config key for every cell (repeatable; VALUE read as JSON, else a "
+        "string), e.g. --set loss.kind=l2; use another --out for each variant",
+    )
     return parser.parse_args(argv)
 
 
@@ -85,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = select(grid(args.shapes, args.with_prior), args.cells)
         out = Path(args.out)
         if not args.table_only:
-            run_cells(cells, out, args.scale, args.seed, run_holly, args.half_sets, args.jobs)
+            overrides = parse_overrides(args.set)
+            run_cells(
+                cells, out, args.scale, args.seed, run_holly, args.half_sets, args.jobs, overrides
+            )
         csv_path, md_path = write_tables(out, records_or_placeholders(out, cells))
     except HollyError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -192,8 +192,16 @@ def size_nm(shape: str) -> float:
     return structure_nm(shape, None)[1]
 
 
-def train_config(cell: Cell, scale: Scale, seed: int, store: Path, half: int | None) -> dict:
-    """The ``holly train --config-json`` of a cell (one thread; ``half``: a half-set run)."""
+def train_config(
+    cell: Cell,
+    scale: Scale,
+    seed: int,
+    store: Path,
+    half: int | None,
+    overrides: dict | None = None,
+) -> dict:
+    """The ``holly train --config-json`` of a cell (one thread; ``half``: a half-set run), with
+    ``overrides`` (``{"section.key": value}``, e.g. ``{"loss.kind": "l2"}``) set last."""
     cfg = json.loads(json.dumps(scale.train))  # a deep copy
     cfg |= {"seed": seed, "device": "cpu"}
     cfg["data"] = {"source": "zarr", "store": str(store), "test_fraction": scale.test_fraction}
@@ -203,6 +211,11 @@ def train_config(cell: Cell, scale: Scale, seed: int, store: Path, half: int | N
         cfg["model"] = cfg.get("model", {}) | PRIORS[cell.views]
     if half is not None:
         cfg["validation"] = {"half": half}
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise HollyError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. loss.kind=l2")
+        cfg[section] = cfg.get(section, {}) | {name: value}
     return cfg
 
 
@@ -210,8 +223,11 @@ def _test_images(scale: Scale) -> int:
     return int(scale.train.get("train", {}).get("test_images", 8))
 
 
-def commands(cell: Cell, scale: Scale, seed: int, work: Path) -> list[tuple[str, list[str]]]:
-    """The ``holly`` command lines of a cell, in order, as ``(step, argv after "holly")``."""
+def commands(
+    cell: Cell, scale: Scale, seed: int, work: Path, overrides: dict | None = None
+) -> list[tuple[str, list[str]]]:
+    """The ``holly`` command lines of a cell, in order, as ``(step, argv after "holly")``;
+    ``overrides`` as in :func:`train_config`."""
     sim, store, run = work / "sim.csv", work / "store.zarr", RunFolder(work / "run")
     sigma = cell.precision * size_nm(cell.shape)
     simulate = ["simulate-localisations", "--out", str(sim), "--shape", cell.shape]
@@ -224,7 +240,7 @@ def commands(cell: Cell, scale: Scale, seed: int, work: Path) -> list[tuple[str,
     localise += ["--seed", str(seed)]
     steps = [("simulate", simulate), ("localise", localise)]
     for half, folder in ((None, run), (1, run.half(1)), (2, run.half(2))):
-        cfg = json.dumps(train_config(cell, scale, seed, store, half))
+        cfg = json.dumps(train_config(cell, scale, seed, store, half, overrides))
         name = "train" if half is None else f"train_half{half}"
         steps.append((name, ["train", "--config-json", cfg, "--out", str(folder.root)]))
     compare = ["compare", str(run.half(1).root), str(run.half(2).root)]
@@ -255,18 +271,26 @@ def read_cell(out: Path, cell: Cell) -> dict | None:
 
 
 def run_cell(
-    cell: Cell, out: Path, scale_name: str, seed: int, runner: Runner, half_sets: bool
+    cell: Cell,
+    out: Path,
+    scale_name: str,
+    seed: int,
+    runner: Runner,
+    half_sets: bool,
+    overrides: dict | None = None,
 ) -> dict:
-    """Run one cell afresh in ``OUT/work/<cell>`` and write its record (done or failed)."""
+    """Run one cell afresh in ``OUT/work/<cell>`` and write its record (done or failed);
+    ``overrides`` as in :func:`train_config`."""
     scale, cseed = SCALES[scale_name], cell_seed(seed, cell)
     work = Path(out) / "work" / cell.name
     shutil.rmtree(work, ignore_errors=True)  # an interrupted attempt leaves nothing to trust
     work.mkdir(parents=True)
-    steps = commands(cell, scale, cseed, work)
+    steps = commands(cell, scale, cseed, work, overrides)
     if not half_sets:
         steps = [s for s in steps if not s[0].startswith(("train_half", "compare"))]
     record = {"cell": cell.name, **asdict(cell), "seed": cseed, "base_seed": seed}
     record |= {"scale": scale_name, "half_sets": half_sets, "size_nm": size_nm(cell.shape)}
+    record["overrides"] = dict(overrides or {})
     record |= {"commands": [["holly", *argv] for _, argv in steps], "timings_s": {}}
     try:
         for step, argv in steps:
@@ -327,26 +351,36 @@ def run_cells(
     runner: Runner,
     half_sets: bool = False,
     jobs: int = 1,
+    overrides: dict | None = None,
 ) -> list[dict]:
-    """Every cell's record: finished ones read back, the others run (``jobs`` at a time)."""
+    """Every cell's record: finished ones read back, the others run (``jobs`` at a time); a
+    record made with other ``overrides`` (:func:`train_config`) is run again."""
     if scale not in SCALES:
         raise HollyError(f"--scale {scale!r}: choose from {', '.join(SCALES)}")
-    todo = [c for c in cells if _unfinished(out, c, scale, half_sets)]
+    overrides = dict(overrides or {})
+    todo = [c for c in cells if _unfinished(out, c, scale, half_sets, overrides)]
     log.info("%d of %d cells to run (%s scale)", len(todo), len(cells), scale)
     if jobs > 1 and len(todo) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(lambda c: run_cell(c, out, scale, seed, runner, half_sets), todo))
+            list(
+                pool.map(
+                    lambda c: run_cell(c, out, scale, seed, runner, half_sets, overrides), todo
+                )
+            )
     else:
         for c in todo:
-            run_cell(c, out, scale, seed, runner, half_sets)
+            run_cell(c, out, scale, seed, runner, half_sets, overrides)
     return [read_cell(out, c) for c in cells]
 
 
-def _unfinished(out: Path, cell: Cell, scale: str, half_sets: bool) -> bool:
+def _unfinished(out: Path, cell: Cell, scale: str, half_sets: bool, overrides: dict) -> bool:
     record = read_cell(out, cell)
     if record is None or record.get("status") != STATUS_DONE:
+        return True
+    if record.get("overrides", {}) != overrides:
+        log.warning("%s was run with other --set overrides: it runs again", cell.name)
         return True
     if record.get("scale") != scale or (half_sets and not record.get("half_sets")):
         log.warning("%s was run at another scale or without half sets: it runs again", cell.name)
