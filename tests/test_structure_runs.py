@@ -72,10 +72,10 @@ def test_npc_model_is_an_eightfold_ring_of_about_48_nm():
     assert 46 < out["radius"] * 130 < 50  # two rings, ~47 and ~50 nm (README)
 
 
-def _localised_tiny_run(tmp_path, source, particles, test_fraction, points, localise=()):
+def _localised_tiny_run(tmp_path, source, particles, test_fraction, points, localise=(), model=()):
     """`holly localise` the first ``particles`` particles of a shared file (two copies each,
-    32 px), then a few-step training of a ``points``-point cloud on the store; returns the run
-    folder."""
+    32 px), then a few-step training of a ``points``-point cloud on the store (``model``: more
+    model keys); returns the run folder."""
     accepted = tmp_path / "accepted.txt"
     accepted.write_text("\n".join(str(i) for i in range(particles)) + "\n")
     store = tmp_path / "localised.zarr"
@@ -85,11 +85,28 @@ def _localised_tiny_run(tmp_path, source, particles, test_fraction, points, loca
     cfg = {
         "data": {"source": "zarr", "store": str(store), "test_fraction": test_fraction},
         "render": {"height": 32, "width": 32},
-        "model": {"num_points": points},
+        "model": {"num_points": points, **dict(model)},
         "sigma": {"values": [3.0, 1.5]},
         "train": TINY_TRAIN,
     }
     return train(from_dict(cfg), tmp_path / "run")
+
+
+def test_tud_logos_with_the_in_plane_prior_stay_flat_and_say_z_is_unresolved(tmp_path):
+    """The real DNA-PAINT TUD logos at 30 % labelling (top views only) with the example
+    config's `model.pose_prior: inplane`: the cloud is exactly flat, every written pose is an
+    in-plane turn (or the flip to the other face), and the evaluation reports z unresolved."""
+    source = real("tud_logo_dnapaint/tud_dol30.mat")
+    localise = ("--format", "tud-mat", "--pixel-size", "130")
+    model = {"pose_prior": "inplane"}
+    run = _localised_tiny_run(tmp_path, source, 24, 0.1, 24, localise, model)
+    assert main(["evaluate", str(run), "--structure", "flat"]) == 0
+    result = json.loads((run / "evaluation.json").read_text())
+    assert result["structure"]["flatness"] == 0.0
+    assert result["views"]["unresolved_z"] is True
+    assert result["views"]["pose_prior"]["kind"] == "inplane"
+    poses = np.load(run / "test_poses.npz")
+    assert np.all(np.abs(poses["rot_pred"][:, 2, 2]) == 1.0)
 
 
 def test_tetrahedra_localised_trained_and_checked(tmp_path):
