@@ -28,9 +28,35 @@ from pathlib import Path
 
 import pytest
 from test_poses import TINY_REFINE
-from test_resume_exact import assert_same_run
+from test_resume_exact import assert_same_run as _assert_same_files
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def config_with_new_defaults(pinned: dict, current: dict) -> bool:
+    """The current code's resolved config is the pinned code's, plus keys added since then at
+    their defaults (the rule `--resume auto` applies: a key a checkpoint lacks compares as its
+    default, holly/run/checkpoint.py)."""
+    from holly.config import from_dict
+
+    defaults = from_dict({"variant": pinned.get("variant", "paper")}).to_dict()
+    trimmed = {}
+    for section, value in current.items():
+        if isinstance(value, dict) and section in pinned:
+            old = pinned[section]
+            added = {k: v for k, v in value.items() if k not in old}
+            if any(defaults.get(section, {}).get(k) != v for k, v in added.items()):
+                return False
+            trimmed[section] = {k: v for k, v in value.items() if k in old}
+        else:
+            trimmed[section] = value
+    return trimmed == pinned
+
+
+def assert_same_run(pinned_run: Path, current_run: Path) -> None:
+    _assert_same_files(pinned_run, current_run, config_with_new_defaults)
+
+
 PINNED = "5107f9a"  # main before issue 23's first commit (813c7f6, stages as sub-packages)
 
 # 12 amortised CNN steps (3 pose hypotheses) and 6 refinement steps; checkpoints every 3 steps.
@@ -158,3 +184,14 @@ def test_a_run_of_the_pinned_code_killed_midway_resumes_under_the_current_code(
     assert provenance["resumed_from_step"] == step
     assert not (run / "checkpoints" / "replaced").exists()
     assert_same_run(runs["pinned"], run)
+
+
+def test_new_config_keys_count_only_at_their_defaults():
+    pinned = {"variant": "paper", "model": {"num_points": 20}, "seed": 3}
+    current = {"variant": "paper", "model": {"num_points": 20, "pose_prior": "uniform"}, "seed": 3}
+    assert config_with_new_defaults(pinned, current)
+    assert not config_with_new_defaults(
+        pinned, {**current, "model": {"num_points": 20, "pose_prior": "tilt"}}
+    )
+    assert not config_with_new_defaults(pinned, {**current, "seed": 4})
+    assert not config_with_new_defaults(pinned, {**current, "model": {"num_points": 21}})

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from test_poses import TINY_REFINE
 from test_train import TINY
 
@@ -53,14 +54,22 @@ def _metrics(path: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(open(path))]
 
 
-def assert_same_run(full: Path, resumed: Path) -> None:
+def assert_same_run(full: Path, resumed: Path, same_config=None) -> None:
+    """Every file of two run folders the same (``provenance.json`` aside); ``same_config(a, b)``,
+    if given, decides whether two resolved configs (``config.yaml``, a checkpoint's
+    ``config``) count as the same, instead of equality."""
     a, b = _files(full), _files(resumed)
     assert a.keys() == b.keys()
     for name, path in a.items():
         other = b[name]
         if path.suffix == ".pt":
             x, y = (torch.load(p, weights_only=True) for p in (path, other))
+            if same_config is not None:
+                assert same_config(x.pop("config"), y.pop("config")), f"{name}: config"
             assert _same(x, y), name
+        elif path.name == "config.yaml" and same_config is not None:
+            x, y = (yaml.safe_load(p.read_text()) for p in (path, other))
+            assert same_config(x, y), name
         elif path.suffix == ".npz":
             x, y = np.load(path), np.load(other)
             assert x.files == y.files, name
