@@ -2,7 +2,6 @@
 run against its localisation simulation (`holly evaluate --locsim-truth`), and one tiny cell
 through the real command chain (tools/robustness.py)."""
 
-import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 import holly.cli
-from holly.config import ModelConfig, from_dict
+from holly.config import from_dict
 from holly.data.imagestore import ImageStore
 from holly.data.locsim import read_truth, store_poses
 from holly.data.pointio import write_points
@@ -267,10 +266,6 @@ def test_one_tiny_cell_through_the_real_cli_chain(tmp_path):
     assert again.returncode == 0 and "tetrapod-base is finished: skipped" in again.stderr
 
 
-@pytest.mark.skipif(
-    "pose_prior" not in {f.name for f in dataclasses.fields(ModelConfig)},
-    reason="model.pose_prior is not a config key yet",
-)
 def test_prior_cell_runs(tmp_path):
     done = _tool(tmp_path, "--cells", "tetrapod-tilt30-prior", "--with-prior")
     record = json.loads((tmp_path / "out" / "cells" / "tetrapod-tilt30-prior.json").read_text())
