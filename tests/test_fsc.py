@@ -112,3 +112,46 @@ def test_to_dict_reports_nm_when_the_pixel_size_is_known():
     assert out["resolution_0143_nm"] == pytest.approx(160.0 * out["resolution_0143"])
     assert F.cloud_fsc(a, a, 0.1).to_dict()["resolution_05_nm"] is None
     assert len(out["curve"]["frequency"]) == len(out["curve"]["fsc"])
+
+
+def _flat(seed: int, n: int = 300) -> np.ndarray:
+    a = _rng(seed).uniform(-1, 1, (n, 3))
+    a[:, 2] = 0.0
+    return a
+
+
+def test_frc_is_one_for_equal_images_and_about_zero_for_independent_ones():
+    img = _rng(5).random((32, 32))
+    curve = F.frc(img, img.copy(), 0.1)
+    assert np.allclose(curve.fsc[curve.n_voxels > 0], 1.0)
+    assert curve.frequency[-1] == pytest.approx(0.5 / 0.1)  # rings 0 .. n/2, Nyquist last
+    noise = F.frc(_rng(6).normal(size=(64, 64)), _rng(7).normal(size=(64, 64)), 1.0)
+    # independent noise: each ring's correlation is ~N(0, 1 / coefficients); within 4 sd
+    assert np.all(np.abs(noise.fsc[1:]) < 4 / np.sqrt(noise.n_voxels[1:]))
+    # Parseval: the ring weights count every coefficient of the full 2D spectrum once
+    assert noise.n_voxels.sum() == pytest.approx(
+        (
+            np.rint(np.hypot(*np.meshgrid(np.fft.fftfreq(64) * 64, np.fft.fftfreq(64) * 64))) <= 32
+        ).sum()
+    )
+    with pytest.raises(ValueError, match="square"):
+        F.frc(np.zeros((4, 5)), np.zeros((4, 5)), 1.0)
+
+
+def test_flat_clouds_need_the_ring_correlation():
+    """Two flat clouds whose in-plane points differ (jitter 0.1) agree perfectly along z: the 3D
+    FSC counts that as agreement and stays near the cutoff, while the FRC of the projections
+    shows the in-plane disagreement."""
+    a = _flat(8)
+    b = a + np.c_[_rng(9).normal(0, 0.1, (len(a), 2)), np.zeros(len(a))]
+    volume = F.cloud_fsc(a, b, SIGMA)
+    rings = F.cloud_fsc(a, b, SIGMA, planar=True)
+    assert rings.planar and rings.to_dict()["kind"] == "FRC of the xy projections"
+    assert volume.to_dict()["kind"] == "FSC"
+    r_vol, r_ring = (x.crossings[0.143].resolution for x in (volume, rings))
+    assert r_ring > 2 * r_vol
+    # and for 3D clouds with the same jitter in-plane only, the FRC reads about the same jitter
+    jittered = F.cloud_fsc(
+        a, a + np.c_[_rng(10).normal(0, 0.02, (len(a), 2)), np.zeros(len(a))], SIGMA, planar=True
+    )
+    assert jittered.crossings[0.143].resolution < r_ring

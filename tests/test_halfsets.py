@@ -175,3 +175,27 @@ def test_compare_prefers_the_scale_recorded_in_provenance(tmp_path):
     assert main(["compare", *runs, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["resolution_05_nm"] == pytest.approx(80.0 * result["resolution_05"])
+
+
+def test_halves_of_in_plane_runs_are_compared_by_their_projections(tmp_path):
+    """Runs held to in-plane poses (model.pose_prior: inplane) are flat by construction: their
+    halves' resolution is the ring correlation of the xy projections, and says so."""
+    import yaml
+
+    from holly.results.halfsets import compare_runs
+
+    runs = []
+    for k in (1, 2):
+        run = make_fake_run(tmp_path / f"h{k}", n_points=60, seed=k)
+        cfg_path = run / "config.yaml"
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg.setdefault("model", {})["pose_prior"] = "inplane"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        runs.append(run)
+    result = compare_runs(*runs)
+    assert result["fsc"]["kind"] == "FRC of the xy projections"
+    plain = compare_runs(
+        make_fake_run(tmp_path / "p1", n_points=60, seed=1),
+        make_fake_run(tmp_path / "p2", n_points=60, seed=2),
+    )
+    assert plain["fsc"]["kind"] == "FSC"

@@ -223,6 +223,36 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, voxel: float) -> FSCCurve:
     )
 
 
+def frc(image_a: np.ndarray, image_b: np.ndarray, pixel: float) -> FSCCurve:
+    """Fourier ring correlation of two square images on the same grid: :func:`fsc` in 2D
+    (rings ``round(|k| * n)``, the half-spectrum's columns weighted as its planes are there).
+
+    Used for clouds that are flat by construction (the in-plane pose prior): their xy
+    projections are the ``k_z = 0`` slice of the volumes' spectra (projection-slice theorem),
+    the only part of it the data determined.
+    """
+    a, b = np.asarray(image_a, np.float64), np.asarray(image_b, np.float64)
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"need two equal square images, got {a.shape} and {b.shape}")
+    n = a.shape[0]
+    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
+    f, fy = np.fft.fftfreq(n) * n, np.fft.rfftfreq(n) * n
+    rings = np.rint(np.sqrt(f[:, None] ** 2 + fy[None, :] ** 2)).astype(np.int64)
+    w = np.broadcast_to(_rfft_weights(n), rings.shape)
+    keep = rings <= n // 2
+    idx, wk, s = rings[keep], w[keep], n // 2 + 1
+    cross = np.bincount(idx, wk * (fa[keep] * np.conj(fb[keep])).real, minlength=s)
+    pa = np.bincount(idx, wk * np.abs(fa[keep]) ** 2, minlength=s)
+    pb = np.bincount(idx, wk * np.abs(fb[keep]) ** 2, minlength=s)
+    count = np.bincount(idx, wk, minlength=s)
+    denom = np.sqrt(pa * pb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)
+    return FSCCurve(
+        frequency=np.arange(s) / (n * pixel), fsc=curve, n_voxels=count.astype(np.int64)
+    )
+
+
 def gaussian_cutoff(sigma: float, level: float = DEFAULT_CUTOFF_LEVEL) -> float:
     """Frequency (cycles per unit) where a Gaussian's transform ``exp(-2 pi^2 sigma^2 k^2)``
     falls to ``level``: ``sqrt(ln(1 / level) / 2) / (pi sigma)``."""
@@ -263,11 +293,13 @@ class CloudFSC:
     grid: Grid
     sigma: float
     max_frequency: float  # min(grid Nyquist, Gaussian cutoff), cycles per model unit
+    planar: bool = False  # the curve is the FRC of the xy projections (flat clouds)
 
     def to_dict(self, nm_per_unit: float | None = None) -> dict:
         """JSON-ready: resolutions in model units (and nm when ``nm_per_unit`` is known)."""
         usable = self.curve.frequency <= self.max_frequency + 1e-12
         out = {
+            "kind": "FRC of the xy projections" if self.planar else "FSC",
             "sigma": self.sigma,
             "grid": {
                 "size": self.grid.size,
@@ -305,17 +337,25 @@ def cloud_fsc(
     thresholds: tuple[float, ...] = THRESHOLDS,
     cutoff_level: float = DEFAULT_CUTOFF_LEVEL,
     max_size: int = MAX_SIZE,
+    planar: bool = False,
 ) -> CloudFSC:
     """FSC of two (already aligned) clouds ``a [N, 3]``, ``b [M, 3]`` rendered at ``sigma``.
 
     The grid, density, mask, shells, cutoff and crossings are those of the module docstring.
+    ``planar``: the clouds are flat by construction (z never reached an image), so two of them
+    agree perfectly along z whatever their in-plane detail, and the 3D FSC stays high up to the
+    cutoff; the Fourier ring correlation of their xy projections (:func:`frc`) is used instead.
     """
     a, b = _as_points(a), _as_points(b)
     grid = make_grid([a, b], sigma, max_size=max_size)
     mask = soft_sphere_mask(
         grid, grid.radius + MASK_SIGMAS * sigma, grid.radius + PAD_SIGMAS * sigma
     )
-    curve = fsc(density(a, grid, sigma) * mask, density(b, grid, sigma) * mask, grid.voxel)
+    vol_a, vol_b = density(a, grid, sigma) * mask, density(b, grid, sigma) * mask
+    if planar:
+        curve = frc(vol_a.sum(axis=2), vol_b.sum(axis=2), grid.voxel)
+    else:
+        curve = fsc(vol_a, vol_b, grid.voxel)
     limit = min(grid.nyquist, gaussian_cutoff(sigma, cutoff_level))
     cross = {t: crossing(curve, t, limit) for t in thresholds}
-    return CloudFSC(curve, cross, grid, float(sigma), float(limit))
+    return CloudFSC(curve, cross, grid, float(sigma), float(limit), planar)

@@ -89,14 +89,17 @@ def compare_clouds(
     *,
     seed: int = 0,
     nm_per_unit: float | None = None,
+    planar: bool = False,
 ) -> tuple[dict, np.ndarray]:
-    """Align ``b`` onto ``a`` (mirror allowed), then Chamfer, Hausdorff-95 and FSC.
+    """Align ``b`` onto ``a`` (mirror allowed), then Chamfer, Hausdorff-95 and FSC (``planar``:
+    the ring correlation of the xy projections, for clouds flat by construction;
+    :func:`holly.results.fsc.cloud_fsc`).
 
     Returns the JSON-ready scores and ``b`` aligned ``[M, 3]``.
     """
     al = align(b, a, seed=seed)
     metrics = shape_metrics(al.aligned, a, tau=float("inf"))
-    fsc = cloud_fsc(a, al.aligned, sigma)
+    fsc = cloud_fsc(a, al.aligned, sigma, planar=planar)
     scores = {
         "chamfer": al.chamfer,
         "hausdorff95": metrics["hausdorff95"],
@@ -198,7 +201,12 @@ def compare_runs(
             "the runs end at different sigmas (%.4g, %.4g units): using %.4g", sigma, sigma_b, sigma
         )
     nm = nm_per_unit(ra, cfg_a)
-    scores, b_aligned = compare_clouds(a, b, sigma, seed=seed, nm_per_unit=nm)
+    # runs held to in-plane poses are flat by construction: their 3D FSC would count the
+    # shared flatness as agreement at every frequency, so the xy projections are compared
+    planar = any((c.get("model") or {}).get("pose_prior") == "inplane" for c in (cfg_a, cfg_b))
+    if planar:
+        log.info("in-plane pose prior: the halves' resolution is the FRC of their xy projections")
+    scores, b_aligned = compare_clouds(a, b, sigma, seed=seed, nm_per_unit=nm, planar=planar)
     fsc = scores["fsc"]
     result = {
         "holly_version": __version__,
