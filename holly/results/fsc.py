@@ -205,12 +205,18 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, voxel: float) -> FSCCurve:
     if a.shape != b.shape or a.ndim != 3 or len(set(a.shape)) != 1:
         raise ValueError(f"need two equal cubic volumes, got {a.shape} and {b.shape}")
     n = a.shape[0]
-    fa, fb = np.fft.rfftn(a), np.fft.rfftn(b)
-    shells = shell_index(n)
+    return _shell_correlation(np.fft.rfftn(a), np.fft.rfftn(b), shell_index(n), n, voxel)
+
+
+def _shell_correlation(
+    fa: np.ndarray, fb: np.ndarray, shells: np.ndarray, n: int, spacing: float
+) -> FSCCurve:
+    """The correlation per shell (ring) of two half-spectra ``fa``, ``fb`` (``rfftn`` of ``n``
+    samples per axis, ``spacing`` apart) whose coefficients lie in ``shells`` (same shape);
+    each coefficient counts with its multiplicity in the full spectrum."""
     w = np.broadcast_to(_rfft_weights(n), shells.shape)
     keep = shells <= n // 2
-    idx, wk = shells[keep], w[keep]
-    s = n // 2 + 1
+    idx, wk, s = shells[keep], w[keep], n // 2 + 1
     cross = np.bincount(idx, wk * (fa[keep] * np.conj(fb[keep])).real, minlength=s)
     pa = np.bincount(idx, wk * np.abs(fa[keep]) ** 2, minlength=s)
     pb = np.bincount(idx, wk * np.abs(fb[keep]) ** 2, minlength=s)
@@ -219,7 +225,7 @@ def fsc(volume_a: np.ndarray, volume_b: np.ndarray, voxel: float) -> FSCCurve:
     with np.errstate(invalid="ignore", divide="ignore"):
         curve = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)
     return FSCCurve(
-        frequency=np.arange(s) / (n * voxel), fsc=curve, n_voxels=count.astype(np.int64)
+        frequency=np.arange(s) / (n * spacing), fsc=curve, n_voxels=count.astype(np.int64)
     )
 
 
@@ -235,22 +241,9 @@ def frc(image_a: np.ndarray, image_b: np.ndarray, pixel: float) -> FSCCurve:
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise ValueError(f"need two equal square images, got {a.shape} and {b.shape}")
     n = a.shape[0]
-    fa, fb = np.fft.rfft2(a), np.fft.rfft2(b)
     f, fy = np.fft.fftfreq(n) * n, np.fft.rfftfreq(n) * n
     rings = np.rint(np.sqrt(f[:, None] ** 2 + fy[None, :] ** 2)).astype(np.int64)
-    w = np.broadcast_to(_rfft_weights(n), rings.shape)
-    keep = rings <= n // 2
-    idx, wk, s = rings[keep], w[keep], n // 2 + 1
-    cross = np.bincount(idx, wk * (fa[keep] * np.conj(fb[keep])).real, minlength=s)
-    pa = np.bincount(idx, wk * np.abs(fa[keep]) ** 2, minlength=s)
-    pb = np.bincount(idx, wk * np.abs(fb[keep]) ** 2, minlength=s)
-    count = np.bincount(idx, wk, minlength=s)
-    denom = np.sqrt(pa * pb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        curve = np.where(denom > 0, cross / np.where(denom > 0, denom, 1.0), 0.0)
-    return FSCCurve(
-        frequency=np.arange(s) / (n * pixel), fsc=curve, n_voxels=count.astype(np.int64)
-    )
+    return _shell_correlation(np.fft.rfft2(a), np.fft.rfft2(b), rings, n, pixel)
 
 
 def gaussian_cutoff(sigma: float, level: float = DEFAULT_CUTOFF_LEVEL) -> float:
