@@ -199,3 +199,25 @@ def test_halves_of_in_plane_runs_are_compared_by_their_projections(tmp_path):
         make_fake_run(tmp_path / "p2", n_points=60, seed=2),
     )
     assert plain["fsc"]["kind"] == "FSC"
+
+
+def test_halves_must_share_the_pose_prior_and_a_missing_key_is_its_default(tmp_path):
+    import yaml
+
+    from holly.errors import HollyError
+    from holly.results.halfsets import compare_runs
+
+    def run(name, seed, prior):
+        path = make_fake_run(tmp_path / name, n_points=60, seed=seed)
+        cfg = yaml.safe_load((path / "config.yaml").read_text())
+        model = cfg.setdefault("model", {})
+        model.pop("pose_prior", None)
+        if prior is not None:
+            model["pose_prior"] = prior
+        (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return path
+
+    with pytest.raises(HollyError, match="model.pose_prior 'inplane' vs 'uniform'"):
+        compare_runs(run("a", 1, "inplane"), run("b", 2, "uniform"))
+    # a run made before the key existed counts as uniform
+    assert compare_runs(run("c", 1, None), run("d", 2, "uniform"))["fsc"]["kind"] == "FSC"
