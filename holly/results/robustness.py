@@ -294,10 +294,19 @@ def run_cell(
     record |= {"commands": [["holly", *argv] for _, argv in steps], "timings_s": {}}
     try:
         for step, argv in steps:
+            # a cell trains for minutes: say what runs, and where its log is to follow it
+            log.info("cell %s: %s (log: %s)", cell.name, step, work / "logs" / f"{step}.log")
             start = time.perf_counter()
             runner(argv, work / "logs" / f"{step}.log")
             record["timings_s"][step] = time.perf_counter() - start
         record |= {"status": STATUS_DONE, "error": None, **cell_scores(work, half_sets)}
+        log.info(
+            "cell %s done in %.1f min: Chamfer / blob %s, pose error median %s deg",
+            cell.name,
+            sum(record["timings_s"].values()) / 60,
+            _fmt(record.get("chamfer_ratio_to_blob"), "{:.2f}"),
+            _fmt(record.get("pose_error_median_deg"), "{:.1f}"),
+        )
     except Exception as exc:  # a failed cell is recorded, with its error, and the sweep goes on
         log.error("cell %s failed: %s", cell.name, exc)
         record |= {"status": STATUS_FAILED, "error": f"{type(exc).__name__}: {exc}"}
