@@ -235,6 +235,19 @@ def rotation_about_z(theta: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
+def rotation_about_x(theta: torch.Tensor) -> torch.Tensor:
+    """Rotations about the x axis (an out-of-plane tilt), ``theta [...]`` radians →
+    ``[..., 3, 3]``."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    zero, one = torch.zeros_like(theta), torch.ones_like(theta)
+    rows = (
+        torch.stack([one, zero, zero], -1),
+        torch.stack([zero, c, -s], -1),
+        torch.stack([zero, s, c], -1),
+    )
+    return torch.stack(rows, -2)
+
+
 def geodesic_angle(r1, r2):
     """Angle in radians of ``r1^T r2`` for orthogonal matrices ``[..., 3, 3]`` → ``[...]``.
 

@@ -36,7 +36,12 @@ from dataclasses import dataclass
 
 import torch
 
-from holly.method.geometry import axis_angle_to_matrix, random_rotations, rotation_about_z
+from holly.method.geometry import (
+    axis_angle_to_matrix,
+    random_rotations,
+    rotation_about_x,
+    rotation_about_z,
+)
 
 PRIORS = ("uniform", "tilt", "inplane")
 
@@ -93,7 +98,7 @@ class PosePrior:
         face = torch.where(u[3] < 0.5, 1.0, -1.0).to(torch.float64)
         rotations = (
             rotation_about_z(2 * math.pi * u[1])
-            @ _rotation_about_x(tilt)
+            @ rotation_about_x(tilt)
             @ rotation_about_z(2 * math.pi * u[2])
             @ _face(face)
         )
@@ -137,14 +142,3 @@ def _face(face: torch.Tensor) -> torch.Tensor:
     that shows the other face, or the identity."""
     one = torch.ones_like(face)
     return torch.diag_embed(torch.stack([one, face, face], -1))
-
-
-def _rotation_about_x(theta: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(theta), torch.sin(theta)
-    zero, one = torch.zeros_like(theta), torch.ones_like(theta)
-    rows = (
-        torch.stack([one, zero, zero], -1),
-        torch.stack([zero, c, -s], -1),
-        torch.stack([zero, s, c], -1),
-    )
-    return torch.stack(rows, -2)
