@@ -111,16 +111,20 @@ UNIFORM = PosePrior()  # any 3D pose: the default, which changes nothing
 def tilt_of(rotations: torch.Tensor) -> torch.Tensor:
     """Out-of-plane tilt (radians, in [0, pi/2]) of each pose's viewing direction ``R[2]``
     from the nearer of ``+z`` and ``-z``."""
-    d = rotations[..., 2, :]
-    return torch.atan2(torch.linalg.vector_norm(d[..., :2], dim=-1), d[..., 2].abs())
+    return _sin_and_tilt(rotations[..., 2, :])[1]
+
+
+def _sin_and_tilt(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|d x pole|`` and the tilt of viewing directions ``d [..., 3]``; the sine is kept off 0
+    (by 1e-15) so that its gradient stays finite at a pure top view."""
+    sin_t = torch.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2 + 1e-30)
+    return sin_t, torch.atan2(sin_t, d[..., 2].abs())
 
 
 def _limit_tilt(rotations: torch.Tensor, max_tilt: float, soft: bool) -> torch.Tensor:
     d = rotations[..., 2, :]
     pole = torch.where(d[..., 2] >= 0, 1.0, -1.0).to(d.dtype)
-    # |d x pole|, kept off 0 so that the gradient of the norm stays finite at a pure top view
-    sin_t = torch.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2 + 1e-30)
-    tilt = torch.atan2(sin_t, d[..., 2].abs())
+    sin_t, tilt = _sin_and_tilt(d)
     if soft and max_tilt > 0:
         allowed = max_tilt * torch.tanh(tilt / max_tilt)
     else:
