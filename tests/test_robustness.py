@@ -229,6 +229,11 @@ def test_locsim_truth_refusals(tmp_path, capsys):
     rf, _ = _fake_run(tmp_path, sim, store, np.eye(3))
     both = ["evaluate", str(rf.root), "--locsim-truth", str(sim), "--ground-truth", str(sim)]
     assert holly.cli.main(both) == 2
+    assert "leave out --ground-truth" in capsys.readouterr().err
+    assert not rf.evaluation.exists()
+    snapshots = ["evaluate", str(rf.root), "--locsim-truth", str(sim), "--snapshots"]
+    assert holly.cli.main(snapshots) == 2
+    assert "leave out --snapshots" in capsys.readouterr().err
     cfg = rf.read_config() | {"data": rf.read_config()["data"] | {"source": "simulated"}}
     rf.write_config(cfg)
     assert holly.cli.main(["evaluate", str(rf.root), "--locsim-truth", str(sim)]) == 2

@@ -191,9 +191,8 @@ def main(args: argparse.Namespace) -> int:
         "--snapshots": run.snapshot_scores if args.snapshots else None,
     }
     refuse_inputs(outputs, [*run.trained_files(), args.ground_truth, args.locsim_truth])
-    if args.locsim_truth and (args.ground_truth or args.snapshots):
-        other = "--ground-truth" if args.ground_truth else "--snapshots"
-        raise HollyError(f"--locsim-truth gives the ground truth in memory: leave out {other}")
+    if args.locsim_truth and args.snapshots:  # with --ground-truth: refused by score_run
+        raise HollyError("--locsim-truth gives the ground truth in memory: leave out --snapshots")
     if not run.root.is_dir():  # nothing to lock: _evaluate reports the missing folder
         return _evaluate(args)
     if args.snapshots and not run.is_finished():
