@@ -80,7 +80,7 @@ class PoseSearch:
         """Jump every image of ``table`` (``images_of(rows) -> [B, H, W]`` at ``sigma``) to its
         best candidate around its current pose, resetting the pose optimiser of those that
         moved."""
-        symmetries = self.symmetries()
+        symmetries, prior = self.symmetries(), PosePrior.from_config(self.cfg)
         rows = torch.arange(len(table), device=self.points.device)
         moved = 0
         for idx in rows.split(256):
@@ -95,7 +95,7 @@ class PoseSearch:
                 render_spec(self.cfg),
                 symmetries,
                 self.cfg.refine.flips,
-                PosePrior.from_config(self.cfg),
+                prior,
             )
             changed = idx[pick != 0]
             table.jump(idx, new_rot, new_shift)
