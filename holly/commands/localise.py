@@ -124,6 +124,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default="cell",
         help="CEP152 .mat particle numbering: cell order or #refs# name order",
     )
+    parser.add_argument(
+        "--precision-blur",
+        action="store_true",
+        help="draw each localisation as a Gaussian of width sqrt(sigma^2 + its precision^2), "
+        "from the table's precision column (refused without one): smooth densities instead "
+        "of shot-noise dots when the precision is coarse",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for rendering (cpu)")
     parser.add_argument("--force", action="store_true", help="replace an existing store")
 
@@ -148,6 +155,7 @@ def main(args: argparse.Namespace) -> int:
         pixel_size=args.pixel_size,
         min_localisations=args.min_localisations,
         outlier_factor=args.outlier_factor,
+        precision_blur=args.precision_blur,
         overwrite=args.force,
         device=args.device,
     )
