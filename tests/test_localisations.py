@@ -306,3 +306,44 @@ def test_same_orientation_as_ceprender_fits_after_ingest(tmp_path):
     ingest_fits(tmp_path / "src", tmp_path / "fits.zarr")
     ingested = ImageStore.open(tmp_path / "fits.zarr").load_level(1.5)[0]
     assert np.allclose(store.load_level(1.5)[0], ingested, atol=1e-5)
+
+
+def test_centroid_centring_puts_the_mean_at_the_frame_centre(tmp_path):
+    """An asymmetric particle (a dense cluster and a few far localisations): --centre centroid
+    puts the mean of its localisations, and so the image's intensity centroid, on the frame
+    centre under every rotation; the frame scale is measured from that centre, so the farthest
+    localisation still lands (1 - margin) of the way to the edge."""
+    rng = np.random.default_rng(5)
+    dense = rng.normal(0.0, 5.0, (60, 2))
+    far = np.array([[80.0, 0.0], [70.0, 30.0], [75.0, -20.0]])
+    particle = np.concatenate([dense, far]) + 3000.0
+    write_thunderstorm(tmp_path / "a.csv", [particle])
+    rows, cols = np.mgrid[:SIZE, :SIZE]
+    offsets = {}
+    for how in ("bbox", "centroid"):
+        result = localise(
+            tmp_path / "a.csv",
+            tmp_path / f"{how}.zarr",
+            [0.7],
+            size=SIZE,
+            perturbations=4,
+            particle_column="particle",
+            centre=how,
+            margin=0.2,
+        )
+        centred = particle - (
+            particle.mean(0) if how == "centroid" else (particle.min(0) + particle.max(0)) / 2
+        )
+        r_max = np.sqrt((centred**2).sum(1)).max()
+        assert result.pixels_per_unit == pytest.approx(0.8 * (SIZE / 2 - 0.5) / r_max, rel=1e-6)
+        store = ImageStore.open(tmp_path / f"{how}.zarr")
+        assert store.attrs["params"]["centre"] == how
+        images = store.load_level(0.7)
+        assert np.allclose(images.sum((1, 2)), len(particle), rtol=2e-3)  # nothing left the frame
+        offsets[how] = max(
+            np.hypot(
+                (im * rows).sum() / im.sum() - SIZE / 2, (im * cols).sum() / im.sum() - SIZE / 2
+            )
+            for im in images
+        )
+    assert offsets["centroid"] < 0.05 < 1.0 < offsets["bbox"]

@@ -19,7 +19,8 @@ are dropped with a warning. The store records nm per image pixel where the sourc
 rendered particles as read, with z and its precision where the file has them (the images show
 the xy projection).
 
-Each particle is centred on its bounding-box centre and scaled by one global factor (the
+Each particle is centred on its bounding-box centre (--centre centroid: on the mean of its
+localisations) and scaled by one global factor (the
 localisation farthest from its centre lands (1 - margin) of the way to the frame edge), then
 --perturbations copies with random in-plane rotations (seeded) are rendered at every sigma with
 holly's renderer. Image sums equal the localisation counts. Localisation y grows down, as in
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    from holly.data.localisations import FORMATS
+    from holly.data.localisations import CENTRES, FORMATS
 
     parser.add_argument("input", metavar="INPUT", type=Path, help="localisation file or folder")
     parser.add_argument(
@@ -131,6 +132,14 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "from the table's precision column (refused without one): smooth densities instead "
         "of shot-noise dots when the precision is coarse",
     )
+    parser.add_argument(
+        "--centre",
+        choices=CENTRES,
+        default="bbox",
+        help="centre each particle on its bounding-box centre (bbox, CEPrender's) or on the "
+        "mean of its localisations (centroid: steadier under coarse precision and partial "
+        "labelling)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for rendering (cpu)")
     parser.add_argument("--force", action="store_true", help="replace an existing store")
 
@@ -156,6 +165,7 @@ def main(args: argparse.Namespace) -> int:
         min_localisations=args.min_localisations,
         outlier_factor=args.outlier_factor,
         precision_blur=args.precision_blur,
+        centre=args.centre,
         overwrite=args.force,
         device=args.device,
     )

@@ -16,15 +16,16 @@ nm per source unit (from the file, or ``pixel_size``) divided by ``pixels_per_un
 
 Then (:func:`localise`): keep the accepted particles (optional index list), drop small ones
 (optional size cut at median - 2 sd of the localisation counts), keep at most ``max_points``
-random localisations per particle, centre each particle on its bounding-box centre, scale every
-particle by one global factor, and render ``perturbations`` randomly in-plane-rotated copies of
+random localisations per particle, centre each particle on its bounding-box centre (or, with
+``centre="centroid"``, on the mean of its localisations), scale every particle by one global
+factor, and render ``perturbations`` randomly in-plane-rotated copies of
 each at every sigma with :func:`holly.method.render.render`. Image sums equal the number of
 localisations (less the Gaussian tails beyond the frame): no noise, no normalisation, as
 CEPrender made the CEP152 images.
 
 Global scale: ``pixels_per_unit = (1 - margin) * (size / 2 - 0.5) / r_max`` where ``r_max`` is
 the largest distance of any localisation of any selected particle from its particle's
-bounding-box centre. The renderer's frame centre is pixel ``size / 2`` and the nearest frame edge
+centre. The renderer's frame centre is pixel ``size / 2`` and the nearest frame edge
 (pixel ``size - 1`` plus half a pixel) lies ``size / 2 - 0.5`` pixels away, so the particle
 reaching farthest reaches ``(1 - margin)`` of the way to the nearest edge *under every rotation*:
 no localisation leaves the frame (Gaussian tails still can, by about ``sigma``). (CEPrender
@@ -200,11 +201,11 @@ def _warn_whole_field(particles: Particles, selected: np.ndarray, where) -> None
 
 
 def frame_scale(xy: list[np.ndarray], size: int, margin: float) -> float:
-    """Global pixels per source unit: the farthest localisation from its particle's
-    bounding-box centre lands ``(1 - margin) * (size / 2 - 0.5)`` pixels from the frame centre,
-    i.e. that fraction of the way to the nearest frame edge."""
+    """Global pixels per source unit for particles already centred (:func:`_centre`): the
+    localisation farthest from its particle's centre lands ``(1 - margin) * (size / 2 - 0.5)``
+    pixels from the frame centre, i.e. that fraction of the way to the nearest frame edge."""
     with np.errstate(over="ignore", invalid="ignore"):
-        r_max = max(float(np.sqrt((_centre(p) ** 2).sum(axis=1)).max()) for p in xy)
+        r_max = max(float(np.sqrt((p**2).sum(axis=1)).max()) for p in xy)
         scale = (1.0 - margin) * (size / 2 - 0.5) / r_max if r_max > 0 else 0.0
     if not np.isfinite(r_max) or (r_max > 0 and not (np.isfinite(scale) and scale > 0)):
         raise HollyError(
@@ -216,8 +217,17 @@ def frame_scale(xy: list[np.ndarray], size: int, margin: float) -> float:
     return scale
 
 
-def _centre(p: np.ndarray) -> np.ndarray:
-    """Localisations relative to the bounding-box centre ((min + max) / 2)."""
+CENTRES = ("bbox", "centroid")
+
+
+def _centre(p: np.ndarray, how: str = "bbox") -> np.ndarray:
+    """Localisations relative to the bounding-box centre ((min + max) / 2), or to their mean.
+
+    The bounding box is set by the two most extreme localisations on each axis, so its centre
+    scatters with the precision and with which sites a partial particle shows; the mean of all
+    its localisations scatters much less."""
+    if how == "centroid":
+        return p - p.mean(axis=0)
     return p - (p.min(axis=0) + p.max(axis=0)) / 2
 
 
@@ -525,6 +535,7 @@ def localise(
     min_localisations: int = 2,
     outlier_factor: float | None = 3.0,
     precision_blur: bool = False,
+    centre: str = "bbox",
     overwrite: bool = False,
     device: str = "cpu",
     prefetch: bool = True,
@@ -571,6 +582,9 @@ def localise(
         Particles reaching farther than this many times the median particle's reach from their
         centre are dropped with a warning (a whole field of view among picks would otherwise
         shrink every particle); None or 0 keeps them.
+    centre : {"bbox", "centroid"}
+        Centre each particle on its bounding-box centre or on its localisations' mean (see
+        :func:`_centre`); the frame scale is measured from that centre.
     precision_blur : bool
         Draw each localisation with width ``sqrt(level^2 + precision^2)`` from the table's
         ``sigma_xy`` (see :func:`render_particles`); refused for tables without precisions.
@@ -599,7 +613,7 @@ def localise(
         particles, input_path, accepted, size_cut, min_localisations, outlier_factor
     )
 
-    xy = [_centre(particles.xy[i]) for i in selected]
+    xy = [_centre(particles.xy[i], centre) for i in selected]
     try:
         scale = frame_scale(xy, size, margin)  # pixels per source unit, from all localisations
     except HollyError as exc:
@@ -658,9 +672,10 @@ def localise(
         "min_localisations": min_localisations,
         "outlier_factor": outlier_factor,
         "precision_blur": precision_blur,
+        "centre": centre,
         "pixels_per_unit": scale,
         "nm_per_unit": particles.nm_per_unit,
-        "scale_rule": "(1 - margin) * (size/2 - 0.5) / max distance from bounding-box centre",
+        "scale_rule": f"(1 - margin) * (size/2 - 0.5) / max distance from the {centre} centre",
     }
     with StoreWriter(
         out, n_images=n_images, height=size, width=size, sigmas=sigmas, overwrite=overwrite
