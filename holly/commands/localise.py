@@ -126,13 +126,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="CEP152 .mat particle numbering: cell order or #refs# name order",
     )
     parser.add_argument(
-        "--precision-blur",
-        action="store_true",
-        help="draw each localisation as a Gaussian of width sqrt(sigma^2 + its precision^2), "
-        "from the table's precision column (refused without one): smooth densities instead "
-        "of shot-noise dots when the precision is coarse",
-    )
-    parser.add_argument(
         "--centre",
         choices=CENTRES,
         default="bbox",
@@ -164,7 +157,6 @@ def main(args: argparse.Namespace) -> int:
         pixel_size=args.pixel_size,
         min_localisations=args.min_localisations,
         outlier_factor=args.outlier_factor,
-        precision_blur=args.precision_blur,
         centre=args.centre,
         overwrite=args.force,
         device=args.device,

@@ -255,80 +255,14 @@ def _batches(counts: list[int], copies: int, size: int) -> list[tuple[int, int]]
     return out
 
 
-def precision_pixels(particles: Particles, selected: np.ndarray, scale: float, where) -> list:
-    """Each selected particle's localisation precisions (``sigma_xy``) in image pixels.
-
-    ``scale`` is pixels per source unit. A precision in another unit than x, y is converted
-    through the source's nm per unit (only nm precisions with a known scale convert). Refused:
-    a table without precisions, or with precisions that are not finite and >= 0 (rendering
-    them would make plausible-looking images of unknown blur)."""
-    if "sigma_xy" not in particles.extra:
-        raise HollyError(
-            f"{where}: --precision-blur needs a localisation precision column (ThunderSTORM "
-            "uncertainty_xy [nm], Picasso lpx/lpy, SMAP locprecnm, TU Delft .sigma); this file "
-            "has none: run without --precision-blur"
-        )
-    units = particles.source.get("units", "unknown")
-    unit = particles.source.get("extra_units", {}).get("sigma_xy", units)
-    if unit == units:
-        per_unit = 1.0
-    elif unit == "nm" and particles.nm_per_unit:
-        per_unit = 1.0 / particles.nm_per_unit
-    else:
-        raise HollyError(
-            f"{where}: localisation precisions are in {unit!r} and x, y in {units!r}, with no "
-            "scale between them: give --pixel-size, or run without --precision-blur"
-        )
-    out = []
-    for i in selected:
-        s = np.asarray(particles.extra["sigma_xy"][i], dtype=np.float64)
-        bad = ~(np.isfinite(s) & (s >= 0))
-        if bad.any():
-            raise HollyError(
-                f"{where}: particle {particles.labels[i]} has {int(bad.sum())} localisation "
-                "precisions that are not finite numbers >= 0: fix the table or run without "
-                "--precision-blur"
-            )
-        out.append(s * per_unit * scale)
-    return out
-
-
-def _render_own_width(cols, rows, widths, weight, size: int):
-    """Images of points each with its own Gaussian width: ``[B, N] -> [B, size, size]``.
-
-    The separable form of :func:`holly.method.render.render` (same pixel grid, same
-    normalisation ``1 / (2 pi w^2)``, same exponent cut-off) with a width per point instead of
-    per image; no gradients, for rendering localisations."""
-    import torch
-
-    from holly.method.render import EXPONENT_CUTOFF
-
-    pix = torch.arange(size, dtype=cols.dtype, device=cols.device)
-    inv = (0.5 / widths**2)[..., None]  # [B, N, 1]
-
-    def factors(centres):
-        e = -((centres[..., None] - pix) ** 2) * inv
-        return torch.where(e < EXPONENT_CUTOFF, torch.zeros_like(e), e.exp())
-
-    gx = factors(cols)
-    gy = factors(rows) * (weight / (2 * math.pi * widths**2))[..., None]
-    return gy.transpose(1, 2) @ gx
-
-
 def render_particles(
     points: list[np.ndarray],
     angles: np.ndarray,
     sigma: float,
     size: int,
     device: str = "cpu",
-    precision_px: list[np.ndarray] | None = None,
 ):
     """Render in-plane rotated copies of 2D particles, batched over particles and copies.
-
-    With ``precision_px`` (one ``[n_i]`` array of localisation precisions in pixels per
-    particle) each localisation is drawn with width ``sqrt(sigma^2 + precision^2)``: the image is
-    the level's blur of the density the localisations estimate, as SMLM renderings draw
-    localisations, instead of shot-noise dots at the level's blur.
 
     Parameters
     ----------
@@ -340,8 +274,6 @@ def render_particles(
         Pixels.
     size : int
         Image height and width, pixels.
-    device : str
-    precision_px : list of ndarray [n_i], optional
 
     Yields
     ------
@@ -350,7 +282,7 @@ def render_particles(
     """
     import torch
 
-    from holly.method.render import project, render
+    from holly.method.render import render
 
     n_copies = angles.shape[1]
     counts = [len(p) for p in points]
@@ -358,26 +290,24 @@ def render_particles(
         width = max(counts[start:stop])
         pts = np.zeros((stop - start, width, 3), dtype=np.float32)
         mask = np.zeros((stop - start, width), dtype=np.float32)
-        prec = np.zeros((stop - start, width), dtype=np.float32)
         for j, p in enumerate(points[start:stop]):
             pts[j, : len(p), :2] = p
             mask[j, : len(p)] = 1.0
-            if precision_px is not None:
-                prec[j, : len(p)] = precision_px[start + j]
-        rot = torch.from_numpy(_rotations_z(angles[start:stop].ravel())).float().to(device)
+        rot = _rotations_z(angles[start:stop].ravel())
         batch = rot.shape[0]
-        shifts = torch.zeros(batch, 2, device=device)
         with torch.no_grad():
             pts_t = torch.from_numpy(pts).to(device).repeat_interleave(n_copies, dim=0)
             mask_t = torch.from_numpy(mask).to(device).repeat_interleave(n_copies, dim=0)
-            if precision_px is None:
-                images = render(pts_t, rot, shifts, float(sigma), size, size, mask=mask_t)
-            else:
-                prec_t = torch.from_numpy(prec).to(device).repeat_interleave(n_copies, dim=0)
-                cols, rows = project(pts_t, rot, shifts, size, size)
-                widths = torch.sqrt(float(sigma) ** 2 + prec_t**2)
-                images = _render_own_width(cols, rows, widths, mask_t, size)
-        yield images.cpu().numpy()  # [B, size, size]
+            images = render(
+                pts_t,
+                torch.from_numpy(rot).float().to(device),
+                torch.zeros(batch, 2, device=device),
+                float(sigma),
+                size,
+                size,
+                mask=mask_t,
+            )  # [B, size, size]
+        yield images.cpu().numpy()
 
 
 def prefetched(blocks: Iterator[np.ndarray], depth: int = PREFETCH_BLOCKS) -> Iterator[np.ndarray]:
@@ -534,7 +464,6 @@ def localise(
     pixel_size: float | None = None,
     min_localisations: int = 2,
     outlier_factor: float | None = 3.0,
-    precision_blur: bool = False,
     centre: str = "bbox",
     overwrite: bool = False,
     device: str = "cpu",
@@ -585,9 +514,6 @@ def localise(
     centre : {"bbox", "centroid"}
         Centre each particle on its bounding-box centre or on its localisations' mean (see
         :func:`_centre`); the frame scale is measured from that centre.
-    precision_blur : bool
-        Draw each localisation with width ``sqrt(level^2 + precision^2)`` from the table's
-        ``sigma_xy`` (see :func:`render_particles`); refused for tables without precisions.
     overwrite : bool
     device : str
         Torch device for rendering.
@@ -619,16 +545,12 @@ def localise(
     except HollyError as exc:
         raise HollyError(f"{input_path}: {exc}") from None
     nm_per_px = None if particles.nm_per_unit is None else particles.nm_per_unit / scale
-    precision = precision_pixels(particles, selected, scale, input_path) if precision_blur else None
     rng = np.random.default_rng(seed)
     if max_points is not None:
-        keep = [
-            np.sort(rng.choice(len(p), max_points, replace=False)) if len(p) > max_points else None
+        xy = [
+            p[np.sort(rng.choice(len(p), max_points, replace=False))] if len(p) > max_points else p
             for p in xy
         ]
-        xy = [p if k is None else p[k] for p, k in zip(xy, keep, strict=True)]
-        if precision is not None:
-            precision = [p if k is None else p[k] for p, k in zip(precision, keep, strict=True)]
     angles = rng.uniform(-np.pi, np.pi, size=(selected.size, perturbations))
     # source units, y down -> model units, y up (1 model unit = size / 4 pixels)
     model = [(p * scale / (size / 4) * np.array([1.0, -1.0])).astype(np.float32) for p in xy]
@@ -671,7 +593,6 @@ def localise(
         "pixel_size": pixel_size,
         "min_localisations": min_localisations,
         "outlier_factor": outlier_factor,
-        "precision_blur": precision_blur,
         "centre": centre,
         "pixels_per_unit": scale,
         "nm_per_unit": particles.nm_per_unit,
@@ -681,7 +602,7 @@ def localise(
         out, n_images=n_images, height=size, width=size, sigmas=sigmas, overwrite=overwrite
     ) as writer:
         for sigma in writer.sigmas:
-            blocks = render_particles(model, angles, sigma, size, device, precision)
+            blocks = render_particles(model, angles, sigma, size, device)
             writer.write_level(sigma, prefetched(blocks) if prefetch else blocks)
         writer.write_array(
             "particle_id",
