@@ -299,6 +299,18 @@ def test_overrides_reach_every_training_and_a_change_reruns_the_cell(tmp_path, m
     assert '"kind": "l2"' in record["commands"][2][3]
 
 
+def test_localise_overrides_become_localise_options_not_config_keys(tmp_path):
+    cell = rb.select(rb.grid(["tetrapod"]), ["base"])[0]
+    overrides = {"localise.centre": "centroid", "loss.kind": "l2"}
+    steps = dict(rb.commands(cell, rb.SCALES["tiny"], 1, tmp_path, overrides))
+    localise = steps["localise"]
+    assert localise[localise.index("--centre") + 1] == "centroid"
+    for name in ("train", "train_half1", "train_half2"):
+        cfg = json.loads(steps[name][steps[name].index("--config-json") + 1])
+        assert "localise" not in cfg and cfg["loss"]["kind"] == "l2"
+    assert "--centre" not in steps["train"] and "--centre" not in steps["simulate"]
+
+
 def test_tool_refuses_a_malformed_set(tmp_path):
     tool = Path(__file__).resolve().parents[1] / "tools" / "robustness.py"
     done = subprocess.run(

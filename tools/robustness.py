@@ -97,7 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="a training config key for every cell (repeatable; VALUE read as JSON, else a "
-        "string), e.g. --set loss.kind=l2; use another --out for each variant",
+        "string), e.g. --set loss.kind=l2, or a `holly localise` option as localise.NAME, "
+        "e.g. --set localise.centre=centroid; use another --out for each variant",
     )
     return parser.parse_args(argv)
 

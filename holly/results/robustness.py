@@ -192,6 +192,9 @@ def size_nm(shape: str) -> float:
     return structure_nm(shape, None)[1]
 
 
+LOCALISE = "localise"  # --set localise.NAME=VALUE: an option of `holly localise`
+
+
 def train_config(
     cell: Cell,
     scale: Scale,
@@ -213,6 +216,8 @@ def train_config(
         cfg["validation"] = {"half": half}
     for key, value in (overrides or {}).items():
         section, _, name = key.partition(".")
+        if section == LOCALISE:
+            continue  # an option of `holly localise` (see :func:`commands`)
         if not name:
             raise HollyError(f"--set {key}: expected SECTION.KEY=VALUE, e.g. loss.kind=l2")
         cfg[section] = cfg.get(section, {}) | {name: value}
@@ -227,7 +232,8 @@ def commands(
     cell: Cell, scale: Scale, seed: int, work: Path, overrides: dict | None = None
 ) -> list[tuple[str, list[str]]]:
     """The ``holly`` command lines of a cell, in order, as ``(step, argv after "holly")``;
-    ``overrides`` as in :func:`train_config`."""
+    ``overrides`` as in :func:`train_config`, where ``localise.NAME`` keys become ``holly
+    localise --NAME VALUE`` options instead (e.g. ``{"localise.centre": "centroid"}``)."""
     sim, store, run = work / "sim.csv", work / "store.zarr", RunFolder(work / "run")
     sigma = cell.precision * size_nm(cell.shape)
     simulate = ["simulate-localisations", "--out", str(sim), "--shape", cell.shape]
@@ -238,6 +244,10 @@ def commands(
     localise += ["--sigmas", ",".join(f"{s:g}" for s in scale.sigmas)]
     localise += ["--size", str(scale.size_px), "--perturbations", str(scale.perturbations)]
     localise += ["--seed", str(seed)]
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if section == LOCALISE:
+            localise += [f"--{name.replace('_', '-')}", str(value)]
     steps = [("simulate", simulate), ("localise", localise)]
     for half, folder in ((None, run), (1, run.half(1)), (2, run.half(2))):
         cfg = json.dumps(train_config(cell, scale, seed, store, half, overrides))
