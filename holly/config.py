@@ -280,6 +280,16 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
+def with_defaults(recorded: dict) -> dict:
+    """A run's recorded config with every key it lacks at today's default for its variant.
+
+    A key missing from a run's ``config.yaml`` or checkpoint was added to holly after the run
+    was made, so the run used what is now that key's default: resuming (holly/run/checkpoint.py)
+    and comparing half-set runs (holly/results/halfsets.py) read it so."""
+    defaults = from_dict({"variant": recorded.get("variant", "paper")}).to_dict()
+    return merge(defaults, recorded)
+
+
 def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
     """Build a validated :class:`ExperimentConfig` from plain data.
 

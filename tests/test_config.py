@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from holly.config import LATEST_DEFAULTS, describe, from_dict, load_config, merge
+from holly.config import LATEST_DEFAULTS, describe, from_dict, load_config, merge, with_defaults
 from holly.errors import HollyError
 
 
@@ -87,3 +87,17 @@ def test_the_latest_defaults_are_not_changed_by_a_latest_config():
     before = json.dumps(LATEST_DEFAULTS, sort_keys=True)
     from_dict({"variant": "latest", "train": {"lr": 1e-3}, "model": {"encoder": "paper"}})
     assert json.dumps(LATEST_DEFAULTS, sort_keys=True) == before
+
+
+def test_with_defaults_fills_only_what_a_recorded_config_lacks():
+    """A run recorded before a key existed reads as that key's default (for its variant);
+    what the run recorded is kept, whatever the defaults say now."""
+    recorded = from_dict({"variant": "latest", "train": {"lr": 1e-3}}).to_dict()
+    del recorded["model"]["pose_prior"], recorded["train"]["channels_last"]
+    full = with_defaults(recorded)
+    latest = from_dict({"variant": "latest"}).to_dict()
+    assert full["model"]["pose_prior"] == latest["model"]["pose_prior"] == "uniform"
+    assert full["train"]["channels_last"] is latest["train"]["channels_last"]
+    assert full["train"]["lr"] == 1e-3 != latest["train"]["lr"]
+    assert full["render"]["order"] == latest["render"]["order"] == "latest"
+    assert "pose_prior" not in recorded["model"]  # the record itself is left alone

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from holly import __version__
-from holly.config import from_dict
+from holly.config import with_defaults
 from holly.data.pointio import read_points, write_points
 from holly.errors import HollyError
 from holly.results.evaluate import align, shape_metrics
@@ -125,8 +125,9 @@ SAME_EXPERIMENT = (
 
 
 def check_same_experiment(ra: RunFolder, rb: RunFolder, cfg_a: dict, cfg_b: dict) -> None:
-    """Refuse two runs that are not of one experiment (:data:`SAME_EXPERIMENT` differ); warn
-    when both are the same run folder (the comparison then measures nothing)."""
+    """Refuse two runs that are not of one experiment (:data:`SAME_EXPERIMENT` differ, a key a
+    run's config lacks counting as its default: :func:`holly.config.with_defaults`); warn when
+    both are the same run folder (the comparison then measures nothing)."""
     if ra.root.resolve() == rb.root.resolve():
         log.warning(
             "%s is compared with itself: the scores say nothing about reproducibility; compare "
@@ -135,9 +136,10 @@ def check_same_experiment(ra: RunFolder, rb: RunFolder, cfg_a: dict, cfg_b: dict
         )
         return
     diffs = []
+    full_a, full_b = with_defaults(cfg_a), with_defaults(cfg_b)
     for dotted in SAME_EXPERIMENT:
         section, key = dotted.split(".")
-        va, vb = (_resolved(cfg, section, key) for cfg in (cfg_a, cfg_b))
+        va, vb = ((full.get(section) or {}).get(key) for full in (full_a, full_b))
         if section == "data" and key == "shape" and cfg_a.get("data", {}).get("source") == "zarr":
             continue  # a store's runs: the shape key is unused
         if va != vb:
@@ -148,16 +150,6 @@ def check_same_experiment(ra: RunFolder, rb: RunFolder, cfg_a: dict, cfg_b: dict
             "compare the two half-set runs of one config (`holly train --half 1` and "
             "`--half 2`)"
         )
-
-
-def _resolved(cfg: dict, section: str, key: str):
-    """``cfg[section][key]``; a key the run's config lacks was added to holly after the run and
-    counts as its default, as when resuming (holly/run/checkpoint.py)."""
-    values = cfg.get(section) or {}
-    if key in values:
-        return values[key]
-    defaults = from_dict({"variant": cfg.get("variant", "paper")}).to_dict()
-    return (defaults.get(section) or {}).get(key)
 
 
 def compare_runs(
@@ -214,7 +206,7 @@ def compare_runs(
     nm = nm_per_unit(ra, cfg_a)
     # runs held to in-plane poses are flat by construction: their 3D FSC would count the
     # shared flatness as agreement at every frequency, so the xy projections are compared
-    planar = _resolved(cfg_a, "model", "pose_prior") == "inplane"  # both: SAME_EXPERIMENT
+    planar = with_defaults(cfg_a)["model"]["pose_prior"] == "inplane"  # both: SAME_EXPERIMENT
     if planar:
         log.info("in-plane pose prior: the halves' resolution is the FRC of their xy projections")
     scores, b_aligned = compare_clouds(a, b, sigma, seed=seed, nm_per_unit=nm, planar=planar)

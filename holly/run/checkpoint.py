@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from holly.atomic import atomic_path
-from holly.config import from_dict
+from holly.config import with_defaults
 from holly.errors import HollyError
 from holly.run.runfolder import RunFolder
 
@@ -240,16 +240,16 @@ def _check_same_config(saved: dict, current: dict, path: Path, refine_fixed: boo
     # made: the run used what is now that key's default (e.g. train.channels_last), so it
     # compares as the default; otherwise every older checkpoint would count as another config
     # and --resume auto would start a finished run afresh.
-    defaults = from_dict({"variant": saved.get("variant", "paper")}).to_dict()
+    filled = with_defaults(saved)
     diffs = []
     for section, value in current.items():
         if isinstance(value, dict):
-            saved_section = saved.get(section, {})
+            saved_section = filled.get(section) or {}
             for key, v in value.items():
                 free = (section, key) in RESUMABLE_KEYS or (
                     section == "refine" and not refine_fixed
                 )
-                was = saved_section.get(key, defaults.get(section, {}).get(key))
+                was = saved_section.get(key)
                 if not free and was != v:
                     diffs.append(f"{section}.{key}")
         elif (section,) not in RESUMABLE_KEYS and saved.get(section) != value:
