@@ -211,6 +211,8 @@ def test_bad_inputs(tmp_path):
         localise(tmp_path / "x.h5", tmp_path / "s.zarr", [1.0])
     with pytest.raises(HollyError, match="sigmas must be positive"):
         localise(tmp_path / "t.csv", tmp_path / "s.zarr", [1.0, -2.0])
+    with pytest.raises(HollyError, match="--centre must be one of bbox, centroid, not 'mean'"):
+        localise(tmp_path / "t.csv", tmp_path / "s.zarr", [1.0], centre="mean")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cols.csv", "t.csv", "x.h5"]
 
 

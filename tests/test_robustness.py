@@ -309,6 +309,8 @@ def test_localise_overrides_become_localise_options_not_config_keys(tmp_path):
         cfg = json.loads(steps[name][steps[name].index("--config-json") + 1])
         assert "localise" not in cfg and cfg["loss"]["kind"] == "l2"
     assert "--centre" not in steps["train"] and "--centre" not in steps["simulate"]
+    flags = {"localise.size_cut": True, "localise.force": False, "localise.margin": 0.1}
+    assert rb.localise_options(flags) == ["--size-cut", "--margin", "0.1"]
 
 
 def test_tool_refuses_a_malformed_set(tmp_path):

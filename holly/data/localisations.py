@@ -354,7 +354,7 @@ def _sha256(path: Path) -> str:
 
 
 def _check_options(
-    sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin
+    sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin, centre
 ) -> list[float]:
     """Validate :func:`localise`'s options; returns the distinct sigma levels, largest first."""
     # sigma schedule files repeat levels (10,10,10,10,9.0,...): one level per distinct value
@@ -373,6 +373,8 @@ def _check_options(
         raise HollyError(f"--size must be >= 8 pixels, not {size}")
     if not 0.0 <= margin < 1.0:
         raise HollyError(f"--margin must be in [0, 1), not {margin}")
+    if centre not in CENTRES:
+        raise HollyError(f"--centre must be one of {', '.join(CENTRES)}, not {centre!r}")
     return sigmas
 
 
@@ -527,7 +529,7 @@ def localise(
     """
     t0 = time.perf_counter()
     sigmas = _check_options(
-        sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin
+        sigmas, perturbations, min_localisations, outlier_factor, max_points, size, margin, centre
     )
     out = guard_output(out, [input_path, *([accepted] if accepted else [])], overwrite)
     # phase 1: read; phase 2: select; phase 3: scale to the frame; phase 4: render and write

@@ -195,6 +195,22 @@ def size_nm(shape: str) -> float:
 LOCALISE = "localise"  # --set localise.NAME=VALUE: an option of `holly localise`
 
 
+def localise_options(overrides: dict | None) -> list[str]:
+    """``holly localise`` options from the ``localise.NAME`` keys of ``overrides``: ``--NAME
+    VALUE``, or the bare flag for ``true`` (``localise.size_cut=true``; ``false`` leaves it out)."""
+    argv = []
+    for key, value in (overrides or {}).items():
+        section, _, name = key.partition(".")
+        if section != LOCALISE:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if value is True:
+            argv.append(flag)
+        elif value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
 def train_config(
     cell: Cell,
     scale: Scale,
@@ -244,10 +260,7 @@ def commands(
     localise += ["--sigmas", ",".join(f"{s:g}" for s in scale.sigmas)]
     localise += ["--size", str(scale.size_px), "--perturbations", str(scale.perturbations)]
     localise += ["--seed", str(seed)]
-    for key, value in (overrides or {}).items():
-        section, _, name = key.partition(".")
-        if section == LOCALISE:
-            localise += [f"--{name.replace('_', '-')}", str(value)]
+    localise += localise_options(overrides)
     steps = [("simulate", simulate), ("localise", localise)]
     for half, folder in ((None, run), (1, run.half(1)), (2, run.half(2))):
         cfg = json.dumps(train_config(cell, scale, seed, store, half, overrides))
