@@ -65,6 +65,15 @@ class RenderConfig:
         choices=("paper", "latest"),
         doc="paper: translate then rotate; latest: rotate then translate",
     )
+    data_blur: float | str = _spec(
+        0.0,
+        lo=0.0,
+        hi=50.0,
+        choices=("store",),
+        doc="blur (pixels) the images carry beyond their sigma level, added in quadrature "
+        "wherever the cloud is rendered: a localisation store's precision; 'store': the median "
+        "localisation precision `holly localise` recorded in data.store; 0: none (rendered data)",
+    )
 
 
 @dataclass(frozen=True)
@@ -360,7 +369,8 @@ def _check(value, hint, meta, key: str, where: str):
     if ok is None:
         names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
         fail(f"must be {names}, got {value!r}")
-    if meta.get("choices") and ok not in meta["choices"]:
+    # choices name the allowed strings; a field that also takes a number takes any in range
+    if meta.get("choices") and isinstance(ok, str) and ok not in meta["choices"]:
         fail(f"must be one of {list(meta['choices'])}, got {ok!r}")
     if isinstance(ok, float) and not math.isfinite(ok):
         fail(f"must be a finite number, got {value!r}")

@@ -8,6 +8,8 @@ Training (:mod:`holly.train.trainer`) depends on this module, not on either sour
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,9 @@ from holly.data.halves import take_half
 from holly.data.realdata import store_splits
 from holly.data.shapes import check_in_frame, is_shape_path, load_shape
 from holly.data.simulate import simulate
+from holly.errors import HollyError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,6 +35,30 @@ class Data:
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
     scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
+
+
+def resolve_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with ``render.data_blur: store`` replaced by the number of pixels it stands for
+    (the median localisation precision ``holly localise`` recorded in ``data.store``), so the
+    run's config records the value it trained with; any other config unchanged."""
+    if cfg.render.data_blur != "store":
+        return cfg
+    from holly.data.imagestore import ImageStore
+
+    if cfg.data.source != "zarr" or not cfg.data.store:
+        raise HollyError(
+            "render.data_blur is 'store' but data.source is not 'zarr' with a data.store: "
+            "give it as a number of pixels (0 for holly's own renders)"
+        )
+    blur = ImageStore.open(cfg.data.store).precision_px
+    if blur is None:
+        raise HollyError(
+            f"render.data_blur is 'store' but {cfg.data.store} records no localisation "
+            "precision (its table had no sigma_xy column, or it was made before holly "
+            "recorded one): set render.data_blur to the precision in pixels, or 0"
+        )
+    log.info("render.data_blur: %.3g px, the localisation precision of %s", blur, cfg.data.store)
+    return dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, data_blur=blur))
 
 
 def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:

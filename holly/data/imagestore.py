@@ -272,6 +272,13 @@ class ImageStore:
         return None if value is None else float(value)
 
     @property
+    def precision_px(self) -> float | None:
+        """Median localisation precision in pixels that ``holly localise`` recorded (from the
+        table's sigma_xy), or None: no such column, or a store written before it was recorded."""
+        value = (self.attrs.get("precision") or {}).get("median_px")
+        return None if value is None else float(value)
+
+    @property
     def nm_per_model_unit(self) -> float | None:
         """Nanometres per model unit (one model unit is ``height / 4`` pixels), or None."""
         nm = self.nm_per_px

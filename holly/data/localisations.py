@@ -217,6 +217,32 @@ def frame_scale(xy: list[np.ndarray], size: int, margin: float) -> float:
     return scale
 
 
+def median_precision(
+    particles: Particles, selected, scale: float, nm_per_px: float | None
+) -> dict | None:
+    """The median localisation precision of the rendered particles, in the images' pixels (and
+    nm where known), from the table's ``sigma_xy`` column; None without one, or when its unit
+    cannot be converted. Training reads it as ``render.data_blur: store``: each image is that
+    much wider than its sigma level."""
+    if "sigma_xy" not in particles.extra:
+        return None
+    values = np.concatenate([particles.extra["sigma_xy"][i] for i in selected])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return None
+    median = float(np.median(values))
+    unit = particles.source.get("extra_units", {}).get("sigma_xy", particles.source.get("units"))
+    if unit == particles.source.get("units"):
+        px = median * scale  # the unit of x and y: scale is pixels per source unit
+        nm = None if particles.nm_per_unit is None else median * particles.nm_per_unit
+    elif unit == "nm" and nm_per_px is not None:
+        px, nm = median / nm_per_px, median
+    else:
+        log.warning("sigma_xy is in %r, which holly cannot convert to pixels", unit)
+        return None
+    return {"median_px": px, "median_nm": nm, "column": "sigma_xy", "n": int(values.size)}
+
+
 CENTRES = ("bbox", "centroid")
 
 
@@ -632,6 +658,7 @@ def localise(
             nm_per_px=nm_per_px,
         )
         attrs["n_localisations"] = [int(len(p)) for p in xy]
+        attrs["precision"] = median_precision(particles, selected, scale, nm_per_px)
         attrs["localisations"] = columns
         writer.commit(attrs)
     seconds = time.perf_counter() - t0

@@ -15,7 +15,7 @@ from torch import nn
 
 from holly.config import ExperimentConfig
 from holly.method import geometry
-from holly.method.render import render
+from holly.method.render import render, total_blur
 from holly.method.viewprior import UNIFORM, PosePrior
 
 # (in, out, kernel, stride, padding) of the PAPER-era encoder (HOLLy d60f6bf ... 2021-12).
@@ -283,12 +283,13 @@ class HollyModel(nn.Module):
         with torch.autocast(images.device.type, enabled=False):  # the renderer: float32
             b, n_hyp = hypotheses.shape[:2]
             r = self.cfg.render
-            # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob.
+            # A predicted sigma near 0 makes the Gaussian a delta; keep it a visible blob. The
+            # data's own blur (localisation precision) is added to the level's (total_blur).
             rendered = self.render_fn(
                 self.points,
                 hypotheses.reshape(b * n_hyp, 3, 3),
                 translations.repeat_interleave(n_hyp, 0),
-                sigma.clamp_min(0.3).repeat_interleave(n_hyp, 0),
+                total_blur(sigma, r.data_blur).repeat_interleave(n_hyp, 0),
                 r.height,
                 r.width,
                 order=r.order,

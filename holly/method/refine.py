@@ -34,14 +34,13 @@ from holly.method.align import self_symmetries
 from holly.method.geometry import axis_angle_to_matrix, geodesic_angle
 from holly.method.loss import hypothesis_losses, normalise
 from holly.method.poses import candidate_poses, centroid_shifts
-from holly.method.render import render
+from holly.method.render import render, total_blur
 from holly.method.viewprior import UNIFORM, PosePrior
 
 log = logging.getLogger(__name__)
 
 # Renders per chunk when scoring candidates (bounds memory: chunk x H x W floats).
 SCORE_CHUNK = 4096
-SIGMA_FLOOR = 0.3  # same visible-blob floor as the model's sigma head
 
 
 @dataclass
@@ -52,6 +51,7 @@ class RenderSpec:
     width: int
     loss_kind: str
     mask_threshold: float
+    data_blur: float = 0.0  # pixels the data carry beyond their level (render.data_blur)
 
 
 def pose_losses(
@@ -68,7 +68,7 @@ def pose_losses(
         points,
         rotations,
         shifts,
-        sigma.clamp_min(SIGMA_FLOOR),
+        total_blur(sigma, spec.data_blur),
         spec.height,
         spec.width,
         order="latest",
@@ -290,7 +290,9 @@ def _candidate_losses(points, rotations, target, sigma_px, spec, factor) -> tupl
     resolution reduced by ``factor``, each at its centroid-matching shift."""
     low = _pooled(target, factor)
     low = low * (100.0 / low.sum((-2, -1), keepdim=True).clamp_min(1e-12))
-    low_spec = RenderSpec(low.shape[-2], low.shape[-1], spec.loss_kind, spec.mask_threshold)
+    low_spec = RenderSpec(
+        low.shape[-2], low.shape[-1], spec.loss_kind, spec.mask_threshold, spec.data_blur / factor
+    )
     shifts = centroid_shifts(rotations, low, points.mean(0))
     b, c = rotations.shape[:2]
     per_chunk = max(1, SCORE_CHUNK // c)

@@ -160,6 +160,26 @@ def _gaussian_factors(
     return _GaussianFactors.apply(centres, sigma, weight, size, band)
 
 
+# A sigma near 0 makes a Gaussian a delta that no pixel sees; the cloud is kept a visible blob.
+SIGMA_FLOOR = 0.3
+
+
+def total_blur(sigma: torch.Tensor, data_blur: float) -> torch.Tensor:
+    """The blur a rendering of the cloud needs to match an image read at ``sigma``: ``sigma``
+    (floored at a visible blob) with the data's own blur ``data_blur`` added in quadrature.
+
+    Localisations are drawn at the level's sigma but scattered by their precision, so an image
+    at level ``s`` is as wide as ``sqrt(s^2 + precision^2)``; a cloud rendered at ``s`` alone
+    would spread its points to imitate the scatter (docs/maintainer-notes.md, "The cloud's
+    blur")."""
+    if isinstance(data_blur, str):  # 'store' is resolved when training starts
+        raise ValueError(f"render.data_blur {data_blur!r} was not resolved to pixels")
+    sigma = sigma.clamp_min(SIGMA_FLOOR)
+    if not data_blur:
+        return sigma
+    return torch.hypot(sigma, torch.as_tensor(data_blur, dtype=sigma.dtype, device=sigma.device))
+
+
 def _as_batch_sigma(sigma: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:
     sigma = torch.as_tensor(sigma, dtype=like.dtype, device=like.device)
     return sigma.expand(batch) if sigma.dim() == 0 else sigma

@@ -26,7 +26,7 @@ ImagesAt = Callable[[float], torch.Tensor]
 def render_spec(cfg: ExperimentConfig) -> refine.RenderSpec:
     """How the refinement renders and scores a pose (render size, loss)."""
     r, lc = cfg.render, cfg.loss
-    return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold)
+    return refine.RenderSpec(r.height, r.width, lc.kind, lc.mask_threshold, r.data_blur)
 
 
 def search_spec(cfg: ExperimentConfig, keep: int, rotations: int) -> refine.SearchSpec:

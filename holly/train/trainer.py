@@ -28,7 +28,7 @@ import torch
 
 from holly.atomic import refuse_inputs
 from holly.config import ExperimentConfig, from_dict
-from holly.data.datasets import Data, build_data  # noqa: F401  (Data: re-exported)
+from holly.data.datasets import Data, build_data, resolve_data_blur  # noqa: F401  (Data: re-exported)
 from holly.data.halves import training_seed
 from holly.data.shapes import is_shape_path
 from holly.data.sigmas import SHIPPED
@@ -159,6 +159,7 @@ def train(
         raise HollyError(f"resume must be no, yes or auto, not {resume!r}")
     if isinstance(cfg, dict):
         cfg = from_dict(cfg)
+    cfg = resolve_data_blur(cfg)  # before the resume check: the run records the number
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = pick_device(cfg.device)
