@@ -419,7 +419,8 @@ def _pose_summary(
         "head_usage": _head_usage(poses),
     }
     if points is not None and {"images", "shift_refined"} <= set(poses):
-        summary |= pose_fit(points, poses, err)
+        blur = (run.read_config(required=False) or {}).get("render", {}).get("data_blur", 0.0)
+        summary |= pose_fit(points, poses, err, float(blur or 0.0))
     return summary
 
 
@@ -432,14 +433,15 @@ def _head_usage(poses: dict) -> list[float] | None:
     return (counts / max(counts.sum(), 1)).tolist()
 
 
-def pose_fit(points: np.ndarray, poses: dict, err: PoseError) -> dict:
+def pose_fit(points: np.ndarray, poses: dict, err: PoseError, data_blur: float = 0.0) -> dict:
     """Do wrong poses fit their images worse than the true ones (failures), or as well
     (unidentifiable views)?
 
     The learned cloud is rendered at each image's final pose and at its true pose expressed in
     the cloud's frame (``M^h R_true S_k G``, the same gauge and symmetry rule as the pose error,
     shifted so the cloud's projected centroid stays where the final pose put it); both are
-    compared with the held-out image, per-image normalised, by L1.
+    compared with the held-out image, per-image normalised, by L1, at the run's blur (its
+    ``render.data_blur`` added, as training rendered).
 
     Returns
     -------
@@ -450,7 +452,7 @@ def pose_fit(points: np.ndarray, poses: dict, err: PoseError) -> dict:
     """
     images = torch.as_tensor(poses["images"].astype(np.float32))
     h, w = images.shape[-2:]
-    spec = RenderSpec(h, w, "l1", 0.0)
+    spec = RenderSpec(h, w, "l1", 0.0, data_blur)
     cloud = torch.as_tensor(points, dtype=torch.float32)
     rot_pred = torch.as_tensor(poses["rot_pred"], dtype=torch.float32)
     shift = torch.as_tensor(poses["shift_refined"], dtype=torch.float32)
