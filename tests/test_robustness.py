@@ -322,3 +322,27 @@ def test_tool_refuses_a_malformed_set(tmp_path):
     )
     assert done.returncode == 2 and "SECTION.KEY=VALUE" in done.stderr
     assert not (tmp_path / "cells").exists()
+
+
+def test_cells_blur_the_cloud_by_the_precision_and_rerun_when_their_commands_change(
+    tmp_path, monkeypatch
+):
+    """Every cell trains with render.data_blur: store (the simulated tables carry their
+    precision); a record whose commands differ from today's (an older holly's settings) is not
+    taken as finished."""
+    monkeypatch.setattr(rb, "cell_scores", lambda work, half_sets: {"chamfer_ratio_to_blob": 0.4})
+    cell = rb.select(rb.grid(["tetrapod"]), ["base"])[0]
+    cfg = rb.train_config(cell, rb.SCALES["default"], 1, tmp_path, None)
+    assert cfg["render"]["data_blur"] == "store" and from_dict(cfg).render.data_blur == "store"
+    calls = []
+    rb.run_cells([cell], tmp_path, "tiny", 0, fake_runner(calls))
+    path = tmp_path / "cells" / "tetrapod-base.json"
+    record = json.loads(path.read_text())
+    record["commands"][2][3] = record["commands"][2][3].replace('"data_blur": "store"', "")
+    path.write_text(json.dumps(record))
+    calls.clear()
+    rb.run_cells([cell], tmp_path, "tiny", 0, fake_runner(calls))
+    assert "train" in calls  # the old record's commands differ: it ran again
+    calls.clear()
+    rb.run_cells([cell], tmp_path, "tiny", 0, fake_runner(calls))
+    assert calls == []

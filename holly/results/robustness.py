@@ -224,7 +224,9 @@ def train_config(
     cfg = json.loads(json.dumps(scale.train))  # a deep copy
     cfg |= {"seed": seed, "device": "cpu"}
     cfg["data"] = {"source": "zarr", "store": str(store), "test_fraction": scale.test_fraction}
-    cfg["render"] = {"height": scale.size_px, "width": scale.size_px}
+    # the localisations' precision, recorded by `holly localise`, blurs every rendering of
+    # the cloud as it blurs the images (render.data_blur; without it the cloud spreads)
+    cfg["render"] = {"height": scale.size_px, "width": scale.size_px, "data_blur": "store"}
     cfg["train"] = cfg.get("train", {}) | {"threads": 1, "test_images": _test_images(scale)}
     if cell.prior:
         cfg["model"] = cfg.get("model", {}) | PRIORS[cell.views]
@@ -304,13 +306,11 @@ def run_cell(
 ) -> dict:
     """Run one cell afresh in ``OUT/work/<cell>`` and write its record (done or failed);
     ``overrides`` as in :func:`train_config`."""
-    scale, cseed = SCALES[scale_name], cell_seed(seed, cell)
+    cseed = cell_seed(seed, cell)
     work = Path(out) / "work" / cell.name
     shutil.rmtree(work, ignore_errors=True)  # an interrupted attempt leaves nothing to trust
     work.mkdir(parents=True)
-    steps = commands(cell, scale, cseed, work, overrides)
-    if not half_sets:
-        steps = [s for s in steps if not s[0].startswith(("train_half", "compare"))]
+    steps = cell_steps(cell, out, scale_name, seed, half_sets, overrides)
     record = {"cell": cell.name, **asdict(cell), "seed": cseed, "base_seed": seed}
     record |= {"scale": scale_name, "half_sets": half_sets, "size_nm": size_nm(cell.shape)}
     record["overrides"] = dict(overrides or {})
@@ -337,6 +337,18 @@ def run_cell(
     record["minutes"] = sum(record["timings_s"].values()) / 60
     write_json(cell_path(out, cell), record)
     return record
+
+
+def cell_steps(
+    cell: Cell, out: Path, scale_name: str, seed: int, half_sets: bool, overrides: dict | None
+) -> list[tuple[str, list[str]]]:
+    """The steps :func:`run_cell` runs for ``cell`` (:func:`commands`, without the half-set
+    runs unless ``half_sets``)."""
+    work = Path(out) / "work" / cell.name
+    steps = commands(cell, SCALES[scale_name], cell_seed(seed, cell), work, overrides)
+    if not half_sets:
+        steps = [s for s in steps if not s[0].startswith(("train_half", "compare"))]
+    return steps
 
 
 def cell_scores(work: Path, half_sets: bool) -> dict:
@@ -416,6 +428,10 @@ def _unfinished(out: Path, cell: Cell, scale: str, half_sets: bool, overrides: d
         return True
     if record.get("scale") != scale or (half_sets and not record.get("half_sets")):
         log.warning("%s was run at another scale or without half sets: it runs again", cell.name)
+        return True
+    steps = cell_steps(cell, out, scale, record.get("base_seed", 0), record["half_sets"], overrides)
+    if record.get("commands") != [["holly", *argv] for _, argv in steps]:
+        log.warning("%s was run with other commands (older settings): it runs again", cell.name)
         return True
     log.info("%s is finished: skipped", cell.name)
     return False
