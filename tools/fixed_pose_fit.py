@@ -1,0 +1,78 @@
+"""Fit a cloud to a simulated localisation store with every image's TRUE rotation held fixed.
+
+It separates the cloud from the poses: with the poses right, how tight does the loss let the
+cloud get, rendered at a given blur? The rotations come from the simulation
+(:func:`holly.data.locsim.store_poses`); the image-plane shifts are learned (they absorb the
+centring). The cloud starts from the true sites or from the moment-matched blob, and the
+result is scored against the sites as `holly evaluate` scores a run (Chamfer / blob).
+docs/maintainer-notes.md ("The cloud's blur") has the numbers it gave.
+
+    python tools/fixed_pose_fit.py CELL_DIR --blur 1.0 3.5 [--loss l1] [--start blob]
+
+``CELL_DIR`` holds ``sim.csv`` (with its truth files) and the ``store.zarr`` that `holly
+localise` made from it, e.g. a robustness cell's ``OUT/work/<cell>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from holly.data.imagestore import ImageStore
+from holly.data.locsim import read_truth, store_poses
+from holly.method.loss import image_loss, normalise
+from holly.method.render import render
+from holly.results.evaluate import blob_baseline, default_tau, score
+
+
+def fit(cell: Path, blur: float, loss: str, start: str, steps: int, level: float) -> float:
+    """Chamfer / blob of a cloud fit for ``steps`` batches of 64 images rendered at ``blur``."""
+    torch.manual_seed(0)
+    store = ImageStore.open(cell / "store.zarr")
+    images = torch.from_numpy(store.load_level(level).astype(np.float32))
+    rotations = torch.from_numpy(store_poses(cell / "store.zarr", cell / "sim.csv")).float()
+    sites = read_truth(cell / "sim.csv")["sites_nm"] / store.nm_per_model_unit
+    sites = sites - sites.mean(0)
+    rng = np.random.default_rng(0)
+    n_points = 150
+    if start == "truth":
+        init = sites[rng.choice(len(sites), n_points, replace=len(sites) < n_points)]
+    else:
+        init = blob_baseline(sites, n_points, rng)
+    points = torch.tensor(init, dtype=torch.float32, requires_grad=True)
+    shifts = torch.zeros(len(images), 2, requires_grad=True)
+    opt = torch.optim.Adam([{"params": [points], "lr": 5e-3}, {"params": [shifts], "lr": 1e-3}])
+    size = images.shape[-1]
+    for _ in range(steps):
+        idx = torch.from_numpy(rng.choice(len(images), 64, replace=False))
+        out = render(points, rotations[idx], shifts[idx], blur, size, size, order="latest")
+        value = image_loss(normalise(out, "image"), normalise(images[idx], "image"), loss)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    tau = default_tau(sites)
+    cloud, _ = score(points.detach().double().numpy(), sites, tau)
+    blob, _ = score(blob_baseline(sites, n_points, np.random.default_rng(1)), sites, tau)
+    return cloud["chamfer"] / blob["chamfer"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cell", type=Path, help="folder with sim.csv and store.zarr")
+    parser.add_argument("--blur", type=float, nargs="+", default=[1.0], help="render blur, px")
+    parser.add_argument("--loss", default="l1", choices=("l1", "l2"))
+    parser.add_argument("--start", default="blob", choices=("blob", "truth"))
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--level", type=float, default=1.0, help="the store level read (px)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for blur in args.blur:
+        ratio = fit(args.cell, blur, args.loss, args.start, args.steps, args.level)
+        print(f"blur {blur:g} px, {args.loss}, from {args.start}: Chamfer / blob {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
