@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT, job_counts
@@ -71,5 +72,10 @@ def test_localisations_to_report(tmp_path):
     run = tmp_path / "results" / "localisations" / "cep152-locs"
     assert nm_per_px(run) == pytest.approx(store.nm_per_px)
     assert nm_per_model_unit(run) == pytest.approx(store.nm_per_px * 8)
+    # render.data_blur: store became the table's median precision in pixels, recorded as such
+    precision = np.median(pd.read_csv(TABLE)["uncertainty [nm]"]) / store.nm_per_px
+    assert store.precision_px == pytest.approx(precision, rel=0.05)  # of the kept particles
+    trained = yaml.safe_load((run / "config.yaml").read_text())
+    assert trained["render"]["data_blur"] == pytest.approx(store.precision_px)
     assert json.loads((run / "evaluation.json").read_text())
     assert (tmp_path / "results" / "localisations" / "report.html").stat().st_size > 1000
