@@ -95,68 +95,41 @@ def write_table(path, precision_nm=None):
     pd.concat(frames).to_csv(path, index=False)
 
 
-def test_localise_records_the_median_precision_in_pixels(tmp_path):
-    write_table(tmp_path / "p.csv", precision_nm=8.0)
+def localised(tmp_path, name, precision_nm=None):
+    """The store `holly localise` makes of :func:`write_table`'s particles."""
+    write_table(tmp_path / f"{name}.csv", precision_nm)
+    store = tmp_path / f"{name}.zarr"
     localise(
-        tmp_path / "p.csv",
-        tmp_path / "p.zarr",
+        tmp_path / f"{name}.csv",
+        store,
         [1.0],
         size=SIZE,
         perturbations=2,
         particle_column="particle",
     )
-    store = ImageStore.open(tmp_path / "p.zarr")
+    return ImageStore.open(store)
+
+
+def store_config(store):
+    return from_dict(
+        {"data": {"source": "zarr", "store": str(store.path)}, "render": {"data_blur": "store"}}
+    )
+
+
+def test_localise_records_the_median_precision_in_pixels(tmp_path):
+    store = localised(tmp_path, "p", precision_nm=8.0)
     sigma_xy = pd.read_csv(tmp_path / "p.csv")["uncertainty_xy [nm]"].to_numpy()
     assert store.attrs["precision"]["median_nm"] == pytest.approx(np.median(sigma_xy))
     assert store.precision_px == pytest.approx(np.median(sigma_xy) / store.nm_per_px)
-    write_table(tmp_path / "q.csv")
-    localise(
-        tmp_path / "q.csv",
-        tmp_path / "q.zarr",
-        [1.0],
-        size=SIZE,
-        perturbations=2,
-        particle_column="particle",
-    )
-    assert ImageStore.open(tmp_path / "q.zarr").precision_px is None
+    assert localised(tmp_path, "q").precision_px is None  # no precision column
 
 
 def test_data_blur_store_resolves_to_the_recorded_precision(tmp_path):
-    write_table(tmp_path / "p.csv", precision_nm=8.0)
-    localise(
-        tmp_path / "p.csv",
-        tmp_path / "p.zarr",
-        [1.0],
-        size=SIZE,
-        perturbations=2,
-        particle_column="particle",
-    )
-    cfg = from_dict(
-        {
-            "data": {"source": "zarr", "store": str(tmp_path / "p.zarr")},
-            "render": {"data_blur": "store"},
-        }
-    )
-    resolved = resolve_data_blur(cfg)
-    assert resolved.render.data_blur == pytest.approx(
-        ImageStore.open(tmp_path / "p.zarr").precision_px
-    )
+    store = localised(tmp_path, "p", precision_nm=8.0)
+    resolved = resolve_data_blur(store_config(store))
+    assert resolved.render.data_blur == pytest.approx(store.precision_px)
     assert resolve_data_blur(resolved) is resolved  # a number stays as given
-    write_table(tmp_path / "q.csv")
-    localise(
-        tmp_path / "q.csv",
-        tmp_path / "q.zarr",
-        [1.0],
-        size=SIZE,
-        perturbations=2,
-        particle_column="particle",
-    )
-    bare = from_dict(
-        {
-            "data": {"source": "zarr", "store": str(tmp_path / "q.zarr")},
-            "render": {"data_blur": "store"},
-        }
-    )
+    bare = store_config(localised(tmp_path, "q"))
     with pytest.raises(HollyError, match="q.zarr records no localisation precision"):
         resolve_data_blur(bare)
     with pytest.raises(HollyError, match="data.source is not 'zarr'"):
