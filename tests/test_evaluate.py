@@ -234,6 +234,9 @@ def test_cli_writes_documented_json(tmp_path, rng):
     aligned = read_points(tmp_path / "aligned_points.ply")
     assert ev.chamfer(aligned, gt) == pytest.approx(recon["chamfer"], abs=1e-4)
     assert not list(tmp_path.glob(".*.tmp"))
+    # the tools' ratio (tools/scatter_floor.py, tools/fixed_pose_fit.py) is the one reported
+    points = read_points(tmp_path / "points.ply")
+    assert ev.chamfer_ratio_to_blob(points, gt) == pytest.approx(result["chamfer_ratio_to_blob"])
 
 
 def test_cli_without_ground_truth_reports_cloud_stats(tmp_path, rng):

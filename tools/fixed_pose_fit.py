@@ -25,7 +25,7 @@ from holly.data.imagestore import ImageStore
 from holly.data.locsim import read_truth, store_poses
 from holly.method.loss import image_loss, normalise
 from holly.method.render import render
-from holly.results.evaluate import blob_baseline, default_tau, score
+from holly.results.evaluate import blob_baseline, chamfer_ratio_to_blob
 
 
 def fit(cell: Path, blur: float, loss: str, start: str, steps: int, level: float) -> float:
@@ -53,10 +53,7 @@ def fit(cell: Path, blur: float, loss: str, start: str, steps: int, level: float
         opt.zero_grad()
         value.backward()
         opt.step()
-    tau = default_tau(sites)
-    cloud, _ = score(points.detach().double().numpy(), sites, tau)
-    blob, _ = score(blob_baseline(sites, n_points, np.random.default_rng(1)), sites, tau)
-    return cloud["chamfer"] / blob["chamfer"]
+    return chamfer_ratio_to_blob(points.detach().double().numpy(), sites)
 
 
 def main() -> None:

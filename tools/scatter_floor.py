@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 from holly.data.locsim import structure_nm
-from holly.results.evaluate import blob_baseline, default_tau, score
+from holly.results.evaluate import chamfer_ratio_to_blob
 from holly.results.robustness import SHAPES
 
 SCATTER = (0.025, 0.05, 0.075, 0.10, 0.15)  # of the structure's size (diameter)
@@ -29,10 +29,7 @@ def scatter_ratio(sites: np.ndarray, scatter: float, n: int, seed: int) -> float
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(sites), n, replace=n > len(sites))
     cloud = sites[pick] + rng.normal(0.0, scatter, (n, 3))
-    tau = default_tau(sites)
-    recon, _ = score(cloud, sites, tau, seed)
-    blob, _ = score(blob_baseline(sites, n, rng), sites, tau, seed)
-    return recon["chamfer"] / blob["chamfer"]
+    return chamfer_ratio_to_blob(cloud, sites, seed)
 
 
 def main() -> None:

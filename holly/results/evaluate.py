@@ -711,6 +711,23 @@ def _no_gt_fields(tau: float | None) -> dict:
     return fields | {"tau": tau, "tau_rule": "given" if tau is not None else None}
 
 
+def _against_blob(
+    points: np.ndarray, gt: np.ndarray, tau: float, seed: int, rng: np.random.Generator
+) -> tuple[dict, dict, Alignment]:
+    """Scores of ``points`` and of the blob baseline (drawn from ``rng``) against ``gt``."""
+    recon, al = score(points, gt, tau, seed)
+    blob, _ = score(blob_baseline(gt, len(points), rng), gt, tau, seed)
+    return recon, blob, al
+
+
+def chamfer_ratio_to_blob(points: np.ndarray, gt: np.ndarray, seed: int = 0) -> float:
+    """Chamfer / blob of ``points`` against ``gt``, as ``holly evaluate`` reports it
+    (``chamfer_ratio_to_blob``, the default tau and the same seeded blob)."""
+    tau = default_tau(gt)
+    recon, blob, _ = _against_blob(points, gt, tau, seed, np.random.default_rng(seed))
+    return recon["chamfer"] / blob["chamfer"]
+
+
 def _score_all(
     points: np.ndarray, gt: np.ndarray, init: np.ndarray | None, tau: float | None, seed: int
 ) -> tuple[dict, Alignment]:
@@ -718,8 +735,7 @@ def _score_all(
     rng = np.random.default_rng(seed)
     tau_rule = "given" if tau is not None else f"{TAU_FRACTION} x ground-truth bounding radius"
     tau = float(tau) if tau is not None else default_tau(gt)
-    recon, al = score(points, gt, tau, seed)
-    blob, _ = score(blob_baseline(gt, len(points), rng), gt, tau, seed)
+    recon, blob, al = _against_blob(points, gt, tau, seed, rng)
     floor, _ = score(ground_truth_floor(gt, len(points), rng), gt, tau, seed)
     random_init = score(init, gt, tau, seed)[0] if init is not None else None
     if init is None:
