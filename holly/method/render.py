@@ -177,7 +177,7 @@ def total_blur(sigma: torch.Tensor, data_blur: float) -> torch.Tensor:
     sigma = sigma.clamp_min(SIGMA_FLOOR)
     if not data_blur:
         return sigma
-    return torch.hypot(sigma, torch.as_tensor(data_blur, dtype=sigma.dtype, device=sigma.device))
+    return (sigma * sigma + data_blur * data_blur).sqrt()
 
 
 def _as_batch_sigma(sigma: torch.Tensor | float, batch: int, like: torch.Tensor) -> torch.Tensor:

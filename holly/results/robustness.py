@@ -429,7 +429,8 @@ def _unfinished(out: Path, cell: Cell, scale: str, half_sets: bool, overrides: d
     if record.get("scale") != scale or (half_sets and not record.get("half_sets")):
         log.warning("%s was run at another scale or without half sets: it runs again", cell.name)
         return True
-    steps = cell_steps(cell, out, scale, record.get("base_seed", 0), record["half_sets"], overrides)
+    seed, halves = record.get("base_seed", 0), bool(record.get("half_sets"))
+    steps = cell_steps(cell, out, scale, seed, halves, overrides)
     if record.get("commands") != [["holly", *argv] for _, argv in steps]:
         log.warning("%s was run with other commands (older settings): it runs again", cell.name)
         return True
