@@ -659,6 +659,11 @@ def localise(
         )
         attrs["n_localisations"] = [int(len(p)) for p in xy]
         attrs["precision"] = median_precision(particles, selected, scale, nm_per_px)
+        if attrs["precision"]:
+            log.info(
+                "median localisation precision %.3g px: train with render.data_blur: store",
+                attrs["precision"]["median_px"],
+            )
         attrs["localisations"] = columns
         writer.commit(attrs)
     seconds = time.perf_counter() - t0
