@@ -66,13 +66,15 @@ class RenderConfig:
         doc="paper: translate then rotate; latest: rotate then translate",
     )
     data_blur: float | str = _spec(
-        0.0,
+        "auto",
         lo=0.0,
         hi=50.0,
-        choices=("store",),
+        choices=("auto", "store"),
         doc="blur (pixels) the images carry beyond their sigma level, added in quadrature "
         "wherever the cloud is rendered: a localisation store's precision; 'store': the median "
-        "localisation precision `holly localise` recorded in data.store; 0: none (rendered data)",
+        "localisation precision `holly localise` recorded in data.store (an error if none); "
+        "'auto': that precision where data.store records one, else 0 (holly's own renders, "
+        "FITS stores)",
     )
 
 
@@ -312,7 +314,17 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
     variant = raw.get("variant", "paper")
     if variant == "latest":
         raw = merge(LATEST_DEFAULTS, raw)
-    return _build(ExperimentConfig, raw, where, prefix="")
+    return _rendered_data_blur(_build(ExperimentConfig, raw, where, prefix=""))
+
+
+def _rendered_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``render.data_blur: auto`` as 0 for data that holly renders itself: they carry no blur
+    beyond their level, and saying so here keeps their resolved configs (and so the runs the
+    workflow compares against) as they were. On an image store ``auto`` is resolved when
+    training starts, from what the store records (:func:`holly.data.datasets.resolve_data_blur`)."""
+    if cfg.render.data_blur == "auto" and cfg.data.source != "zarr":
+        return dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, data_blur=0.0))
+    return cfg
 
 
 def _build(cls, raw: dict, where: str, prefix: str):

@@ -110,9 +110,9 @@ def localised(tmp_path, name, precision_nm=None):
     return ImageStore.open(store)
 
 
-def store_config(store):
+def store_config(store, mode="store"):
     return from_dict(
-        {"data": {"source": "zarr", "store": str(store.path)}, "render": {"data_blur": "store"}}
+        {"data": {"source": "zarr", "store": str(store.path)}, "render": {"data_blur": mode}}
     )
 
 
@@ -136,7 +136,19 @@ def test_data_blur_store_resolves_to_the_recorded_precision(tmp_path):
         resolve_data_blur(from_dict({"render": {"data_blur": "store"}}))
 
 
-@pytest.mark.parametrize("value", ["auto", -1.0, True])
+def test_data_blur_auto_is_the_recorded_precision_or_none(tmp_path):
+    """The default: a store's recorded precision, 0 for a store without one and for holly's
+    own renders (already in the parsed config, so their resolved configs stay as they were)."""
+    assert from_dict({}).render.data_blur == 0.0  # data.source simulated
+    store = localised(tmp_path, "p", precision_nm=8.0)
+    on_store = store_config(store, "auto")
+    assert on_store.render.data_blur == "auto"  # resolved when training starts
+    assert resolve_data_blur(on_store).render.data_blur == pytest.approx(store.precision_px)
+    bare = resolve_data_blur(store_config(localised(tmp_path, "q"), "auto"))
+    assert bare.render.data_blur == 0.0
+
+
+@pytest.mark.parametrize("value", ["sometimes", -1.0, True])
 def test_data_blur_refuses_what_it_cannot_use(value):
     with pytest.raises(HollyError, match="render.data_blur"):
         from_dict({"render": {"data_blur": value}})

@@ -38,26 +38,33 @@ class Data:
 
 
 def resolve_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` with ``render.data_blur: store`` replaced by the number of pixels it stands for
-    (the median localisation precision ``holly localise`` recorded in ``data.store``), so the
-    run's config records the value it trained with; any other config unchanged."""
-    if cfg.render.data_blur != "store":
+    """``cfg`` with ``render.data_blur`` ``store`` or ``auto`` replaced by the number of pixels
+    it stands for (the median localisation precision ``holly localise`` recorded in
+    ``data.store``; ``auto`` without one: 0), so the run's config records the value it trained
+    with; a number stays as given."""
+    mode = cfg.render.data_blur
+    if not isinstance(mode, str):
         return cfg
     from holly.data.imagestore import ImageStore
 
-    if cfg.data.source != "zarr" or not cfg.data.store:
+    on_store = cfg.data.source == "zarr" and bool(cfg.data.store)
+    if mode == "store" and not on_store:
         raise HollyError(
             "render.data_blur is 'store' but data.source is not 'zarr' with a data.store: "
             "give it as a number of pixels (0 for holly's own renders)"
         )
-    blur = ImageStore.open(cfg.data.store).precision_px
-    if blur is None:
+    blur = ImageStore.open(cfg.data.store).precision_px if on_store else None
+    if blur is None and mode == "store":
         raise HollyError(
             f"render.data_blur is 'store' but {cfg.data.store} records no localisation "
             "precision (its table had no sigma_xy column, or it was made before holly "
             "recorded one): set render.data_blur to the precision in pixels, or 0"
         )
-    log.info("render.data_blur: %.3g px, the localisation precision of %s", blur, cfg.data.store)
+    if blur is None:
+        log.info("render.data_blur: 0 (%s records no localisation precision)", cfg.data.store)
+        blur = 0.0
+    else:
+        log.info("render.data_blur: %.3g px, the localisation precision of %s", blur, cfg.data.store)
     return dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, data_blur=blur))
 
 

@@ -222,7 +222,7 @@ def median_precision(
 ) -> dict | None:
     """The median localisation precision of the rendered particles, in the images' pixels (and
     nm where known), from the table's ``sigma_xy`` column; None without one, or when its unit
-    cannot be converted. Training reads it as ``render.data_blur: store``: each image is that
+    cannot be converted. Training reads it (``render.data_blur: auto`` or ``store``): each image is that
     much wider than its sigma level."""
     if "sigma_xy" not in particles.extra:
         return None
@@ -661,7 +661,8 @@ def localise(
         attrs["precision"] = median_precision(particles, selected, scale, nm_per_px)
         if attrs["precision"]:
             log.info(
-                "median localisation precision %.3g px: train with render.data_blur: store",
+                "median localisation precision %.3g px: training renders the cloud that much wider "
+                "(render.data_blur: auto, the default)",
                 attrs["precision"]["median_px"],
             )
         attrs["localisations"] = columns
