@@ -128,9 +128,10 @@ class LossConfig:
     )
     kind: str = _spec(
         "masked_l1",
-        choices=("masked_l1", "l1", "l2"),
-        doc="masked_l1 (paper), l1, or l2 (squared: its optimum is the mean image, not the "
-        "median; for sparse labelling, holly/method/loss.py)",
+        choices=("masked_l1", "l1", "l2", "poisson"),
+        doc="masked_l1 (paper), l1, l2 (squared: its optimum is the mean image, not the "
+        "median), or poisson (the deviance: the localisations' likelihood under the rendered "
+        "density, also mean-seeking; for sparse labelling, holly/method/loss.py)",
     )
     mask_threshold: float = _spec(1e-4, lo=0.0, doc="masked_l1: pixels with target above this")
 

@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from holly.method.loss import hypothesis_losses, image_loss, normalise
+from holly.method.loss import (
+    POISSON_FLOOR,
+    hypothesis_losses,
+    image_loss,
+    normalise,
+    poisson_deviance,
+)
 
 
 def _images(seed=0, b=5, k=3, h=8, w=8):
@@ -65,3 +71,27 @@ def test_sparse_sites_vanish_under_l1_and_survive_under_l2():
     l2 = _fit_one_image(targets, "l2")
     assert l1[0, 0] == pytest.approx(1.0, abs=0.02) and l1[0, 1] == pytest.approx(0.0, abs=0.02)
     assert l2[0, 0] == pytest.approx(1.0, abs=0.02) and l2[0, 1] == pytest.approx(0.3, abs=0.02)
+
+
+def test_poisson_also_keeps_the_sparse_site_at_its_labelling_fraction():
+    """The same ten images, in a frame of 20 pixels (the floor, a tenth of the mean pixel, is
+    small beside a site, as in real images): the deviance's optimum is the mean image too."""
+    targets = torch.zeros(10, 1, 20, dtype=torch.float64)
+    targets[:, 0, 0] = 1.0
+    targets[:3, 0, 1] = 1.0
+    fit = _fit_one_image(targets, "poisson")
+    assert fit[0, 0] == pytest.approx(1.0, abs=0.02) and fit[0, 1] == pytest.approx(0.3, abs=0.02)
+
+
+def test_poisson_deviance_is_the_floored_formula_zero_only_where_images_agree():
+    renderings, target = _images(2)
+    dev = poisson_deviance(renderings[:, 0], target)
+    floor = POISSON_FLOOR * target.mean((-2, -1), keepdim=True)
+    r, t = renderings[:, 0] + floor, target + floor
+    assert torch.allclose(dev, t * torch.log(t / r) - t + r)
+    assert (dev >= 0).all() and float(poisson_deviance(target, target).abs().max()) < 1e-12
+    # an empty rendering where the target has light costs finite, floored amounts
+    assert torch.isfinite(poisson_deviance(torch.zeros_like(target), target)).all()
+    losses = hypothesis_losses(renderings, target, "none", "poisson")
+    assert torch.allclose(losses, poisson_deviance(renderings, target[:, None]).sum((-2, -1)))
+    assert torch.allclose(image_loss(renderings[:, 0], target, "poisson"), dev.sum())

@@ -64,7 +64,9 @@ def resolve_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:
         log.info("render.data_blur: 0 (%s records no localisation precision)", cfg.data.store)
         blur = 0.0
     else:
-        log.info("render.data_blur: %.3g px, the localisation precision of %s", blur, cfg.data.store)
+        log.info(
+            "render.data_blur: %.3g px, the localisation precision of %s", blur, cfg.data.store
+        )
     return dataclasses.replace(cfg, render=dataclasses.replace(cfg.render, data_blur=blur))
 
 

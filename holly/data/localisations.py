@@ -222,8 +222,8 @@ def median_precision(
 ) -> dict | None:
     """The median localisation precision of the rendered particles, in the images' pixels (and
     nm where known), from the table's ``sigma_xy`` column; None without one, or when its unit
-    cannot be converted. Training reads it (``render.data_blur: auto`` or ``store``): each image is that
-    much wider than its sigma level."""
+    cannot be converted. Training reads it (``render.data_blur: auto`` or ``store``): each
+    image is that much wider than its sigma level."""
     if "sigma_xy" not in particles.extra:
         return None
     values = np.concatenate([particles.extra["sigma_xy"][i] for i in selected])

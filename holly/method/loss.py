@@ -7,7 +7,7 @@
 
 Loss ``masked_l1`` (PAPER): L1 summed over pixels where the *target* exceeds a threshold (output
 light outside the target's support is not penalised); ``l1`` (HEAD): plain L1 sum; ``l2``: the
-sum of squared differences.
+sum of squared differences; ``poisson``: the Poisson deviance, summed.
 
 Why ``l2`` exists: the rendering that minimises a pixel's L1 over many images of one pose is
 their *median*, and L2's is their *mean*. With sparse labelling each particle shows a different
@@ -15,6 +15,17 @@ random subset of its sites; a site labelled in fewer than half of the particles 
 under L1 the cloud gains by leaving it out, and with a few dozen sites (a DNA origami logo at
 30 % labelling) almost every site goes: the cloud collapses onto the few places most images
 share. The mean keeps every site, at its labelling fraction (issue 25; docs/maintainer-notes.md).
+
+Why ``poisson``: a localisation image is a histogram of draws from the structure's density
+(blurred by the precision and the level), and the Poisson deviance
+``sum t log(t / r) - t + r`` is, up to terms without the rendering ``r``, the negative
+log-likelihood of those draws under the rendered density. Its per-pixel optimum over many
+images is their mean, as for L2, but it weighs a pixel by its expected count instead of
+squaring it: L2 lets the bright, dense parts of a structure (a knob, an end ring) dominate,
+L1 drops what fewer than half the particles show, and the deviance counts every localisation
+once. Both images get a floor of :data:`POISSON_FLOOR` times the target's mean pixel, the
+density a stray localisation (background, a far tail) meets where the cloud renders nothing;
+without it the logarithm would let one such localisation dominate the gradient.
 """
 
 from __future__ import annotations
@@ -23,6 +34,16 @@ import torch
 
 # Guards the division when an image (or batch) is empty, e.g. every point left the frame.
 _EPS = 1e-12
+# The poisson loss's floor under both images, as a share of the target image's mean pixel.
+POISSON_FLOOR = 0.1
+
+
+def poisson_deviance(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel Poisson deviance ``t log(t / r) - t + r`` of ``output`` against ``target``
+    (both ``[..., H, W]``, each raised by the floor), >= 0 and 0 where they agree."""
+    floor = POISSON_FLOOR * target.mean(dim=(-2, -1), keepdim=True) + _EPS
+    r, t = output + floor, target + floor
+    return t * torch.log(t / r) - t + r
 
 
 def normalise(images: torch.Tensor, mode: str) -> torch.Tensor:
@@ -39,8 +60,8 @@ def normalise(images: torch.Tensor, mode: str) -> torch.Tensor:
 def image_loss(
     output: torch.Tensor, target: torch.Tensor, kind: str, mask_threshold: float = 1e-4
 ) -> torch.Tensor:
-    """L1 (or ``l2``: squared) sum between normalised ``output`` and ``target`` ``[B, H, W]``;
-    a scalar."""
+    """L1 (``l2``: squared; ``poisson``: the deviance) sum between normalised ``output`` and
+    ``target`` ``[B, H, W]``; a scalar."""
     if kind == "masked_l1":
         mask = target > mask_threshold
         return ((output - target).abs() * mask).sum()
@@ -48,6 +69,8 @@ def image_loss(
         return (output - target).abs().sum()
     if kind == "l2":
         return ((output - target) ** 2).sum()
+    if kind == "poisson":
+        return poisson_deviance(output, target).sum()
     raise ValueError(f"unknown loss {kind!r}")
 
 
@@ -78,11 +101,13 @@ def hypothesis_losses(
         output = normalise(renderings, mode)  # image / none act per image already
     if kind == "l2":
         diff = (output - target[:, None]) ** 2  # [B, K, H, W]
+    elif kind == "poisson":
+        diff = poisson_deviance(output, target[:, None])
     else:
         diff = (output - target[:, None]).abs()
     if kind == "masked_l1":
         diff = diff * (target[:, None] > mask_threshold)
-    elif kind not in ("l1", "l2"):
+    elif kind not in ("l1", "l2", "poisson"):
         raise ValueError(f"unknown loss {kind!r}")
     return diff.sum(dim=(-2, -1))
 
