@@ -211,6 +211,33 @@ def test_picasso_sub_clusters_warn_and_particle_column_picks_the_structure(tmp_p
     assert "sub-clusters" not in caplog.text
 
 
+def test_picasso_precisions_are_kept_and_recorded_by_the_store(tmp_path):
+    """lpx / lpy (camera pixels) become sigma_xy, their RMS, which `holly localise` records as
+    the store's precision: what `render.data_blur: auto` trains with."""
+    path = tmp_path / "resi.hdf5"
+    write_resi(path, lp=True)
+    with h5py.File(path, "r+") as f:
+        locs = f["locs"][()]
+        locs["lpy"] = 4.0 / PX  # anisotropic: the RMS of 3 and 4 nm
+        del f["locs"]
+        f.create_dataset("locs", data=locs)
+    p, _ = read_localisations(path, particle_column="group_input", pixel_size=PX)
+    rms = np.sqrt((3.0**2 + 4.0**2) / 2) / PX
+    assert np.allclose(np.concatenate(p.extra["sigma_xy"]), rms, rtol=1e-6)
+    r = localise(
+        path,
+        tmp_path / "s.zarr",
+        [1.0],
+        size=32,
+        perturbations=2,
+        pixel_size=PX,
+        particle_column="group_input",
+    )
+    store = ImageStore.open(tmp_path / "s.zarr")
+    assert store.attrs["precision"]["median_nm"] == pytest.approx(rms * PX, rel=1e-5)
+    assert store.precision_px == pytest.approx(rms * r.pixels_per_unit, rel=1e-5)
+
+
 # ---------------------------------------------------------------------------- the real files
 REAL_FILES = {
     # file: (particles, localisations), from the folder's README

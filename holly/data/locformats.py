@@ -37,7 +37,8 @@ Formats and the layouts they are read with (column names as the software writes 
 ==============  ==================================================================================
 
 Beside x/y, ``Particles.extra`` keeps z, sigma_xy and sigma_z where the file has them (the
-MATLAB layouts above, SMAP ``znm``/``locprecnm``/``locprecznm``, Picasso ``z`` (nm), table
+MATLAB layouts above, SMAP ``znm``/``locprecnm``/``locprecznm``, Picasso ``z`` (nm) and
+``lpx``/``lpy`` (camera pixels; their RMS as sigma_xy), table
 columns ``z [nm]``, ``uncertainty_xy [nm]``, ``uncertainty_z [nm]``, ``sigma_xy``, ``sigmaz``,
 ...; ThunderSTORM's ``sigma [nm]`` is the PSF width and is not kept). Rendering uses x/y only.
 
@@ -646,6 +647,11 @@ def read_picasso(
     if "z" in fields:  # Picasso 3D: z in nm (x, y stay camera pixels)
         extra["z"] = np.asarray(locs["z"], dtype=np.float64)
         source["extra_units"] = {"z": "nm"}
+    if "lpx" in fields and "lpy" in fields:
+        # per-axis precisions in camera pixels, as x and y: kept as one isotropic sigma_xy
+        # (their RMS), which `holly localise` records as the store's precision
+        lp = np.stack([locs["lpx"], locs["lpy"]]).astype(np.float64)
+        extra["sigma_xy"] = np.sqrt((lp**2).mean(axis=0))
     if column is not None:
         _warn_subclusters(path, locs, coords, column, fields)
     return _particles(path, coords, keys, source, nm, column, extra)
