@@ -57,21 +57,29 @@ def normalise(images: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown normalisation {mode!r}")
 
 
+def pixel_losses(
+    output: torch.Tensor, target: torch.Tensor, kind: str, mask_threshold: float = 1e-4
+) -> torch.Tensor:
+    """The per-pixel loss ``kind`` of normalised ``output`` against ``target`` (broadcast, e.g.
+    ``[B, K, H, W]`` against ``[B, 1, H, W]``): the one place each loss is written."""
+    if kind == "l2":
+        return (output - target) ** 2
+    if kind == "poisson":
+        return poisson_deviance(output, target)
+    diff = (output - target).abs()
+    if kind == "masked_l1":
+        return diff * (target > mask_threshold)
+    if kind == "l1":
+        return diff
+    raise ValueError(f"unknown loss {kind!r}")
+
+
 def image_loss(
     output: torch.Tensor, target: torch.Tensor, kind: str, mask_threshold: float = 1e-4
 ) -> torch.Tensor:
     """L1 (``l2``: squared; ``poisson``: the deviance) sum between normalised ``output`` and
     ``target`` ``[B, H, W]``; a scalar."""
-    if kind == "masked_l1":
-        mask = target > mask_threshold
-        return ((output - target).abs() * mask).sum()
-    if kind == "l1":
-        return (output - target).abs().sum()
-    if kind == "l2":
-        return ((output - target) ** 2).sum()
-    if kind == "poisson":
-        return poisson_deviance(output, target).sum()
-    raise ValueError(f"unknown loss {kind!r}")
+    return pixel_losses(output, target, kind, mask_threshold).sum()
 
 
 def hypothesis_losses(
@@ -99,16 +107,7 @@ def hypothesis_losses(
         output = renderings * (1000.0 / (totals + _EPS))
     else:
         output = normalise(renderings, mode)  # image / none act per image already
-    if kind == "l2":
-        diff = (output - target[:, None]) ** 2  # [B, K, H, W]
-    elif kind == "poisson":
-        diff = poisson_deviance(output, target[:, None])
-    else:
-        diff = (output - target[:, None]).abs()
-    if kind == "masked_l1":
-        diff = diff * (target[:, None] > mask_threshold)
-    elif kind not in ("l1", "l2", "poisson"):
-        raise ValueError(f"unknown loss {kind!r}")
+    diff = pixel_losses(output, target[:, None], kind, mask_threshold)  # [B, K, H, W]
     return diff.sum(dim=(-2, -1))
 
 
