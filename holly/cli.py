@@ -36,6 +36,7 @@ COMMANDS = {
     "localise": "localise",
     "simulate-localisations": "simulate_localisations",
     "export": "export",
+    "fuse": "fuse",
 }
 
 log = logging.getLogger("holly")

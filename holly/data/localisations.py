@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from holly.checksums import file_digest
-from holly.data.imagestore import ORIENTATION, StoreWriter, base_attrs, guard_output
+from holly.data.imagestore import ORIENTATION, ImageStore, StoreWriter, base_attrs, guard_output
 from holly.data.locformats import FORMATS as READER_FORMATS
 from holly.data.locformats import (  # noqa: F401  (re-exported: the readers' public names)
     MAT_MEMBER,
@@ -679,3 +679,42 @@ def localise(
         seconds,
         nm_per_px,
     )
+
+
+@dataclass
+class StoreLocalisations:
+    """The localisations of the particles an image store rendered, one array per particle.
+
+    ``xy``: ``[n_i, 2]`` per particle, in nm where the store records the scale (else in the
+    source's units, ``unit``), y down as read; ``particles``: each one's read-order number (the
+    store's ``particle_id``)."""
+
+    xy: list[np.ndarray]
+    particles: np.ndarray
+    unit: str
+    nm_per_unit: float | None
+
+
+def read_store_localisations(path: str | os.PathLike) -> StoreLocalisations:
+    """The localisation table that ``holly localise`` keeps in its store (``localisation_xy``,
+    ``localisation_particle``), grouped by particle; a store without one is an error."""
+    store = ImageStore.open(path)
+    if "localisation_xy" not in store.group or "localisation_particle" not in store.group:
+        raise HollyError(
+            f"{path} has no localisation table: it was not made by `holly localise` (FITS "
+            "stores hold images only). Make the store from the localisation file with "
+            "`holly localise FILE --out STORE`."
+        )
+    xy = np.asarray(store.group["localisation_xy"][:], dtype=np.float64)
+    owner = np.asarray(store.group["localisation_particle"][:])
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(owner) != len(xy) or not np.isfinite(xy).all():
+        raise HollyError(f"{path}: localisation_xy / localisation_particle are damaged")
+    nm_per_unit = (store.attrs.get("params") or {}).get("nm_per_unit")
+    order = np.argsort(owner, kind="stable")
+    particles, starts = np.unique(owner[order], return_index=True)
+    groups = np.split(xy[order], starts[1:])
+    if nm_per_unit:
+        scale = float(nm_per_unit)
+        return StoreLocalisations([g * scale for g in groups], particles, "nm", scale)
+    unit = str((store.attrs.get("source") or {}).get("units", "source units"))
+    return StoreLocalisations(groups, particles, unit, None)

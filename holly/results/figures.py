@@ -703,3 +703,23 @@ def extra_figures(
         paths.append(save_figure(fig, out / f"{key}.{fmt}", dpi))
     log.info("wrote %d figures of %s to %s", len(paths), run, out)
     return paths
+
+
+def fusion_figure(image: np.ndarray, extent: list, record: dict, title: str = "") -> Figure:
+    """The fused super-particle of ``holly fuse``: its localisation density (camera view, y
+    down), with the particles fused and how far the pairwise registrations agree."""
+    with style():
+        fig, axes = _new(size=(4.6, 4.2))
+        ax = axes[0, 0]
+        ax.imshow(image, extent=extent, origin="upper", interpolation="nearest")
+        unit = record.get("unit", "")
+        ax.set_xlabel(f"x ({unit})")
+        ax.set_ylabel(f"y ({unit}, down)")
+        ax.set_title(
+            title
+            or f"{record['particles']} particles fused; "
+            f"pairs agreeing {100 * record['pair_agreement']:.0f} %",
+            fontsize=9,
+        )
+        ax.set_aspect("equal")
+    return fig

@@ -1,0 +1,266 @@
+"""Template-free 2D particle fusion: register every particle's localisations onto one frame.
+
+For particles seen from the top (``model.pose_prior: inplane``: origami on glass, pores in the
+nuclear envelope) each particle differs from the structure by an in-plane rotation and a shift.
+Fusion finds them from the localisations alone, with no model of the structure, in the three
+steps of Heydarian et al. (Nat. Methods 2018); the registration and the averaging are holly's own:
+
+1. **Pairs.** Each particle is registered onto ``partners`` random others: the rotation (one of
+   ``n_angles``) and shift that maximise the overlap of the two Gaussian-blurred localisation
+   densities. The overlap of two Gaussian mixtures is the cross-correlation of their density
+   images, so every shift is scored at once by FFT, for each rotation.
+2. **Synchronisation.** The pairs' relative rotations are made consistent: the absolute angles
+   are the phases of the top eigenvector of ``H[i, j] = w_ij exp(i theta_ij)`` (spectral
+   angular synchronisation, Singer 2011), then the pairs that disagree with them by more than
+   ``keep_deg`` are dropped and the angles solved again (``sync_rounds`` times). The shifts
+   follow by weighted least squares over the kept pairs.
+3. **Bootstrap.** Each particle is registered again, onto the fusion of all the others (leave
+   one out), ``bootstrap_rounds`` times.
+
+Only rotations and shifts (SE(2)): a particle lying face down (a mirror image) is not
+matched. Underlabelling limits it: a pair registers only on the sites both particles show, so
+it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 % labelling fuse into their
+letters; at 30 % into a partial shape; holly's simulated 30 % logo and 8-corner pore, a few
+sites per particle, do not fuse; docs/maintainer-notes.md, "Particle fusion").
+
+Arrays only, no files: the caller (:mod:`holly.train.fusioninit`, ``holly fuse``) reads and
+writes. Coordinates are any length unit (the store's nm); angles in radians, counter-clockwise
+in the x-y axes the points are given in.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+MAX_GRID = 256  # pixels per side of a density image: bounds memory and time
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """How particles are registered (units of the points, e.g. nm)."""
+
+    sigma: float  # Gaussian width of each localisation in the registration densities
+    n_angles: int = 72  # rotations tried per registration (5 degree steps)
+    partners: int = 64  # random partners each particle is registered onto
+    keep_deg: float = 20.0  # pairs disagreeing more with the synchronised angles are dropped
+    sync_rounds: int = 4
+    bootstrap_rounds: int = 5
+
+
+@dataclass
+class Fusion:
+    """Each particle's transform into the fused frame: ``x -> R(angle) (x - centroid) + shift``."""
+
+    angles: np.ndarray  # [P] radians
+    shifts: np.ndarray  # [P, 2]
+    centroids: np.ndarray  # [P, 2] each particle's mean, subtracted first
+    pair_agreement: float  # weighted fraction of the pairs the synchronised angles agree with
+    pairs_kept: int
+    pairs: int
+    moved: list[int] = field(default_factory=list)  # particles re-registered per bootstrap round
+
+    def apply(self, points: list[np.ndarray]) -> list[np.ndarray]:
+        """``points`` (as given to :func:`fuse`) in the fused frame."""
+        return [
+            (p - c) @ rotation(a).T + s
+            for p, a, s, c in zip(points, self.angles, self.shifts, self.centroids, strict=True)
+        ]
+
+
+def rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Square density images: ``n`` pixels of ``pixel`` units, the origin at the centre."""
+
+    n: int
+    pixel: float
+
+    @classmethod
+    def for_particles(cls, centred: list[np.ndarray], sigma: float) -> Grid:
+        """Pixels of ``sigma / 1.5``, the field 2.5x the particles' reach (95th percentile
+        over particles of their 95 % radius): shifts up to a quarter of it never wrap around
+        the periodic correlation (a stray localisation further out may)."""
+        radii = [float(np.quantile(np.linalg.norm(p, axis=1), 0.95)) for p in centred]
+        reach = float(np.quantile(radii, 0.95)) + 2 * sigma
+        pixel = sigma / 1.5
+        n = int(math.ceil(2.5 * reach / pixel / 2)) * 2
+        if n > MAX_GRID:
+            pixel *= n / MAX_GRID
+            n = MAX_GRID
+        return cls(n=max(n, 16), pixel=pixel)
+
+    def centres(self) -> np.ndarray:
+        return (np.arange(self.n) - self.n / 2 + 0.5) * self.pixel
+
+
+def density(points: np.ndarray, grid: Grid, sigma: float) -> np.ndarray:
+    """Sum of isotropic Gaussians at ``points [n, 2]``: image ``[row = y, column = x]``."""
+    c = grid.centres()
+    gx = np.exp(-0.5 * ((points[:, :1] - c[None]) / sigma) ** 2)
+    gy = np.exp(-0.5 * ((points[:, 1:] - c[None]) / sigma) ** 2)
+    return gy.T @ gx
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    norm = images.flatten(-2).norm(dim=-1).clamp_min(1e-30)
+    return images / norm[..., None, None]
+
+
+def rotated_spectra(points: np.ndarray, grid: Grid, sigma: float, angles: np.ndarray):
+    """FFTs of the unit-norm densities of ``points`` turned by each of ``angles``."""
+    stack = np.stack([density(points @ rotation(a).T, grid, sigma) for a in angles])
+    return torch.fft.rfft2(_unit(torch.from_numpy(stack).float()))
+
+
+def best_alignment(spectra: torch.Tensor, targets: torch.Tensor, grid: Grid):
+    """For each target spectrum, the rotation index and shift that best map the rotated
+    source (``spectra [K, n, n/2+1]``) onto it: ``(score, k, shift [2])`` arrays.
+
+    ``irfft2(conj(A) B)[s]`` is ``sum_x A(x) B(x + s)``: peak where B is A moved by ``s``."""
+    n = grid.n
+    corr = torch.fft.irfft2(spectra[None].conj() * targets[:, None], s=(n, n))
+    score, flat = corr.flatten(1).max(1)
+    k, rest = flat // (n * n), flat % (n * n)
+    dy, dx = rest // n, rest % n
+    dy = torch.where(dy >= n // 2, dy - n, dy)
+    dx = torch.where(dx >= n // 2, dx - n, dx)
+    shift = torch.stack([dx, dy], 1).double() * grid.pixel
+    return score.double().numpy(), k.numpy(), shift.numpy()
+
+
+@dataclass
+class Pairs:
+    """Pairwise registrations: particle ``i`` maps into ``j``'s frame by
+    ``x -> R(theta) x + shift`` with overlap ``score``."""
+
+    i: np.ndarray
+    j: np.ndarray
+    theta: np.ndarray
+    shift: np.ndarray
+    score: np.ndarray
+
+
+def register_pairs(
+    centred: list[np.ndarray], params: FusionParams, grid: Grid, rng: np.random.Generator
+) -> Pairs:
+    n = len(centred)
+    angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
+    base = torch.fft.rfft2(
+        _unit(torch.from_numpy(np.stack([density(p, grid, params.sigma) for p in centred])).float())
+    )
+    rows = []
+    for i in range(n):
+        others = np.delete(np.arange(n), i)
+        js = rng.choice(others, size=min(params.partners, n - 1), replace=False)
+        spectra = rotated_spectra(centred[i], grid, params.sigma, angles)
+        score, k, shift = best_alignment(spectra, base[torch.from_numpy(js)], grid)
+        rows.append((np.full(len(js), i), js, angles[k], shift, score))
+    return Pairs(*(np.concatenate(column) for column in zip(*rows, strict=True)))
+
+
+def synchronise_angles(n: int, pairs: Pairs, keep: np.ndarray) -> np.ndarray:
+    """Angles ``phi`` with ``phi_i - phi_j ~ theta_ij`` over the kept pairs (top eigenvector)."""
+    h = np.zeros((n, n), complex)
+    k = keep
+    np.add.at(h, (pairs.i[k], pairs.j[k]), pairs.score[k] * np.exp(1j * pairs.theta[k]))
+    h = h + h.conj().T
+    _, vectors = np.linalg.eigh(h)
+    return np.angle(vectors[:, -1])
+
+
+def disagreement_deg(pairs: Pairs, phi: np.ndarray) -> np.ndarray:
+    """Each pair's angle against the synchronised ``phi_i - phi_j``, degrees in [0, 180]."""
+    d = np.exp(1j * (pairs.theta - (phi[pairs.i] - phi[pairs.j])))
+    return np.degrees(np.abs(np.angle(d)))
+
+
+def synchronise_shifts(n: int, pairs: Pairs, phi: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Shifts ``b`` with ``b_i - b_j = R(phi_j) shift_ij`` over the kept pairs (weighted least
+    squares, mean zero): from composing ``x -> R(phi) x + b`` along each pair."""
+    w = pairs.score * keep
+    c, s = np.cos(phi[pairs.j]), np.sin(phi[pairs.j])
+    t = pairs.shift
+    v = np.stack([c * t[:, 0] - s * t[:, 1], s * t[:, 0] + c * t[:, 1]], 1)
+    lap = np.zeros((n, n))
+    rhs = np.zeros((n, 2))
+    np.add.at(lap, (pairs.i, pairs.i), w)
+    np.add.at(lap, (pairs.j, pairs.j), w)
+    np.add.at(lap, (pairs.i, pairs.j), -w)
+    np.add.at(lap, (pairs.j, pairs.i), -w)
+    np.add.at(rhs, pairs.i, w[:, None] * v)
+    np.add.at(rhs, pairs.j, -w[:, None] * v)
+    lap += np.eye(n) * 1e-9 * max(float(w.max(initial=0.0)), 1.0)  # fixes the common shift
+    b = np.linalg.lstsq(lap, rhs, rcond=None)[0]
+    return b - b.mean(0)
+
+
+def bootstrap_round(
+    centred: list[np.ndarray],
+    phi: np.ndarray,
+    shifts: np.ndarray,
+    params: FusionParams,
+    grid: Grid,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Register every particle onto the fusion of all the others at the current transforms."""
+    angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
+    placed = [p @ rotation(a).T + s for p, a, s in zip(centred, phi, shifts, strict=True)]
+    own = torch.fft.rfft2(
+        torch.from_numpy(np.stack([density(p, grid, params.sigma) for p in placed])).float()
+    )
+    total = own.sum(0)
+    new_phi, new_shifts = phi.copy(), shifts.copy()
+    for i, p in enumerate(centred):
+        spectra = rotated_spectra(p, grid, params.sigma, angles)
+        _, k, shift = best_alignment(spectra, (total - own[i])[None], grid)
+        new_phi[i], new_shifts[i] = angles[k[0]], shift[0]
+    moved = int((disagreement(new_phi, phi) > 1e-6).sum())
+    return new_phi, new_shifts, moved
+
+
+def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(np.angle(np.exp(1j * (a - b))))
+
+
+def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
+    """Register ``points`` (one ``[n_i, 2]`` array per particle) onto one frame."""
+    if len(points) < 3:
+        raise ValueError(f"particle fusion needs at least 3 particles, got {len(points)}")
+    centroids = np.stack([p.mean(0) for p in points])
+    centred = [p - c for p, c in zip(points, centroids, strict=True)]
+    grid = Grid.for_particles(centred, params.sigma)
+    n = len(centred)
+    log.info(
+        "fusion: %d particles, %d partners each, %d angles, %d px density images of %.3g",
+        n,
+        min(params.partners, n - 1),
+        params.n_angles,
+        grid.n,
+        grid.pixel,
+    )
+    pairs = register_pairs(centred, params, grid, np.random.default_rng(seed))
+    keep = np.ones(len(pairs.i), bool)
+    phi = synchronise_angles(n, pairs, keep)
+    for _ in range(params.sync_rounds):
+        keep = disagreement_deg(pairs, phi) < params.keep_deg
+        phi = synchronise_angles(n, pairs, keep)
+    keep = disagreement_deg(pairs, phi) < params.keep_deg
+    agreement = float((pairs.score * keep).sum() / pairs.score.sum())
+    log.info("fusion: the angles agree with %.0f %% of the pairs (weighted)", 100 * agreement)
+    shifts = synchronise_shifts(n, pairs, phi, keep)
+    moved = []
+    for r in range(params.bootstrap_rounds):
+        phi, shifts, m = bootstrap_round(centred, phi, shifts, params, grid)
+        moved.append(m)
+        log.info("fusion: bootstrap round %d re-registered %d of %d particles", r + 1, m, n)
+    return Fusion(phi, shifts, centroids, agreement, int(keep.sum()), len(keep), moved)
