@@ -40,6 +40,7 @@ import torch
 log = logging.getLogger(__name__)
 
 MAX_GRID = 256  # pixels per side of a density image: bounds memory and time
+SPECTRA_BUDGET_BYTES = 1536 * 2**20  # rotated spectra kept for the bootstrap rounds
 
 
 @dataclass(frozen=True)
@@ -118,9 +119,35 @@ def _unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def rotated_spectra(points: np.ndarray, grid: Grid, sigma: float, angles: np.ndarray):
-    """FFTs of the unit-norm densities of ``points`` turned by each of ``angles``."""
-    stack = np.stack([density(points @ rotation(a).T, grid, sigma) for a in angles])
-    return torch.fft.rfft2(_unit(torch.from_numpy(stack).float()))
+    """FFTs ``[K, n, n/2+1]`` of the unit-norm densities of ``points`` turned by each of
+    ``angles`` (all K drawn in one batched product)."""
+    c, s = np.cos(angles)[:, None, None], np.sin(angles)[:, None, None]
+    x, y = points[None, :, :1], points[None, :, 1:]
+    turned = torch.from_numpy(np.concatenate([c * x - s * y, s * x + c * y], axis=2))
+    centres = torch.from_numpy(grid.centres())
+    gx = torch.exp(-0.5 * ((turned[..., :1] - centres) / sigma) ** 2)  # [K, n_points, n]
+    gy = torch.exp(-0.5 * ((turned[..., 1:] - centres) / sigma) ** 2)
+    images = torch.bmm(gy.transpose(1, 2), gx).float()
+    return torch.fft.rfft2(_unit(images))
+
+
+class RotatedSpectra:
+    """Each particle's :func:`rotated_spectra`, kept while they fit ``budget`` bytes (the
+    bootstrap rounds reuse them), else drawn again when asked for."""
+
+    def __init__(self, centred, grid: Grid, sigma: float, angles: np.ndarray, budget: int):
+        self.centred, self.grid, self.sigma, self.angles = centred, grid, sigma, angles
+        each = len(angles) * grid.n * (grid.n // 2 + 1) * 8  # complex64
+        self.keep = each * len(centred) <= budget
+        self.cache: dict[int, torch.Tensor] = {}
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        spectra = self.cache.get(i)
+        if spectra is None:
+            spectra = rotated_spectra(self.centred[i], self.grid, self.sigma, self.angles)
+            if self.keep:
+                self.cache[i] = spectra
+        return spectra
 
 
 def best_alignment(spectra: torch.Tensor, targets: torch.Tensor, grid: Grid):
@@ -152,10 +179,13 @@ class Pairs:
 
 
 def register_pairs(
-    centred: list[np.ndarray], params: FusionParams, grid: Grid, rng: np.random.Generator
+    centred: list[np.ndarray],
+    params: FusionParams,
+    grid: Grid,
+    rng: np.random.Generator,
+    rotated: RotatedSpectra,
 ) -> Pairs:
-    n = len(centred)
-    angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
+    n, angles = len(centred), rotated.angles
     base = torch.fft.rfft2(
         _unit(torch.from_numpy(np.stack([density(p, grid, params.sigma) for p in centred])).float())
     )
@@ -163,8 +193,7 @@ def register_pairs(
     for i in range(n):
         others = np.delete(np.arange(n), i)
         js = rng.choice(others, size=min(params.partners, n - 1), replace=False)
-        spectra = rotated_spectra(centred[i], grid, params.sigma, angles)
-        score, k, shift = best_alignment(spectra, base[torch.from_numpy(js)], grid)
+        score, k, shift = best_alignment(rotated[i], base[torch.from_numpy(js)], grid)
         rows.append((np.full(len(js), i), js, angles[k], shift, score))
     return Pairs(*(np.concatenate(column) for column in zip(*rows, strict=True)))
 
@@ -211,18 +240,18 @@ def bootstrap_round(
     shifts: np.ndarray,
     params: FusionParams,
     grid: Grid,
+    rotated: RotatedSpectra,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Register every particle onto the fusion of all the others at the current transforms."""
-    angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
+    angles = rotated.angles
     placed = [p @ rotation(a).T + s for p, a, s in zip(centred, phi, shifts, strict=True)]
     own = torch.fft.rfft2(
         torch.from_numpy(np.stack([density(p, grid, params.sigma) for p in placed])).float()
     )
     total = own.sum(0)
     new_phi, new_shifts = phi.copy(), shifts.copy()
-    for i, p in enumerate(centred):
-        spectra = rotated_spectra(p, grid, params.sigma, angles)
-        _, k, shift = best_alignment(spectra, (total - own[i])[None], grid)
+    for i in range(len(centred)):
+        _, k, shift = best_alignment(rotated[i], (total - own[i])[None], grid)
         new_phi[i], new_shifts[i] = angles[k[0]], shift[0]
     moved = int((disagreement(new_phi, phi) > 1e-6).sum())
     return new_phi, new_shifts, moved
@@ -248,7 +277,9 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
         grid.n,
         grid.pixel,
     )
-    pairs = register_pairs(centred, params, grid, np.random.default_rng(seed))
+    angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
+    rotated = RotatedSpectra(centred, grid, params.sigma, angles, SPECTRA_BUDGET_BYTES)
+    pairs = register_pairs(centred, params, grid, np.random.default_rng(seed), rotated)
     keep = np.ones(len(pairs.i), bool)
     phi = synchronise_angles(n, pairs, keep)
     for _ in range(params.sync_rounds):
@@ -260,7 +291,7 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     shifts = synchronise_shifts(n, pairs, phi, keep)
     moved = []
     for r in range(params.bootstrap_rounds):
-        phi, shifts, m = bootstrap_round(centred, phi, shifts, params, grid)
+        phi, shifts, m = bootstrap_round(centred, phi, shifts, params, grid, rotated)
         moved.append(m)
         log.info("fusion: bootstrap round %d re-registered %d of %d particles", r + 1, m, n)
     return Fusion(phi, shifts, centroids, agreement, int(keep.sum()), len(keep), moved)
