@@ -166,6 +166,8 @@ def test_fuse_command_writes_its_record_and_figure(tmp_path):
     # the fused logo is as large as one particle (it is not smeared into a disc)
     assert record["fused_extents"][0] == pytest.approx(record["particle_extents"][0], rel=0.15)
     assert {"versions", "git", "seed"} <= set(record["provenance"])
+    sources = record["provenance"]["inputs"]["source_files"]
+    assert [len(f["sha256"]) for f in sources] == [64]  # the table the store was made from
     assert fig.stat().st_size > 0
 
 

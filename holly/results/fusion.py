@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from holly.atomic import write_json
+from holly.data.imagestore import ImageStore
 from holly.data.localisations import StoreLocalisations
 from holly.errors import HollyError
 from holly.method.fusion import Fusion, FusionParams, fuse
@@ -64,6 +65,7 @@ def fusion_record(
     fused: list[np.ndarray],
     store: str | os.PathLike,
 ) -> dict:
+    inputs = store_inputs(store)
     every = np.concatenate(fused)
     owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(fused)])
     own = particle_extents(np.concatenate([locs.xy[i] for i in keep]), owner)
@@ -90,8 +92,16 @@ def fusion_record(
             }
             for i, a, s, c in zip(keep, result.angles, result.shifts, result.centroids, strict=True)
         ],
-        "provenance": provenance({}, torch.device("cpu"), {"store": str(store)}, seed),
+        "provenance": provenance({}, torch.device("cpu"), {"store": str(store), **inputs}, seed),
     }
+
+
+def store_inputs(store: str | os.PathLike) -> dict:
+    """What the store was made from: its source files with their sha256, as `holly localise`
+    recorded them, and when the store was written (provenance's input checksums)."""
+    attrs = ImageStore.open(store).attrs
+    files = (attrs.get("source") or {}).get("files") or []
+    return {"source_files": files, "store_created": attrs.get("created")}
 
 
 def write_fusion(path: str | os.PathLike, record: dict) -> None:
