@@ -190,3 +190,9 @@ def test_fuse_refuses_a_store_without_localisations_and_its_own_input(tmp_path, 
         == 2
     )
     assert "--angles must be at least 8" in capsys.readouterr().err
+    assert (
+        holly.cli.main(["fuse", str(store), "--out", str(tmp_path / "f.json"), "--sigma", "nan"])
+        == 2
+    )
+    assert "--sigma must be a positive length" in capsys.readouterr().err
+    assert not (tmp_path / "f.json").exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 from holly.atomic import refuse_inputs
 from holly.data.imagestore import ImageStore
@@ -48,14 +49,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
 
 
-def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
+def _check_counts(args: argparse.Namespace) -> None:
+    """The options that need no data, checked before the store is read."""
     for name, value, lo in (("--angles", args.angles, 8), ("--partners", args.partners, 2)):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
     if args.bootstrap < 0:
         raise HollyError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
-    if not sigma > 0:
-        raise HollyError(f"--sigma must be a positive length, not {sigma}")
+    if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
+        raise HollyError(f"--sigma must be a positive length, not {args.sigma}")
+
+
+def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
     return FusionParams(
         sigma=sigma,
         n_angles=args.angles,
@@ -70,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
 
         check_figure_path(args.figure, "--figure")
     refuse_inputs({"--out": args.out, "--figure": args.figure}, [args.store])
+    _check_counts(args)
     locs = read_store_localisations(args.store)
     precision = _precision_in_units(args.store, locs)
     sigma = args.sigma if args.sigma is not None else default_sigma(locs, precision)
