@@ -7,11 +7,13 @@ into one frame) and of structureless ones (the pairs do not agree), and the comm
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import holly.cli
+from holly.data.localisations import read_store_localisations
 from holly.data.shapes import logo_sites_nm
 from holly.method.fusion import (
     FusionParams,
@@ -26,6 +28,8 @@ from holly.method.fusion import (
     synchronise_angles,
     synchronise_shifts,
 )
+from holly.results.fusion import fused_from_record
+from holly.results.structure import ring
 
 
 def blinks(sites: np.ndarray, rng, per_site=4, precision=1.0) -> np.ndarray:
@@ -196,3 +200,25 @@ def test_fuse_refuses_a_store_without_localisations_and_its_own_input(tmp_path, 
     )
     assert "--sigma must be a positive length" in capsys.readouterr().err
     assert not (tmp_path / "f.json").exists()
+
+
+@pytest.mark.slow
+def test_the_shared_nup107_pores_fuse_into_an_eightfold_ring(tmp_path):
+    """The authors' 100 simulated Nup107 pores (smlm_datafusion3d, mostly top views), fused
+    with the defaults in the xy plane: a ring of the model's radius (~48 nm), order 8 the
+    strongest of its angular orders (the README's fusion table)."""
+    source = Path(holly.__file__).parents[1].parent / "shared/realdata/particles"
+    source = source / "npc_nup107_simulated" / "data.mat"
+    if not source.exists():
+        pytest.skip(f"{source} absent (the shared real data are not in the repository)")
+    store = tmp_path / "npc.zarr"
+    localise = ["localise", str(source), "--format", "tud-mat", "--pixel-size", "130"]
+    localise += ["--out", str(store), "--sigmas", "2", "--size", "32", "--perturbations", "1"]
+    assert holly.cli.main(localise) == 0
+    out = tmp_path / "fusion.json"
+    assert holly.cli.main(["fuse", str(store), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    fused = np.concatenate(fused_from_record(read_store_localisations(store), record))
+    result = ring(np.c_[fused, np.zeros(len(fused))])
+    assert result["dominant_order"] == 8
+    assert 45 < result["radius"] < 51  # nm

@@ -20,7 +20,7 @@ from holly.atomic import write_json
 from holly.data.imagestore import ImageStore
 from holly.data.localisations import StoreLocalisations
 from holly.errors import HollyError
-from holly.method.fusion import Fusion, FusionParams, fuse
+from holly.method.fusion import Fusion, FusionParams, fuse, rotation
 from holly.results.structure import particle_extents, principal_extents
 from holly.run.provenance import provenance
 
@@ -102,6 +102,18 @@ def store_inputs(store: str | os.PathLike) -> dict:
     attrs = ImageStore.open(store).attrs
     files = (attrs.get("source") or {}).get("files") or []
     return {"source_files": files, "store_created": attrs.get("created")}
+
+
+def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:
+    """The store's localisations placed by a record's transforms (the fused particles)."""
+    by_particle = {int(p): xy for p, xy in zip(locs.particles, locs.xy, strict=True)}
+    placed = []
+    for t in record["transforms"]:
+        if t["particle"] not in by_particle:
+            raise HollyError(f"the fusion record names particle {t['particle']}, not in the store")
+        turn = rotation(np.radians(t["angle_deg"]))
+        placed.append((by_particle[t["particle"]] - t["centroid"]) @ turn.T + t["shift"])
+    return placed
 
 
 def write_fusion(path: str | os.PathLike, record: dict) -> None:
