@@ -227,3 +227,26 @@ def test_refine_command_on_a_finished_run(tmp_path):
     assert poses["refined"] and poses["amortised_median"] is not None
     assert 0 <= poses["wrong_but_fits_fraction"] <= poses["wrong_fraction"] <= 1
     assert main(["refine", str(tmp_path / "nothing")]) == 2
+
+
+def test_wrong_but_fits_is_judged_by_the_runs_own_loss(tmp_path):
+    """`holly evaluate`'s pose fit compares the final and the true pose by the loss the run
+    trained with (here L2), read from its config.yaml, not always by L1."""
+    import json
+
+    import yaml
+
+    from holly.cli import main
+    from holly.train import train
+
+    run = train(from_dict({**TINY_REFINE, "loss": {"kind": "l2"}}), tmp_path / "run")
+    assert main(["evaluate", str(run)]) == 0
+    l2 = json.loads((run / "evaluation.json").read_text())["pose_error_deg"]
+    assert l2["fit_loss_kind"] == "l2"
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["loss"]["kind"] = "l1"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["evaluate", str(run)]) == 0
+    l1 = json.loads((run / "evaluation.json").read_text())["pose_error_deg"]
+    assert l1["fit_loss_kind"] == "l1"
+    assert l1["fit_loss_true_median"] != pytest.approx(l2["fit_loss_true_median"])

@@ -419,8 +419,11 @@ def _pose_summary(
         "head_usage": _head_usage(poses),
     }
     if points is not None and {"images", "shift_refined"} <= set(poses):
-        blur = (run.read_config(required=False) or {}).get("render", {}).get("data_blur", 0.0)
-        summary |= pose_fit(points, poses, err, float(blur or 0.0))
+        config = run.read_config(required=False) or {}
+        blur = config.get("render", {}).get("data_blur", 0.0)
+        loss = config.get("loss", {})
+        kind, threshold = loss.get("kind", "l1"), float(loss.get("mask_threshold", 0.0))
+        summary |= pose_fit(points, poses, err, float(blur or 0.0), kind, threshold)
     return summary
 
 
@@ -433,15 +436,23 @@ def _head_usage(poses: dict) -> list[float] | None:
     return (counts / max(counts.sum(), 1)).tolist()
 
 
-def pose_fit(points: np.ndarray, poses: dict, err: PoseError, data_blur: float = 0.0) -> dict:
+def pose_fit(
+    points: np.ndarray,
+    poses: dict,
+    err: PoseError,
+    data_blur: float = 0.0,
+    loss_kind: str = "l1",
+    mask_threshold: float = 0.0,
+) -> dict:
     """Do wrong poses fit their images worse than the true ones (failures), or as well
     (unidentifiable views)?
 
     The learned cloud is rendered at each image's final pose and at its true pose expressed in
     the cloud's frame (``M^h R_true S_k G``, the same gauge and symmetry rule as the pose error,
     shifted so the cloud's projected centroid stays where the final pose put it); both are
-    compared with the held-out image, per-image normalised, by L1, at the run's blur (its
-    ``render.data_blur`` added, as training rendered).
+    compared with the held-out image, per-image normalised, by the run's own loss
+    (``loss.kind``: a run trained with L2 or the Poisson deviance is judged by it, not by L1)
+    at the run's blur (its ``render.data_blur`` added, as training rendered).
 
     Returns
     -------
@@ -452,7 +463,7 @@ def pose_fit(points: np.ndarray, poses: dict, err: PoseError, data_blur: float =
     """
     images = torch.as_tensor(poses["images"].astype(np.float32))
     h, w = images.shape[-2:]
-    spec = RenderSpec(h, w, "l1", 0.0, data_blur)
+    spec = RenderSpec(h, w, loss_kind, mask_threshold, data_blur)
     cloud = torch.as_tensor(points, dtype=torch.float32)
     rot_pred = torch.as_tensor(poses["rot_pred"], dtype=torch.float32)
     shift = torch.as_tensor(poses["shift_refined"], dtype=torch.float32)
@@ -469,6 +480,7 @@ def pose_fit(points: np.ndarray, poses: dict, err: PoseError, data_blur: float =
         "wrong_but_fits_fraction": float((wrong & fits).mean()),
         "fit_loss_pred_median": float(np.median(loss_pred)),
         "fit_loss_true_median": float(np.median(loss_true)),
+        "fit_loss_kind": loss_kind,
     }
 
 
