@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from holly import __version__
+from holly.config import LossConfig
 from holly.data.imagestore import ImageStore
 from holly.data.pointio import read_points, write_points
 from holly.data.shapes import SYMMETRY_ORDER
@@ -421,8 +422,8 @@ def _pose_summary(
     if points is not None and {"images", "shift_refined"} <= set(poses):
         config = run.read_config(required=False) or {}
         blur = config.get("render", {}).get("data_blur", 0.0)
-        loss = config.get("loss", {})
-        kind, threshold = loss.get("kind", "l1"), float(loss.get("mask_threshold", 0.0))
+        loss = {**asdict(LossConfig()), **config.get("loss", {})}  # an old config: defaults
+        kind, threshold = loss["kind"], float(loss["mask_threshold"])
         summary |= pose_fit(points, poses, err, float(blur or 0.0), kind, threshold)
     return summary
 
