@@ -19,7 +19,6 @@ import logging
 import math
 
 from holly.atomic import refuse_inputs
-from holly.data.imagestore import ImageStore
 from holly.data.localisations import read_store_localisations
 from holly.errors import HollyError
 from holly.method.fusion import FusionParams
@@ -77,22 +76,16 @@ def main(args: argparse.Namespace) -> int:
     refuse_inputs({"--out": args.out, "--figure": args.figure}, [args.store])
     _check_counts(args)
     locs = read_store_localisations(args.store)
-    precision = _precision_in_units(args.store, locs)
-    sigma = args.sigma if args.sigma is not None else default_sigma(locs, precision)
+    sigma = args.sigma if args.sigma is not None else default_sigma(locs)
     params = _params(args, sigma)
     n = len(locs.xy)
     log.info("fusing %d particles of %s (kernel %.3g %s)", n, args.store, sigma, locs.unit)
     record, fused = run_fusion(locs, params, args.seed, args.store)
-    figure = None
     if args.figure:
-        from holly.results.figures import fusion_figure
+        from holly.results.figures import fusion_figure, save_figure
 
         image, extent = fused_density(fused, pixel=sigma / 2, sigma=sigma / 2)
-        figure = fusion_figure(image, extent, record)
-    if figure is not None:
-        from holly.results.figures import save_figure
-
-        save_figure(figure, args.figure, args.dpi)
+        save_figure(fusion_figure(image, extent, record), args.figure, args.dpi)
     write_fusion(args.out, record)  # last: the record says the fusion finished
     log.info(
         "fused %d particles: pairs agreeing %.0f %%, extents %s %s (particles' own %s) -> %s",
@@ -104,15 +97,3 @@ def main(args: argparse.Namespace) -> int:
         args.out,
     )
     return 0
-
-
-def _precision_in_units(store: str, locs) -> float | None:
-    """The store's recorded median precision in the units of ``locs`` (None if unrecorded)."""
-    st = ImageStore.open(store)
-    px, nm_per_px = st.precision_px, st.nm_per_px
-    if px is None:
-        return None
-    if locs.unit == "nm" and nm_per_px:
-        return px * nm_per_px
-    per_unit = (st.attrs.get("params") or {}).get("pixels_per_unit")
-    return px / float(per_unit) if per_unit else None

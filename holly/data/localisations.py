@@ -687,12 +687,16 @@ class StoreLocalisations:
 
     ``xy``: ``[n_i, 2]`` per particle, in nm where the store records the scale (else in the
     source's units, ``unit``), y down as read; ``particles``: each one's read-order number (the
-    store's ``particle_id``)."""
+    store's ``particle_id``); ``precision``: the median localisation precision ``holly
+    localise`` recorded, in ``unit`` (None without one); ``sources``: the files the store was
+    made from, with their sha256, and when it was written (for provenance)."""
 
     xy: list[np.ndarray]
     particles: np.ndarray
     unit: str
     nm_per_unit: float | None
+    precision: float | None
+    sources: dict
 
 
 def read_store_localisations(path: str | os.PathLike) -> StoreLocalisations:
@@ -709,12 +713,19 @@ def read_store_localisations(path: str | os.PathLike) -> StoreLocalisations:
     owner = np.asarray(store.group["localisation_particle"][:])
     if xy.ndim != 2 or xy.shape[1] != 2 or len(owner) != len(xy) or not np.isfinite(xy).all():
         raise HollyError(f"{path}: localisation_xy / localisation_particle are damaged")
-    nm_per_unit = (store.attrs.get("params") or {}).get("nm_per_unit")
+    params = store.attrs.get("params") or {}
     order = np.argsort(owner, kind="stable")
     particles, starts = np.unique(owner[order], return_index=True)
     groups = np.split(xy[order], starts[1:])
-    if nm_per_unit:
-        scale = float(nm_per_unit)
-        return StoreLocalisations([g * scale for g in groups], particles, "nm", scale)
-    unit = str((store.attrs.get("source") or {}).get("units", "source units"))
-    return StoreLocalisations(groups, particles, unit, None)
+    source = store.attrs.get("source") or {}
+    created = store.attrs.get("created")
+    sources = {"source_files": source.get("files") or [], "store_created": created}
+    precision_px, per_unit = store.precision_px, params.get("pixels_per_unit")
+    precision = precision_px / float(per_unit) if precision_px and per_unit else None
+    if params.get("nm_per_unit"):
+        scale = float(params["nm_per_unit"])
+        precision = None if precision is None else precision * scale
+        groups = [g * scale for g in groups]
+        return StoreLocalisations(groups, particles, "nm", scale, precision, sources)
+    unit = str(source.get("units", "source units"))
+    return StoreLocalisations(groups, particles, unit, None, precision, sources)

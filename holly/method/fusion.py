@@ -23,7 +23,7 @@ it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 % labelling f
 letters; at 30 % into a partial shape; holly's simulated 30 % logo and 8-corner pore, a few
 sites per particle, do not fuse; docs/maintainer-notes.md, "Particle fusion").
 
-Arrays only, no files: the caller (:mod:`holly.train.fusioninit`, ``holly fuse``) reads and
+Arrays only, no files: the caller (:mod:`holly.results.fusion`, for ``holly fuse``) reads and
 writes. Coordinates are any length unit (the store's nm); angles in radians, counter-clockwise
 in the x-y axes the points are given in.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,8 +190,11 @@ def register_pairs(
     base = torch.fft.rfft2(
         _unit(torch.from_numpy(np.stack([density(p, grid, params.sigma) for p in centred])).float())
     )
-    rows = []
+    rows, started, report = [], time.monotonic(), max(n // 10, 1)
     for i in range(n):
+        if i and i % report == 0:  # minutes of work: say how far it is
+            left = (time.monotonic() - started) / i * (n - i)
+            log.info("fusion: registered %d of %d particles' pairs, ~%.0f s left", i, n, left)
         others = np.delete(np.arange(n), i)
         js = rng.choice(others, size=min(params.partners, n - 1), replace=False)
         score, k, shift = best_alignment(rotated[i], base[torch.from_numpy(js)], grid)
@@ -201,8 +205,8 @@ def register_pairs(
 def synchronise_angles(n: int, pairs: Pairs, keep: np.ndarray) -> np.ndarray:
     """Angles ``phi`` with ``phi_i - phi_j ~ theta_ij`` over the kept pairs (top eigenvector)."""
     h = np.zeros((n, n), complex)
-    k = keep
-    np.add.at(h, (pairs.i[k], pairs.j[k]), pairs.score[k] * np.exp(1j * pairs.theta[k]))
+    i, j, w, theta = pairs.i[keep], pairs.j[keep], pairs.score[keep], pairs.theta[keep]
+    np.add.at(h, (i, j), w * np.exp(1j * theta))
     h = h + h.conj().T
     _, vectors = np.linalg.eigh(h)
     return np.angle(vectors[:, -1])
@@ -210,8 +214,7 @@ def synchronise_angles(n: int, pairs: Pairs, keep: np.ndarray) -> np.ndarray:
 
 def disagreement_deg(pairs: Pairs, phi: np.ndarray) -> np.ndarray:
     """Each pair's angle against the synchronised ``phi_i - phi_j``, degrees in [0, 180]."""
-    d = np.exp(1j * (pairs.theta - (phi[pairs.i] - phi[pairs.j])))
-    return np.degrees(np.abs(np.angle(d)))
+    return np.degrees(disagreement(pairs.theta, phi[pairs.i] - phi[pairs.j]))
 
 
 def synchronise_shifts(n: int, pairs: Pairs, phi: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -258,6 +261,7 @@ def bootstrap_round(
 
 
 def disagreement(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``|a - b|`` as angles, radians in [0, pi]."""
     return np.abs(np.angle(np.exp(1j * (a - b))))
 
 

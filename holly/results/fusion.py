@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from holly.atomic import write_json
-from holly.data.imagestore import ImageStore
 from holly.data.localisations import StoreLocalisations
 from holly.errors import HollyError
 from holly.method.fusion import Fusion, FusionParams, fuse, rotation
@@ -26,15 +26,16 @@ from holly.run.provenance import provenance
 
 log = logging.getLogger(__name__)
 
+CPU = torch.device("cpu")  # fusion runs on the CPU (numpy and torch's CPU FFT)
 FORMAT = 1  # the record's layout (``holly_fusion``)
 MIN_LOCALISATIONS = 3  # particles with fewer are left out: a pair or a point has no rotation
 
 
-def default_sigma(locs: StoreLocalisations, precision: float | None) -> float:
+def default_sigma(locs: StoreLocalisations) -> float:
     """The registration kernel: the localisation precision, and at least 3 % of the
     particles' median width (a sharper kernel needs finer images and finer angles)."""
     width = float(np.median([np.ptp(p, axis=0).max() for p in locs.xy]))
-    return max(precision or 0.0, 0.03 * width)
+    return max(locs.precision or 0.0, 0.03 * width)
 
 
 def run_fusion(
@@ -65,7 +66,6 @@ def fusion_record(
     fused: list[np.ndarray],
     store: str | os.PathLike,
 ) -> dict:
-    inputs = store_inputs(store)
     every = np.concatenate(fused)
     owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(fused)])
     own = particle_extents(np.concatenate([locs.xy[i] for i in keep]), owner)
@@ -73,7 +73,7 @@ def fusion_record(
         "holly_fusion": FORMAT,
         "store": str(store),
         "unit": locs.unit,
-        "params": {**params.__dict__, "seed": seed},
+        "params": {**asdict(params), "seed": seed},
         "particles": len(keep),
         "particles_left_out": len(locs.xy) - len(keep),
         "localisations": int(len(every)),
@@ -92,16 +92,8 @@ def fusion_record(
             }
             for i, a, s, c in zip(keep, result.angles, result.shifts, result.centroids, strict=True)
         ],
-        "provenance": provenance({}, torch.device("cpu"), {"store": str(store), **inputs}, seed),
+        "provenance": provenance({}, CPU, {"store": str(store), **locs.sources}, seed),
     }
-
-
-def store_inputs(store: str | os.PathLike) -> dict:
-    """What the store was made from: its source files with their sha256, as `holly localise`
-    recorded them, and when the store was written (provenance's input checksums)."""
-    attrs = ImageStore.open(store).attrs
-    files = (attrs.get("source") or {}).get("files") or []
-    return {"source_files": files, "store_created": attrs.get("created")}
 
 
 def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:
