@@ -235,6 +235,12 @@ class RefineConfig:
     ladder_steps: int = _spec(
         20, lo=0, doc="pose steps at each of three blur levels (search_sigma to the final one)"
     )
+    fusion: str | None = _spec(
+        None,
+        doc="a `holly fuse` record of data.store: the pose table and the cloud start from the "
+        "particle fusion (each image's in-plane pose, the fused localisations' clusters) instead "
+        "of the CNN's hypotheses and the search; for top views (model.pose_prior: inplane)",
+    )
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import holly.cli
+from holly.data.fusionrecord import fused_from_record
 from holly.data.localisations import read_store_localisations
 from holly.data.shapes import logo_sites_nm
 from holly.method.fusion import (
@@ -28,7 +29,6 @@ from holly.method.fusion import (
     synchronise_angles,
     synchronise_shifts,
 )
-from holly.results.fusion import fused_from_record
 from holly.results.structure import ring
 
 

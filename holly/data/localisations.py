@@ -246,15 +246,21 @@ def median_precision(
 CENTRES = ("bbox", "centroid")
 
 
-def _centre(p: np.ndarray, how: str = "bbox") -> np.ndarray:
-    """Localisations relative to the bounding-box centre ((min + max) / 2), or to their mean.
+def centre_of(p: np.ndarray, how: str = "bbox") -> np.ndarray:
+    """The point ``[2]`` a particle is drawn around: its bounding-box centre ((min + max) / 2),
+    or its localisations' mean.
 
     The bounding box is set by the two most extreme localisations on each axis, so its centre
     scatters with the precision and with which sites a partial particle shows; the mean of all
     its localisations scatters much less."""
     if how == "centroid":
-        return p - p.mean(axis=0)
-    return p - (p.min(axis=0) + p.max(axis=0)) / 2
+        return p.mean(axis=0)
+    return (p.min(axis=0) + p.max(axis=0)) / 2
+
+
+def _centre(p: np.ndarray, how: str = "bbox") -> np.ndarray:
+    """Localisations relative to their particle's :func:`centre_of`."""
+    return p - centre_of(p, how)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -697,6 +703,12 @@ class StoreLocalisations:
     nm_per_unit: float | None
     precision: float | None
     sources: dict
+    centre: str = "bbox"  # how `holly localise` centred each particle's images (CENTRES)
+
+    def centres(self) -> np.ndarray:
+        """``[P, 2]``: the point each particle's images are drawn around (:func:`centre_of`), in
+        the localisations' units (scaling commutes with both centres)."""
+        return np.array([centre_of(p, self.centre) for p in self.xy]).reshape(-1, 2)
 
 
 def read_store_localisations(path: str | os.PathLike) -> StoreLocalisations:
@@ -720,12 +732,13 @@ def read_store_localisations(path: str | os.PathLike) -> StoreLocalisations:
     source = store.attrs.get("source") or {}
     created = store.attrs.get("created")
     sources = {"source_files": source.get("files") or [], "store_created": created}
+    centre = str(params.get("centre", "bbox"))  # stores made before --centre: the bounding box
     precision_px, per_unit = store.precision_px, params.get("pixels_per_unit")
     precision = precision_px / float(per_unit) if precision_px and per_unit else None
     if params.get("nm_per_unit"):
         scale = float(params["nm_per_unit"])
         precision = None if precision is None else precision * scale
         groups = [g * scale for g in groups]
-        return StoreLocalisations(groups, particles, "nm", scale, precision, sources)
+        return StoreLocalisations(groups, particles, "nm", scale, precision, sources, centre)
     unit = str(source.get("units", "source units"))
-    return StoreLocalisations(groups, particles, unit, None, precision, sources)
+    return StoreLocalisations(groups, particles, unit, None, precision, sources, centre)

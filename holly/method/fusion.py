@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from holly.method.clusters import kmeans
+
 log = logging.getLogger(__name__)
 
 MAX_GRID = 256  # pixels per side of a density image: bounds memory and time
@@ -299,3 +301,71 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
         moved.append(m)
         log.info("fusion: bootstrap round %d re-registered %d of %d particles", r + 1, m, n)
     return Fusion(phi, shifts, centroids, agreement, int(keep.sum()), len(keep), moved)
+
+
+# ------------------------------------------------------------- a fusion as holly's poses
+@dataclass(frozen=True)
+class ImageFrames:
+    """How each image of a store shows its particle (one row per image).
+
+    ``holly localise`` draws particle ``x`` (its localisations, y down as read) at
+    ``R(copy_angle) @ (units_per_length * Y (x - frame_centre))`` in model units, with
+    ``Y = diag(1, -1)`` (the model's y points up) and ``R`` counter-clockwise in the model's axes.
+    """
+
+    frame_centres: np.ndarray  # [I, 2] the particle's centre the image is drawn around
+    copy_angles: np.ndarray  # [I] radians
+    units_per_length: float  # model units per unit of the localisations (e.g. per nm)
+
+
+def image_poses(
+    angles: np.ndarray,
+    shifts: np.ndarray,
+    centroids: np.ndarray,
+    frames: ImageFrames,
+    origin: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The in-plane pose of each image against the fused particle, in holly's model frame.
+
+    The fused particle in model units is ``Q = k Y (F - origin)`` (``k`` the scale, ``F`` the
+    fused localisations); a particle's localisation ``x`` lies at
+    ``F = R(a) (x - centroid) + shift`` (the image's particle's transform, ``angles``/``shifts``/
+    ``centroids`` given per image). Solving for ``x`` and drawing it as ``holly localise`` did
+    (:class:`ImageFrames`), with ``Y R(-a) = R(a) Y``:
+    ``R(c) k Y (x - e) = R(c + a) Q + R(c) k Y (centroid - e + R(-a) (origin - shift))``,
+    so the image is the cloud ``Q`` turned by ``c + a`` about the viewing axis and shifted in
+    the image plane by the second term (model units).
+
+    Returns
+    -------
+    rotation angles [I] (radians, about the viewing axis), shifts [I, 2] (model units)
+    """
+    k = frames.units_per_length
+    flip = np.array([1.0, -1.0])
+    c, a = frames.copy_angles, np.asarray(angles, dtype=np.float64)
+    back = _turn(np.asarray(origin, dtype=np.float64) - shifts, -a)  # R(-a) (origin - shift)
+    offset = k * (centroids - frames.frame_centres + back) * flip
+    return c + a, _turn(offset, c)
+
+
+def fused_model_points(
+    fused: np.ndarray, units_per_length: float, origin: np.ndarray
+) -> np.ndarray:
+    """Fused localisations ``[N, 2]`` (y down) as holly's model-frame points ``Q`` (y up)."""
+    return units_per_length * (np.asarray(fused, dtype=np.float64) - origin) * np.array([1.0, -1.0])
+
+
+def cloud_start(points: np.ndarray, n: int, seed: int, sample: int = 20_000) -> np.ndarray:
+    """A flat cloud ``[n, 3]`` (z = 0) at the k-means centres of fused model-frame points
+    ``[N, 2]`` (a seeded subsample of ``sample`` of them: the centres follow the density, so
+    the sites the particles show most get the most points)."""
+    rng = np.random.default_rng(seed)
+    x = points if len(points) <= sample else points[rng.choice(len(points), sample, replace=False)]
+    centres, _ = kmeans(x, n, seed, restarts=1, iterations=50)
+    return np.concatenate([centres, np.zeros((n, 1))], axis=1)
+
+
+def _turn(v: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rows of ``v [I, 2]`` each turned counter-clockwise by its ``angle [I]``."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    return np.stack([cos * v[:, 0] - sin * v[:, 1], sin * v[:, 0] + cos * v[:, 1]], axis=1)

@@ -3,8 +3,8 @@
 Runs :func:`holly.method.fusion.fuse` on the localisations ``holly localise`` kept in a store
 (the particles holly trains on), and describes the result: its record (``--out`` JSON: the
 parameters, how far the pairs agree, the fused super-particle's extents against the particles'
-own, every particle's transform, provenance) and its figure (the fused density). The JSON is
-written and read here only.
+own, every particle's transform, provenance) and its figure (the fused density). The JSON's
+owner is :mod:`holly.data.fusionrecord`.
 """
 
 from __future__ import annotations
@@ -17,17 +17,16 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from holly.atomic import write_json
+from holly.data.fusionrecord import FORMAT
 from holly.data.localisations import StoreLocalisations
 from holly.errors import HollyError
-from holly.method.fusion import Fusion, FusionParams, fuse, rotation
+from holly.method.fusion import Fusion, FusionParams, fuse
 from holly.results.structure import particle_extents, principal_extents
 from holly.run.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 CPU = torch.device("cpu")  # fusion runs on the CPU (numpy and torch's CPU FFT)
-FORMAT = 1  # the record's layout (``holly_fusion``)
 MIN_LOCALISATIONS = 3  # particles with fewer are left out: a pair or a point has no rotation
 
 
@@ -94,22 +93,6 @@ def fusion_record(
         ],
         "provenance": provenance({}, CPU, {"store": str(store), **locs.sources}, seed),
     }
-
-
-def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:
-    """The store's localisations placed by a record's transforms (the fused particles)."""
-    by_particle = {int(p): xy for p, xy in zip(locs.particles, locs.xy, strict=True)}
-    placed = []
-    for t in record["transforms"]:
-        if t["particle"] not in by_particle:
-            raise HollyError(f"the fusion record names particle {t['particle']}, not in the store")
-        turn = rotation(np.radians(t["angle_deg"]))
-        placed.append((by_particle[t["particle"]] - t["centroid"]) @ turn.T + t["shift"])
-    return placed
-
-
-def write_fusion(path: str | os.PathLike, record: dict) -> None:
-    write_json(path, record, allow_nan=False)
 
 
 def fused_density(fused: list[np.ndarray], pixel: float, sigma: float) -> tuple[np.ndarray, list]:

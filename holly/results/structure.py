@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from holly.errors import HollyError
+from holly.method.clusters import kmeans
 from holly.results.sites import site_recall
 
 CHECKS = ("tetrahedron", "ring", "flat")
@@ -41,51 +42,6 @@ def _cloud(points: np.ndarray, at_least: int) -> np.ndarray:
             f"a structure check needs at least {at_least} finite points [N, 3], got shape {x.shape}"
         )
     return x
-
-
-def kmeans(
-    points: np.ndarray, k: int, seed: int = 0, restarts: int = 10, iterations: int = 100
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded k-means (k-means++ starts, Lloyd iterations, best of ``restarts``).
-
-    Parameters
-    ----------
-    points : ndarray [N, D]
-    k : int
-        Clusters (``k <= N``).
-    seed : int
-        Seeds the starts: same input and seed, same clusters.
-
-    Returns
-    -------
-    centres : ndarray [k, D]
-    labels : ndarray [N] int
-    """
-    x = np.asarray(points, dtype=np.float64)
-    if len(x) < k:
-        raise HollyError(f"k-means with {k} clusters needs at least {k} points, got {len(x)}")
-    rng = np.random.default_rng(seed)
-    best = (np.inf, None, None)
-    for _ in range(restarts):
-        centres = x[[rng.integers(len(x))]]
-        for _ in range(1, k):  # k-means++: the next start far from the chosen ones
-            d2 = ((x[:, None] - centres[None]) ** 2).sum(-1).min(1)
-            p = d2 / d2.sum() if d2.sum() > 0 else np.full(len(x), 1 / len(x))
-            centres = np.vstack([centres, x[rng.choice(len(x), p=p)]])
-        labels = np.zeros(len(x), dtype=int)
-        for it in range(iterations):
-            d2 = ((x[:, None] - centres[None]) ** 2).sum(-1)  # [N, k]
-            new = d2.argmin(1)
-            if it and np.array_equal(new, labels):
-                break
-            labels = new
-            for j in range(k):
-                if (labels == j).any():
-                    centres[j] = x[labels == j].mean(0)
-        inertia = ((x - centres[labels]) ** 2).sum()
-        if inertia < best[0]:
-            best = (inertia, centres.copy(), labels.copy())
-    return best[1], best[2]
 
 
 def _edges(centres: np.ndarray) -> np.ndarray:

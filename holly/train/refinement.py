@@ -12,10 +12,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from holly.config import ExperimentConfig
+from holly.data.fusionrecord import FusionStart
 from holly.method import refine
+from holly.method.fusion import cloud_start
+from holly.method.geometry import rotation_about_z
 from holly.method.viewprior import PosePrior
 from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, render_spec
 
@@ -95,20 +99,17 @@ class Refinement:
         sigma: float,
         first_step: int,
         device: torch.device,
+        fusion: FusionStart | None = None,
     ):
-        self.cfg, self.points, self.device = cfg, points, device
+        self.cfg, self.points, self.device, self.fusion = cfg, points, device, fusion
         self.train_set, self.sigma, self.first_step = train_set, sigma, first_step
         self.search = PoseSearch(cfg, points, hypotheses, sigma)
         self.state: RefinementState | None = None
 
     def start(self) -> None:
         """The pose table of a seeded subset of training images, and both optimisers."""
-        rc = self.cfg.refine
-        items = refine.table_subset(len(self.train_set), rc.images, self.cfg.seed)
-        table = self.search.new_poses(
-            lambda sigma: self.train_set.images(items, sigma), rc.table_keep, rc.table_rotations
-        )
-        self.state = RefinementState.new(items, table, self.points, rc, self.device)
+        items, table = first_table(self)
+        self.state = RefinementState.new(items, table, self.points, self.cfg.refine, self.device)
         log.info("refinement: pose table of %d training images", len(table))
 
     def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,3 +143,44 @@ class Refinement:
         if state is None:
             return
         self.state = RefinementState.from_state(state, self.points, self.cfg, self.device)
+
+
+def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
+    """The table's items (positions in the training set) and their first poses: from the CNN's
+    hypotheses and the search, or from ``refine.fusion``'s particle fusion."""
+    if stage.fusion is not None:
+        return fusion_table(stage.fusion, stage.train_set, stage.points, stage.sigma, stage.cfg)
+    rc = stage.cfg.refine
+    items = refine.table_subset(len(stage.train_set), rc.images, stage.cfg.seed)
+    table = stage.search.new_poses(
+        lambda sigma: stage.train_set.images(items, sigma), rc.table_keep, rc.table_rotations
+    )
+    return items, table
+
+
+def fusion_table(
+    fusion: FusionStart, train_set, points: torch.Tensor, sigma: float, cfg: ExperimentConfig
+) -> tuple[torch.Tensor, refine.PoseTable]:
+    """``refine.fusion``: the table's items (a seeded subset of the fused particles' training
+    images) at their poses in the fusion; ``points`` restart on the fused localisations (the
+    poses' frame), flat: the CNN phase's cloud is in a frame of its own."""
+    angles, shifts, fused = fusion.for_images(train_set.indices)
+    eligible = np.flatnonzero(fused)
+    rows = eligible[refine.table_subset(len(eligible), cfg.refine.images, cfg.seed).numpy()]
+    like = {"dtype": points.dtype, "device": points.device}
+    table = refine.PoseTable(
+        rotation_about_z(torch.as_tensor(angles[rows])).to(**like),
+        torch.as_tensor(shifts[rows]).to(**like),
+        torch.full((len(rows),), float(sigma), **like),
+        PosePrior.from_config(cfg),
+    )
+    cloud = cloud_start(fusion.points, points.shape[0], cfg.seed)
+    with torch.no_grad():
+        points.copy_(torch.as_tensor(cloud, **like))
+    log.info(
+        "refinement: poses of %d of %d training images, and the cloud, from the particle fusion %s",
+        len(rows),
+        len(eligible),
+        cfg.refine.fusion,
+    )
+    return torch.as_tensor(rows), table

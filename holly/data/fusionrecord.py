@@ -1,0 +1,135 @@
+"""The particle-fusion record (``holly fuse --out FILE``): written and read here only.
+
+A record holds every fused particle's transform into the fused frame (``angle_deg``,
+``shift``, ``centroid``, in the store's localisation units), the parameters, the pairs'
+agreement and provenance (:mod:`holly.results.fusion` assembles it). Training reads one back
+(``refine.fusion``) to start the refinement from the fusion (:func:`fusion_start`): the record
+must be of the store being trained on, which its provenance names by the store's creation
+time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from holly.atomic import write_json
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import StoreLocalisations, read_store_localisations
+from holly.errors import HollyError
+from holly.method.fusion import ImageFrames, fused_model_points, image_poses, rotation
+
+FORMAT = 1  # the record's layout (``holly_fusion``)
+_KEYS = ("holly_fusion", "unit", "transforms", "provenance")
+
+
+def write_fusion(path: str | os.PathLike, record: dict) -> None:
+    write_json(path, record, allow_nan=False)
+
+
+def read_fusion(path: str | os.PathLike) -> dict:
+    """A fusion record, checked for its layout (HollyError naming the file otherwise)."""
+    again = "make it with `holly fuse STORE --out FILE`"
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        raise HollyError(f"fusion record {path} does not exist; {again}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HollyError(f"{path} is not a readable fusion record ({exc}); {again}") from None
+    if not isinstance(record, dict) or any(k not in record for k in _KEYS):
+        raise HollyError(f"{path} is not a `holly fuse` record (keys {', '.join(_KEYS)}); {again}")
+    if record["holly_fusion"] != FORMAT:
+        raise HollyError(
+            f"{path}: fusion record layout {record['holly_fusion']!r}, this holly reads {FORMAT}; "
+            f"{again}"
+        )
+    for t in record["transforms"]:
+        values = [t.get("angle_deg"), *(t.get("shift") or []), *(t.get("centroid") or [])]
+        if len(values) != 5 or not all(
+            isinstance(v, int | float) and math.isfinite(v) for v in values
+        ):
+            raise HollyError(f"{path}: a damaged transform {t!r}; {again}")
+    return record
+
+
+def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:
+    """The store's localisations placed by a record's transforms (the fused particles)."""
+    by_particle = {int(p): xy for p, xy in zip(locs.particles, locs.xy, strict=True)}
+    placed = []
+    for t in record["transforms"]:
+        if t["particle"] not in by_particle:
+            raise HollyError(f"the fusion record names particle {t['particle']}, not in the store")
+        turn = rotation(np.radians(t["angle_deg"]))
+        placed.append((by_particle[t["particle"]] - t["centroid"]) @ turn.T + t["shift"])
+    return placed
+
+
+@dataclass
+class FusionStart:
+    """A fusion as a start for training on its store (model units, holly's frame)."""
+
+    angles: np.ndarray  # [I] per store image: rotation about the viewing axis, radians
+    shifts: np.ndarray  # [I, 2] per store image: image-plane shift
+    fused: np.ndarray  # [I] bool: the image's particle was fused (else angles/shifts are 0)
+    points: np.ndarray  # [N, 2] the fused localisations, centred on their mean
+
+    def for_images(self, store_indices: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Angles ``[B]``, shifts ``[B, 2]`` and the fused mask ``[B]`` of store images."""
+        i = np.asarray(store_indices, dtype=np.int64)
+        return self.angles[i], self.shifts[i], self.fused[i]
+
+
+def fusion_start(store_path: str | os.PathLike, record_path: str | os.PathLike) -> FusionStart:
+    """Every image's pose against the fused particle, and the fused localisations, in the
+    model frame of ``store_path``'s images (:func:`holly.method.fusion.image_poses`).
+
+    The record must come from this store (its provenance's ``store_created``): a record of
+    another store, or of this store made again, would pair transforms with other particles.
+    """
+    record = read_fusion(record_path)
+    store = ImageStore.open(store_path)
+    locs = read_store_localisations(store_path)
+    made_from = (record["provenance"].get("inputs") or {}).get("store_created")
+    if made_from != locs.sources["store_created"]:
+        raise HollyError(
+            f"refine.fusion: {record_path} was made from a store created {made_from}, but "
+            f"{store_path} was created {locs.sources['store_created']}; run "
+            f"`holly fuse {store_path} --out {record_path}` again"
+        )
+    if record["unit"] != locs.unit:
+        raise HollyError(f"{record_path} is in {record['unit']}, {store_path} in {locs.unit}")
+    placed = np.concatenate(fused_from_record(locs, record))
+    origin = placed.mean(axis=0)
+    # model units per localisation unit: holly localise's pixels per source unit, per nm if the
+    # localisations were read in nm, over the model unit's size / 4 pixels
+    per_source = float(store.attrs["params"]["pixels_per_unit"]) / (store.height / 4)
+    per_length = per_source / (locs.nm_per_unit or 1.0)
+    angles, shifts, fused = _image_poses(store, locs, record, origin, per_length)
+    return FusionStart(angles, shifts, fused, fused_model_points(placed, per_length, origin))
+
+
+def _image_poses(store, locs, record, origin, per_length):
+    """Poses of every store image whose particle the record transforms."""
+    ids = np.asarray(store.particle_ids)
+    copy = np.asarray(store.group["rotation_angle"][:], dtype=np.float64)
+    centres = dict(zip(locs.particles.tolist(), locs.centres(), strict=True))
+    by_particle = {int(t["particle"]): t for t in record["transforms"]}
+    fused = np.array([int(p) in by_particle for p in ids])
+    rows = [by_particle[int(p)] for p in ids[fused]]
+    frames = ImageFrames(
+        np.array([centres[int(p)] for p in ids[fused]]).reshape(-1, 2), copy[fused], per_length
+    )
+    angles, shifts = np.zeros(len(ids)), np.zeros((len(ids), 2))
+    angles[fused], shifts[fused] = image_poses(
+        np.radians([t["angle_deg"] for t in rows]),
+        np.array([t["shift"] for t in rows]).reshape(-1, 2),
+        np.array([t["centroid"] for t in rows]).reshape(-1, 2),
+        frames,
+        origin,
+    )
+    return angles, shifts, fused

@@ -1,0 +1,221 @@
+"""A particle fusion as the start of holly's refinement (``refine.fusion``).
+
+The pose of each image against the fused particle (:func:`holly.method.fusion.image_poses`) is
+checked against its definition (every localisation lands where ``holly localise`` drew it), against
+the renderer (the same image as ``holly localise``'s), through a real store (every image of it
+redrawn from the fused frame), and in a run (the table's poses agree with the simulation's
+truth up to one common turn)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import holly.cli
+from holly.data.fusionrecord import FORMAT, fusion_start, read_fusion, write_fusion
+from holly.data.imagestore import ImageStore
+from holly.data.localisations import read_store_localisations, render_particles
+from holly.errors import HollyError
+from holly.method.fusion import ImageFrames, fused_model_points, image_poses, rotation
+from holly.method.geometry import rotation_about_z
+from holly.method.render import render
+
+FLIP = np.array([1.0, -1.0])
+
+
+def _random_transforms(rng, n):
+    return rng.uniform(0, 2 * np.pi, n), rng.normal(0, 5, (n, 2)), rng.normal(0, 3, (n, 2))
+
+
+def test_every_localisation_lands_where_localise_drew_it():
+    """For any transforms: the image pose applied to the fused, model-frame points gives the
+    localisation exactly where ``holly localise`` draws it (``R(copy) k Y (x - centre)``)."""
+    rng = np.random.default_rng(0)
+    n, k = 5, 0.037
+    particles = [rng.normal(0, 20, (7, 2)) + rng.normal(0, 30, 2) for _ in range(n)]
+    angles, shifts, centroids = _random_transforms(rng, n)
+    fused = [
+        (p - c) @ rotation(a).T + s
+        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
+    ]
+    origin = np.concatenate(fused).mean(axis=0)
+    centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
+    copies = rng.uniform(-np.pi, np.pi, n)
+    turn, offset = image_poses(angles, shifts, centroids, ImageFrames(centres, copies, k), origin)
+    for i, p in enumerate(particles):
+        drawn = (k * (p - centres[i]) * FLIP) @ rotation(copies[i]).T
+        posed = fused_model_points(fused[i], k, origin) @ rotation(turn[i]).T + offset[i]
+        np.testing.assert_allclose(posed, drawn, atol=1e-12)
+
+
+def test_the_pose_renders_the_image_localise_renders():
+    """The renderer's conventions (its rotation about z, +y up, shifts in model units) agree
+    with ``holly localise``'s drawing: the fused points at the image pose give its image."""
+    rng = np.random.default_rng(1)
+    n, k, size = 3, 1 / 30, 32
+    particles = [rng.normal(0, 12, (9, 2)) for _ in range(n)]
+    angles, shifts, centroids = _random_transforms(rng, n)
+    fused = [
+        (p - c) @ rotation(a).T + s
+        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
+    ]
+    origin = np.concatenate(fused).mean(axis=0)
+    centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
+    copies = rng.uniform(-np.pi, np.pi, (n, 1))
+    frames = ImageFrames(centres, copies[:, 0], k)
+    turn, offset = image_poses(angles, shifts, centroids, frames, origin)
+    model = [
+        (k * (p - c) * FLIP).astype(np.float32) for p, c in zip(particles, centres, strict=True)
+    ]
+    expected = np.concatenate(list(render_particles(model, copies, 1.5, size)))
+    for i in range(n):
+        q = torch.as_tensor(np.c_[fused_model_points(fused[i], k, origin), np.zeros(9)])
+        got = render(
+            q.float(),
+            rotation_about_z(torch.tensor([turn[i]], dtype=torch.float64)).float(),
+            torch.as_tensor(offset[i : i + 1]).float(),
+            1.5,
+            size,
+            size,
+            order="latest",
+        )[0]
+        np.testing.assert_allclose(got.numpy(), expected[i], atol=2e-5 * expected[i].max())
+
+
+def _store(tmp_path, particles=10, copies=3, labelling=1.0, centre="bbox"):
+    table = tmp_path / "sim.csv"
+    sim = ["--out", str(table), "--shape", "logo", "--particles", str(particles)]
+    sim += ["--views", "inplane", "--sigma-xy-nm", "2", "--labelling", str(labelling)]
+    assert holly.cli.main(["simulate-localisations", *sim, "--seed", "5"]) == 0
+    store = tmp_path / "sim.zarr"
+    localise = ["localise", str(table), "--particle-column", "particle", "--out", str(store)]
+    localise += ["--sigmas", "2,1", "--size", "32", "--perturbations", str(copies)]
+    localise += ["--centre", centre]
+    assert holly.cli.main(localise) == 0
+    return store
+
+
+def _record(store, rng) -> dict:
+    """A record of ``store`` with random transforms (the identity under test holds for any)."""
+    locs = read_store_localisations(store)
+    angles, shifts, centroids = _random_transforms(rng, len(locs.particles))
+    transforms = [
+        {"particle": int(p), "angle_deg": math.degrees(a), "shift": list(s), "centroid": list(c)}
+        for p, a, s, c in zip(locs.particles, angles, shifts, centroids, strict=True)
+    ]
+    inputs = {"store": str(store), **locs.sources}
+    return {"holly_fusion": FORMAT, "unit": locs.unit, "transforms": transforms,
+            "provenance": {"inputs": inputs}}  # fmt: skip
+
+
+@pytest.mark.parametrize("centre", ["bbox", "centroid"])
+def test_every_store_image_is_redrawn_from_the_fused_frame(tmp_path, centre):
+    """Through a real ``holly localise`` store (nm scale, either centring, 3 turned copies):
+    each particle's own localisations, placed by the record and posed by
+    :func:`fusion_start`, render to the store's image of it."""
+    store = _store(tmp_path, centre=centre)
+    record = tmp_path / "fusion.json"
+    write_fusion(record, _record(store, np.random.default_rng(2)))
+    start = fusion_start(store, record)
+    assert start.fused.all() and start.angles.shape == (30,)
+    counts = [len(p) for p in read_store_localisations(store).xy]
+    own = np.split(start.points, np.cumsum(counts)[:-1])  # the record's order: the store's
+    s = ImageStore.open(store)
+    images = next(s.iter_batches(1.0, np.arange(30), batch_size=30))
+    ids = np.asarray(s.particle_ids)
+    for j in range(30):
+        q = torch.as_tensor(np.c_[own[ids[j]], np.zeros(len(own[ids[j]]))]).float()
+        got = render(
+            q,
+            rotation_about_z(torch.tensor([start.angles[j]], dtype=torch.float64)).float(),
+            torch.as_tensor(start.shifts[j : j + 1]).float(),
+            1.0,
+            32,
+            32,
+            order="latest",
+        )[0].numpy()
+        np.testing.assert_allclose(got, images[j], atol=1e-4 * images[j].max())
+
+
+def test_a_record_of_another_store_or_a_damaged_one_is_refused(tmp_path):
+    store = _store(tmp_path)
+    record = _record(store, np.random.default_rng(3))
+    path = tmp_path / "fusion.json"
+    write_fusion(path, {**record, "provenance": {"inputs": {"store_created": "yesterday"}}})
+    with pytest.raises(HollyError, match="run `holly fuse"):
+        fusion_start(store, path)
+    write_fusion(path, {**record, "transforms": [{"particle": 0, "angle_deg": None}]})
+    with pytest.raises(HollyError, match="damaged transform"):
+        read_fusion(path)
+    path.write_text("{not json")
+    with pytest.raises(HollyError, match="not a readable fusion record"):
+        read_fusion(path)
+    with pytest.raises(HollyError, match="does not exist; make it with `holly fuse"):
+        read_fusion(tmp_path / "none.json")
+
+
+TRAIN = {
+    "seed": 4,
+    "render": {"height": 32, "width": 32},
+    "model": {"num_points": 24, "pose_prior": "inplane"},
+    "sigma": {"values": [2.0, 1.0]},
+    "train": {"steps": 8, "batch_size": 16, "test_images": 8, "threads": 1, "log_every": 4},
+    "refine": {"steps": 4, "images": 48, "batch_size": 16, "search_rotations": 16},
+}
+
+
+def test_training_refines_from_the_fusion(tmp_path, caplog):
+    """``holly fuse`` then ``holly train`` with ``refine.fusion``: the run reads the record
+    (provenance checksum), its pose table starts at the fusion's poses, which agree with the
+    simulated truth up to one common turn, and the cloud is flat."""
+    store = _store(tmp_path, particles=16, copies=3)
+    record = tmp_path / "fusion.json"
+    fuse = ["fuse", str(store), "--out", str(record), "--partners", "8", "--bootstrap", "2"]
+    assert holly.cli.main(fuse) == 0
+    data = {"source": "zarr", "store": str(store), "test_fraction": 0.15}
+    cfg = {**TRAIN, "data": data, "refine": {**TRAIN["refine"], "fusion": str(record)}}
+    out = tmp_path / "run"
+    with caplog.at_level("INFO"):
+        assert holly.cli.main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 0
+    assert "from the particle fusion" in caplog.text
+    inputs = json.loads((out / "provenance.json").read_text())["inputs"]
+    assert len(inputs[str(record)]) == 64  # the record's sha256
+    table_angles, store_rows = _table(out, cfg)
+    s = ImageStore.open(store)
+    truth = np.load(tmp_path / "sim.truth.npz")["rotations"]
+    ids, copy = np.asarray(s.particle_ids), np.asarray(s.group["rotation_angle"][:])
+    true = copy[store_rows] + np.arctan2(truth[ids[store_rows], 1, 0], truth[ids[store_rows], 0, 0])
+    gap = np.angle(np.exp(1j * (table_angles - true)))
+    spread = np.degrees(np.abs(np.angle(np.exp(1j * (gap - np.angle(np.exp(1j * gap).mean()))))))
+    assert spread.max() < 8.0, spread
+    from holly.data.pointio import read_points
+
+    assert np.all(read_points(out / "points.ply")[:, 2] == 0)
+
+
+def _table(out, cfg):
+    """The run's pose table (final checkpoint): in-plane angles and the store rows."""
+    from holly.config import from_dict
+    from holly.data.realdata import store_splits
+    from holly.method.refine import PoseTable
+    from holly.method.viewprior import PosePrior
+
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)["refinement"]
+    cfg = from_dict(cfg)
+    table = PoseTable.from_state(state["table"], PosePrior.from_config(cfg))
+    rot = table.pose(torch.arange(len(table)))[0].detach().numpy()
+    train, _, _, _ = store_splits(cfg, torch.device("cpu"))
+    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), train.indices[state["items"].numpy()]
+
+
+def test_training_refuses_a_fusion_without_a_store(tmp_path, capsys):
+    cfg = {**TRAIN, "refine": {**TRAIN["refine"], "fusion": str(tmp_path / "f.json")}}
+    cfg["data"] = {"shape": "tetrapod", "particles": 32, "test_particles": 4}
+    out = tmp_path / "run"
+    assert holly.cli.main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 2
+    assert "refine.fusion" in capsys.readouterr().err
+    assert not (out / "points.ply").exists()
