@@ -235,11 +235,25 @@ class RefineConfig:
     ladder_steps: int = _spec(
         20, lo=0, doc="pose steps at each of three blur levels (search_sigma to the final one)"
     )
-    fusion: str | None = _spec(
+    fusion: bool = _spec(
+        False,
+        doc="start the refinement from a particle fusion of the run's own training particles "
+        "(data.store's localisations, `holly fuse`'s method, kept as fusion.json in the run "
+        "folder): the pose table at each image's in-plane pose in the fused frame, the cloud at "
+        "the fused localisations' clusters; for top views (model.pose_prior: inplane)",
+    )
+    fusion_sigma: float | None = _spec(
         None,
-        doc="a `holly fuse` record of data.store: the pose table and the cloud start from the "
-        "particle fusion (each image's in-plane pose, the fused localisations' clusters) instead "
-        "of the CNN's hypotheses and the search; for top views (model.pose_prior: inplane)",
+        lo=1e-9,
+        doc="fusion's registration kernel, in the store's localisation units (nm where it "
+        "records them); null: the localisation precision, at least 3 % of the median particle "
+        "width",
+    )
+    fusion_partners: int = _spec(
+        64, lo=1, doc="fusion: random partners each particle is registered onto"
+    )
+    fusion_bootstrap: int = _spec(
+        5, lo=0, doc="fusion: leave-one-out re-registration rounds onto the fused particle"
     )
 
 

@@ -3,8 +3,8 @@
 The pose of each image against the fused particle (:func:`holly.method.fusion.image_poses`) is
 checked against its definition (every localisation lands where ``holly localise`` drew it), against
 the renderer (the same image as ``holly localise``'s), through a real store (every image of it
-redrawn from the fused frame), and in a run (the table's poses agree with the simulation's
-truth up to one common turn)."""
+redrawn from the fused frame), and in a run that fuses its own training particles (the table's
+poses agree with the simulation's truth up to one common turn)."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def test_a_record_of_another_store_or_a_damaged_one_is_refused(tmp_path):
     record = _record(store, np.random.default_rng(3))
     path = tmp_path / "fusion.json"
     write_fusion(path, {**record, "provenance": {"inputs": {"store_created": "yesterday"}}})
-    with pytest.raises(HollyError, match="run `holly fuse"):
+    with pytest.raises(HollyError, match="run the fusion again"):
         fusion_start(store, path)
     write_fusion(path, {**record, "transforms": [{"particle": 0, "angle_deg": None}]})
     with pytest.raises(HollyError, match="damaged transform"):
@@ -168,23 +168,24 @@ TRAIN = {
 }
 
 
-def test_training_refines_from_the_fusion(tmp_path, caplog):
-    """``holly fuse`` then ``holly train`` with ``refine.fusion``: the run reads the record
-    (provenance checksum), its pose table starts at the fusion's poses, which agree with the
-    simulated truth up to one common turn, and the cloud is flat."""
+def test_training_refines_from_its_own_fusion(tmp_path, caplog):
+    """``refine.fusion``: the run fuses its training particles (not the held-out ones) into
+    ``fusion.json``, its pose table starts at the fusion's poses, which agree with the
+    simulated truth up to one common turn, the cloud is flat, and a resumed run reads the
+    fusion back rather than fusing again."""
     store = _store(tmp_path, particles=16, copies=3)
-    record = tmp_path / "fusion.json"
-    fuse = ["fuse", str(store), "--out", str(record), "--partners", "8", "--bootstrap", "2"]
-    assert holly.cli.main(fuse) == 0
     data = {"source": "zarr", "store": str(store), "test_fraction": 0.15}
-    cfg = {**TRAIN, "data": data, "refine": {**TRAIN["refine"], "fusion": str(record)}}
+    refine = {**TRAIN["refine"], "fusion": True, "fusion_partners": 8, "fusion_bootstrap": 2}
+    cfg = {**TRAIN, "data": data, "refine": refine}
     out = tmp_path / "run"
     with caplog.at_level("INFO"):
         assert holly.cli.main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 0
-    assert "from the particle fusion" in caplog.text
-    inputs = json.loads((out / "provenance.json").read_text())["inputs"]
-    assert len(inputs[str(record)]) == 64  # the record's sha256
-    table_angles, store_rows = _table(out, cfg)
+    assert (
+        "from the particle fusion" in caplog.text and "fusing 14 training particles" in caplog.text
+    )
+    record = read_fusion(out / "fusion.json")
+    table_angles, store_rows, train_particles = _table(out, cfg)
+    assert {t["particle"] for t in record["transforms"]} == set(train_particles)
     s = ImageStore.open(store)
     truth = np.load(tmp_path / "sim.truth.npz")["rotations"]
     ids, copy = np.asarray(s.particle_ids), np.asarray(s.group["rotation_angle"][:])
@@ -195,6 +196,17 @@ def test_training_refines_from_the_fusion(tmp_path, caplog):
     from holly.data.pointio import read_points
 
     assert np.all(read_points(out / "points.ply")[:, 2] == 0)
+    # a run stopped before its refinement resumes with its fusion read back, not made again
+    part = tmp_path / "part"
+    short = {**cfg, "train": {**TRAIN["train"], "max_steps": 8}}  # the CNN phase only
+    assert holly.cli.main(["train", "--config-json", json.dumps(short), "--out", str(part)]) == 0
+    made = (part / "fusion.json").read_bytes()
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        argv = ["train", "--config-json", json.dumps(cfg), "--out", str(part), "--resume", "yes"]
+        assert holly.cli.main(argv) == 0
+    assert "fusing" not in caplog.text and (part / "fusion.json").read_bytes() == made
+    np.testing.assert_array_equal(read_points(part / "points.ply"), read_points(out / "points.ply"))
 
 
 def _table(out, cfg):
@@ -209,13 +221,14 @@ def _table(out, cfg):
     table = PoseTable.from_state(state["table"], PosePrior.from_config(cfg))
     rot = table.pose(torch.arange(len(table)))[0].detach().numpy()
     train, _, _, _ = store_splits(cfg, torch.device("cpu"))
-    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), train.indices[state["items"].numpy()]
+    rows = train.indices[state["items"].numpy()]
+    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), rows, np.unique(train.particle_ids())
 
 
 def test_training_refuses_a_fusion_without_a_store(tmp_path, capsys):
-    cfg = {**TRAIN, "refine": {**TRAIN["refine"], "fusion": str(tmp_path / "f.json")}}
+    cfg = {**TRAIN, "refine": {**TRAIN["refine"], "fusion": True}}
     cfg["data"] = {"shape": "tetrapod", "particles": 32, "test_particles": 4}
     out = tmp_path / "run"
     assert holly.cli.main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 2
-    assert "refine.fusion" in capsys.readouterr().err
+    assert "refine.fusion is on, but data.source is not 'zarr'" in capsys.readouterr().err
     assert not (out / "points.ply").exists()

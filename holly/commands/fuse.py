@@ -19,11 +19,11 @@ import logging
 import math
 
 from holly.atomic import refuse_inputs
-from holly.data.fusionrecord import write_fusion
+from holly.data.fusionrecord import default_sigma, write_fusion
 from holly.data.localisations import read_store_localisations
 from holly.errors import HollyError
 from holly.method.fusion import FusionParams
-from holly.results.fusion import default_sigma, fused_density, run_fusion
+from holly.results.fusion import fused_density, run_fusion
 
 log = logging.getLogger(__name__)
 

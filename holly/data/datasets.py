@@ -17,7 +17,6 @@ import torch
 
 from holly.checksums import sha256_array, sha256_file
 from holly.config import ExperimentConfig
-from holly.data.fusionrecord import FusionStart, fusion_start
 from holly.data.halves import take_half
 from holly.data.realdata import store_splits
 from holly.data.shapes import check_in_frame, is_shape_path, load_shape
@@ -36,7 +35,6 @@ class Data:
     ground_truth: np.ndarray | None
     inputs: dict[str, str]  # name -> checksum, for provenance
     scale: dict | None = None  # physical scale of the images (provenance "scale"), if known
-    fusion: FusionStart | None = None  # refine.fusion's poses and points, read before training
 
 
 def resolve_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:
@@ -83,16 +81,12 @@ def build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
 def _build_data(cfg: ExperimentConfig, device: torch.device) -> Data:
     if cfg.refine.fusion and cfg.data.source != "zarr":
         raise HollyError(
-            "refine.fusion names a particle fusion, but data.source is not 'zarr': a fusion "
-            "is of the localisations in a `holly localise` store (data.store)"
+            "refine.fusion is on, but data.source is not 'zarr': a particle fusion is of the "
+            "localisations in a `holly localise` store (data.store)"
         )
     if cfg.data.source == "zarr":
         train, test, inputs, scale = store_splits(cfg, device)
-        fusion = None
-        if cfg.refine.fusion:  # read now: a bad record fails before training, not after it
-            fusion = fusion_start(cfg.data.store, cfg.refine.fusion)
-            inputs[cfg.refine.fusion] = sha256_file(cfg.refine.fusion)
-        return Data(train, test, None, inputs, scale, fusion)
+        return Data(train, test, None, inputs, scale)
     vertices = load_shape(cfg.data.shape, cfg.data.fit_radius)
     check_in_frame(
         vertices, cfg.data.shape, cfg.render.height, cfg.render.width, cfg.data.max_trans

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -21,9 +21,18 @@ from holly.atomic import write_json
 from holly.data.imagestore import ImageStore
 from holly.data.localisations import StoreLocalisations, read_store_localisations
 from holly.errors import HollyError
-from holly.method.fusion import ImageFrames, fused_model_points, image_poses, rotation
+from holly.method.fusion import (
+    Fusion,
+    FusionParams,
+    ImageFrames,
+    fuse,
+    fused_model_points,
+    image_poses,
+    rotation,
+)
 
 FORMAT = 1  # the record's layout (``holly_fusion``)
+MIN_LOCALISATIONS = 3  # particles with fewer are left out: a pair or a point has no rotation
 _KEYS = ("holly_fusion", "unit", "transforms", "provenance")
 
 
@@ -57,6 +66,71 @@ def read_fusion(path: str | os.PathLike) -> dict:
     return record
 
 
+def default_sigma(locs: StoreLocalisations) -> float:
+    """The registration kernel: the localisation precision, and at least 3 % of the
+    particles' median width (a sharper kernel needs finer images and finer angles)."""
+    width = float(np.median([np.ptp(p, axis=0).max() for p in locs.xy]))
+    return max(locs.precision or 0.0, 0.03 * width)
+
+
+def fuse_store(
+    locs: StoreLocalisations,
+    params: FusionParams,
+    seed: int,
+    store: str | os.PathLike,
+    particles: np.ndarray | None = None,
+) -> tuple[dict, list[np.ndarray]]:
+    """Fuse the store's particles (those numbered in ``particles``, default all) with at least
+    :data:`MIN_LOCALISATIONS` localisations; returns the record's core (what the poses need:
+    parameters, pairs, transforms, the store it is of) and the fused localisations."""
+    wanted = (
+        np.ones(len(locs.xy), bool) if particles is None else np.isin(locs.particles, particles)
+    )
+    keep = [i for i, p in enumerate(locs.xy) if wanted[i] and len(p) >= MIN_LOCALISATIONS]
+    if len(keep) < 3:
+        raise HollyError(
+            f"{store}: {len(keep)} particles with {MIN_LOCALISATIONS} or more localisations; "
+            "fusion needs at least 3"
+        )
+    points = [locs.xy[i] for i in keep]
+    result = fuse(points, params, seed)
+    return core_record(result, params, seed, locs, keep, store), result.apply(points)
+
+
+def core_record(
+    result: Fusion,
+    params: FusionParams,
+    seed: int,
+    locs: StoreLocalisations,
+    keep: list[int],
+    store: str | os.PathLike,
+) -> dict:
+    """The record of a fusion of the store's particles ``keep`` (indices into ``locs``)."""
+    return {
+        "holly_fusion": FORMAT,
+        "store": str(store),
+        "unit": locs.unit,
+        "params": {**asdict(params), "seed": seed},
+        "particles": len(keep),
+        "particles_left_out": len(locs.xy) - len(keep),
+        "localisations": int(sum(len(locs.xy[i]) for i in keep)),
+        "pairs": result.pairs,
+        "pairs_kept": result.pairs_kept,
+        "pair_agreement": round(result.pair_agreement, 4),
+        "bootstrap_moved": result.moved,
+        "transforms": [
+            {
+                "particle": int(locs.particles[i]),
+                "angle_deg": round(float(np.degrees(a)) % 360.0, 3),
+                "shift": [round(float(v), 3) for v in s],
+                "centroid": [round(float(v), 3) for v in c],
+            }
+            for i, a, s, c in zip(keep, result.angles, result.shifts, result.centroids, strict=True)
+        ],
+        "provenance": {"inputs": {"store": str(store), **locs.sources}},
+    }
+
+
 def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:
     """The store's localisations placed by a record's transforms (the fused particles)."""
     by_particle = {int(p): xy for p, xy in zip(locs.particles, locs.xy, strict=True)}
@@ -84,25 +158,29 @@ class FusionStart:
         return self.angles[i], self.shifts[i], self.fused[i]
 
 
-def fusion_start(store_path: str | os.PathLike, record_path: str | os.PathLike) -> FusionStart:
+def fusion_start(store_path: str | os.PathLike, record: dict | str | os.PathLike) -> FusionStart:
     """Every image's pose against the fused particle, and the fused localisations, in the
     model frame of ``store_path``'s images (:func:`holly.method.fusion.image_poses`).
 
-    The record must come from this store (its provenance's ``store_created``): a record of
-    another store, or of this store made again, would pair transforms with other particles.
+    The record (or its file) must come from this store (its provenance's ``store_created``): a
+    record of another store, or of this store made again, would pair transforms with other
+    particles.
     """
-    record = read_fusion(record_path)
+    named = record if not isinstance(record, dict) else record.get("store", "the fusion record")
+    record = record if isinstance(record, dict) else read_fusion(record)
     store = ImageStore.open(store_path)
     locs = read_store_localisations(store_path)
     made_from = (record["provenance"].get("inputs") or {}).get("store_created")
     if made_from != locs.sources["store_created"]:
         raise HollyError(
-            f"refine.fusion: {record_path} was made from a store created {made_from}, but "
-            f"{store_path} was created {locs.sources['store_created']}; run "
-            f"`holly fuse {store_path} --out {record_path}` again"
+            f"the fusion of {named} was made from a store created {made_from}, but "
+            f"{store_path} was created {locs.sources['store_created']}; run the fusion again "
+            "(`holly fuse`; a run's own fusion.json is made again when it starts afresh)"
         )
     if record["unit"] != locs.unit:
-        raise HollyError(f"{record_path} is in {record['unit']}, {store_path} in {locs.unit}")
+        raise HollyError(
+            f"the fusion of {named} is in {record['unit']}, {store_path} in {locs.unit}"
+        )
     placed = np.concatenate(fused_from_record(locs, record))
     origin = placed.mean(axis=0)
     # model units per localisation unit: holly localise's pixels per source unit, per nm if the

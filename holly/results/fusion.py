@@ -12,87 +12,40 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from holly.data.fusionrecord import FORMAT
+from holly.data.fusionrecord import fuse_store
 from holly.data.localisations import StoreLocalisations
-from holly.errors import HollyError
-from holly.method.fusion import Fusion, FusionParams, fuse
+from holly.method.fusion import FusionParams
 from holly.results.structure import particle_extents, principal_extents
 from holly.run.provenance import provenance
 
 log = logging.getLogger(__name__)
 
 CPU = torch.device("cpu")  # fusion runs on the CPU (numpy and torch's CPU FFT)
-MIN_LOCALISATIONS = 3  # particles with fewer are left out: a pair or a point has no rotation
-
-
-def default_sigma(locs: StoreLocalisations) -> float:
-    """The registration kernel: the localisation precision, and at least 3 % of the
-    particles' median width (a sharper kernel needs finer images and finer angles)."""
-    width = float(np.median([np.ptp(p, axis=0).max() for p in locs.xy]))
-    return max(locs.precision or 0.0, 0.03 * width)
 
 
 def run_fusion(
     locs: StoreLocalisations, params: FusionParams, seed: int, store: str | os.PathLike
 ) -> tuple[dict, list[np.ndarray]]:
     """Fuse the store's particles; returns the record and the fused localisations."""
-    keep = [i for i, p in enumerate(locs.xy) if len(p) >= MIN_LOCALISATIONS]
-    if len(keep) < 3:
-        raise HollyError(
-            f"{store}: {len(keep)} particles with {MIN_LOCALISATIONS} or more localisations; "
-            "fusion needs at least 3"
-        )
-    points = [locs.xy[i] for i in keep]
     started = time.monotonic()
-    result = fuse(points, params, seed)
-    fused = result.apply(points)
-    record = fusion_record(result, params, seed, locs, keep, fused, store)
-    record["seconds"] = round(time.monotonic() - started, 1)
-    return record, fused
-
-
-def fusion_record(
-    result: Fusion,
-    params: FusionParams,
-    seed: int,
-    locs: StoreLocalisations,
-    keep: list[int],
-    fused: list[np.ndarray],
-    store: str | os.PathLike,
-) -> dict:
+    record, fused = fuse_store(locs, params, seed, store)
     every = np.concatenate(fused)
     owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(fused)])
-    own = particle_extents(np.concatenate([locs.xy[i] for i in keep]), owner)
-    return {
-        "holly_fusion": FORMAT,
-        "store": str(store),
-        "unit": locs.unit,
-        "params": {**asdict(params), "seed": seed},
-        "particles": len(keep),
-        "particles_left_out": len(locs.xy) - len(keep),
-        "localisations": int(len(every)),
-        "pairs": result.pairs,
-        "pairs_kept": result.pairs_kept,
-        "pair_agreement": round(result.pair_agreement, 4),
-        "bootstrap_moved": result.moved,
-        "fused_extents": [round(float(e), 2) for e in principal_extents(every, 0.95)],
-        "particle_extents": None if own is None else [round(float(e), 2) for e in own],
-        "transforms": [
-            {
-                "particle": int(locs.particles[i]),
-                "angle_deg": round(float(np.degrees(a)) % 360.0, 3),
-                "shift": [round(float(v), 3) for v in s],
-                "centroid": [round(float(v), 3) for v in c],
-            }
-            for i, a, s, c in zip(keep, result.angles, result.shifts, result.centroids, strict=True)
-        ],
-        "provenance": provenance({}, CPU, {"store": str(store), **locs.sources}, seed),
-    }
+    kept = {t["particle"] for t in record["transforms"]}
+    own = particle_extents(
+        np.concatenate([xy for p, xy in zip(locs.particles, locs.xy, strict=True) if p in kept]),
+        owner,
+    )
+    record["fused_extents"] = [round(float(e), 2) for e in principal_extents(every, 0.95)]
+    record["particle_extents"] = None if own is None else [round(float(e), 2) for e in own]
+    inputs = record["provenance"]["inputs"]
+    record["provenance"] = provenance({}, CPU, inputs, seed)
+    record["seconds"] = round(time.monotonic() - started, 1)
+    return record, fused
 
 
 def fused_density(fused: list[np.ndarray], pixel: float, sigma: float) -> tuple[np.ndarray, list]:

@@ -67,6 +67,7 @@ REPLACED = "replaced"  # checkpoints/replaced/: the newest checkpoint + config o
 HALFSETS = "halfsets.json"  # the comparison of the run's two half-set runs (holly compare)
 HALVES = "halves"  # halves/half1, halves/half2: the half-set run folders
 HALF2_ALIGNED = "half2_aligned.ply"  # halves/half2_aligned.ply: half 2 moved onto half 1
+FUSION = "fusion.json"  # refine.fusion: the run's own particle fusion (holly.data.fusionrecord)
 LOCK = ".holly.lock"  # the writer's advisory lock (its pid and command); hidden, never a result
 
 METRIC_COLUMNS = (
@@ -95,7 +96,7 @@ _STEP_FILE = re.compile(r"^(?:step|points)_([0-9]{8})\.(?:pt|ply)$")
 _RUN_MARKERS = (CONFIG, METRICS, POINTS, PROVENANCE)
 # Files and folders that training writes and later commands read (the run's inputs there).
 _TRAINED = (CONFIG, PROVENANCE, METRICS, CHECKPOINTS, SNAPSHOTS, INITIAL_POINTS, GROUND_TRUTH)
-_TRAINED += (TEST_POSES, SAMPLES, POINTS)
+_TRAINED += (TEST_POSES, SAMPLES, POINTS, FUSION)
 
 
 def _step_of(path: Path) -> int | None:
@@ -147,6 +148,7 @@ class RunFolder:
     vs_published = property(lambda self: self._p(VS_PUBLISHED))
     halfsets = property(lambda self: self._p(HALFSETS))
     half2_aligned = property(lambda self: self._p(HALVES) / HALF2_ALIGNED)
+    fusion = property(lambda self: self._p(FUSION))
     lock_file = property(lambda self: self._p(LOCK))
 
     def trained_files(self) -> list[Path]:
@@ -361,7 +363,7 @@ class RunFolder:
         """Delete the files of docs/architecture.md (and only those) from the folder."""
         names = [CONFIG, PROVENANCE, METRICS, INITIAL_POINTS, GROUND_TRUTH, TEST_POSES, SAMPLES]
         names += [POINTS, EVALUATION, SNAPSHOT_SCORES, ALIGNED_POINTS, VIEWER, VS_PUBLISHED]
-        names += [VS_PUBLISHED_ALIGNED]
+        names += [VS_PUBLISHED_ALIGNED, FUSION]
         for name in names:
             self._p(name).unlink(missing_ok=True)
         for _, path in self.snapshot_files():

@@ -83,7 +83,6 @@ class AmortisedPhase:
 
     def __init__(self, cfg: ExperimentConfig, model: HollyModel, data: Data, seed: int, device):
         self.cfg, self.train_set, self.device = cfg, data.train, device
-        self.fusion = data.fusion
         self.cnn = CnnStep(cfg, model, device)  # its optimiser and precision
         self.plan = AmortisedPlan(cfg, data.train, seed)
         self.heads = HeadWins(cfg.model.pose_hypotheses, device)
@@ -102,7 +101,6 @@ class AmortisedPhase:
             plan.final_sigma(),
             plan.steps,
             self.device,
-            self.fusion,
         )
 
     def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:

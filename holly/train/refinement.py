@@ -99,9 +99,9 @@ class Refinement:
         sigma: float,
         first_step: int,
         device: torch.device,
-        fusion: FusionStart | None = None,
     ):
-        self.cfg, self.points, self.device, self.fusion = cfg, points, device, fusion
+        self.cfg, self.points, self.device = cfg, points, device
+        self.fusion: FusionStart | None = None  # refine.fusion: set before the stage starts
         self.train_set, self.sigma, self.first_step = train_set, sigma, first_step
         self.search = PoseSearch(cfg, points, hypotheses, sigma)
         self.state: RefinementState | None = None

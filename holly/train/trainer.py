@@ -177,8 +177,7 @@ def train(
 
 def input_paths(cfg: ExperimentConfig) -> list[Path]:
     """The files and folders training reads: the image store (``data.source: zarr``), a shape
-    file (``data.shape`` naming a point file), a sigma file (``sigma.values`` naming one) and a
-    fusion record (``refine.fusion``)."""
+    file (``data.shape`` naming a point file) and a sigma file (``sigma.values`` naming one)."""
     found = []
     if cfg.data.source == "zarr" and cfg.data.store:
         found.append(Path(cfg.data.store))
@@ -186,6 +185,4 @@ def input_paths(cfg: ExperimentConfig) -> list[Path]:
         found.append(Path(cfg.data.shape))
     if isinstance(cfg.sigma.values, str) and cfg.sigma.values not in SHIPPED:
         found.append(Path(cfg.sigma.values))
-    if cfg.refine.fusion:
-        found.append(Path(cfg.refine.fusion))
     return found

@@ -1,0 +1,91 @@
+"""``refine.fusion``: the run's own particle fusion, where its refinement starts.
+
+For top views the CNN's poses fail on sparse particles (a few dozen sites, each showing a
+different subset), while a particle fusion registers the particles' localisations onto each
+other (:mod:`holly.method.fusion`). With ``refine.fusion`` the run fuses its own training
+particles (a half-set run its half only, so the two halves stay independent; never the
+held-out ones) before the CNN phase, keeps the record as the run folder's ``fusion.json``
+(read back when the run resumes), and its refinement starts from it
+(:func:`holly.train.refinement.fusion_table`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from holly.config import ExperimentConfig
+from holly.data.fusionrecord import (
+    FusionStart,
+    default_sigma,
+    fuse_store,
+    fusion_start,
+    read_fusion,
+    write_fusion,
+)
+from holly.data.localisations import read_store_localisations
+from holly.errors import HollyError
+from holly.method.fusion import FusionParams
+from holly.run.runfolder import RunFolder
+
+log = logging.getLogger(__name__)
+
+
+def start_fusion(trainer) -> None:
+    """Give ``trainer``'s refinement its fusion start, unless it needs none (``refine.fusion``
+    off, or the stage already restored from a checkpoint)."""
+    if not trainer.cfg.refine.fusion or trainer.refinement.state is not None:
+        return
+    trainer.refinement.fusion = run_fusion(
+        trainer.cfg, trainer.data.train.particle_ids(), trainer.run_folder, trainer.seed
+    )
+
+
+def run_fusion(
+    cfg: ExperimentConfig, particles: np.ndarray, run: RunFolder, seed: int
+) -> FusionStart:
+    """The fusion of ``particles`` (the training split's) of ``cfg.data.store``: the run's
+    ``fusion.json`` if it is theirs, else fused now and written there."""
+    store, rc = cfg.data.store, cfg.refine
+    particles = np.unique(particles)
+    record = _reusable(run, rc, seed, particles)
+    if record is None:
+        locs = read_store_localisations(store)
+        sigma = rc.fusion_sigma if rc.fusion_sigma is not None else default_sigma(locs)
+        params = FusionParams(
+            sigma=sigma, partners=rc.fusion_partners, bootstrap_rounds=rc.fusion_bootstrap
+        )
+        log.info(
+            "fusing %d training particles of %s (kernel %.3g %s)",
+            len(particles),
+            store,
+            sigma,
+            locs.unit,
+        )
+        record, _ = fuse_store(locs, params, seed, store, particles)
+        write_fusion(run.fusion, record)
+    else:
+        log.info("fusion: %s's record of %d particles", run.fusion, record["particles"])
+    log.info("fusion: pairs agreeing %.0f %%", 100 * record["pair_agreement"])
+    return fusion_start(store, record)
+
+
+def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | None:
+    """The run folder's fusion record if it was made with these settings of these particles."""
+    if not run.fusion.exists():
+        return None
+    try:
+        record = read_fusion(run.fusion)
+    except HollyError as exc:
+        log.warning("%s; fusing again", exc)
+        return None
+    p = record.get("params") or {}
+    same = (
+        p.get("seed") == seed
+        and p.get("partners") == rc.fusion_partners
+        and p.get("bootstrap_rounds") == rc.fusion_bootstrap
+        and (rc.fusion_sigma is None or p.get("sigma") == rc.fusion_sigma)
+        and {t["particle"] for t in record["transforms"]} <= set(particles.tolist())
+    )
+    return record if same else None
