@@ -20,7 +20,13 @@ from holly.data.fusionrecord import FORMAT, fusion_start, read_fusion, write_fus
 from holly.data.imagestore import ImageStore
 from holly.data.localisations import read_store_localisations, render_particles
 from holly.errors import HollyError
-from holly.method.fusion import ImageFrames, fused_model_points, image_poses, rotation
+from holly.method.fusion import (
+    ImageFrames,
+    cloud_start,
+    fused_model_points,
+    image_poses,
+    rotation,
+)
 from holly.method.geometry import rotation_about_z
 from holly.method.render import render
 
@@ -84,6 +90,20 @@ def test_the_pose_renders_the_image_localise_renders():
             order="latest",
         )[0]
         np.testing.assert_allclose(got.numpy(), expected[i], atol=2e-5 * expected[i].max())
+
+
+def test_the_start_cloud_keeps_to_the_dense_structure_not_the_background():
+    """Fused localisations: a ring of 8 dense sites and 20 % uniform background over a field
+    four times as wide; the start cloud's points sit on the sites, flat."""
+    rng = np.random.default_rng(4)
+    phi = np.arange(8) * np.pi / 4
+    sites = np.c_[np.cos(phi), np.sin(phi)]
+    on_sites = sites[rng.integers(8, size=4000)] + rng.normal(0, 0.03, (4000, 2))
+    background = rng.uniform(-4, 4, (1000, 2))
+    cloud = cloud_start(np.concatenate([on_sites, background]), 24, seed=0)
+    assert cloud.shape == (24, 3) and np.all(cloud[:, 2] == 0)
+    nearest = np.linalg.norm(cloud[:, None, :2] - sites[None], axis=2).min(axis=1)
+    assert nearest.max() < 0.15, nearest
 
 
 def _store(tmp_path, particles=10, copies=3, labelling=1.0, centre="bbox"):

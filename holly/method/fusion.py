@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from holly.method.clusters import kmeans
 
@@ -355,12 +356,22 @@ def fused_model_points(
     return units_per_length * (np.asarray(fused, dtype=np.float64) - origin) * np.array([1.0, -1.0])
 
 
-def cloud_start(points: np.ndarray, n: int, seed: int, sample: int = 20_000) -> np.ndarray:
-    """A flat cloud ``[n, 3]`` (z = 0) at the k-means centres of fused model-frame points
-    ``[N, 2]`` (a seeded subsample of ``sample`` of them: the centres follow the density, so
-    the sites the particles show most get the most points)."""
+def cloud_start(
+    points: np.ndarray, n: int, seed: int, sample: int = 20_000, dense: float = 0.5
+) -> np.ndarray:
+    """A flat cloud ``[n, 3]`` (z = 0) at the k-means centres of the densest ``dense`` share
+    of fused model-frame points ``[N, 2]`` (a seeded subsample of ``sample`` of them).
+
+    Density is the inverse distance to the 10th nearest neighbour. Background localisations
+    and stray particles' outliers lie in sparse regions; given to k-means they would take
+    points of their own far from the structure, which the refinement then has to pull in (at
+    300 steps on the TUD dol30 logos it had not: the cloud's second extent was 57 nm
+    against the data's 38)."""
     rng = np.random.default_rng(seed)
     x = points if len(points) <= sample else points[rng.choice(len(points), sample, replace=False)]
+    k = min(10, len(x) - 1)
+    reach = cKDTree(x).query(x, k + 1)[0][:, -1]
+    x = x[reach <= np.quantile(reach, dense)] if len(x) * dense >= n else x
     centres, _ = kmeans(x, n, seed, restarts=1, iterations=50)
     return np.concatenate([centres, np.zeros((n, 1))], axis=1)
 
