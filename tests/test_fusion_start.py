@@ -37,21 +37,28 @@ def _random_transforms(rng, n):
     return rng.uniform(0, 2 * np.pi, n), rng.normal(0, 5, (n, 2)), rng.normal(0, 3, (n, 2))
 
 
+def _fused_at_random(rng, particles):
+    """Random transforms of ``particles`` (any will do: the identity holds for all), the
+    particles they place and those fused points' mean, and each particle's bounding-box
+    centre (what `holly localise` draws around by default)."""
+    angles, shifts, centroids = _random_transforms(rng, len(particles))
+    fused = [
+        (p - c) @ rotation(a).T + s
+        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
+    ]
+    centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
+    return (angles, shifts, centroids), fused, np.concatenate(fused).mean(axis=0), centres
+
+
 def test_every_localisation_lands_where_localise_drew_it():
     """For any transforms: the image pose applied to the fused, model-frame points gives the
     localisation exactly where ``holly localise`` draws it (``R(copy) k Y (x - centre)``)."""
     rng = np.random.default_rng(0)
     n, k = 5, 0.037
     particles = [rng.normal(0, 20, (7, 2)) + rng.normal(0, 30, 2) for _ in range(n)]
-    angles, shifts, centroids = _random_transforms(rng, n)
-    fused = [
-        (p - c) @ rotation(a).T + s
-        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
-    ]
-    origin = np.concatenate(fused).mean(axis=0)
-    centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
+    transforms, fused, origin, centres = _fused_at_random(rng, particles)
     copies = rng.uniform(-np.pi, np.pi, n)
-    turn, offset = image_poses(angles, shifts, centroids, ImageFrames(centres, copies, k), origin)
+    turn, offset = image_poses(*transforms, ImageFrames(centres, copies, k), origin)
     for i, p in enumerate(particles):
         drawn = (k * (p - centres[i]) * FLIP) @ rotation(copies[i]).T
         posed = fused_model_points(fused[i], k, origin) @ rotation(turn[i]).T + offset[i]
@@ -64,16 +71,9 @@ def test_the_pose_renders_the_image_localise_renders():
     rng = np.random.default_rng(1)
     n, k, size = 3, 1 / 30, 32
     particles = [rng.normal(0, 12, (9, 2)) for _ in range(n)]
-    angles, shifts, centroids = _random_transforms(rng, n)
-    fused = [
-        (p - c) @ rotation(a).T + s
-        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
-    ]
-    origin = np.concatenate(fused).mean(axis=0)
-    centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
+    transforms, fused, origin, centres = _fused_at_random(rng, particles)
     copies = rng.uniform(-np.pi, np.pi, (n, 1))
-    frames = ImageFrames(centres, copies[:, 0], k)
-    turn, offset = image_poses(angles, shifts, centroids, frames, origin)
+    turn, offset = image_poses(*transforms, ImageFrames(centres, copies[:, 0], k), origin)
     model = [
         (k * (p - c) * FLIP).astype(np.float32) for p, c in zip(particles, centres, strict=True)
     ]
