@@ -37,12 +37,12 @@ def start_fusion(trainer) -> None:
     off, or the stage already restored from a checkpoint)."""
     if not trainer.cfg.refine.fusion or trainer.refinement.state is not None:
         return
-    trainer.refinement.fusion = run_fusion(
+    trainer.refinement.fusion = own_fusion(
         trainer.cfg, trainer.data.train.particle_ids(), trainer.run_folder, trainer.seed
     )
 
 
-def run_fusion(
+def own_fusion(
     cfg: ExperimentConfig, particles: np.ndarray, run: RunFolder, seed: int
 ) -> FusionStart:
     """The fusion of ``particles`` (the training split's) of ``cfg.data.store``: the run's
