@@ -2,10 +2,11 @@
 
 A record holds every fused particle's transform into the fused frame (``angle_deg``,
 ``shift``, ``centroid``, in the store's localisation units), the parameters, the pairs'
-agreement and provenance (:mod:`holly.results.fusion` assembles it). Training reads one back
-(``refine.fusion``) to start the refinement from the fusion (:func:`fusion_start`): the record
-must be of the store being trained on, which its provenance names by the store's creation
-time.
+agreement and provenance (:mod:`holly.results.fusion` completes it for ``holly fuse``). A run
+with ``refine.fusion`` makes one of its own training particles (:func:`fuse_store`, kept as
+its ``fusion.json``; :mod:`holly.train.fusionstart`) and starts its refinement from it
+(:func:`fusion_start`): a record must be of the store being trained on, which its provenance
+names by the store's creation time.
 """
 
 from __future__ import annotations
