@@ -216,6 +216,9 @@ def test_training_refines_from_its_own_fusion(tmp_path, caplog):
     from holly.data.pointio import read_points
 
     assert np.all(read_points(out / "points.ply")[:, 2] == 0)
+    # the run's fusion with its cloud, for the report
+    figure = ["figures", str(out), "--out", str(out / "figures"), "--only", "fusion"]
+    assert holly.cli.main(figure) == 0 and (out / "figures" / "fusion.png").stat().st_size > 0
     # a run stopped before its refinement resumes with its fusion read back, not made again
     part = tmp_path / "part"
     short = {**cfg, "train": {**TRAIN["train"], "max_steps": 8}}  # the CNN phase only
@@ -252,3 +255,14 @@ def test_training_refuses_a_fusion_without_a_store(tmp_path, capsys):
     assert holly.cli.main(["train", "--config-json", json.dumps(cfg), "--out", str(out)]) == 2
     assert "refine.fusion is on, but data.source is not 'zarr'" in capsys.readouterr().err
     assert not (out / "points.ply").exists()
+
+
+def test_the_fusion_figure_of_a_run_without_a_fusion_is_refused(tmp_path, capsys):
+    from test_train import TINY
+
+    out = tmp_path / "run"
+    assert holly.cli.main(["train", "--config-json", json.dumps(TINY), "--out", str(out)]) == 0
+    capsys.readouterr()
+    figure = ["figures", str(out), "--out", str(out / "figures"), "--only", "fusion"]
+    assert holly.cli.main(figure) == 2
+    assert "not trained with refine.fusion" in capsys.readouterr().err

@@ -24,6 +24,15 @@ def test_example_is_small_and_plans_a_localise_job(tmp_path):
     assert counts["localise"] == 1 and counts["train"] == 1 and counts["report"] == 1
 
 
+def test_a_fusion_start_plans_its_figure_for_the_report(tmp_path):
+    cfg = yaml.safe_load(EXAMPLE.read_text())
+    cfg["experiments"][0]["refine"] = {"fusion": True}
+    (tmp_path / "fusion.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "--configfile", str(tmp_path / "fusion.yaml"), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert job_counts(proc.stdout)["fusion_figure"] == 1
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [

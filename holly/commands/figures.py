@@ -9,7 +9,8 @@ OUT/loss.FMT, sigma.FMT, montage.FMT, views.FMT and pose_error.FMT.
 `vs_published`, the reconstruction next to a published cloud: --published PLY, --aligned PLY
 (from `holly evaluate RUN --ground-truth PLY --aligned ALIGNED.ply --out JSON`) and --scores JSON;
 `view_tilts`, the held-out views' out-of-plane tilts against uniform 3D views
-(holly/results/views.py).
+(holly/results/views.py); `fusion`, a `refine.fusion` run's own particle fusion with its cloud
+over it, in one frame.
 """
 
 from __future__ import annotations

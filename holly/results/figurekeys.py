@@ -10,4 +10,4 @@ invocation.
 RUN_FIGURES = ("loss", "sigma", "montage", "views", "pose_error")
 
 # Made on request (holly figures --only; :func:`holly.results.figures.extra_figures`).
-EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve", "view_tilts")
+EXTRA_FIGURES = ("evolution", "vs_published", "learning_curve", "view_tilts", "fusion")

@@ -37,6 +37,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from holly.atomic import atomic_path  # noqa: E402
+from holly.data.fusionrecord import fusion_start, read_fusion  # noqa: E402
 from holly.data.pointio import read_points  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
@@ -44,7 +45,12 @@ from holly.results.figurekeys import EXTRA_FIGURES, RUN_FIGURES  # noqa: E402
 from holly.results.style import CYCLE, RECON_COLOUR, TRUTH_COLOUR  # noqa: E402, F401  (re-exported)
 from holly.results.viewer import viewer_data  # noqa: E402
 from holly.results.views import held_out_tilts  # noqa: E402
-from holly.run.runfolder import RunFolder, read_json, read_metrics_file  # noqa: E402
+from holly.run.runfolder import (  # noqa: E402
+    RunFolder,
+    nm_per_model_unit,
+    read_json,
+    read_metrics_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -678,6 +684,8 @@ def extra_figures(
     for key in names:
         if key == "view_tilts":
             fig = view_tilts_figure(held_out_tilts(run), f"{name}: view tilts, test images")
+        elif key == "fusion":
+            fig = run_fusion_figure(run, name)
         elif key == "learning_curve":
             curves = {run.name: read_snapshot_scores(run)}  # curves are labelled by folder
             for other in others:
@@ -703,6 +711,38 @@ def extra_figures(
         paths.append(save_figure(fig, out / f"{key}.{fmt}", dpi))
     log.info("wrote %d figures of %s to %s", len(paths), run, out)
     return paths
+
+
+def run_fusion_figure(run: Path, name: str) -> Figure:
+    """``refine.fusion``: the run's own fusion of its training particles (the density of the
+    fused localisations in the run's model frame, +y up) with its final cloud's x-y over it:
+    where the refinement started and where it ended, in one frame."""
+    rf = RunFolder(run)
+    if not rf.fusion.is_file():
+        raise HollyError(f"{run} has no {rf.fusion.name}: it was not trained with refine.fusion")
+    record = read_fusion(rf.fusion)
+    fused = fusion_start(rf.read_config()["data"]["store"], record).points
+    cloud = read_points(rf.points)[:, :2]
+    per_unit, unit = nm_per_model_unit(run), "nm"
+    if per_unit is None:
+        per_unit, unit = 1.0, "model units"
+    fused, cloud = fused * per_unit, cloud * per_unit
+    reach = np.quantile(np.abs(fused), 0.995) * 1.1
+    with style():
+        fig, axes = _new(size=(4.8, 4.4))
+        ax = axes[0, 0]
+        ax.hist2d(*fused.T, bins=120, range=[[-reach, reach]] * 2, cmap="Greys")
+        ax.scatter(*cloud.T, s=6, color=RECON_COLOUR, label="reconstruction (x-y)")
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"x ({unit})")
+        ax.set_ylabel(f"y ({unit})")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.set_title(
+            f"{name}: its fusion of {record['particles']} particles (grey; pairs agreeing "
+            f"{100 * record['pair_agreement']:.0f} %) and its cloud",
+            fontsize=9,
+        )
+    return fig
 
 
 def fusion_figure(image: np.ndarray, extent: list, record: dict, title: str = "") -> Figure:

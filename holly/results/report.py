@@ -172,6 +172,7 @@ FIGURE_TITLES = {
     "pose_error": "Pose error",
     "evolution": "Point cloud over training",
     "vs_published": "Our reconstruction and the published one",
+    "fusion": "The run's particle fusion and its cloud (refine.fusion)",
     "fsc": "Half-set Fourier shell correlation",
 }
 

@@ -29,7 +29,7 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS, LOGS, BENCHMARKS = output_roots(config["results"])
 CAPTIONS = str(Path(workflow.basedir) / "workflow" / "report")
 FIG_FORMAT = config["figures"]["format"]
-EXTRA_CAPTIONS = ("evolution", "vs_published", "published")
+EXTRA_CAPTIONS = ("evolution", "vs_published", "published", "fusion")
 
 
 # 2. Everything else that can be known before a job runs (holly/plan.py, unit-tested there):
@@ -146,9 +146,15 @@ def figure_paths(experiment):
 
 
 def extra_figure_paths(experiment):
-    """The optional figures of one experiment: evolution, comparison with a published cloud."""
+    """The optional figures of one experiment: evolution, comparison with a published cloud,
+    the run's own particle fusion (refine.fusion)."""
     keys = ["evolution"] if config["figures"]["evolution"] else []
     keys += ["vs_published"] if experiment in PUBLISHED else []
+    keys += (
+        ["fusion"]
+        if (EXPERIMENTS[experiment].get("refine") or {}).get("fusion")
+        else []
+    )
     return [f"{RESULTS}/{experiment}/figures/{key}.{FIG_FORMAT}" for key in keys]
 
 

@@ -110,6 +110,32 @@ rule evolution:
         " --snapshots {params.snapshots} --format {params.fmt} --dpi {params.dpi} 2> {log:q}"
 
 
+rule fusion_figure:
+    """Draw a refine.fusion run's own particle fusion with its cloud (`holly figures --only`)."""
+    input:
+        points=f"{RESULTS}/{{experiment}}/points.ply",
+    output:
+        png=report(
+            f"{RESULTS}/{{experiment}}/figures/fusion.{FIG_FORMAT}",
+            caption="../report/fusion.rst",
+            category="{experiment}",
+            subcategory="reconstruction",
+            labels={"experiment": "{experiment}", "figure": "particle fusion"},
+        ),
+    log:
+        f"{LOGS}/{{experiment}}/fusion_figure.log",
+    conda:
+        "../../envs/holly.yaml"
+    params:
+        run=lambda w: run_dir(w.experiment),
+        out=lambda w: f"{run_dir(w.experiment)}/figures",
+        fmt=FIG_FORMAT,
+        dpi=config["figures"]["dpi"],
+    shell:
+        "holly figures {params.run:q} --out {params.out:q} --only fusion"
+        " --format {params.fmt} --dpi {params.dpi} 2> {log:q}"
+
+
 rule published_figure:
     """Draw a reconstruction beside the published cloud it was scored against (`holly figures`)."""
     input:
