@@ -159,18 +159,22 @@ class FusionStart:
         return self.angles[i], self.shifts[i], self.fused[i]
 
 
-def fusion_start(store_path: str | os.PathLike, record: dict | str | os.PathLike) -> FusionStart:
+def fusion_start(
+    store_path: str | os.PathLike,
+    record: dict | str | os.PathLike,
+    locs: StoreLocalisations | None = None,
+) -> FusionStart:
     """Every image's pose against the fused particle, and the fused localisations, in the
     model frame of ``store_path``'s images (:func:`holly.method.fusion.image_poses`).
 
     The record (or its file) must come from this store (its provenance's ``store_created``): a
     record of another store, or of this store made again, would pair transforms with other
-    particles.
+    particles. ``locs``: the store's localisations if the caller has read them already.
     """
     named = record if not isinstance(record, dict) else record.get("store", "the fusion record")
     record = record if isinstance(record, dict) else read_fusion(record)
     store = ImageStore.open(store_path)
-    locs = read_store_localisations(store_path)
+    locs = locs if locs is not None else read_store_localisations(store_path)
     made_from = (record["provenance"].get("inputs") or {}).get("store_created")
     if made_from != locs.sources["store_created"]:
         raise HollyError(

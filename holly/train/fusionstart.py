@@ -49,9 +49,9 @@ def own_fusion(
     ``fusion.json`` if it is theirs, else fused now and written there."""
     store, rc = cfg.data.store, cfg.refine
     particles = np.unique(particles)
-    record = _reusable(run, rc, seed, particles)
+    record, locs = _reusable(run, rc, seed, particles), None
     if record is None:
-        locs = read_store_localisations(store)
+        locs = read_store_localisations(store)  # read once: the fusion and its poses use it
         sigma = rc.fusion_sigma if rc.fusion_sigma is not None else default_sigma(locs)
         params = FusionParams(
             sigma=sigma, partners=rc.fusion_partners, bootstrap_rounds=rc.fusion_bootstrap
@@ -68,7 +68,7 @@ def own_fusion(
     else:
         log.info("fusion: %s's record of %d particles", run.fusion, record["particles"])
     log.info("fusion: pairs agreeing %.0f %%", 100 * record["pair_agreement"])
-    return fusion_start(store, record)
+    return fusion_start(store, record, locs)
 
 
 def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | None:
