@@ -211,6 +211,11 @@ def check_experiment(name: str, raw: dict, files: dict, stores: dict) -> None:
         log.warning("holly's modules are not importable here (%s): config checked less", exc)
         return
     d, r = cfg.data, cfg.render
+    if cfg.refine.fusion and d.source != "zarr":
+        raise HollyError(
+            f"{where}: refine.fusion is on, but data.source is not zarr: a particle fusion is "
+            "of the localisations in a `holly localise` store (localisations: in this config)"
+        )
     if d.source == "simulated":
         if d.shape not in BUILTIN_SHAPES and not is_shape_path(d.shape):
             raise HollyError(

@@ -92,6 +92,10 @@ def _tiny(edit):
             "image store 'none.zarr' does not exist",
         ),
         (
+            lambda c: c["experiments"][0].update(refine={"fusion": True}),
+            "refine.fusion is on, but data.source is not zarr",
+        ),
+        (
             lambda c: c.setdefault("evaluation", {}).update(structure={"nope": {"check": "flat"}}),
             r"evaluation\.structure\.nope: 'nope' is not an experiment",
         ),
