@@ -249,11 +249,19 @@ class RefineConfig:
         "records them); null: the localisation precision, at least 3 % of the median particle "
         "width",
     )
+    fusion_method: str = _spec(
+        "both",
+        choices=("both", "anneal", "pairs"),
+        doc="fusion: anneal (every particle against a template of all others, annealed EM), "
+        "pairs (pairwise registrations, angular synchronisation, bootstrap), or both (each, "
+        "keeping the one whose particles fit each other better)",
+    )
+    fusion_rounds: int = _spec(12, lo=1, doc="fusion (anneal): annealing rounds")
     fusion_partners: int = _spec(
-        64, lo=1, doc="fusion: random partners each particle is registered onto"
+        64, lo=1, doc="fusion (pairs): random partners each particle is registered onto"
     )
     fusion_bootstrap: int = _spec(
-        5, lo=0, doc="fusion: leave-one-out re-registration rounds onto the fused particle"
+        5, lo=0, doc="fusion (pairs): leave-one-out re-registration rounds onto the fused particle"
     )
 
 

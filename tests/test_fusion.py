@@ -107,7 +107,7 @@ def test_shifts_are_exact_from_consistent_pairs():
 def test_fully_labelled_particles_are_fused_into_one_frame():
     rng = np.random.default_rng(3)
     parts, angles = logo_particles(16, rng)
-    params = FusionParams(sigma=3.0, n_angles=72, partners=8, bootstrap_rounds=1)
+    params = FusionParams(sigma=3.0, n_angles=72, partners=8, bootstrap_rounds=1, method="pairs")
     result = fuse(parts, params, seed=0)
     assert result.pair_agreement > 0.8
     assert common_rotation_spread_deg(result.angles, angles).max() < 6.0
@@ -126,9 +126,10 @@ def test_structureless_particles_do_not_agree():
     (uniform noise) register anyhow, but their pairs do not agree with one set of angles."""
     rng = np.random.default_rng(4)
     noise = [rng.uniform(-30, 30, size=(40, 2)) for _ in range(24)]
-    result = fuse(noise, FusionParams(sigma=3.0, partners=8, bootstrap_rounds=0), seed=0)
+    params = FusionParams(sigma=3.0, partners=8, bootstrap_rounds=0, method="pairs")
+    result = fuse(noise, params, seed=0)
     logos, _ = logo_particles(24, rng)
-    logo = fuse(logos, FusionParams(sigma=3.0, partners=8, bootstrap_rounds=0), seed=0)
+    logo = fuse(logos, params, seed=0)
     assert result.pair_agreement < 0.5 < 0.8 < logo.pair_agreement
 
 

@@ -5,9 +5,12 @@ For particles seen from the top (origami on glass, pores in the envelope: what
 register the localisations of every particle onto one frame, with no model of the structure.
 ``holly fuse STORE`` does that to the particles ``holly localise`` put in STORE, so holly's
 reconstruction can be compared with what such a method gets on the same particles
-(holly/method/fusion.py: pairwise registration, angular synchronisation, bootstrap).
+(holly/method/fusion.py). ``--method anneal`` aligns every particle at once against a template
+of all the others by annealed expectation-maximisation; ``--method pairs`` registers pairs,
+synchronises their angles and bootstraps; ``--method both`` (the default) runs each and keeps
+the one whose particles fit each other better.
 
-Writes the record (--out JSON: parameters, the pairs' agreement, the fused and the particles'
+Writes the record (--out JSON: parameters, how sure the fusion was, the fused and the particles'
 own extents, every particle's rotation and shift, provenance) and, with --figure, the fused
 density. Rotations and shifts only: mirrored particles are not matched.
 """
@@ -19,10 +22,10 @@ import logging
 import math
 
 from holly.atomic import refuse_inputs
-from holly.data.fusionrecord import default_sigma, write_fusion
+from holly.data.fusionrecord import default_sigma, fusion_quality, write_fusion
 from holly.data.localisations import read_store_localisations
 from holly.errors import HollyError
-from holly.method.fusion import FusionParams
+from holly.method.fusion import METHODS, FusionParams
 from holly.results.fusion import fused_density, run_fusion
 
 log = logging.getLogger(__name__)
@@ -40,18 +43,37 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "the scale); default: the recorded localisation precision, at least 3 %% of "
         "the particles' median width",
     )
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="both",
+        help="anneal: every particle against a template of all others, annealed EM; "
+        "pairs: pairwise registrations, angular synchronisation, bootstrap; both (default): "
+        "each, keeping the one whose particles fit each other better",
+    )
     parser.add_argument("--angles", type=int, default=72, help="rotations tried (default 72)")
     parser.add_argument(
-        "--partners", type=int, default=64, help="random partners per particle (default 64)"
+        "--rounds", type=int, default=12, help="anneal: annealing rounds (default 12)"
     )
-    parser.add_argument("--bootstrap", type=int, default=5, help="bootstrap rounds (default 5)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the partner choice")
+    parser.add_argument(
+        "--partners", type=int, default=64, help="pairs: random partners per particle (default 64)"
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=5, help="pairs: bootstrap rounds (default 5)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random start (anneal) or partners (pairs)"
+    )
     parser.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
 
 
 def _check_counts(args: argparse.Namespace) -> None:
     """The options that need no data, checked before the store is read."""
-    for name, value, lo in (("--angles", args.angles, 8), ("--partners", args.partners, 2)):
+    for name, value, lo in (
+        ("--angles", args.angles, 8),
+        ("--partners", args.partners, 2),
+        ("--rounds", args.rounds, 1),
+    ):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
     if args.bootstrap < 0:
@@ -66,6 +88,8 @@ def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
         n_angles=args.angles,
         partners=args.partners,
         bootstrap_rounds=args.bootstrap,
+        method=args.method,
+        anneal_rounds=args.rounds,
     )
 
 
@@ -89,9 +113,9 @@ def main(args: argparse.Namespace) -> int:
         save_figure(fusion_figure(image, extent, record), args.figure, args.dpi)
     write_fusion(args.out, record)  # last: the record says the fusion finished
     log.info(
-        "fused %d particles: pairs agreeing %.0f %%, extents %s %s (particles' own %s) -> %s",
+        "fused %d particles: %s, extents %s %s (particles' own %s) -> %s",
         record["particles"],
-        100 * record["pair_agreement"],
+        fusion_quality(record),
         record["fused_extents"],
         locs.unit,
         record["particle_extents"],

@@ -115,9 +115,13 @@ def core_record(
         "particles": len(keep),
         "particles_left_out": len(locs.xy) - len(keep),
         "localisations": int(sum(len(locs.xy[i]) for i in keep)),
+        "method": params.method,
+        "chosen": result.chosen,
+        "fits": {m: round(v, 5) for m, v in result.fits.items()},
         "pairs": result.pairs,
         "pairs_kept": result.pairs_kept,
-        "pair_agreement": round(result.pair_agreement, 4),
+        "pair_agreement": _rounded(result.pair_agreement),
+        "posterior_peak": _rounded(result.posterior_peak),
         "bootstrap_moved": result.moved,
         "transforms": [
             {
@@ -130,6 +134,24 @@ def core_record(
         ],
         "provenance": {"inputs": {"store": str(store), **locs.sources}},
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def fusion_quality(record: dict) -> str:
+    """How the fusion went, in words: the pairs' agreement (by pairs, and records made before
+    the annealed method) or the median posterior peak (by annealing), and which method was
+    kept where both ran."""
+    if record.get("pair_agreement") is not None:
+        words = f"pairs agreeing {100 * record['pair_agreement']:.0f} %"
+    else:
+        peak = record.get("posterior_peak")
+        words = "annealed" + ("" if peak is None else f", median posterior peak {peak:.2f}")
+    if record.get("method") == "both":
+        words += f" (kept over {'pairs' if record.get('chosen') == 'anneal' else 'annealing'})"
+    return words
 
 
 def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray]:

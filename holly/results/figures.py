@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from holly.atomic import atomic_path  # noqa: E402
-from holly.data.fusionrecord import fusion_start, read_fusion  # noqa: E402
+from holly.data.fusionrecord import fusion_quality, fusion_start, read_fusion  # noqa: E402
 from holly.data.pointio import read_points  # noqa: E402
 from holly.errors import HollyError  # noqa: E402
 from holly.results.evaluate import pose_error, symmetry_order  # noqa: E402
@@ -738,8 +738,8 @@ def run_fusion_figure(run: Path, name: str) -> Figure:
         ax.set_ylabel(f"y ({unit})")
         ax.legend(loc="lower left", fontsize=8)
         ax.set_title(
-            f"{name}: its fusion of {record['particles']} particles (grey; pairs agreeing "
-            f"{100 * record['pair_agreement']:.0f} %) and its cloud",
+            f"{name}: its fusion of {record['particles']} particles (grey; "
+            f"{fusion_quality(record)}) and its cloud",
             fontsize=9,
         )
     return fig
@@ -756,9 +756,7 @@ def fusion_figure(image: np.ndarray, extent: list, record: dict, title: str = ""
         ax.set_xlabel(f"x ({unit})")
         ax.set_ylabel(f"y ({unit}, down)")
         ax.set_title(
-            title
-            or f"{record['particles']} particles fused; "
-            f"pairs agreeing {100 * record['pair_agreement']:.0f} %",
+            title or f"{record['particles']} particles fused; {fusion_quality(record)}",
             fontsize=9,
         )
         ax.set_aspect("equal")

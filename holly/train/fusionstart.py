@@ -20,6 +20,7 @@ from holly.data.fusionrecord import (
     FusionStart,
     default_sigma,
     fuse_store,
+    fusion_quality,
     fusion_start,
     read_fusion,
     write_fusion,
@@ -54,7 +55,11 @@ def own_fusion(
         locs = read_store_localisations(store)  # read once: the fusion and its poses use it
         sigma = rc.fusion_sigma if rc.fusion_sigma is not None else default_sigma(locs)
         params = FusionParams(
-            sigma=sigma, partners=rc.fusion_partners, bootstrap_rounds=rc.fusion_bootstrap
+            sigma=sigma,
+            partners=rc.fusion_partners,
+            bootstrap_rounds=rc.fusion_bootstrap,
+            method=rc.fusion_method,
+            anneal_rounds=rc.fusion_rounds,
         )
         log.info(
             "fusing %d training particles of %s (kernel %.3g %s)",
@@ -67,7 +72,7 @@ def own_fusion(
         write_fusion(run.fusion, record)
     else:
         log.info("fusion: %s's record of %d particles", run.fusion, record["particles"])
-    log.info("fusion: pairs agreeing %.0f %%", 100 * record["pair_agreement"])
+    log.info("fusion: %s", fusion_quality(record))
     return fusion_start(store, record, locs)
 
 
@@ -83,6 +88,8 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
     p = record.get("params") or {}
     same = (
         p.get("seed") == seed
+        and p.get("method", "pairs") == rc.fusion_method
+        and p.get("anneal_rounds", 12) == rc.fusion_rounds
         and p.get("partners") == rc.fusion_partners
         and p.get("bootstrap_rounds") == rc.fusion_bootstrap
         and (rc.fusion_sigma is None or p.get("sigma") == rc.fusion_sigma)
