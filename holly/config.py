@@ -257,6 +257,9 @@ class RefineConfig:
         "keeping the one whose particles fit each other better)",
     )
     fusion_rounds: int = _spec(12, lo=1, doc="fusion (anneal): annealing rounds")
+    fusion_starts: int = _spec(
+        3, lo=1, doc="fusion (anneal): random starts, the one fitting best kept"
+    )
     fusion_partners: int = _spec(
         64, lo=1, doc="fusion (pairs): random partners each particle is registered onto"
     )

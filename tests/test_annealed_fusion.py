@@ -48,7 +48,9 @@ def test_the_fit_scores_the_right_placement_above_a_wrong_one():
 def test_annealing_turns_fully_labelled_logos_into_one_frame():
     rng = np.random.default_rng(3)
     parts, angles = logo_particles(16, rng)
-    result = fuse(parts, FusionParams(sigma=3.0, method="anneal", anneal_rounds=10), seed=0)
+    result = fuse(
+        parts, FusionParams(sigma=3.0, method="anneal", anneal_rounds=10, anneal_starts=1), seed=0
+    )
     assert result.chosen == "anneal" and result.pair_agreement is None
     assert common_rotation_spread_deg(result.angles, angles).max() < 6.0
     assert 0.0 < result.posterior_peak <= 1.0 and len(result.moved) == 10
@@ -57,7 +59,9 @@ def test_annealing_turns_fully_labelled_logos_into_one_frame():
 def test_both_keeps_the_method_that_fits_better():
     rng = np.random.default_rng(5)
     parts, angles = logo_particles(12, rng, labelling=0.6)
-    params = FusionParams(sigma=3.0, partners=6, bootstrap_rounds=1, anneal_rounds=8)
+    params = FusionParams(
+        sigma=3.0, partners=6, bootstrap_rounds=1, anneal_rounds=8, anneal_starts=2
+    )
     result = fuse(parts, params, seed=0)
     assert set(result.fits) == {"anneal", "pairs"}
     assert result.fits[result.chosen] == max(result.fits.values())

@@ -196,7 +196,7 @@ def test_training_refines_from_its_own_fusion(tmp_path, caplog):
     store = _store(tmp_path, particles=16, copies=3)
     data = {"source": "zarr", "store": str(store), "test_fraction": 0.15}
     refine = {**TRAIN["refine"], "fusion": True, "fusion_partners": 8, "fusion_bootstrap": 2}
-    refine["fusion_rounds"] = 6  # the default method, both, with a short annealing
+    refine |= {"fusion_rounds": 6, "fusion_starts": 2}  # the default method (both), shortened
     cfg = {**TRAIN, "data": data, "refine": refine}
     out = tmp_path / "run"
     with caplog.at_level("INFO"):

@@ -56,6 +56,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--rounds", type=int, default=12, help="anneal: annealing rounds (default 12)"
     )
     parser.add_argument(
+        "--starts",
+        type=int,
+        default=3,
+        help="anneal: random starts, the one whose particles fit best kept (default 3)",
+    )
+    parser.add_argument(
         "--partners", type=int, default=64, help="pairs: random partners per particle (default 64)"
     )
     parser.add_argument(
@@ -73,6 +79,7 @@ def _check_counts(args: argparse.Namespace) -> None:
         ("--angles", args.angles, 8),
         ("--partners", args.partners, 2),
         ("--rounds", args.rounds, 1),
+        ("--starts", args.starts, 1),
     ):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
@@ -90,6 +97,7 @@ def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
         bootstrap_rounds=args.bootstrap,
         method=args.method,
         anneal_rounds=args.rounds,
+        anneal_starts=args.starts,
     )
 
 

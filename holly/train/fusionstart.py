@@ -60,6 +60,7 @@ def own_fusion(
             bootstrap_rounds=rc.fusion_bootstrap,
             method=rc.fusion_method,
             anneal_rounds=rc.fusion_rounds,
+            anneal_starts=rc.fusion_starts,
         )
         log.info(
             "fusing %d training particles of %s (kernel %.3g %s)",
@@ -90,6 +91,7 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
         p.get("seed") == seed
         and p.get("method", "pairs") == rc.fusion_method
         and p.get("anneal_rounds", 12) == rc.fusion_rounds
+        and p.get("anneal_starts", 1) == rc.fusion_starts
         and p.get("partners") == rc.fusion_partners
         and p.get("bootstrap_rounds") == rc.fusion_bootstrap
         and (rc.fusion_sigma is None or p.get("sigma") == rc.fusion_sigma)
