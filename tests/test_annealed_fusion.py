@@ -69,7 +69,7 @@ def test_both_keeps_the_method_that_fits_better():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # ~4 min of annealing and pairs here; the default 900 s is tight
+@pytest.mark.timeout(1800)  # ~6 min of annealing and pairs here; the default 900 s is tight
 def test_the_real_30_percent_logos_fuse_better_by_annealing():
     """TU Delft DNA-PAINT logos at ~30 % labelling (549 particles): the annealed fusion fits
     the particles to each other better than the pairwise one, so ``both`` keeps it (the
