@@ -73,7 +73,7 @@ def test_both_keeps_the_method_that_fits_better():
 def test_the_real_30_percent_logos_fuse_better_by_annealing():
     """TU Delft DNA-PAINT logos at ~30 % labelling (549 particles): the annealed fusion fits
     the particles to each other better than the pairwise one, so ``both`` keeps it (the
-    README's fusion table: the three letters against a D, a U and part of the T)."""
+    README's fusion table: a closed D and a U, where pairs give a D, a U and part of the T)."""
     source = Path(holly.__file__).parents[1].parent / "shared/realdata/particles"
     source = source / "tud_logo_dnapaint" / "tud_dol30.mat"
     if not source.exists():

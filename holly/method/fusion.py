@@ -11,8 +11,9 @@ Fusion finds them from the localisations alone, with no model of the structure, 
   registration and averaging (below);
 - ``"both"`` (the default): each, then the one whose particles fit each other better
   (:func:`holly.method.annealedfusion.fit`, the likelihood the annealing maximises). Neither
-  is better everywhere: annealing fused the real TU Delft 30 % logos where pairs did not, and
-  pairs fused sparse simulated logos with 1 nm precision where annealing did not.
+  is better everywhere: annealing fit the real TU Delft 30 % logos better than pairs (its D
+  and U cleaner), and pairs fused sparse simulated logos with 1 nm precision where annealing
+  did not.
 
 Pairs:
 
@@ -31,7 +32,7 @@ Pairs:
 Only rotations and shifts (SE(2)): a particle lying face down (a mirror image) is not
 matched. Underlabelling limits both: a pair registers only on the sites both particles show, so
 it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 % labelling fuse into their
-letters by pairs; at 30 % into a partial shape by pairs, into the letters by annealing);
+letters by pairs; at 30 % into a partial shape by either, cleaner by annealing);
 holly's simulated 30 % logo and 8-corner pore, a few sites per particle, fuse by neither
 (docs/maintainer-notes.md, "Particle fusion" and "Annealed fusion").
 
