@@ -12,6 +12,7 @@ held-out ones) before the CNN phase, keeps the record as the run folder's ``fusi
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import numpy as np
 
@@ -54,14 +55,7 @@ def own_fusion(
     if record is None:
         locs = read_store_localisations(store)  # read once: the fusion and its poses use it
         sigma = rc.fusion_sigma if rc.fusion_sigma is not None else default_sigma(locs)
-        params = FusionParams(
-            sigma=sigma,
-            partners=rc.fusion_partners,
-            bootstrap_rounds=rc.fusion_bootstrap,
-            method=rc.fusion_method,
-            anneal_rounds=rc.fusion_rounds,
-            anneal_starts=rc.fusion_starts,
-        )
+        params = FusionParams(sigma=sigma, **_settings(rc))
         log.info(
             "fusing %d training particles of %s (kernel %.3g %s)",
             len(particles),
@@ -77,6 +71,18 @@ def own_fusion(
     return fusion_start(store, record, locs)
 
 
+def _settings(rc) -> dict:
+    """The :class:`FusionParams` the config's ``refine.fusion_*`` keys set (all but the kernel,
+    which may be left to the store)."""
+    return {
+        "method": rc.fusion_method,
+        "anneal_rounds": rc.fusion_rounds,
+        "anneal_starts": rc.fusion_starts,
+        "partners": rc.fusion_partners,
+        "bootstrap_rounds": rc.fusion_bootstrap,
+    }
+
+
 def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | None:
     """The run folder's fusion record if it was made with these settings of these particles."""
     if not run.fusion.exists():
@@ -86,15 +92,11 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
     except HollyError as exc:
         log.warning("%s; fusing again", exc)
         return None
-    p = record.get("params") or {}
-    same = (
-        p.get("seed") == seed
-        and p.get("method", "pairs") == rc.fusion_method
-        and p.get("anneal_rounds", 12) == rc.fusion_rounds
-        and p.get("anneal_starts", 1) == rc.fusion_starts
-        and p.get("partners") == rc.fusion_partners
-        and p.get("bootstrap_rounds") == rc.fusion_bootstrap
-        and (rc.fusion_sigma is None or p.get("sigma") == rc.fusion_sigma)
-        and {t["particle"] for t in record["transforms"]} <= set(particles.tolist())
-    )
+    wanted = {**asdict(FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc))), "seed": seed}
+    if rc.fusion_sigma is None:
+        del wanted["sigma"]  # the store's precision, checked by the store's creation time
+    made = record.get("params") or {}
+    same = all(made.get(k) == v for k, v in wanted.items()) and {
+        t["particle"] for t in record["transforms"]
+    } <= set(particles.tolist())
     return record if same else None
