@@ -164,9 +164,12 @@ def anneal(
     angles: np.ndarray,
     schedule: Schedule,
     seed: int,
+    drawn=None,
 ) -> Annealed:
     """Align ``centred`` particles (``[n_i, 2]`` each, about their centroids) by annealed EM on
-    ``grid`` (a :class:`holly.method.fusion.Grid`) over rotations ``angles``."""
+    ``grid`` (a :class:`holly.method.fusion.Grid`) over rotations ``angles``. ``drawn[i]``:
+    particle ``i``'s :func:`unit_mass_spectra`, where the caller keeps them across rounds and
+    starts; else drawn every round."""
     field = _Field(grid.n, grid.pixel)
     centres = torch.from_numpy(grid.centres())
     n, k_count = grid.n, len(angles)
@@ -174,6 +177,8 @@ def anneal(
     log.info("annealed fusion: %.1f localisations per fluorophore cluster", per_cluster)
 
     def spectra(i: int) -> torch.Tensor:
+        if drawn is not None:
+            return drawn[i]
         return unit_mass_spectra(centred[i], centres, grid.pixel, sigma, angles)
 
     rng = np.random.default_rng(seed)

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from holly.method.annealedfusion import Schedule, anneal, fit
+from holly.method.annealedfusion import Schedule, anneal, fit, unit_mass_spectra
 from holly.method.clusters import kmeans
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,15 @@ def rotated_spectra(points: np.ndarray, grid: Grid, sigma: float, angles: np.nda
 
 
 class RotatedSpectra:
-    """Each particle's :func:`rotated_spectra`, kept while they fit ``budget`` bytes (the
-    bootstrap rounds reuse them), else drawn again when asked for."""
+    """Each particle's :func:`rotated_spectra` (or ``draw``'s: the annealing's unit-mass
+    ones), kept while they fit ``budget`` bytes (the bootstrap rounds, the annealing's rounds
+    and starts reuse them), else drawn again when asked for."""
 
-    def __init__(self, centred, grid: Grid, sigma: float, angles: np.ndarray, budget: int):
+    def __init__(
+        self, centred, grid: Grid, sigma: float, angles: np.ndarray, budget: int, draw=None
+    ):
         self.centred, self.grid, self.sigma, self.angles = centred, grid, sigma, angles
+        self.draw = draw or (lambda points: rotated_spectra(points, grid, sigma, angles))
         each = len(angles) * grid.n * (grid.n // 2 + 1) * 8  # complex64
         self.keep = each * len(centred) <= budget
         self.cache: dict[int, torch.Tensor] = {}
@@ -173,7 +177,7 @@ class RotatedSpectra:
     def __getitem__(self, i: int) -> torch.Tensor:
         spectra = self.cache.get(i)
         if spectra is None:
-            spectra = rotated_spectra(self.centred[i], self.grid, self.sigma, self.angles)
+            spectra = self.draw(self.centred[i])
             if self.keep:
                 self.cache[i] = spectra
         return spectra
@@ -340,9 +344,18 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
     particles fit each other best is kept (the outcome depends on the start: on the TU Delft
     30 % logos one start gave clean letters, another a smeared T)."""
     schedule = Schedule(rounds=params.anneal_rounds)
+    centres = torch.from_numpy(grid.centres())
+    drawn = RotatedSpectra(
+        centred,
+        grid,
+        params.sigma,
+        angles,
+        SPECTRA_BUDGET_BYTES,
+        draw=lambda points: unit_mass_spectra(points, centres, grid.pixel, params.sigma, angles),
+    )
     best, best_fit = None, -math.inf
     for start in range(params.anneal_starts):
-        done = anneal(centred, grid, params.sigma, angles, schedule, seed + 7919 * start)
+        done = anneal(centred, grid, params.sigma, angles, schedule, seed + 7919 * start, drawn)
         score = fit(centred, done.angles, done.shifts, grid, params.sigma)
         log.info("fusion: annealing start %d fits %.4f per localisation", start + 1, score)
         if score > best_fit:
