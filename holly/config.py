@@ -266,6 +266,20 @@ class RefineConfig:
     fusion_bootstrap: int = _spec(
         5, lo=0, doc="fusion (pairs): leave-one-out re-registration rounds onto the fused particle"
     )
+    fusion_symmetry: int = _spec(
+        1,
+        lo=1,
+        doc="fusion (anneal): the particles' rotational symmetry about their centre, declared "
+        "(never inferred), e.g. 8 for nuclear pores; must divide the fusion's 72 rotations; "
+        "1: none",
+    )
+    fusion_sites: int = _spec(
+        0,
+        lo=0,
+        doc="fusion (anneal): a template of this many discrete sites of equal weight, in "
+        "orbits of fusion_symmetry (e.g. 8 for a pore's corners), instead of the free density "
+        "of all particles; for particles that each show a few sites; 0: the density",
+    )
 
 
 @dataclass(frozen=True)
@@ -346,7 +360,32 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
     variant = raw.get("variant", "paper")
     if variant == "latest":
         raw = merge(LATEST_DEFAULTS, raw)
-    return _rendered_data_blur(_build(ExperimentConfig, raw, where, prefix=""))
+    cfg = _build(ExperimentConfig, raw, where, prefix="")
+    _check_fusion_prior(cfg.refine, where)
+    return _rendered_data_blur(cfg)
+
+
+FUSION_ROTATIONS = 72  # rotations the refinement's fusion tries (FusionParams.n_angles)
+
+
+def _check_fusion_prior(rc, where: str) -> None:
+    """``refine.fusion_symmetry`` and ``fusion_sites`` agree with each other and the method."""
+    if FUSION_ROTATIONS % rc.fusion_symmetry:
+        raise HollyError(
+            f"{where}: key 'refine.fusion_symmetry' must divide the fusion's {FUSION_ROTATIONS} "
+            f"rotations (2, 3, 4, 6, 8, 9, 12, ...), got {rc.fusion_symmetry}"
+        )
+    if rc.fusion_sites % rc.fusion_symmetry:
+        raise HollyError(
+            f"{where}: key 'refine.fusion_sites' must be a multiple of "
+            f"'refine.fusion_symmetry' ({rc.fusion_symmetry}): the sites form its orbits; "
+            f"got {rc.fusion_sites}"
+        )
+    if rc.fusion_sites and rc.fusion_method == "pairs":
+        raise HollyError(
+            f"{where}: key 'refine.fusion_sites' is a template of the annealed fusion; set "
+            "'refine.fusion_method' to anneal or both (with sites, both anneals only)"
+        )
 
 
 def _rendered_data_blur(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -8,7 +8,9 @@ reconstruction can be compared with what such a method gets on the same particle
 (holly/method/fusion.py). ``--method anneal`` aligns every particle at once against a template
 of all the others by annealed expectation-maximisation; ``--method pairs`` registers pairs,
 synchronises their angles and bootstraps; ``--method both`` (the default) runs each and keeps
-the one whose particles fit each other better.
+the one whose particles fit each other better. Prior knowledge, where the user has it:
+``--symmetry N`` (a pore's 8-fold) and ``--sites K`` (a template of K discrete sites in orbits
+of N, for particles that show only a few sites each: holly/method/sitetemplate.py).
 
 Writes the record (--out JSON: parameters, how sure the fusion was, the fused and the particles'
 own extents, every particle's rotation and shift, provenance) and, with --figure, the fused
@@ -62,6 +64,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="anneal: random starts, the one whose particles fit best kept (default 3)",
     )
     parser.add_argument(
+        "--symmetry",
+        type=int,
+        default=1,
+        metavar="N",
+        help="anneal: the particles' N-fold rotational symmetry about their centre, declared "
+        "(e.g. 8 for nuclear pores; must divide --angles); default 1, none",
+    )
+    parser.add_argument(
+        "--sites",
+        type=int,
+        default=0,
+        metavar="K",
+        help="anneal: a template of K discrete sites of equal weight, in orbits of --symmetry "
+        "(e.g. 8 for a pore's corners), for particles that each show a few sites; runs the "
+        "annealing only; default 0, the free density of all particles",
+    )
+    parser.add_argument(
         "--partners", type=int, default=64, help="pairs: random partners per particle (default 64)"
     )
     parser.add_argument(
@@ -83,6 +102,18 @@ def _check_counts(args: argparse.Namespace) -> None:
     ):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
+    if args.symmetry < 1 or args.angles % args.symmetry:
+        raise HollyError(
+            f"--symmetry must be a whole number that divides --angles ({args.angles}), "
+            f"not {args.symmetry}"
+        )
+    if args.sites < 0 or args.sites % args.symmetry:
+        raise HollyError(
+            f"--sites must be 0 or a multiple of --symmetry ({args.symmetry}): the sites form "
+            f"its orbits; not {args.sites}"
+        )
+    if args.sites and args.method == "pairs":
+        raise HollyError("--sites is a template of the annealed fusion: use --method anneal")
     if args.bootstrap < 0:
         raise HollyError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
@@ -98,6 +129,8 @@ def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
         method=args.method,
         anneal_rounds=args.rounds,
         anneal_starts=args.starts,
+        symmetry=args.symmetry,
+        sites=args.sites,
     )
 
 

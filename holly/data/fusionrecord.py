@@ -122,6 +122,8 @@ def core_record(
         "pairs_kept": result.pairs_kept,
         "pair_agreement": _rounded(result.pair_agreement),
         "posterior_peak": _rounded(result.posterior_peak),
+        # a site template's sites in the fused frame (params.sites of them), else null
+        "sites": None if result.sites is None else np.round(result.sites, 3).tolist(),
         "bootstrap_moved": result.moved,
         "transforms": [
             {
@@ -149,7 +151,14 @@ def fusion_quality(record: dict) -> str:
     else:
         peak = record.get("posterior_peak")
         words = "annealed" + ("" if peak is None else f", median posterior peak {peak:.2f}")
-    if record.get("method") == "both":
+    params = record.get("params") or {}
+    if params.get("sites"):
+        words += f" on a template of {params['sites']} sites"
+        if params.get("symmetry", 1) > 1:
+            words += f" in {params['symmetry']}-fold orbits"
+    elif params.get("symmetry", 1) > 1:
+        words += f", {params['symmetry']}-fold symmetry declared"
+    if record.get("method") == "both" and len(record.get("fits") or {}) > 1:
         words += f" (kept over {'pairs' if record.get('chosen') == 'anneal' else 'annealing'})"
     return words
 

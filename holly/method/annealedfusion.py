@@ -40,7 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.spatial import cKDTree
+
+from holly.method.sitetemplate import SiteTemplate, data_kernel, site_width
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,25 @@ class Annealed:
     shifts: np.ndarray  # [P, 2] its most probable shift
     peak: np.ndarray  # [P] the posterior's largest probability at the end (0-1)
     moved: list[int]  # particles whose most probable rotation changed, per round
+    # the last round's mean over particles of the best score per localisation
+    objective: float = -math.inf
+    sites: np.ndarray | None = None  # a site template's sites at the end, [K, 2]
+
+
+def _equivalent_mass(p: torch.Tensor, j: int, k_count: int, n: int, order: int) -> float:
+    """The posterior ``p`` (flat over rotations x shifts) at placement ``j`` and, under a
+    declared ``order``-fold symmetry, at its equivalents: turned by ``2 pi m / order`` about
+    the origin, that is rotation ``k + m K / order`` and the shift turned likewise (rounded to
+    a pixel, so a little of their mass may be missed)."""
+    k, rest = divmod(j, n * n)
+    dy, dx = divmod(rest, n)
+    sx, sy = (d - n if d >= n // 2 else d for d in (dx, dy))
+    mass = 0.0
+    for m in range(order):
+        c, s = math.cos(2 * math.pi * m / order), math.sin(2 * math.pi * m / order)
+        x, y = round(c * sx - s * sy) % n, round(s * sx + c * sy) % n
+        mass += float(p[((k + m * k_count // order) % k_count) * n * n + y * n + x])
+    return mass
 
 
 def localisations_per_cluster(centred: list[np.ndarray], sigma: float) -> float:
@@ -94,6 +116,30 @@ def unit_mass_spectra(
     gy = torch.exp(-0.5 * ((turned[..., 1:] - centres) / sigma) ** 2)
     images = torch.bmm(gy.transpose(1, 2), gx) * (pixel**2 / (2 * math.pi * sigma**2))
     return torch.fft.rfft2(images.float())
+
+
+def symmetrised(images: torch.Tensor, order: int) -> torch.Tensor:
+    """The mean of ``images`` (``[B, n, n]``, the origin at their centre) over their turns by
+    ``2 pi k / order``, ``k = 0..order-1``: a template with a declared ``order``-fold symmetry
+    about the origin (bilinear resampling; 1 returns ``images`` as they are)."""
+    if order <= 1:
+        return images
+    b, n, _ = images.shape
+    total = images.clone()
+    for k in range(1, order):
+        c, s = math.cos(2 * math.pi * k / order), math.sin(2 * math.pi * k / order)
+        theta = images.new_tensor([[c, -s, 0.0], [s, c, 0.0]]).expand(b, 2, 3)
+        # align_corners=False: normalised 0 is the image's centre, the grid's origin
+        where = F.affine_grid(theta, [b, 1, n, n], align_corners=False)
+        total += F.grid_sample(images[:, None], where, align_corners=False)[:, 0]
+    return total / order
+
+
+def _symmetrised_spectra(own: torch.Tensor, shape: tuple[int, int], order: int) -> torch.Tensor:
+    """:func:`symmetrised` of the images whose FFTs are ``own``, as FFTs."""
+    if order <= 1:
+        return own
+    return torch.fft.rfft2(symmetrised(torch.fft.irfft2(own, s=shape), order))
 
 
 class _Field:
@@ -135,11 +181,13 @@ def fit(
     grid,
     sigma: float,
     background: float = Schedule.background,
+    symmetry: int = 1,
 ) -> float:
     """How well particles placed by ``angles``/``shifts`` fit each other: the mean over
     particles of the log likelihood per localisation of each one under the template of all the
     others (leave one out), the likelihood :func:`anneal` maximises. It compares two fusions of
-    the same particles (``fusion.method: both`` keeps the better); higher is better."""
+    the same particles (``fusion.method: both`` keeps the better); higher is better. With a
+    declared ``symmetry`` the template is :func:`symmetrised`, as :func:`anneal` makes it."""
     centres = grid.centres()
     own = []
     for p, a, s in zip(centred, angles, shifts, strict=True):
@@ -149,10 +197,11 @@ def fit(
         gy = np.exp(-0.5 * ((placed[:, 1:] - centres[None]) / sigma) ** 2)
         own.append(gy.T @ gx * (grid.pixel**2 / (2 * math.pi * sigma**2)))
     own_t = torch.from_numpy(np.stack(own))
-    total = own_t.sum(0)
+    template = symmetrised(own_t, symmetry)  # each particle's share of the template
+    total = template.sum(0)
     scores = []
     for i, p in enumerate(centred):
-        log_rho = _log_density(total - own_t[i], background)
+        log_rho = _log_density(total - template[i], background)
         scores.append(float((own_t[i] * log_rho).sum()) / len(p))
     return float(np.mean(scores))
 
@@ -165,13 +214,20 @@ def anneal(
     schedule: Schedule,
     seed: int,
     drawn=None,
+    symmetry: int = 1,
+    sites: int = 0,
 ) -> Annealed:
     """Align ``centred`` particles (``[n_i, 2]`` each, about their centroids) by annealed EM on
     ``grid`` (a :class:`holly.method.fusion.Grid`) over rotations ``angles``. ``drawn[i]``:
     particle ``i``'s :func:`unit_mass_spectra`, where the caller keeps them across rounds and
-    starts; else drawn every round."""
+    starts; else drawn every round. ``symmetry``: the particles' declared rotational symmetry
+    about their centre (C_n); the template is :func:`symmetrised` every round, and ``angles``
+    must then hold the turns by ``2 pi / symmetry``. ``sites``: a template of that many discrete
+    sites in orbits of ``symmetry`` (:mod:`holly.method.sitetemplate`) instead of the free
+    density; the particles are then drawn with :func:`data_kernel` (``drawn`` too)."""
     field = _Field(grid.n, grid.pixel)
     centres = torch.from_numpy(grid.centres())
+    kernel = data_kernel(sigma) if sites else sigma
     n, k_count = grid.n, len(angles)
     per_cluster = localisations_per_cluster(centred, sigma)
     log.info("annealed fusion: %.1f localisations per fluorophore cluster", per_cluster)
@@ -179,9 +235,10 @@ def anneal(
     def spectra(i: int) -> torch.Tensor:
         if drawn is not None:
             return drawn[i]
-        return unit_mass_spectra(centred[i], centres, grid.pixel, sigma, angles)
+        return unit_mass_spectra(centred[i], centres, grid.pixel, kernel, angles)
 
     rng = np.random.default_rng(seed)
+    site_template = SiteTemplate(sites, symmetry, grid.centres(), rng) if sites else None
     best = rng.integers(k_count, size=len(centred))
     own = torch.stack([spectra(i)[best[i]] for i in range(len(centred))])
     shifts, peak, moved = np.zeros((len(centred), 2)), np.zeros(len(centred)), []
@@ -189,16 +246,27 @@ def anneal(
         started = time.monotonic()
         beta, blur = schedule.at(r)
         transfer = field.blur(sigma * math.sqrt(max(blur**2 - 1.0, 0.0)))
-        total, new_own, before = own.sum(0), torch.empty_like(own), best.copy()
+        if site_template is None:
+            template = _symmetrised_spectra(own, field.shape, symmetry)
+            total = template.sum(0)
+        else:
+            shared = _site_log_template(site_template, own, grid, field, sigma, blur, schedule)
+        new_own, before, objective = torch.empty_like(own), best.copy(), []
         for i in range(len(centred)):
             s = spectra(i)
-            log_rho = _log_template((total - own[i]) * transfer, field, schedule.background)
+            if site_template is None:
+                log_rho = _log_template(
+                    (total - template[i]) * transfer, field, schedule.background
+                )
+            else:
+                log_rho = shared
             score = torch.fft.irfft2(s.conj() * log_rho[None], s=(n, n))
             score = torch.where(field.allowed[None], score, -math.inf)
             p = torch.softmax((beta / per_cluster) * score.flatten(), 0)
             new_own[i] = (s * torch.fft.rfft2(p.view(k_count, n, n))).sum(0)
             j = int(p.argmax())
-            best[i], peak[i] = j // (n * n), float(p[j])
+            objective.append(float(score.flatten()[j]) / len(centred[i]))
+            best[i], peak[i] = j // (n * n), _equivalent_mass(p, j, k_count, n, symmetry)
             dy, dx = divmod(j % (n * n), n)
             shifts[i] = [float(field.offsets[dx]), float(field.offsets[dy])]
         own = new_own
@@ -214,4 +282,15 @@ def anneal(
             float(np.median(peak)),
             time.monotonic() - started,
         )
-    return Annealed(angles[best], shifts, peak, moved)
+    found = None if site_template is None else site_template.sites
+    return Annealed(angles[best], shifts, peak, moved, float(np.mean(objective)), found)
+
+
+def _site_log_template(
+    site_template: SiteTemplate, own: torch.Tensor, grid, field: _Field, sigma, blur, schedule
+) -> torch.Tensor:
+    """FFT of ``log rho`` of the sites, moved to the particles where they sit now (``own``)."""
+    fused = torch.fft.irfft2(own.sum(0), s=field.shape).double().numpy()
+    site_template.fit(fused, sigma * blur)
+    image = site_template.image(grid.centres(), site_width(sigma, blur)).float()
+    return torch.fft.rfft2(_log_density(image, schedule.background))

@@ -53,6 +53,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from holly.method.annealedfusion import Schedule, anneal, fit, unit_mass_spectra
+from holly.method.sitetemplate import data_kernel
 from holly.method.clusters import kmeans
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ class FusionParams:
     method: str = "both"
     anneal_rounds: int = 12  # "anneal" only; partners/sync/bootstrap are "pairs" only
     anneal_starts: int = 3  # random starts, the best fitting kept
+    # the particles' rotational symmetry (C_n about their centre), declared by the user, never
+    # inferred: "anneal" averages its template over the n turns; 1 (the default): none. The
+    # "pairs" registrations ignore it ("both" compares the two under the symmetric template)
+    symmetry: int = 1
+    # a template of this many discrete sites (in orbits of `symmetry`) instead of the free
+    # density (holly.method.sitetemplate): "anneal" only; 0 (the default): the density
+    sites: int = 0
 
 
 METHODS = ("both", "anneal", "pairs")
@@ -94,6 +102,7 @@ class Fusion:
     moved: list[int] = field(default_factory=list)  # particles re-registered (turned) per round
     posterior_peak: float | None = None  # "anneal": median of each particle's largest probability
     chosen: str = ""  # the method whose transforms these are
+    sites: np.ndarray | None = None  # "anneal" with a site template: its sites, [K, 2]
     fits: dict[str, float] = field(default_factory=dict)  # each method's fit, where compared
 
     def apply(self, points: list[np.ndarray]) -> list[np.ndarray]:
@@ -305,23 +314,30 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
         raise ValueError(f"particle fusion needs at least 3 particles, got {len(points)}")
     if params.method not in METHODS:
         raise ValueError(f"fusion method {params.method!r}: one of {', '.join(METHODS)}")
+    _check_prior(params)
     centroids = np.stack([p.mean(0) for p in points])
     centred = [p - c for p, c in zip(points, centroids, strict=True)]
-    grid = Grid.for_particles(centred, params.sigma)
+    grid = Grid.for_particles(centred, data_kernel(params.sigma) if params.sites else params.sigma)
     angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
     log.info(
-        "fusion (%s): %d particles, %d angles, %d px density images of %.3g",
+        "fusion (%s%s): %d particles, %d angles, %d px density images of %.3g",
         params.method,
+        f", {params.symmetry}-fold symmetry declared" if params.symmetry > 1 else "",
         len(centred),
         params.n_angles,
         grid.n,
         grid.pixel,
     )
+    if params.sites:  # a site model's fit and a density's are not comparable: no "both"
+        return fuse_annealed(centred, centroids, params, grid, angles, seed)
     if params.method != "both":
         return _fuse_by(params.method, centred, centroids, params, grid, angles, seed)
     found = {m: _fuse_by(m, centred, centroids, params, grid, angles, seed) for m in METHODS[1:]}
     fits = {m: f.fits.get(m) for m, f in found.items()}
-    fits["pairs"] = fit(centred, found["pairs"].angles, found["pairs"].shifts, grid, params.sigma)
+    placed = found["pairs"]
+    fits["pairs"] = fit(
+        centred, placed.angles, placed.shifts, grid, params.sigma, symmetry=params.symmetry
+    )
     chosen = max(fits, key=fits.get)
     log.info(
         "fusion: log likelihood per localisation, anneal %.4f, pairs %.4f: keeping %s",
@@ -331,6 +347,22 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     )
     found[chosen].fits = fits
     return found[chosen]
+
+
+def _check_prior(params: FusionParams) -> None:
+    """The declared symmetry and site count fit each other and the rotations tried."""
+    if params.symmetry < 1 or params.n_angles % params.symmetry:
+        raise ValueError(
+            f"fusion symmetry {params.symmetry}: a whole number that divides the "
+            f"{params.n_angles} rotations tried"
+        )
+    if params.sites < 0 or params.sites % params.symmetry:
+        raise ValueError(
+            f"fusion sites {params.sites}: 0 (a free density) or a multiple of the symmetry "
+            f"({params.symmetry}), the sites forming orbits"
+        )
+    if params.sites and params.method == "pairs":
+        raise ValueError("fusion sites are a template of the annealed fusion, not of pairs")
 
 
 def _fuse_by(method: str, centred, centroids, params, grid, angles, seed) -> Fusion:
@@ -345,18 +377,33 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
     30 % logos one start gave clean letters, another a smeared T)."""
     schedule = Schedule(rounds=params.anneal_rounds)
     centres = torch.from_numpy(grid.centres())
+    kernel = data_kernel(params.sigma) if params.sites else params.sigma
     drawn = RotatedSpectra(
         centred,
         grid,
-        params.sigma,
+        kernel,
         angles,
         SPECTRA_BUDGET_BYTES,
-        draw=lambda points: unit_mass_spectra(points, centres, grid.pixel, params.sigma, angles),
+        draw=lambda points: unit_mass_spectra(points, centres, grid.pixel, kernel, angles),
     )
     best, best_fit = None, -math.inf
     for start in range(params.anneal_starts):
-        done = anneal(centred, grid, params.sigma, angles, schedule, seed + 7919 * start, drawn)
-        score = fit(centred, done.angles, done.shifts, grid, params.sigma)
+        done = anneal(
+            centred,
+            grid,
+            params.sigma,
+            angles,
+            schedule,
+            seed + 7919 * start,
+            drawn,
+            symmetry=params.symmetry,
+            sites=params.sites,
+        )
+        score = (
+            done.objective  # the site model's own log likelihood per localisation
+            if params.sites
+            else fit(centred, done.angles, done.shifts, grid, params.sigma, symmetry=params.symmetry)
+        )
         log.info("fusion: annealing start %d fits %.4f per localisation", start + 1, score)
         if score > best_fit:
             best, best_fit = done, score
@@ -372,6 +419,7 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
         peak,
         chosen="anneal",
         fits={"anneal": best_fit},
+        sites=best.sites,
     )
 
 

@@ -80,7 +80,14 @@ def _settings(rc) -> dict:
         "anneal_starts": rc.fusion_starts,
         "partners": rc.fusion_partners,
         "bootstrap_rounds": rc.fusion_bootstrap,
+        "symmetry": rc.fusion_symmetry,
+        "sites": rc.fusion_sites,
     }
+
+
+# FusionParams added after records were first written, with the value that reproduces what
+# those records' holly did (no symmetry, the free density): a record without them used that
+ADDED_LATER = {"symmetry": 1, "sites": 0}
 
 
 def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | None:
@@ -95,7 +102,7 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
     wanted = {**asdict(FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc))), "seed": seed}
     if rc.fusion_sigma is None:
         del wanted["sigma"]  # the store's precision, checked by the store's creation time
-    made = record.get("params") or {}
+    made = {**ADDED_LATER, **(record.get("params") or {})}
     same = all(made.get(k) == v for k, v in wanted.items()) and {
         t["particle"] for t in record["transforms"]
     } <= set(particles.tolist())
