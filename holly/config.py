@@ -266,18 +266,19 @@ class RefineConfig:
     fusion_bootstrap: int = _spec(
         5, lo=0, doc="fusion (pairs): leave-one-out re-registration rounds onto the fused particle"
     )
-    fusion_symmetry: int = _spec(
+    symmetry: int = _spec(
         1,
         lo=1,
-        doc="fusion (anneal): the particles' rotational symmetry about their centre, declared "
-        "(never inferred), e.g. 8 for nuclear pores; must divide the fusion's 72 rotations; "
-        "1: none",
+        doc="the structure's N-fold rotational symmetry about its axis, declared (never "
+        "inferred), e.g. 8 for nuclear pores: the refinement keeps the cloud N-fold symmetric "
+        "about the model's z axis (model.num_points a multiple of N), and the fusion (anneal) "
+        "averages its template over the N turns; must divide the fusion's 72 rotations; 1: none",
     )
     fusion_sites: int = _spec(
         0,
         lo=0,
         doc="fusion (anneal): a template of this many discrete sites of equal weight, in "
-        "orbits of fusion_symmetry (e.g. 8 for a pore's corners), instead of the free density "
+        "orbits of refine.symmetry (e.g. 8 for a pore's corners), instead of the free density "
         "of all particles; for particles that each show a few sites; 0: the density",
     )
 
@@ -361,25 +362,31 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
     if variant == "latest":
         raw = merge(LATEST_DEFAULTS, raw)
     cfg = _build(ExperimentConfig, raw, where, prefix="")
-    _check_fusion_prior(cfg.refine, where)
+    _check_symmetry(cfg, where)
     return _rendered_data_blur(cfg)
 
 
 FUSION_ROTATIONS = 72  # rotations the refinement's fusion tries (FusionParams.n_angles)
 
 
-def _check_fusion_prior(rc, where: str) -> None:
-    """``refine.fusion_symmetry`` and ``fusion_sites`` agree with each other and the method."""
-    if FUSION_ROTATIONS % rc.fusion_symmetry:
+def _check_symmetry(cfg: ExperimentConfig, where: str) -> None:
+    """``refine.symmetry`` agrees with the cloud, the fusion's rotations and its sites."""
+    rc, points = cfg.refine, cfg.model.num_points
+    if FUSION_ROTATIONS % rc.symmetry:
         raise HollyError(
-            f"{where}: key 'refine.fusion_symmetry' must divide the fusion's {FUSION_ROTATIONS} "
-            f"rotations (2, 3, 4, 6, 8, 9, 12, ...), got {rc.fusion_symmetry}"
+            f"{where}: key 'refine.symmetry' must divide the fusion's {FUSION_ROTATIONS} "
+            f"rotations (2, 3, 4, 6, 8, 9, 12, ...), got {rc.symmetry}"
         )
-    if rc.fusion_sites % rc.fusion_symmetry:
+    if points % rc.symmetry:
         raise HollyError(
-            f"{where}: key 'refine.fusion_sites' must be a multiple of "
-            f"'refine.fusion_symmetry' ({rc.fusion_symmetry}): the sites form its orbits; "
-            f"got {rc.fusion_sites}"
+            f"{where}: key 'model.num_points' ({points}) must be a multiple of "
+            f"'refine.symmetry' ({rc.symmetry}): the cloud is {rc.symmetry} turns of one part; "
+            f"e.g. {points - points % rc.symmetry} or {points + rc.symmetry - points % rc.symmetry}"
+        )
+    if rc.fusion_sites % rc.symmetry:
+        raise HollyError(
+            f"{where}: key 'refine.fusion_sites' must be a multiple of 'refine.symmetry' "
+            f"({rc.symmetry}): the sites form its orbits; got {rc.fusion_sites}"
         )
     if rc.fusion_sites and rc.fusion_method == "pairs":
         raise HollyError(

@@ -26,7 +26,9 @@ def pore_particles(count, rng, labelling=0.3, precision=4.0, per_site=4):
     (particles with none dropped), ``per_site`` localisations of ``precision`` per labelled
     corner, each particle turned by a random angle and moved; returns them, their angles
     and how many corners each shows."""
-    corners = RADIUS * np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1)
+    corners = RADIUS * np.stack(
+        [np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], 1
+    )
     parts, angles, shown = [], [], []
     while len(parts) < count:
         labelled = corners[rng.random(8) < labelling]
@@ -34,7 +36,9 @@ def pore_particles(count, rng, labelling=0.3, precision=4.0, per_site=4):
             continue
         a = rng.uniform(0, 2 * np.pi)
         turn = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        locs = np.repeat(labelled, per_site, axis=0) + rng.normal(scale=precision, size=(len(labelled) * per_site, 2))
+        locs = np.repeat(labelled, per_site, axis=0) + rng.normal(
+            scale=precision, size=(len(labelled) * per_site, 2)
+        )
         parts.append(locs @ turn.T + rng.uniform(-200, 200, size=2))
         angles.append(a)
         shown.append(len(labelled))
@@ -60,7 +64,9 @@ def test_a_symmetrised_image_is_unchanged_by_its_quarter_turns():
 def test_the_sites_find_an_orbit_they_are_shown():
     centres = (np.arange(64) - 32 + 0.5) * 2.0
     x, y = np.meshgrid(centres, centres)
-    truth = np.array([[RADIUS * math.cos(0.3), RADIUS * math.sin(0.3)]]) @ turns(8).transpose(0, 2, 1)
+    truth = np.array([[RADIUS * math.cos(0.3), RADIUS * math.sin(0.3)]]) @ turns(8).transpose(
+        0, 2, 1
+    )
     image = sum(np.exp(-0.5 * ((x - sx) ** 2 + (y - sy) ** 2) / 4.0**2) for sx, sy in truth[:, 0])
     template = SiteTemplate(8, 8, centres, np.random.default_rng(0))
     for _ in range(5):
@@ -103,7 +109,9 @@ def test_a_site_template_fuses_sparse_pores_into_a_ring(sparse_pores):
     radius with order 8 its strongest, and the particles that show three corners or more
     turned right modulo 45 degrees."""
     parts, angles, shown = sparse_pores
-    params = FusionParams(sigma=8.0, method="anneal", anneal_rounds=10, anneal_starts=1, symmetry=8, sites=8)
+    params = FusionParams(
+        sigma=8.0, method="anneal", anneal_rounds=10, anneal_starts=1, symmetry=8, sites=8
+    )
     result = fuse(parts, params, seed=0)
     assert result.chosen == "anneal" and result.sites.shape == (8, 2)
     assert np.hypot(*result.sites.T) == pytest.approx(np.full(8, RADIUS), rel=0.1)

@@ -218,7 +218,10 @@ def fusion_start(
             f"the fusion of {named} is in {record['unit']}, {store_path} in {locs.unit}"
         )
     placed = np.concatenate(fused_from_record(locs, record))
-    origin = placed.mean(axis=0)
+    # the model's origin: a declared symmetry's axis (the fused frame's origin, where the
+    # annealing put it), else the fused localisations' mean
+    declared = (record.get("params") or {}).get("symmetry", 1) > 1
+    origin = np.zeros(2) if declared else placed.mean(axis=0)
     # model units per localisation unit: holly localise's pixels per source unit, per nm if the
     # localisations were read in nm, over the model unit's size / 4 pixels
     per_source = float(store.attrs["params"]["pixels_per_unit"]) / (store.height / 4)

@@ -53,8 +53,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from holly.method.annealedfusion import Schedule, anneal, fit, unit_mass_spectra
-from holly.method.sitetemplate import data_kernel
 from holly.method.clusters import kmeans
+from holly.method.sitetemplate import data_kernel
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     log.info(
         "fusion (%s%s): %d particles, %d angles, %d px density images of %.3g",
         params.method,
-        f", {params.symmetry}-fold symmetry declared" if params.symmetry > 1 else "",
+        _prior_words(params),
         len(centred),
         params.n_angles,
         grid.n,
@@ -347,6 +347,12 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     )
     found[chosen].fits = fits
     return found[chosen]
+
+
+def _prior_words(params: FusionParams) -> str:
+    """What the user declared, for the log: sites (annealing only) and symmetry."""
+    words = f" on {params.sites} sites, annealing only" if params.sites else ""
+    return words + (f", {params.symmetry}-fold symmetry" if params.symmetry > 1 else "")
 
 
 def _check_prior(params: FusionParams) -> None:
@@ -402,7 +408,9 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
         score = (
             done.objective  # the site model's own log likelihood per localisation
             if params.sites
-            else fit(centred, done.angles, done.shifts, grid, params.sigma, symmetry=params.symmetry)
+            else fit(
+                centred, done.angles, done.shifts, grid, params.sigma, symmetry=params.symmetry
+            )
         )
         log.info("fusion: annealing start %d fits %.4f per localisation", start + 1, score)
         if score > best_fit:

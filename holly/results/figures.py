@@ -747,11 +747,17 @@ def run_fusion_figure(run: Path, name: str) -> Figure:
 
 def fusion_figure(image: np.ndarray, extent: list, record: dict, title: str = "") -> Figure:
     """The fused super-particle of ``holly fuse``: its localisation density (camera view, y
-    down), with the particles fused and how far the pairwise registrations agree."""
+    down), with the particles fused and how far the pairwise registrations agree; a site
+    template's sites as circles."""
     with style():
         fig, axes = _new(size=(4.6, 4.2))
         ax = axes[0, 0]
         ax.imshow(image, extent=extent, origin="upper", interpolation="nearest")
+        if record.get("sites"):  # a site template's sites, in the same frame (y down)
+            sites = np.asarray(record["sites"])
+            ax.scatter(*sites.T, s=60, facecolors="none", edgecolors="white", linewidths=0.8)
+            ax.set_xlim(extent[:2])
+            ax.set_ylim(extent[2:])
         unit = record.get("unit", "")
         ax.set_xlabel(f"x ({unit})")
         ax.set_ylabel(f"y ({unit}, down)")

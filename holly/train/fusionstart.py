@@ -80,7 +80,7 @@ def _settings(rc) -> dict:
         "anneal_starts": rc.fusion_starts,
         "partners": rc.fusion_partners,
         "bootstrap_rounds": rc.fusion_bootstrap,
-        "symmetry": rc.fusion_symmetry,
+        "symmetry": rc.symmetry,
         "sites": rc.fusion_sites,
     }
 

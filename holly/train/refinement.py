@@ -18,6 +18,7 @@ import torch
 from holly.config import ExperimentConfig
 from holly.data.fusionrecord import FusionStart
 from holly.method import refine
+from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start
 from holly.method.fusion import cloud_start
 from holly.method.geometry import rotation_about_z
 from holly.method.viewprior import PosePrior
@@ -82,6 +83,9 @@ class RefinementState:
         self.points_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.points_opt.step()
+        if rc.symmetry > 1:  # back onto the declared symmetry: a projected gradient step
+            with torch.no_grad():
+                points.copy_(project(points, rc.symmetry))
         return loss, sigma
 
 
@@ -151,6 +155,12 @@ def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
     if stage.fusion is not None:
         return fusion_table(stage.fusion, stage.train_set, stage.points, stage.sigma, stage.cfg)
     rc = stage.cfg.refine
+    if rc.symmetry > 1:  # the CNN's cloud made symmetric before the table is searched on it
+        with torch.no_grad():
+            cloud = symmetric_start(
+                stage.points.detach().cpu().double().numpy(), rc.symmetry, stage.cfg.seed
+            )
+            stage.points.copy_(torch.as_tensor(cloud).to(stage.points))
     items = refine.table_subset(len(stage.train_set), rc.images, stage.cfg.seed)
     table = stage.search.new_poses(
         lambda sigma: stage.train_set.images(items, sigma), rc.table_keep, rc.table_rotations
@@ -174,7 +184,12 @@ def fusion_table(
         torch.full((len(rows),), float(sigma), **like),
         PosePrior.from_config(cfg),
     )
-    cloud = cloud_start(fusion.points, points.shape[0], cfg.seed)
+    order = cfg.refine.symmetry
+    if order > 1:  # one sector's part, from the fused points folded into it, then its turns
+        part = cloud_start(fold(fusion.points, order), points.shape[0] // order, cfg.seed)
+        cloud = orbit(torch.as_tensor(part), order).numpy()
+    else:
+        cloud = cloud_start(fusion.points, points.shape[0], cfg.seed)
     with torch.no_grad():
         points.copy_(torch.as_tensor(cloud, **like))
     log.info(
