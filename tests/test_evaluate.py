@@ -310,6 +310,22 @@ def test_pose_error_minimises_over_the_shape_symmetry():
     assert ev.pose_error(rot_true, rot_pred).median > 20  # without the symmetry: large errors
 
 
+def test_a_flat_ring_turned_over_counts_as_its_true_pose():
+    """The pore's corners lie in a plane: turned over (half a turn about an axis in it) it
+    gives the same image, so with ``dihedral`` those twins count as correct too (D8)."""
+    from scipy.spatial.transform import Rotation
+
+    rot_true = Rotation.random(200, random_state=6).as_matrix()
+    group = ev.symmetry_rotations(8, dihedral=True)
+    assert len(group) == 16 and np.allclose(np.linalg.det(group), 1.0)
+    k = np.random.default_rng(7).integers(0, 16, 200)
+    rot_pred = rot_true @ group[k]
+    assert ev.pose_error(rot_true, rot_pred, symmetry_order=8, dihedral=True).median < 1e-6
+    # C8 alone: the consensus gauge follows one half, the other half is 180 degrees off
+    errors = ev.pose_error(rot_true, rot_pred, symmetry_order=8).errors_deg
+    assert 0.3 < (errors > 179.0).mean() < 0.7
+
+
 def make_snapshots(path, gt, rng, noise=(0.6, 0.2, 0.02)):
     """Snapshots at steps 500, 1000, ... approaching ``gt``; the last is also points.ply."""
     (path / "snapshots").mkdir(exist_ok=True)

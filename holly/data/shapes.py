@@ -156,6 +156,9 @@ SPARSE_SHAPES = ("logo", "pore")  # a few discrete sites each, not a sampled sur
 # Cyclic symmetry about the shape's z axis: views related by it give identical images, so the
 # pose error takes the minimum over it.
 SYMMETRY_ORDER = {"cep152": 9, "pore": 8}
+# flat shapes that turning over (180 degrees about an axis in their plane) also leaves alike:
+# the pore's 8 corners in a plane have the dihedral group D8, not only C8
+DIHEDRAL = {"pore"}
 
 BUILTIN_SHAPES = {
     "cep152": _cep152,

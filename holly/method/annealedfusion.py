@@ -245,21 +245,12 @@ def anneal(
     for r in range(schedule.rounds):
         started = time.monotonic()
         beta, blur = schedule.at(r)
-        transfer = field.blur(sigma * math.sqrt(max(blur**2 - 1.0, 0.0)))
-        if site_template is None:
-            template = _symmetrised_spectra(own, field.shape, symmetry)
-            total = template.sum(0)
-        else:
-            shared = _site_log_template(site_template, own, grid, field, sigma, blur, schedule)
+        log_template = _round_template(
+            own, site_template, grid, field, sigma, blur, schedule, symmetry
+        )
         new_own, before, objective = torch.empty_like(own), best.copy(), []
         for i in range(len(centred)):
-            s = spectra(i)
-            if site_template is None:
-                log_rho = _log_template(
-                    (total - template[i]) * transfer, field, schedule.background
-                )
-            else:
-                log_rho = shared
+            s, log_rho = spectra(i), log_template(i)
             score = torch.fft.irfft2(s.conj() * log_rho[None], s=(n, n))
             score = torch.where(field.allowed[None], score, -math.inf)
             p = torch.softmax((beta / per_cluster) * score.flatten(), 0)
@@ -274,16 +265,24 @@ def anneal(
         log.info(
             "annealed fusion: round %d of %d (beta %.2g, blur x%.2f): %d particles turned, "
             "median posterior peak %.2f, %.0f s",
-            r + 1,
-            schedule.rounds,
-            beta,
-            blur,
-            moved[-1],
-            float(np.median(peak)),
+            *(r + 1, schedule.rounds, beta, blur, moved[-1], float(np.median(peak))),
             time.monotonic() - started,
         )
     found = None if site_template is None else site_template.sites
     return Annealed(angles[best], shifts, peak, moved, float(np.mean(objective)), found)
+
+
+def _round_template(own, site_template, grid, field: _Field, sigma, blur, schedule, symmetry):
+    """A round's ``i -> FFT of log rho`` for particle ``i``: the free density of all the others
+    (leave one out, blurred by the round's extra blur, symmetrised where declared), or the
+    sites, the same for every particle."""
+    if site_template is not None:
+        shared = _site_log_template(site_template, own, grid, field, sigma, blur, schedule)
+        return lambda i: shared
+    transfer = field.blur(sigma * math.sqrt(max(blur**2 - 1.0, 0.0)))
+    template = _symmetrised_spectra(own, field.shape, symmetry)
+    total = template.sum(0)
+    return lambda i: _log_template((total - template[i]) * transfer, field, schedule.background)
 
 
 def _site_log_template(

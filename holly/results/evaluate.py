@@ -47,7 +47,7 @@ from holly import __version__
 from holly.config import LossConfig
 from holly.data.imagestore import ImageStore
 from holly.data.pointio import read_points, write_points
-from holly.data.shapes import SYMMETRY_ORDER
+from holly.data.shapes import DIHEDRAL, SYMMETRY_ORDER
 from holly.errors import HollyError, one_line
 from holly.method.align import MIRROR, Alignment, align, as_cloud
 from holly.method.geometry import geodesic_angle, rotation_about_z
@@ -265,10 +265,14 @@ def _project_orthogonal(a: np.ndarray, det_sign: float) -> np.ndarray:
     return u @ fix @ vt
 
 
-def symmetry_rotations(order: int) -> np.ndarray:
-    """The cyclic group C_order about the ground truth's z axis: ``[order, 3, 3]``."""
+def symmetry_rotations(order: int, dihedral: bool = False) -> np.ndarray:
+    """The cyclic group C_order about the ground truth's z axis, ``[order, 3, 3]``; with
+    ``dihedral``, D_order: each of those also after a half turn about x, ``[2 order, 3, 3]``."""
     angles = torch.arange(order, dtype=torch.float64) * (2 * np.pi / order)
-    return rotation_about_z(angles).numpy()
+    turns = rotation_about_z(angles).numpy()
+    if not dihedral:
+        return turns
+    return np.concatenate([turns, turns @ np.diag([1.0, -1.0, -1.0])])
 
 
 def _sym_angle(gauge: np.ndarray, rel: np.ndarray, sym: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -326,7 +330,9 @@ def _pose_error_for(
     )
 
 
-def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray, symmetry_order: int = 1) -> PoseError:
+def pose_error(
+    rot_true: np.ndarray, rot_pred: np.ndarray, symmetry_order: int = 1, dihedral: bool = False
+) -> PoseError:
     """Per-image rotation error after removing the global gauge, both handednesses tried.
 
     The reconstruction equals ``Q X`` for an unknown orthogonal ``Q`` (a reflection possibly),
@@ -336,7 +342,8 @@ def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray, symmetry_order: int =
     of images predicted at a symmetric twin of their pose, see :func:`_robust_gauge`); the ``h``
     with the smaller median error is kept. For a ground truth with ``symmetry_order``-fold
     symmetry about its z axis (cep152: 9), the error is the minimum over the symmetric twins
-    ``rot_true S_k`` of each true pose, which give identical images.
+    ``rot_true S_k`` of each true pose, which give identical images; ``dihedral``: also those
+    turned over (a flat ring of corners, the pore: D_order).
 
     Parameters
     ----------
@@ -353,7 +360,7 @@ def pose_error(rot_true: np.ndarray, rot_pred: np.ndarray, symmetry_order: int =
     rot_pred = np.asarray(rot_pred, dtype=np.float64)
     if rot_true.shape != rot_pred.shape or rot_true.shape[1:] != (3, 3) or len(rot_true) == 0:
         raise ValueError(f"need two [T,3,3] arrays, got {rot_true.shape} and {rot_pred.shape}")
-    sym = symmetry_rotations(symmetry_order) if symmetry_order > 1 else None
+    sym = symmetry_rotations(symmetry_order, dihedral) if symmetry_order > 1 or dihedral else None
     candidates = [_pose_error_for(rot_true, rot_pred, h, sym) for h in (0, 1)]
     return min(candidates, key=lambda c: c.median)
 
@@ -384,6 +391,7 @@ def _pose_summary(
     symmetry_order: int = 1,
     points: np.ndarray | None = None,
     rot_true: np.ndarray | None = None,
+    dihedral: bool = False,
 ):
     """Pose errors of the final poses and, where recorded, of the amortised (CNN) poses before
     refinement; accuracy at 30 degrees; head usage; and, with ``points``, how many wrong poses
@@ -396,9 +404,9 @@ def _pose_summary(
     if poses is None or "rot_true" not in poses:  # real data: no true poses to compare with
         return None
     try:
-        err = pose_error(poses["rot_true"], poses["rot_pred"], symmetry_order)
+        err = pose_error(poses["rot_true"], poses["rot_pred"], symmetry_order, dihedral)
         before = (
-            pose_error(poses["rot_true"], poses["rot_amortised"], symmetry_order)
+            pose_error(poses["rot_true"], poses["rot_amortised"], symmetry_order, dihedral)
             if "rot_amortised" in poses
             else None
         )
@@ -414,6 +422,7 @@ def _pose_summary(
         "n_images": len(err.errors_deg),
         "gauge": err.gauge.tolist(),
         "symmetry_order": symmetry_order,
+        "dihedral": dihedral,
         "refined": "shift_refined" in poses,
         "amortised_median": before.median if before is not None else None,
         "amortised_mean": before.mean if before is not None else None,
@@ -584,9 +593,11 @@ def score_run(
     has_gt = locsim is not None or ground_truth is not None or gt_path.is_file()
     init_path = rf.initial_points
     if locsim is not None:
-        poses = _pose_summary(rf, locsim.symmetry_order, points, locsim.rot_true)
+        poses = _pose_summary(
+            rf, locsim.symmetry_order, points, locsim.rot_true, locsim.block["shape"] in DIHEDRAL
+        )
     else:
-        poses = _pose_summary(rf, symmetry_order(rf), points)
+        poses = _pose_summary(rf, symmetry_order(rf), points, dihedral=_shape(rf) in DIHEDRAL)
     result = {
         "holly_version": __version__,
         "run_dir": str(run),
@@ -694,9 +705,14 @@ def _sigma_by_step(run: RunFolder) -> dict[int, float]:
 def symmetry_order(run: RunFolder | str | os.PathLike) -> int:
     """Cyclic symmetry order of the run's ground truth, for built-in shapes that have one."""
 
-    run = run if isinstance(run, RunFolder) else RunFolder(run)
-    shape = (run.read_config(required=False).get("data") or {}).get("shape")
+    shape = _shape(run)
     return SYMMETRY_ORDER.get(shape, 1) if isinstance(shape, str) else 1
+
+
+def _shape(run: RunFolder | str | os.PathLike):
+    """The run's built-in ground-truth shape (``data.shape``), if it names one."""
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    return (run.read_config(required=False).get("data") or {}).get("shape")
 
 
 def _held_out_fit(run: RunFolder) -> dict | None:
