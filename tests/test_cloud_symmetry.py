@@ -18,7 +18,14 @@ import holly.cli
 from holly.config import from_dict
 from holly.data.pointio import read_points
 from holly.errors import HollyError
-from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start, turns_about_z
+from holly.method.cloudsymmetry import (
+    fold,
+    orbit,
+    project,
+    symmetric_start,
+    symmetry_axis,
+    turns_about_z,
+)
 
 
 def test_the_projection_is_the_nearest_symmetric_cloud():
@@ -51,6 +58,20 @@ def test_a_symmetric_start_is_symmetric():
     start = symmetric_start(rng.normal(size=(48, 3)), 6, seed=0)
     assert start.shape == (48, 3)
     np.testing.assert_allclose(project(torch.from_numpy(start), 6).numpy(), start, atol=1e-12)
+
+
+def test_the_axis_of_a_turned_ring_of_rods_is_found():
+    """Nine rods around an axis (a centriole's wall), turned at random: the rotation found
+    puts the axis on z (either way up)."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(4)
+    angle = np.repeat(2 * np.pi * np.arange(9) / 9, 12)
+    height = np.tile(np.linspace(-0.6, 0.6, 12), 9)
+    rods = np.stack([np.cos(angle), np.sin(angle), height], 1) + rng.normal(0, 0.03, (108, 3))
+    turn = Rotation.random(random_state=5).as_matrix()
+    q = symmetry_axis(rods @ turn.T, 9, seed=0)
+    assert abs((q @ turn)[2, 2]) > 0.999  # the rods' axis, turned by `turn`, is z after q
 
 
 def test_the_config_checks_the_symmetry_against_the_cloud_and_the_sites():

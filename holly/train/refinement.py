@@ -18,7 +18,7 @@ import torch
 from holly.config import ExperimentConfig
 from holly.data.fusionrecord import FusionStart
 from holly.method import refine
-from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start
+from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start, symmetry_axis
 from holly.method.fusion import cloud_start
 from holly.method.geometry import rotation_about_z
 from holly.method.viewprior import PosePrior
@@ -157,15 +157,24 @@ def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
     rc = stage.cfg.refine
     if rc.symmetry > 1:  # the CNN's cloud made symmetric before the table is searched on it
         with torch.no_grad():
-            cloud = symmetric_start(
-                stage.points.detach().cpu().double().numpy(), rc.symmetry, stage.cfg.seed
-            )
-            stage.points.copy_(torch.as_tensor(cloud).to(stage.points))
+            stage.points.copy_(torch.as_tensor(symmetric_cnn_cloud(stage)).to(stage.points))
     items = refine.table_subset(len(stage.train_set), rc.images, stage.cfg.seed)
     table = stage.search.new_poses(
         lambda sigma: stage.train_set.images(items, sigma), rc.table_keep, rc.table_rotations
     )
     return items, table
+
+
+def symmetric_cnn_cloud(stage: Refinement) -> np.ndarray:
+    """The CNN phase's cloud made ``refine.symmetry``-fold symmetric about z. Under a uniform
+    pose prior its axis is first turned onto z (:func:`symmetry_axis`: the CNN's frame is its
+    own); a tilt or in-plane prior fixes z as the viewing axis, which the axis must then be."""
+    cfg, order = stage.cfg, stage.cfg.refine.symmetry
+    cloud = stage.points.detach().cpu().double().numpy()
+    if cfg.model.pose_prior == "uniform":
+        cloud = (cloud - cloud.mean(0)) @ symmetry_axis(cloud, order, cfg.seed).T
+        log.info("refinement: the cloud's %d-fold axis turned onto z", order)
+    return symmetric_start(cloud, order, cfg.seed)
 
 
 def fusion_table(
