@@ -81,7 +81,7 @@ def test_the_sites_find_an_orbit_they_are_shown():
 def test_sites_must_form_orbits():
     with pytest.raises(ValueError, match="multiple"):
         SiteTemplate(6, 4, np.zeros(4), np.random.default_rng(0))
-    with pytest.raises(ValueError, match="divides"):
+    with pytest.raises(ValueError, match="dividing the 72"):
         fuse([np.zeros((3, 2))] * 3, FusionParams(sigma=1.0, symmetry=7), seed=0)
     with pytest.raises(ValueError, match="not of pairs"):
         fuse([np.zeros((3, 2))] * 3, FusionParams(sigma=1.0, sites=4, method="pairs"), seed=0)

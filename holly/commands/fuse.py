@@ -27,7 +27,7 @@ from holly.atomic import refuse_inputs
 from holly.data.fusionrecord import default_sigma, fusion_quality, write_fusion
 from holly.data.localisations import read_store_localisations
 from holly.errors import HollyError
-from holly.method.fusion import METHODS, FusionParams
+from holly.method.fusion import METHODS, FusionParams, prior_problem
 from holly.results.fusion import fused_density, run_fusion
 
 log = logging.getLogger(__name__)
@@ -102,18 +102,9 @@ def _check_counts(args: argparse.Namespace) -> None:
     ):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
-    if args.symmetry < 1 or args.angles % args.symmetry:
-        raise HollyError(
-            f"--symmetry must be a whole number that divides --angles ({args.angles}), "
-            f"not {args.symmetry}"
-        )
-    if args.sites < 0 or args.sites % args.symmetry:
-        raise HollyError(
-            f"--sites must be 0 or a multiple of --symmetry ({args.symmetry}): the sites form "
-            f"its orbits; not {args.sites}"
-        )
-    if args.sites and args.method == "pairs":
-        raise HollyError("--sites is a template of the annealed fusion: use --method anneal")
+    problem = prior_problem(args.symmetry, args.sites, args.method, args.angles)
+    if problem:
+        raise HollyError(f"--{problem} (--angles {args.angles})")
     if args.bootstrap < 0:
         raise HollyError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):

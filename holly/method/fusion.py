@@ -355,20 +355,25 @@ def _prior_words(params: FusionParams) -> str:
     return words + (f", {params.symmetry}-fold symmetry" if params.symmetry > 1 else "")
 
 
+def prior_problem(symmetry: int, sites: int, method: str, rotations: int) -> str | None:
+    """What is wrong with a declared symmetry and site count, in words that start with the
+    setting's name (``symmetry ...``, ``sites ...``), or None."""
+    if symmetry < 1 or rotations % symmetry:
+        return f"symmetry {symmetry}: must be a whole number dividing the {rotations} rotations"
+    if sites < 0 or sites % symmetry:
+        return (
+            f"sites {sites}: must be 0 (a free density) or a multiple of the symmetry "
+            f"({symmetry}), the sites forming its orbits"
+        )
+    if sites and method == "pairs":
+        return "sites: a template of the annealed fusion, not of pairs; use method anneal"
+    return None
+
+
 def _check_prior(params: FusionParams) -> None:
-    """The declared symmetry and site count fit each other and the rotations tried."""
-    if params.symmetry < 1 or params.n_angles % params.symmetry:
-        raise ValueError(
-            f"fusion symmetry {params.symmetry}: a whole number that divides the "
-            f"{params.n_angles} rotations tried"
-        )
-    if params.sites < 0 or params.sites % params.symmetry:
-        raise ValueError(
-            f"fusion sites {params.sites}: 0 (a free density) or a multiple of the symmetry "
-            f"({params.symmetry}), the sites forming orbits"
-        )
-    if params.sites and params.method == "pairs":
-        raise ValueError("fusion sites are a template of the annealed fusion, not of pairs")
+    problem = prior_problem(params.symmetry, params.sites, params.method, params.n_angles)
+    if problem:
+        raise ValueError(f"fusion {problem}")
 
 
 def _fuse_by(method: str, centred, centroids, params, grid, angles, seed) -> Fusion:
