@@ -271,7 +271,8 @@ class RefineConfig:
         lo=1,
         doc="the structure's N-fold rotational symmetry about its axis, declared (never "
         "inferred), e.g. 8 for nuclear pores: the refinement keeps the cloud N-fold symmetric "
-        "about the model's z axis (model.num_points a multiple of N), and the fusion (anneal) "
+        "about the model's z axis (model.num_points a multiple of N; refine.steps > 0), and "
+        "the fusion (anneal) "
         "averages its template over the N turns; must divide the fusion's 72 rotations; 1: none",
     )
     fusion_sites: int = _spec(
@@ -387,6 +388,11 @@ def _check_symmetry(cfg: ExperimentConfig, where: str) -> None:
         raise HollyError(
             f"{where}: key 'refine.fusion_sites' must be a multiple of 'refine.symmetry' "
             f"({rc.symmetry}): the sites form its orbits; got {rc.fusion_sites}"
+        )
+    if rc.symmetry > 1 and rc.steps == 0:
+        raise HollyError(
+            f"{where}: key 'refine.symmetry' ({rc.symmetry}) acts in the refinement, which "
+            "'refine.steps: 0' leaves out; set refine.steps (e.g. 300) or leave symmetry at 1"
         )
     if rc.fusion_sites and rc.fusion_method == "pairs":
         raise HollyError(

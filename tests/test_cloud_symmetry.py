@@ -81,7 +81,10 @@ def test_the_config_checks_the_symmetry_against_the_cloud_and_the_sites():
         from_dict({"refine": {"symmetry": 7}, "model": {"num_points": 140}})
     with pytest.raises(HollyError, match="fusion_sites' must be a multiple"):
         from_dict({"refine": {"symmetry": 8, "fusion_sites": 12}, "model": {"num_points": 144}})
-    assert from_dict({"refine": {"symmetry": 8}, "model": {"num_points": 144}}).refine.symmetry == 8
+    with pytest.raises(HollyError, match="acts in the refinement, which 'refine.steps: 0'"):
+        from_dict({"refine": {"symmetry": 8}, "model": {"num_points": 144}})
+    cfg = from_dict({"refine": {"symmetry": 8, "steps": 300}, "model": {"num_points": 144}})
+    assert cfg.refine.symmetry == 8
 
 
 def _pore_store(tmp_path):
