@@ -16,7 +16,13 @@ import pytest
 import torch
 
 import holly.cli
-from holly.data.fusionrecord import FORMAT, fusion_start, read_fusion, write_fusion
+from holly.data.fusionrecord import (
+    FORMAT,
+    fusion_start,
+    model_origin,
+    read_fusion,
+    write_fusion,
+)
 from holly.data.imagestore import ImageStore
 from holly.data.localisations import read_store_localisations, render_particles
 from holly.errors import HollyError
@@ -176,6 +182,21 @@ def test_a_record_of_another_store_or_a_damaged_one_is_refused(tmp_path):
         read_fusion(path)
     with pytest.raises(HollyError, match="does not exist; make it with `holly fuse"):
         read_fusion(tmp_path / "none.json")
+
+
+def test_the_model_origin_is_the_declared_axis_only_where_the_annealing_kept_it():
+    """A declared symmetry puts its axis at the fused frame's origin only in the annealing
+    (its template averaged about it); pairs ignore the symmetry, so their fusion, and one
+    without a symmetry, is centred on the fused localisations' mean."""
+    placed = np.array([[1.0, 2.0], [3.0, 6.0]])
+    declared = {"params": {"symmetry": 8}, "chosen": "anneal"}
+    np.testing.assert_array_equal(model_origin(declared, placed), [0.0, 0.0])
+    for record in (
+        {**declared, "chosen": "pairs"},
+        {"params": {"symmetry": 1}, "chosen": "anneal"},
+        {},
+    ):
+        np.testing.assert_array_equal(model_origin(record, placed), [2.0, 4.0])
 
 
 TRAIN = {

@@ -218,16 +218,21 @@ def fusion_start(
             f"the fusion of {named} is in {record['unit']}, {store_path} in {locs.unit}"
         )
     placed = np.concatenate(fused_from_record(locs, record))
-    # the model's origin: a declared symmetry's axis (the fused frame's origin, where the
-    # annealing put it), else the fused localisations' mean
-    declared = (record.get("params") or {}).get("symmetry", 1) > 1
-    origin = np.zeros(2) if declared else placed.mean(axis=0)
+    origin = model_origin(record, placed)
     # model units per localisation unit: holly localise's pixels per source unit, per nm if the
     # localisations were read in nm, over the model unit's size / 4 pixels
     per_source = float(store.attrs["params"]["pixels_per_unit"]) / (store.height / 4)
     per_length = per_source / (locs.nm_per_unit or 1.0)
     angles, shifts, fused = _image_poses(store, locs, record, origin, per_length)
     return FusionStart(angles, shifts, fused, fused_model_points(placed, per_length, origin))
+
+
+def model_origin(record: dict, placed: np.ndarray) -> np.ndarray:
+    """Where the model's origin sits in the fused frame: the declared symmetry's axis, the
+    fused frame's origin, when the annealing that averaged its template about it was kept;
+    else (no symmetry, or the pairs kept: they ignore it) the fused localisations' mean."""
+    declared = (record.get("params") or {}).get("symmetry", 1) > 1
+    return np.zeros(2) if declared and record.get("chosen") == "anneal" else placed.mean(axis=0)
 
 
 def _image_poses(store, locs, record, origin, per_length):
