@@ -24,8 +24,8 @@ from holly.method.cloudsymmetry import (
     project,
     symmetric_start,
     symmetry_axis,
-    turns_about_z,
 )
+from holly.method.geometry import cyclic_turns
 
 
 def test_the_projection_is_the_nearest_symmetric_cloud():
@@ -38,7 +38,7 @@ def test_the_projection_is_the_nearest_symmetric_cloud():
     for _ in range(20):  # closer to x than other symmetric clouds of the same layout
         other = orbit(p[:5] + 0.1 * torch.randn(5, 3, dtype=torch.float64), 8)
         assert (x - p).norm() < (x - other).norm()
-    turned = p @ turns_about_z(8, p)[1].T  # one turn maps the cloud onto itself
+    turned = p @ cyclic_turns(8)[1].T  # one turn maps the cloud onto itself
     assert torch.allclose(turned.reshape(8, 5, 3).roll(1, 0).reshape(-1, 3), p, atol=1e-12)
     assert project(x, 1) is x
 

@@ -15,7 +15,8 @@ import torch
 
 from holly.method.annealedfusion import _equivalent_mass, symmetrised
 from holly.method.fusion import FusionParams, fuse
-from holly.method.sitetemplate import SiteTemplate, turns
+from holly.method.geometry import cyclic_turns
+from holly.method.sitetemplate import SiteTemplate
 from holly.results.structure import ring
 
 RADIUS = 50.0  # nm: a nuclear pore's corners
@@ -64,9 +65,9 @@ def test_a_symmetrised_image_is_unchanged_by_its_quarter_turns():
 def test_the_sites_find_an_orbit_they_are_shown():
     centres = (np.arange(64) - 32 + 0.5) * 2.0
     x, y = np.meshgrid(centres, centres)
-    truth = np.array([[RADIUS * math.cos(0.3), RADIUS * math.sin(0.3)]]) @ turns(8).transpose(
-        0, 2, 1
-    )
+    truth = np.array([[RADIUS * math.cos(0.3), RADIUS * math.sin(0.3)]]) @ cyclic_turns(8)[
+        :, :2, :2
+    ].numpy().transpose(0, 2, 1)
     image = sum(np.exp(-0.5 * ((x - sx) ** 2 + (y - sy) ** 2) / 4.0**2) for sx, sy in truth[:, 0])
     template = SiteTemplate(8, 8, centres, np.random.default_rng(0))
     for _ in range(5):

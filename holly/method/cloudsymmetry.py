@@ -14,25 +14,17 @@ axis there (holly.data.fusionrecord.fusion_start).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from holly.method.clusters import kmeans
-
-
-def turns_about_z(order: int, like: torch.Tensor) -> torch.Tensor:
-    """The ``order`` rotations by ``2 pi k / order`` about z, ``[order, 3, 3]``."""
-    a = 2 * math.pi * torch.arange(order, dtype=like.dtype, device=like.device) / order
-    c, s, zero, one = torch.cos(a), torch.sin(a), torch.zeros_like(a), torch.ones_like(a)
-    rows = [torch.stack([c, -s, zero], -1), torch.stack([s, c, zero], -1)]
-    return torch.stack(rows + [torch.stack([zero, zero, one], -1)], -2)
+from holly.method.geometry import cyclic_turns
 
 
 def orbit(part: torch.Tensor, order: int) -> torch.Tensor:
     """The cloud ``[order * m, 3]`` of ``part [m, 3]`` turned by each of the turns, turn-major."""
-    return torch.einsum("kab,mb->kma", turns_about_z(order, part), part).reshape(-1, 3)
+    turns = cyclic_turns(order, part.dtype).to(part.device)
+    return torch.einsum("kab,mb->kma", turns, part).reshape(-1, 3)
 
 
 def project(points: torch.Tensor, order: int) -> torch.Tensor:
@@ -41,7 +33,8 @@ def project(points: torch.Tensor, order: int) -> torch.Tensor:
     if order <= 1:
         return points
     copies = points.reshape(order, -1, 3)
-    back = torch.einsum("kba,kmb->kma", turns_about_z(order, points), copies)  # R_k^T x
+    turns = cyclic_turns(order, points.dtype).to(points.device)
+    back = torch.einsum("kba,kmb->kma", turns, copies)  # R_k^T x
     return orbit(back.mean(0), order)
 
 

@@ -235,6 +235,11 @@ def rotation_about_z(theta: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -2)
 
 
+def cyclic_turns(order: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The cyclic group C_order about z: the turns by ``2 pi k / order``, ``[order, 3, 3]``."""
+    return rotation_about_z(torch.arange(order, dtype=dtype) * (2 * math.pi / order))
+
+
 def rotation_about_x(theta: torch.Tensor) -> torch.Tensor:
     """Rotations about the x axis (an out-of-plane tilt), ``theta [...]`` radians →
     ``[..., 3, 3]``."""

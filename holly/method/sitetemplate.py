@@ -30,6 +30,8 @@ import math
 import numpy as np
 import torch
 
+from holly.method.geometry import cyclic_turns
+
 EM_ITERATIONS = 20  # expectation-maximisation steps of the sites per annealing round
 
 
@@ -44,20 +46,15 @@ def site_width(sigma: float, blur: float) -> float:
     return math.sqrt(max((sigma * blur) ** 2 - data_kernel(sigma) ** 2, 0.0))
 
 
-def turns(order: int) -> np.ndarray:
-    """The ``order`` rotation matrices by ``2 pi m / order``, ``[order, 2, 2]``."""
-    a = 2 * np.pi * np.arange(order) / order
-    c, s = np.cos(a), np.sin(a)
-    return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
-
-
 class SiteTemplate:
     """``count`` equal sites in orbits of ``symmetry`` turns, fitted to fused images."""
 
     def __init__(self, count: int, symmetry: int, centres: np.ndarray, rng: np.random.Generator):
         if count < 1 or symmetry < 1 or count % symmetry:
             raise ValueError(f"{count} sites cannot form orbits of {symmetry}: a multiple of it")
-        self.count, self.turns, self.rng = count, turns(symmetry), rng
+        # the in-plane blocks of C_symmetry: [symmetry, 2, 2]
+        self.count, self.rng = count, rng
+        self.turns = cyclic_turns(symmetry)[:, :2, :2].numpy()
         x, y = np.meshgrid(centres, centres)  # image rows are y, columns x
         self.pixels = np.column_stack([x.ravel(), y.ravel()])
         self.representatives: np.ndarray | None = None

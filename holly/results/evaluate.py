@@ -50,7 +50,7 @@ from holly.data.pointio import read_points, write_points
 from holly.data.shapes import DIHEDRAL, SYMMETRY_ORDER
 from holly.errors import HollyError, one_line
 from holly.method.align import MIRROR, Alignment, align, as_cloud
-from holly.method.geometry import geodesic_angle, rotation_about_z
+from holly.method.geometry import cyclic_turns, geodesic_angle
 from holly.method.poses import recentred_shift
 from holly.method.refine import RenderSpec, pose_losses
 from holly.results.locsimtruth import LocSimTruth
@@ -268,8 +268,7 @@ def _project_orthogonal(a: np.ndarray, det_sign: float) -> np.ndarray:
 def symmetry_rotations(order: int, dihedral: bool = False) -> np.ndarray:
     """The cyclic group C_order about the ground truth's z axis, ``[order, 3, 3]``; with
     ``dihedral``, D_order: each of those also after a half turn about x, ``[2 order, 3, 3]``."""
-    angles = torch.arange(order, dtype=torch.float64) * (2 * np.pi / order)
-    turns = rotation_about_z(angles).numpy()
+    turns = cyclic_turns(order).numpy()
     if not dihedral:
         return turns
     return np.concatenate([turns, turns @ np.diag([1.0, -1.0, -1.0])])
