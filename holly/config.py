@@ -370,34 +370,47 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
 FUSION_ROTATIONS = 72  # rotations the refinement's fusion tries (FusionParams.n_angles)
 
 
+def fusion_prior_problem(
+    symmetry: int, sites: int, method: str, rotations: int
+) -> tuple[str, str] | None:
+    """What is wrong with a fusion's declared symmetry and site count: the setting
+    (``symmetry`` or ``sites``) and the words that follow its name, or None. The one rule
+    behind the config's keys, ``holly fuse``'s options and :class:`FusionParams`."""
+    if symmetry < 1 or rotations % symmetry:
+        return "symmetry", (
+            f"must be a whole number dividing the {rotations} rotations tried "
+            f"(2, 3, 4, 6, 8, 9, 12, ...), got {symmetry}"
+        )
+    if sites < 0 or sites % symmetry:
+        return "sites", (
+            f"must be 0 (a free density) or a multiple of the symmetry ({symmetry}), the sites "
+            f"forming its orbits; got {sites}"
+        )
+    if sites and method == "pairs":
+        return "sites", (
+            "is a template of the annealed fusion, not of pairs: choose the method anneal, "
+            "or both (which then anneals only)"
+        )
+    return None
+
+
 def _check_symmetry(cfg: ExperimentConfig, where: str) -> None:
     """``refine.symmetry`` agrees with the cloud, the fusion's rotations and its sites."""
     rc, points = cfg.refine, cfg.model.num_points
-    if FUSION_ROTATIONS % rc.symmetry:
-        raise HollyError(
-            f"{where}: key 'refine.symmetry' must divide the fusion's {FUSION_ROTATIONS} "
-            f"rotations (2, 3, 4, 6, 8, 9, 12, ...), got {rc.symmetry}"
-        )
+    problem = fusion_prior_problem(rc.symmetry, rc.fusion_sites, rc.fusion_method, FUSION_ROTATIONS)
+    if problem:
+        key = {"symmetry": "refine.symmetry", "sites": "refine.fusion_sites"}[problem[0]]
+        raise HollyError(f"{where}: key '{key}' {problem[1]}")
     if points % rc.symmetry:
         raise HollyError(
             f"{where}: key 'model.num_points' ({points}) must be a multiple of "
             f"'refine.symmetry' ({rc.symmetry}): the cloud is {rc.symmetry} turns of one part; "
             f"e.g. {points - points % rc.symmetry} or {points + rc.symmetry - points % rc.symmetry}"
         )
-    if rc.fusion_sites % rc.symmetry:
-        raise HollyError(
-            f"{where}: key 'refine.fusion_sites' must be a multiple of 'refine.symmetry' "
-            f"({rc.symmetry}): the sites form its orbits; got {rc.fusion_sites}"
-        )
     if rc.symmetry > 1 and rc.steps == 0:
         raise HollyError(
             f"{where}: key 'refine.symmetry' ({rc.symmetry}) acts in the refinement, which "
             "'refine.steps: 0' leaves out; set refine.steps (e.g. 300) or leave symmetry at 1"
-        )
-    if rc.fusion_sites and rc.fusion_method == "pairs":
-        raise HollyError(
-            f"{where}: key 'refine.fusion_sites' is a template of the annealed fusion; set "
-            "'refine.fusion_method' to anneal or both (with sites, both anneals only)"
         )
 
 

@@ -77,9 +77,13 @@ def test_the_axis_of_a_turned_ring_of_rods_is_found():
 def test_the_config_checks_the_symmetry_against_the_cloud_and_the_sites():
     with pytest.raises(HollyError, match=r"model.num_points' \(150\).*e.g. 144 or 152"):
         from_dict({"refine": {"symmetry": 8}, "model": {"num_points": 150}})
-    with pytest.raises(HollyError, match="must divide the fusion's 72"):
+    with pytest.raises(
+        HollyError, match="'refine.symmetry' must be a whole number dividing the 72"
+    ):
         from_dict({"refine": {"symmetry": 7}, "model": {"num_points": 140}})
-    with pytest.raises(HollyError, match="fusion_sites' must be a multiple"):
+    with pytest.raises(
+        HollyError, match=r"fusion_sites' must be 0 \(a free density\) or a multiple"
+    ):
         from_dict({"refine": {"symmetry": 8, "fusion_sites": 12}, "model": {"num_points": 144}})
     with pytest.raises(HollyError, match="acts in the refinement, which 'refine.steps: 0'"):
         from_dict({"refine": {"symmetry": 8}, "model": {"num_points": 144}})

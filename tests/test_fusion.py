@@ -196,9 +196,9 @@ def test_fuse_refuses_a_store_without_localisations_and_its_own_input(tmp_path, 
     )
     assert "--angles must be at least 8" in capsys.readouterr().err
     for bad, words in (
-        (["--symmetry", "7"], "--symmetry 7: must be a whole number dividing the 72"),
-        (["--symmetry", "8", "--sites", "12"], "--sites 12: must be 0 (a free density) or a"),
-        (["--sites", "8", "--method", "pairs"], "--sites: a template of the annealed fusion"),
+        (["--symmetry", "7"], "--symmetry must be a whole number dividing the 72 rotations"),
+        (["--symmetry", "8", "--sites", "12"], "--sites must be 0 (a free density) or a"),
+        (["--sites", "8", "--method", "pairs"], "--sites is a template of the annealed fusion"),
     ):
         argv = ["fuse", str(store), "--out", str(tmp_path / "f.json"), *bad]
         assert holly.cli.main(argv) == 2

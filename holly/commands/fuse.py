@@ -24,10 +24,11 @@ import logging
 import math
 
 from holly.atomic import refuse_inputs
+from holly.config import fusion_prior_problem
 from holly.data.fusionrecord import default_sigma, fusion_quality, write_fusion
 from holly.data.localisations import read_store_localisations
 from holly.errors import HollyError
-from holly.method.fusion import METHODS, FusionParams, prior_problem
+from holly.method.fusion import METHODS, FusionParams
 from holly.results.fusion import fused_density, run_fusion
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ def _check_counts(args: argparse.Namespace) -> None:
     ):
         if value < lo:
             raise HollyError(f"{name} must be at least {lo}, not {value}")
-    problem = prior_problem(args.symmetry, args.sites, args.method, args.angles)
+    problem = fusion_prior_problem(args.symmetry, args.sites, args.method, args.angles)
     if problem:
-        raise HollyError(f"--{problem} (--angles {args.angles})")
+        raise HollyError(f"--{problem[0]} {problem[1]}")
     if args.bootstrap < 0:
         raise HollyError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
+from holly.config import fusion_prior_problem
 from holly.method.annealedfusion import Schedule, anneal, fit, unit_mass_spectra
 from holly.method.clusters import kmeans
 from holly.method.sitetemplate import data_kernel
@@ -84,6 +85,12 @@ class FusionParams:
     # a template of this many discrete sites (in orbits of `symmetry`) instead of the free
     # density (holly.method.sitetemplate): "anneal" only; 0 (the default): the density
     sites: int = 0
+
+    @property
+    def kernel(self) -> float:
+        """The Gaussian the particles are drawn with: ``sigma``, narrower under a site
+        template (:func:`holly.method.sitetemplate.data_kernel`)."""
+        return data_kernel(self.sigma) if self.sites else self.sigma
 
 
 METHODS = ("both", "anneal", "pairs")
@@ -317,7 +324,7 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     _check_prior(params)
     centroids = np.stack([p.mean(0) for p in points])
     centred = [p - c for p, c in zip(points, centroids, strict=True)]
-    grid = Grid.for_particles(centred, data_kernel(params.sigma) if params.sites else params.sigma)
+    grid = Grid.for_particles(centred, params.kernel)
     angles = 2 * np.pi * np.arange(params.n_angles) / params.n_angles
     log.info(
         "fusion (%s%s): %d particles, %d angles, %d px density images of %.3g",
@@ -355,25 +362,10 @@ def _prior_words(params: FusionParams) -> str:
     return words + (f", {params.symmetry}-fold symmetry" if params.symmetry > 1 else "")
 
 
-def prior_problem(symmetry: int, sites: int, method: str, rotations: int) -> str | None:
-    """What is wrong with a declared symmetry and site count, in words that start with the
-    setting's name (``symmetry ...``, ``sites ...``), or None."""
-    if symmetry < 1 or rotations % symmetry:
-        return f"symmetry {symmetry}: must be a whole number dividing the {rotations} rotations"
-    if sites < 0 or sites % symmetry:
-        return (
-            f"sites {sites}: must be 0 (a free density) or a multiple of the symmetry "
-            f"({symmetry}), the sites forming its orbits"
-        )
-    if sites and method == "pairs":
-        return "sites: a template of the annealed fusion, not of pairs; use method anneal"
-    return None
-
-
 def _check_prior(params: FusionParams) -> None:
-    problem = prior_problem(params.symmetry, params.sites, params.method, params.n_angles)
+    problem = fusion_prior_problem(params.symmetry, params.sites, params.method, params.n_angles)
     if problem:
-        raise ValueError(f"fusion {problem}")
+        raise ValueError(f"fusion {problem[0]} {problem[1]}")
 
 
 def _fuse_by(method: str, centred, centroids, params, grid, angles, seed) -> Fusion:
@@ -387,8 +379,7 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
     particles fit each other best is kept (the outcome depends on the start: on the TU Delft
     30 % logos one start gave clean letters, another a smeared T)."""
     schedule = Schedule(rounds=params.anneal_rounds)
-    centres = torch.from_numpy(grid.centres())
-    kernel = data_kernel(params.sigma) if params.sites else params.sigma
+    centres, kernel = torch.from_numpy(grid.centres()), params.kernel
     drawn = RotatedSpectra(
         centred,
         grid,
