@@ -26,7 +26,9 @@ On the real TU Delft DNA-PAINT logos at ~30 % labelling its particles fit each o
 than the pairwise fusion's (every run so far): a closed D and a U, the T still imperfect
 (a bar and a stroke), where the pairwise fusion showed a D, a U and part of the T. It does
 not fuse holly's simulated 30 % logo and pore (a few sites per particle; the template
-collapses onto a square or a few spots): docs/maintainer-notes.md, "Annealed fusion".
+collapses onto a square or a few spots): docs/maintainer-notes.md, "Annealed fusion". Where
+the user declares the pore's symmetry and site count (``symmetry``, ``sites``:
+:mod:`holly.method.sitetemplate`) the 30 % pore fuses into its ring.
 
 Arrays only; the grid (pixel size, field) is :class:`holly.method.fusion.Grid`'s.
 """

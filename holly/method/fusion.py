@@ -33,8 +33,10 @@ Only rotations and shifts (SE(2)): a particle lying face down (a mirror image) i
 matched. Underlabelling limits both: a pair registers only on the sites both particles show, so
 it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 % labelling fuse into their
 letters by pairs; at 30 % into a partial shape by either, cleaner by annealing);
-holly's simulated 30 % logo and 8-corner pore, a few sites per particle, fuse by neither
-(docs/maintainer-notes.md, "Particle fusion" and "Annealed fusion").
+holly's simulated 30 % logo and 8-corner pore, a few sites per particle, fuse by neither,
+the pore only with its symmetry and site count declared (``FusionParams.symmetry`` and
+``sites``; docs/maintainer-notes.md, "Particle fusion", "Annealed fusion" and "A site
+template and a declared symmetry").
 
 Arrays only, no files: the caller (:mod:`holly.results.fusion`, for ``holly fuse``) reads and
 writes. Coordinates are any length unit (the store's nm); angles in radians, counter-clockwise
