@@ -176,6 +176,16 @@ def test_fuse_command_writes_its_record_and_figure(tmp_path):
     assert fig.stat().st_size > 0
 
 
+def test_a_site_template_record_says_the_annealing_ran(tmp_path):
+    # sites: the annealing alone, even with the default --method both; the record says so
+    store, out = _localised(tmp_path), tmp_path / "fusion.json"
+    argv = ["fuse", str(store), "--out", str(out), "--sites", "6", "--rounds", "3", "--starts", "1"]
+    assert holly.cli.main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["method"] == record["params"]["method"] == record["chosen"] == "anneal"
+    assert len(record["sites"]) == 6
+
+
 def test_fuse_refuses_a_store_without_localisations_and_its_own_input(tmp_path, capsys):
     sim = {"seed": 1, "data": {"shape": "tetrapod", "particles": 6, "augment": 1}}
     sim |= {"render": {"height": 16, "width": 16}, "sigma": {"values": [2.0]}}

@@ -88,6 +88,13 @@ def test_sites_must_form_orbits():
         fuse([np.zeros((3, 2))] * 3, FusionParams(sigma=1.0, sites=4, method="pairs"), seed=0)
 
 
+def test_under_sites_both_is_the_annealing_and_says_so():
+    both = FusionParams(sigma=1.0, symmetry=8, sites=8)
+    assert both.method == "both" and both.resolved().method == "anneal"
+    assert FusionParams(sigma=1.0).resolved().method == "both"  # no sites: both still compared
+    assert FusionParams(sigma=1.0, sites=8, method="anneal").resolved().sites == 8
+
+
 def test_without_a_symmetry_a_placement_holds_its_own_mass():
     p = torch.softmax(torch.randn(6 * 8 * 8), 0)
     j = int(p.argmax())

@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -93,6 +93,14 @@ class FusionParams:
         """The Gaussian the particles are drawn with: ``sigma``, narrower under a site
         template (:func:`holly.method.sitetemplate.data_kernel`)."""
         return data_kernel(self.sigma) if self.sites else self.sigma
+
+    def resolved(self) -> FusionParams:
+        """The parameters as the fusion runs them: under a site template ``both`` is the
+        annealing alone (a site model's fit and a density's are not comparable), and a record
+        that said ``both`` would claim a comparison that never ran."""
+        if self.sites and self.method == "both":
+            return replace(self, method="anneal")
+        return self
 
 
 METHODS = ("both", "anneal", "pairs")
@@ -324,6 +332,7 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     if params.method not in METHODS:
         raise ValueError(f"fusion method {params.method!r}: one of {', '.join(METHODS)}")
     _check_prior(params)
+    params = params.resolved()
     centroids = np.stack([p.mean(0) for p in points])
     centred = [p - c for p, c in zip(points, centroids, strict=True)]
     grid = Grid.for_particles(centred, params.kernel)
@@ -337,8 +346,6 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
         grid.n,
         grid.pixel,
     )
-    if params.sites:  # a site model's fit and a density's are not comparable: no "both"
-        return fuse_annealed(centred, centroids, params, grid, angles, seed)
     if params.method != "both":
         return _fuse_by(params.method, centred, centroids, params, grid, angles, seed)
     found = {m: _fuse_by(m, centred, centroids, params, grid, angles, seed) for m in METHODS[1:]}

@@ -99,7 +99,8 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
     except HollyError as exc:
         log.warning("%s; fusing again", exc)
         return None
-    wanted = {**asdict(FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc))), "seed": seed}
+    params = FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc)).resolved()
+    wanted = {**asdict(params), "seed": seed}
     if rc.fusion_sigma is None:
         del wanted["sigma"]  # the store's precision, checked by the store's creation time
     made = {**ADDED_LATER, **(record.get("params") or {})}
