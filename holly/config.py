@@ -213,6 +213,15 @@ class RefineConfig:
     rescore_every: int = _spec(
         0, lo=0, doc="steps between re-scoring every table image's local candidates (0: never)"
     )
+    global_steps: int = _spec(
+        0,
+        lo=0,
+        doc="the first refinement steps in which each batch's poses are drawn afresh from a "
+        "search over refine.table_rotations new random rotations against the current cloud "
+        "(the best refine.table_keep refined by refine.ladder_steps pose steps), their old "
+        "poses dropped: poses and cloud can then leave a wrong first cloud (0: the table's "
+        "first search only)",
+    )
     symmetries: int = _spec(
         12, lo=1, hi=64, doc="near-symmetries of the cloud tried as candidates (incl. identity)"
     )

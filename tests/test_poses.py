@@ -17,7 +17,9 @@ from holly.method.refine import (
     PoseTable,
     RenderSpec,
     best_candidates,
+    fresh_search,
     normalised,
+    pose_losses,
     refine_poses,
     search_candidates,
 )
@@ -173,6 +175,27 @@ def test_best_candidates_picks_the_lowest_loss():
     assert torch.allclose(rot, rot_true)
 
 
+def test_a_fresh_search_leaves_wrong_poses_for_better_ones():
+    """Rows at random wrong poses: a fresh search whose random rotations include each image's
+    true one moves them there; rows already at their true poses stay."""
+    cloud, rot_true, shift_true, target, spec = _known_cloud_images(seed=2)
+    gen = torch.Generator().manual_seed(3)
+    wrong = random_rotations(len(rot_true), gen)
+    sigma = torch.full((len(rot_true),), 1.2)
+    table = PoseTable(wrong, shift_true, sigma)
+    assert _median_deg(wrong, rot_true) > 60
+    rotations = torch.cat([random_rotations(40, gen), rot_true])
+    rows = torch.arange(len(table))
+    before = pose_losses(cloud, *table.pose(rows), target, spec)
+    moved = fresh_search(cloud, table, rows, target, spec, rotations, 2, 30, 0.01)
+    after = pose_losses(cloud, *table.pose(rows), target, spec)
+    assert moved.float().mean() > 0.9 and bool((after < before).all())
+    assert _median_deg(table.pose(rows)[0], rot_true) <= 3.0
+    settled = PoseTable(rot_true, shift_true, sigma)
+    moved = fresh_search(cloud, settled, rows, target, spec, rotations, 2, 30, 0.01)
+    assert not moved.any() and _median_deg(settled.pose(rows)[0], rot_true) <= 1.0
+
+
 # test_train's tiny run with three hypotheses and a tiny refinement stage
 TINY_REFINE = {
     **TINY,
@@ -189,15 +212,16 @@ TINY_REFINE = {
 }
 
 
-def test_refinement_stage_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("global_steps", [0, 4])  # 4: the fresh searches span the resume
+def test_refinement_stage_resumes_exactly(tmp_path, global_steps):
     from holly.data.pointio import read_points
     from holly.train import train
 
-    full = train(from_dict(TINY_REFINE), tmp_path / "full")  # 12 amortised + 6 refine steps
-    part_cfg = {**TINY_REFINE, "train": {**TINY_REFINE["train"], "max_steps": 12}}
-    part = train(
-        from_dict({**part_cfg, "refine": {**TINY_REFINE["refine"], "steps": 3}}), tmp_path / "p"
-    )
+    refine = {**TINY_REFINE["refine"], "global_steps": global_steps}
+    full_cfg = {**TINY_REFINE, "refine": refine}
+    full = train(from_dict(full_cfg), tmp_path / "full")  # 12 amortised + 6 refine steps
+    part_cfg = {**full_cfg, "train": {**TINY_REFINE["train"], "max_steps": 12}}
+    part = train(from_dict({**part_cfg, "refine": {**refine, "steps": 3}}), tmp_path / "p")
     # continue the same folder: 3 more refinement steps (refine.steps may grow on resume)
     train(from_dict(part_cfg), part, resume="yes")
     assert np.array_equal(read_points(full / "points.ply"), read_points(part / "points.ply"))

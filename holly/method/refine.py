@@ -12,7 +12,9 @@ the twins. Refinement, which needs no ground truth:
    image starts from its best-scoring candidate.
 3. **Alternating descent**: per batch, ``refine.pose_steps`` Adam steps on the batch's poses
    (cloud fixed), then one step on the cloud (poses fixed). Every ``refine.rescore_every`` steps
-   the candidates of every table image are scored again against the sharper cloud.
+   the candidates of every table image are scored again against the sharper cloud. In the first
+   ``refine.global_steps`` steps each batch is first searched afresh over random rotations
+   (:func:`fresh_search`), so that poses found against a wrong first cloud can still leave it.
 4. **Held-out images** get the same candidate search and ``refine.test_steps`` pose steps with
    the cloud fixed (:func:`refine_poses`): their pose error is the one reported.
 
@@ -486,6 +488,60 @@ def refine_poses(
         for idx in order.split(batch_size):
             pose_step(points, table, adam, idx, target[idx], spec, learn_sigma)
     return table
+
+
+def fresh_search(
+    points: torch.Tensor,
+    table: PoseTable,
+    idx: torch.Tensor,
+    target: torch.Tensor,
+    spec: RenderSpec,
+    rotations: torch.Tensor,
+    keep: int,
+    steps: int,
+    lr: float,
+) -> torch.Tensor:
+    """Table rows ``idx`` searched afresh against the current cloud, their old poses dropped;
+    returns which rows moved by more than :data:`DISTINCT_DEG`.
+
+    Why: the table's first search is against the CNN's cloud, and when that cloud is wrong the
+    poses it gives are consistent with it. Rows that only ever move locally (pose steps, the
+    local rescoring) then keep the cloud where it is: on the sparse simulated helix the poses
+    ended 130 deg from the truth while fitting their images better than the true poses did.
+    Re-drawing each batch's poses from a fresh search at every visit (stochastic hard EM, as
+    in cryo-EM's stochastic ab initio) lets the cloud and the poses leave such a pair. Keeping
+    a row's old pose where it still fits better did not: 1-3 of 64 rows moved per batch and
+    the helix stayed wrong (docs/maintainer-notes.md, "A fresh pose search").
+
+    Candidates are ``rotations [R, 3, 3]`` (fresh random ones per call), scored on ~16-pixel
+    copies of ``target [B, H, W]`` (normalised images at the rows' level) at their centroid
+    shifts; the ``keep`` best distinct get ``steps`` pose steps at full size (learning rate
+    ``lr``), and each row jumps to the best of them (its sigma kept).
+    """
+    points, b, dev = points.detach(), len(idx), points.device
+    old, _, sigma = table.pose(idx)
+    candidates = table.prior.project(rotations[None].expand(b, -1, -1, -1))
+    factor = max(1, spec.height // SEARCH_SIZE)
+    losses, shifts = _candidate_losses(
+        points, candidates, target, float(sigma.mean()), spec, factor
+    )
+    pick = top_distinct(losses, candidates, keep)  # [B, M]
+    m, rows = pick.shape[1], torch.arange(b, device=dev)[:, None]
+    trial = PoseTable(
+        candidates[rows, pick].reshape(b * m, 3, 3),
+        shifts[rows, pick].reshape(b * m, 2),
+        sigma.repeat_interleave(m),
+        table.prior,
+    )
+    repeated = target.repeat_interleave(m, 0)
+    with torch.enable_grad():
+        refine_poses(points, trial, repeated, spec, steps, lr, b * m, learn_sigma=False)
+    with torch.no_grad():
+        found = pose_losses(points, *trial.pose(torch.arange(b * m, device=dev)), repeated, spec)
+    best = torch.arange(b, device=dev) * m + found.reshape(b, m).argmin(1)
+    new_rot, new_shift, _ = trial.pose(best)
+    table.jump(idx, new_rot, new_shift)
+    return geodesic_angle(old, new_rot) > np.radians(DISTINCT_DEG)
 
 
 def table_subset(n_items: int, n_rows: int, seed: int) -> torch.Tensor:

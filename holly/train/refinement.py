@@ -126,6 +126,8 @@ class Refinement:
             self.search.rescore(st.table, st.pose_adam, self.table_images, step)
         idx = refine.batch_rows(len(st.table), rc.batch_size, k, self.cfg.seed).to(self.device)
         target = refine.normalised(self.table_images(idx))
+        if k < rc.global_steps:
+            self.search.fresh(st.table, st.pose_adam, idx, target, step)
         loss, sigma = st.step(self.points, idx, target, render_spec(self.cfg), rc)
         return loss.detach(), sigma.detach().mean()
 
