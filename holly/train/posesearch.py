@@ -76,35 +76,6 @@ class PoseSearch:
                 symmetries,
             )
 
-    def fresh(self, table, pose_adam, idx: torch.Tensor, target: torch.Tensor, step: int) -> None:
-        """New poses for table rows ``idx`` (normalised images ``target``) from a search over
-        ``refine.table_rotations`` random rotations drawn for this ``step`` (seeded: a resumed
-        run draws the same); their pose optimiser restarts
-        (:func:`holly.method.refine.fresh_search`)."""
-        rc = self.cfg.refine
-        gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + step)
-        rotations = PosePrior.from_config(self.cfg).sample(rc.table_rotations, gen)
-        moved = refine.fresh_search(
-            self.points,
-            table,
-            idx,
-            target,
-            render_spec(self.cfg),
-            rotations.to(self.points),
-            rc.table_keep,
-            rc.ladder_steps,
-            rc.pose_lr,
-        )
-        pose_adam.reset(idx)
-        if step % self.cfg.train.log_every == 0:
-            log.info(
-                "refinement step %d: a fresh search moved %d of %d poses by over %g deg",
-                step,
-                int(moved.sum()),
-                len(idx),
-                refine.DISTINCT_DEG,
-            )
-
     def rescore(self, table: refine.PoseTable, pose_adam: refine.RowAdam, images_of, step: int):
         """Jump every image of ``table`` (``images_of(rows) -> [B, H, W]`` at ``sigma``) to its
         best candidate around its current pose, resetting the pose optimiser of those that
@@ -135,4 +106,34 @@ class PoseSearch:
             step,
             moved,
             len(table),
+        )
+
+
+def fresh_poses(cfg: ExperimentConfig, points, table, pose_adam, idx, target, step: int) -> None:
+    """New poses for table rows ``idx`` (normalised images ``target``) from a search against
+    the cloud ``points`` over ``refine.table_rotations`` random rotations drawn for this
+    ``step`` (seeded: a resumed run draws the same); their pose optimiser restarts
+    (:func:`holly.method.refine.fresh_search`, ``refine.global_steps``)."""
+    rc = cfg.refine
+    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    rotations = PosePrior.from_config(cfg).sample(rc.table_rotations, gen).to(points)
+    moved = refine.fresh_search(
+        points,
+        table,
+        idx,
+        target,
+        render_spec(cfg),
+        rotations,
+        rc.table_keep,
+        rc.ladder_steps,
+        rc.pose_lr,
+    )
+    pose_adam.reset(idx)
+    if step % cfg.train.log_every == 0:
+        log.info(
+            "refinement step %d: a fresh search moved %d of %d poses by over %g deg",
+            step,
+            int(moved.sum()),
+            len(idx),
+            refine.DISTINCT_DEG,
         )

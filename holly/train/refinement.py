@@ -22,7 +22,7 @@ from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start, sy
 from holly.method.fusion import cloud_start
 from holly.method.geometry import rotation_about_z
 from holly.method.viewprior import PosePrior
-from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, render_spec
+from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, fresh_poses, render_spec
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Refinement:
         idx = refine.batch_rows(len(st.table), rc.batch_size, k, self.cfg.seed).to(self.device)
         target = refine.normalised(self.table_images(idx))
         if k < rc.global_steps:
-            self.search.fresh(st.table, st.pose_adam, idx, target, step)
+            fresh_poses(self.cfg, self.points, st.table, st.pose_adam, idx, target, step)
         loss, sigma = st.step(self.points, idx, target, render_spec(self.cfg), rc)
         return loss.detach(), sigma.detach().mean()
 
