@@ -512,8 +512,8 @@ def fresh_search(
     in cryo-EM's stochastic ab initio) lets the cloud and the poses leave such a pair. Keeping
     a row's old pose where it still fits better did not: 1-3 of 64 rows moved per batch. With
     the old poses dropped they move, but the helix did not get better in holly (0.55-0.58
-    Chamfer / blob against 0.55-0.62), where a prototype of this search reached 0.45: hence
-    off by default (docs/maintainer-notes.md, "A fresh pose search").
+    Chamfer / blob against 0.55-0.62; a prototype reached 0.45 with its poses still wrong):
+    hence off by default (docs/maintainer-notes.md, "A fresh pose search").
 
     Candidates are ``rotations [R, 3, 3]`` (fresh random ones per call), scored on ~16-pixel
     copies of ``target [B, H, W]`` (normalised images at the rows' level) at their centroid
