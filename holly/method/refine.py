@@ -369,14 +369,19 @@ def search_poses(
         ``B`` rows, sigma set to ``final_sigma``.
     """
     points = points.detach()
-    b = hypotheses.shape[0]
     table, m = _best_distinct_candidates(points, hypotheses, images_at, spec, search, symmetries)
     target = _refine_down_the_ladder(points, table, m, images_at, final_sigma, spec, search)
-    with torch.no_grad():
-        final = pose_losses(points, *table.pose(torch.arange(b * m)), target, spec).reshape(b, m)
-    pick = torch.arange(b) * m + final.argmin(1)
-    rot, shift, sigma = table.pose(pick)
+    rot, shift, sigma = _best_rows(points, table, m, target, spec)
     return PoseTable(rot, shift, sigma, search.prior)
+
+
+@torch.no_grad()
+def _best_rows(points, table: PoseTable, m: int, target, spec: RenderSpec) -> tuple:
+    """Each image's best of its ``m`` consecutive rows of ``table`` (``target``: the rows'
+    normalised images): rotations, shifts, sigmas ``[B, ...]``."""
+    b, dev = len(table) // m, points.device
+    losses = pose_losses(points, *table.pose(torch.arange(b * m, device=dev)), target, spec)
+    return table.pose(torch.arange(b, device=dev) * m + losses.reshape(b, m).argmin(1))
 
 
 def _best_distinct_candidates(
@@ -391,7 +396,6 @@ def _best_distinct_candidates(
     image, scored at blur ``search.sigma``, as a table of ``B * M`` rows (each image's ``M``
     rows together) at sigma ``search.sigma``; and ``M``."""
     b = hypotheses.shape[0]
-    factor = max(1, spec.height // SEARCH_SIZE)
     local, _ = candidate_poses(
         hypotheses,
         hypotheses.new_zeros(b, 2),
@@ -403,18 +407,31 @@ def _best_distinct_candidates(
     gen = torch.Generator().manual_seed(search.seed * 9973 + 11)
     grid = search.prior.sample(search.rotations, gen).to(hypotheses)
     rotations = torch.cat([local, grid[None].expand(b, -1, -1, -1)], 1)  # [B, C, 3, 3]
-    losses, low_shifts = _candidate_losses(
-        points, rotations, images_at(search.sigma), search.sigma, spec, factor
+    sigma = torch.full((b,), search.sigma, dtype=points.dtype, device=points.device)
+    target = images_at(search.sigma)
+    return _distinct_table(
+        points, rotations, target, search.sigma, sigma, spec, search.keep, search.prior
     )
-    keep = top_distinct(losses, rotations, search.keep)  # [B, M]
-    rows = torch.arange(b, device=keep.device)[:, None]
-    m = keep.shape[1]
+
+
+def _distinct_table(
+    points, rotations, target, score_sigma: float, sigma, spec: RenderSpec, keep: int, prior
+) -> tuple[PoseTable, int]:
+    """The ``M`` (at most ``keep``) best distinct of each image's candidate ``rotations
+    [B, C, 3, 3]``, scored on pooled copies of ``target`` (normalised images) rendered at
+    ``score_sigma`` pixels, each at its centroid shift, as a table of ``B * M`` rows (each
+    image's together, at its ``sigma [B]``); and ``M``."""
+    factor = max(1, spec.height // SEARCH_SIZE)
+    losses, low_shifts = _candidate_losses(points, rotations, target, score_sigma, spec, factor)
+    pick = top_distinct(losses, rotations, keep)  # [B, M]
+    b, m = pick.shape
+    rows = torch.arange(b, device=pick.device)[:, None]
     # the low-resolution shift is the full-resolution one: q does not depend on the image size
     table = PoseTable(
-        rotations[rows, keep].reshape(b * m, 3, 3),
-        low_shifts[rows, keep].reshape(b * m, 2),
-        torch.full((b * m,), search.sigma, dtype=points.dtype, device=points.device),
-        search.prior,
+        rotations[rows, pick].reshape(b * m, 3, 3),
+        low_shifts[rows, pick].reshape(b * m, 2),
+        sigma.repeat_interleave(m),
+        prior,
     )
     return table, m
 
@@ -515,33 +532,23 @@ def fresh_search(
     Chamfer / blob against 0.55-0.62; a prototype reached 0.45 with its poses still wrong):
     hence off by default (docs/maintainer-notes.md, "A fresh pose search").
 
-    Candidates are ``rotations [R, 3, 3]`` (fresh random ones per call), scored on ~16-pixel
-    copies of ``target [B, H, W]`` (normalised images at the rows' level) at their centroid
-    shifts; the ``keep`` best distinct get ``steps`` pose steps at full size (learning rate
-    ``lr``), and each row jumps to the best of them (its sigma kept).
+    Candidates are ``rotations [R, 3, 3]`` (fresh random ones per call, drawn from the table's
+    prior: :meth:`PosePrior.sample`), scored on ~16-pixel copies of ``target [B, H, W]``
+    (normalised images at the rows' level) at their centroid shifts; the ``keep`` best
+    distinct get ``steps`` pose steps at full size (learning rate ``lr``), and each row jumps
+    to the best of them (its sigma kept): :func:`search_poses`'s steps, from random
+    rotations only and at one level.
     """
-    points, b, dev = points.detach(), len(idx), points.device
+    points = points.detach()
     old, _, sigma = table.pose(idx)
-    candidates = table.prior.project(rotations[None].expand(b, -1, -1, -1))
-    factor = max(1, spec.height // SEARCH_SIZE)
-    losses, shifts = _candidate_losses(
-        points, candidates, target, float(sigma.mean()), spec, factor
-    )
-    pick = top_distinct(losses, candidates, keep)  # [B, M]
-    m, rows = pick.shape[1], torch.arange(b, device=dev)[:, None]
-    trial = PoseTable(
-        candidates[rows, pick].reshape(b * m, 3, 3),
-        shifts[rows, pick].reshape(b * m, 2),
-        sigma.repeat_interleave(m),
-        table.prior,
+    candidates = rotations[None].expand(len(idx), -1, -1, -1)
+    trial, m = _distinct_table(
+        points, candidates, target, float(sigma.mean()), sigma, spec, keep, table.prior
     )
     repeated = target.repeat_interleave(m, 0)
     with torch.enable_grad():
-        refine_poses(points, trial, repeated, spec, steps, lr, b * m, learn_sigma=False)
-    with torch.no_grad():
-        found = pose_losses(points, *trial.pose(torch.arange(b * m, device=dev)), repeated, spec)
-    best = torch.arange(b, device=dev) * m + found.reshape(b, m).argmin(1)
-    new_rot, new_shift, _ = trial.pose(best)
+        refine_poses(points, trial, repeated, spec, steps, lr, len(trial), learn_sigma=False)
+    new_rot, new_shift, _ = _best_rows(points, trial, m, repeated, spec)
     table.jump(idx, new_rot, new_shift)
     return geodesic_angle(old, new_rot) > np.radians(DISTINCT_DEG)
 
