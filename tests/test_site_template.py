@@ -89,10 +89,10 @@ def test_sites_must_form_orbits():
 
 
 def test_under_sites_both_is_the_annealing_and_says_so():
-    both = FusionParams(sigma=1.0, symmetry=8, sites=8)
-    assert both.method == "both" and both.resolved().method == "anneal"
-    assert FusionParams(sigma=1.0).resolved().method == "both"  # no sites: both still compared
-    assert FusionParams(sigma=1.0, sites=8, method="anneal").resolved().sites == 8
+    assert FusionParams(sigma=1.0, symmetry=8, sites=8).method == "anneal"  # "both" asked
+    assert FusionParams(sigma=1.0).method == "both"  # no sites: both still compared
+    assert FusionParams(sigma=1.0, sites=8, method="anneal").sites == 8
+    assert FusionParams(sigma=1.0, sites=8, method="pairs").method == "pairs"  # refused by fuse
 
 
 def test_without_a_symmetry_a_placement_holds_its_own_mass():

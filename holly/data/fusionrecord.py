@@ -94,7 +94,6 @@ def fuse_store(
             "fusion needs at least 3"
         )
     points = [locs.xy[i] for i in keep]
-    params = params.resolved()  # the record says what ran
     result = fuse(points, params, seed)
     return core_record(result, params, seed, locs, keep, store), result.apply(points)
 

@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -85,22 +85,21 @@ class FusionParams:
     # "pairs" registrations ignore it ("both" compares the two under the symmetric template)
     symmetry: int = 1
     # a template of this many discrete sites (in orbits of `symmetry`) instead of the free
-    # density (holly.method.sitetemplate): "anneal" only; 0 (the default): the density
+    # density (holly.method.sitetemplate): "anneal" only (a "both" becomes "anneal": a site
+    # model's fit and a density's are not comparable); 0 (the default): the density
     sites: int = 0
+
+    def __post_init__(self):
+        # set once here, so that the fusion, its record and a run's reuse check all see (and
+        # the record says) the method that runs, not a comparison that never ran
+        if self.sites and self.method == "both":
+            object.__setattr__(self, "method", "anneal")
 
     @property
     def kernel(self) -> float:
         """The Gaussian the particles are drawn with: ``sigma``, narrower under a site
         template (:func:`holly.method.sitetemplate.data_kernel`)."""
         return data_kernel(self.sigma) if self.sites else self.sigma
-
-    def resolved(self) -> FusionParams:
-        """The parameters as the fusion runs them: under a site template ``both`` is the
-        annealing alone (a site model's fit and a density's are not comparable), and a record
-        that said ``both`` would claim a comparison that never ran."""
-        if self.sites and self.method == "both":
-            return replace(self, method="anneal")
-        return self
 
 
 METHODS = ("both", "anneal", "pairs")
@@ -332,7 +331,6 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
     if params.method not in METHODS:
         raise ValueError(f"fusion method {params.method!r}: one of {', '.join(METHODS)}")
     _check_prior(params)
-    params = params.resolved()
     centroids = np.stack([p.mean(0) for p in points])
     centred = [p - c for p, c in zip(points, centroids, strict=True)]
     grid = Grid.for_particles(centred, params.kernel)

@@ -99,7 +99,7 @@ def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | No
     except HollyError as exc:
         log.warning("%s; fusing again", exc)
         return None
-    params = FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc)).resolved()
+    params = FusionParams(sigma=rc.fusion_sigma or 0.0, **_settings(rc))
     wanted = {**asdict(params), "seed": seed}
     if rc.fusion_sigma is None:
         del wanted["sigma"]  # the store's precision, checked by the store's creation time
