@@ -115,7 +115,8 @@ def fresh_poses(cfg: ExperimentConfig, points, table, pose_adam, idx, target, st
     ``step`` (seeded: a resumed run draws the same); their pose optimiser restarts
     (:func:`holly.method.refine.fresh_search`, ``refine.global_steps``)."""
     rc = cfg.refine
-    gen = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    # a stream of its own: seed * 7919 + k is the table subset's (k = 17) and calibration's (1)
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step)
     rotations = PosePrior.from_config(cfg).sample(rc.table_rotations, gen).to(points)
     moved = refine.fresh_search(
         points,
