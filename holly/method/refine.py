@@ -529,7 +529,7 @@ def fresh_search(
     in cryo-EM's stochastic ab initio) lets the cloud and the poses leave such a pair. Keeping
     a row's old pose where it still fits better did not: 1-3 of 64 rows moved per batch. With
     the old poses dropped they move, but the helix did not get better in holly (0.55-0.58
-    Chamfer / blob against 0.55-0.62; a prototype reached 0.45 with its poses still wrong):
+    Chamfer / blob against 0.55-0.62; a prototype reached 0.45-0.48, its poses still wrong):
     hence off by default (docs/maintainer-notes.md, "A fresh pose search").
 
     Candidates are ``rotations [R, 3, 3]`` (fresh random ones per call, drawn from the table's
