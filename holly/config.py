@@ -269,6 +269,13 @@ class RefineConfig:
     fusion_starts: int = _spec(
         3, lo=1, doc="fusion (anneal): random starts, the one fitting best kept"
     )
+    fusion_mirror: bool = _spec(
+        True,
+        doc="fusion (anneal): a particle may lie face down (an origami on glass lands on "
+        "either face; seen from the top it is the mirror image), so each one's mirror image is "
+        "tried too (twice the annealing's time); its images then start the refinement from the "
+        "other face. false: turns only, as the pairs are",
+    )
     fusion_partners: int = _spec(
         64, lo=1, doc="fusion (pairs): random partners each particle is registered onto"
     )

@@ -16,6 +16,7 @@ import holly.cli
 from holly.data.fusionrecord import fused_from_record
 from holly.data.localisations import read_store_localisations
 from holly.data.shapes import logo_sites_nm
+from holly.method.annealedfusion import MIRROR
 from holly.method.fusion import (
     FusionParams,
     Grid,
@@ -141,6 +142,22 @@ def test_too_few_particles_are_refused():
 # ------------------------------------------------------------------ the command
 
 
+def placement_spread_deg(found, found_down, true, true_down) -> float:
+    """Particle ``i`` was made as ``R(true_i) M^true_down_i`` of one structure and placed by
+    ``R(found_i) M^found_down_i``: a right fusion composes the two into one transform for all
+    (up to turning the whole over). The largest angle of a composition from the first one's,
+    degrees; 180 where some are turned over against the others."""
+    composed = [
+        rotation(f) @ np.diag(MIRROR if fd else [1.0, 1.0]) @ rotation(t)
+        @ np.diag(MIRROR if td else [1.0, 1.0])
+        for f, fd, t, td in zip(found, found_down, true, true_down, strict=True)
+    ]  # fmt: skip
+    if len({round(np.linalg.det(c)) for c in composed}) > 1:
+        return 180.0
+    rel = [c @ composed[0].T for c in composed]
+    return float(np.degrees(np.abs([np.arctan2(r[1, 0], r[0, 0]) for r in rel])).max())
+
+
 def _localised(tmp_path, particles=12):
     table = tmp_path / "sim.csv"
     sim = ["--out", str(table), "--shape", "logo", "--particles", str(particles)]
@@ -167,7 +184,11 @@ def test_fuse_command_writes_its_record_and_figure(tmp_path):
     ids = [t["particle"] for t in record["transforms"]]
     true = -np.arctan2(truth[ids, 1, 0], truth[ids, 0, 0])
     found = np.radians([t["angle_deg"] for t in record["transforms"]])
-    assert common_rotation_spread_deg(found, true).max() < 6.0
+    # none lies face down: all placed mirrored or none (the same fusion, turned over)
+    down = [t["mirrored"] for t in record["transforms"]]
+    kept_faces = (0, 12) if record["chosen"] == "anneal" else (None,)  # pairs: turns only
+    assert record["params"]["mirror"] and record["mirrored"] in kept_faces
+    assert placement_spread_deg(found, down, true, np.zeros(12, bool)) < 6.0
     # the fused logo is as large as one particle (it is not smeared into a disc)
     assert record["fused_extents"][0] == pytest.approx(record["particle_extents"][0], rel=0.15)
     assert {"versions", "git", "seed"} <= set(record["provenance"])

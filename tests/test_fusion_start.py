@@ -31,55 +31,64 @@ from holly.method.fusion import (
     cloud_start,
     fused_model_points,
     image_poses,
+    image_rotations,
+    place,
     rotation,
 )
-from holly.method.geometry import rotation_about_z
 from holly.method.render import render
 
 FLIP = np.array([1.0, -1.0])
 
 
-def _random_transforms(rng, n):
-    return rng.uniform(0, 2 * np.pi, n), rng.normal(0, 5, (n, 2)), rng.normal(0, 3, (n, 2))
+def _random_transforms(rng, n, mirror=False):
+    """Random angles, shifts, centroids and (with ``mirror``) face-down flags of ``n``."""
+    flags = rng.random(n) < 0.5 if mirror else np.zeros(n, bool)
+    return rng.uniform(0, 2 * np.pi, n), rng.normal(0, 5, (n, 2)), rng.normal(0, 3, (n, 2)), flags
 
 
-def _fused_at_random(rng, particles):
-    """Random transforms of ``particles`` (any will do: the identity holds for all), the
-    particles they place and those fused points' mean, and each particle's bounding-box
-    centre (what `holly localise` draws around by default)."""
-    angles, shifts, centroids = _random_transforms(rng, len(particles))
-    fused = [
-        (p - c) @ rotation(a).T + s
-        for p, a, s, c in zip(particles, angles, shifts, centroids, strict=True)
-    ]
+def _fused_at_random(rng, particles, mirror=False):
+    """Random transforms of ``particles`` (any will do: the identity holds for all; with
+    ``mirror`` about half of them face down), the particles they place and those fused
+    points' mean, and each particle's bounding-box centre (what `holly localise` draws around
+    by default)."""
+    transforms = _random_transforms(rng, len(particles), mirror)
+    fused = [place(p, *t) for p, *t in zip(particles, *transforms, strict=True)]
     centres = np.array([(p.min(0) + p.max(0)) / 2 for p in particles])
-    return (angles, shifts, centroids), fused, np.concatenate(fused).mean(axis=0), centres
+    return transforms, fused, np.concatenate(fused).mean(axis=0), centres
 
 
-def test_every_localisation_lands_where_localise_drew_it():
+@pytest.mark.parametrize("mirror", [False, True], ids=["turns", "some-face-down"])
+def test_every_localisation_lands_where_localise_drew_it(mirror):
     """For any transforms: the image pose applied to the fused, model-frame points gives the
-    localisation exactly where ``holly localise`` draws it (``R(copy) k Y (x - centre)``)."""
+    localisation exactly where ``holly localise`` draws it (``R(copy) k Y (x - centre)``); a
+    particle placed mirrored is shown face down (the model's y, and z, turned over)."""
     rng = np.random.default_rng(0)
-    n, k = 5, 0.037
+    n, k = 6, 0.037
     particles = [rng.normal(0, 20, (7, 2)) + rng.normal(0, 30, 2) for _ in range(n)]
-    transforms, fused, origin, centres = _fused_at_random(rng, particles)
+    transforms, fused, origin, centres = _fused_at_random(rng, particles, mirror)
     copies = rng.uniform(-np.pi, np.pi, n)
-    turn, offset = image_poses(*transforms, ImageFrames(centres, copies, k), origin)
+    down = transforms[3]
+    assert down.any() == mirror
+    turn, offset = image_poses(*transforms[:3], ImageFrames(centres, copies, k), origin, down)
     for i, p in enumerate(particles):
         drawn = (k * (p - centres[i]) * FLIP) @ rotation(copies[i]).T
-        posed = fused_model_points(fused[i], k, origin) @ rotation(turn[i]).T + offset[i]
-        np.testing.assert_allclose(posed, drawn, atol=1e-12)
+        model = fused_model_points(fused[i], k, origin) * (FLIP if down[i] else 1.0)
+        np.testing.assert_allclose(model @ rotation(turn[i]).T + offset[i], drawn, atol=1e-12)
 
 
-def test_the_pose_renders_the_image_localise_renders():
-    """The renderer's conventions (its rotation about z, +y up, shifts in model units) agree
-    with ``holly localise``'s drawing: the fused points at the image pose give its image."""
+@pytest.mark.parametrize("mirror", [False, True], ids=["turns", "some-face-down"])
+def test_the_pose_renders_the_image_localise_renders(mirror):
+    """The renderer's conventions (its rotation about z, +y up, shifts in model units, the
+    face-down half turn) agree with ``holly localise``'s drawing: the fused points at the
+    image pose give its image."""
     rng = np.random.default_rng(1)
-    n, k, size = 3, 1 / 30, 32
+    n, k, size = 4, 1 / 30, 32
     particles = [rng.normal(0, 12, (9, 2)) for _ in range(n)]
-    transforms, fused, origin, centres = _fused_at_random(rng, particles)
+    transforms, fused, origin, centres = _fused_at_random(rng, particles, mirror)
     copies = rng.uniform(-np.pi, np.pi, (n, 1))
-    turn, offset = image_poses(*transforms, ImageFrames(centres, copies[:, 0], k), origin)
+    down = transforms[3]
+    frames = ImageFrames(centres, copies[:, 0], k)
+    turn, offset = image_poses(*transforms[:3], frames, origin, down)
     model = [
         (k * (p - c) * FLIP).astype(np.float32) for p, c in zip(particles, centres, strict=True)
     ]
@@ -88,7 +97,7 @@ def test_the_pose_renders_the_image_localise_renders():
         q = torch.as_tensor(np.c_[fused_model_points(fused[i], k, origin), np.zeros(9)])
         got = render(
             q.float(),
-            rotation_about_z(torch.tensor([turn[i]], dtype=torch.float64)).float(),
+            image_rotations(turn[i : i + 1], down[i : i + 1]).float(),
             torch.as_tensor(offset[i : i + 1]).float(),
             1.5,
             size,
@@ -125,29 +134,33 @@ def _store(tmp_path, particles=10, copies=3, labelling=1.0, centre="bbox"):
     return store
 
 
-def _record(store, rng) -> dict:
-    """A record of ``store`` with random transforms (the identity under test holds for any)."""
+def _record(store, rng, mirror=False) -> dict:
+    """A record of ``store`` with random transforms (the identity under test holds for any;
+    with ``mirror`` about half face down, else without the key, as records before it were)."""
     locs = read_store_localisations(store)
-    angles, shifts, centroids = _random_transforms(rng, len(locs.particles))
+    angles, shifts, centroids, down = _random_transforms(rng, len(locs.particles), mirror)
     transforms = [
         {"particle": int(p), "angle_deg": math.degrees(a), "shift": list(s), "centroid": list(c)}
-        for p, a, s, c in zip(locs.particles, angles, shifts, centroids, strict=True)
+        | ({"mirrored": bool(m)} if mirror else {})
+        for p, a, s, c, m in zip(locs.particles, angles, shifts, centroids, down, strict=True)
     ]
     inputs = {"store": str(store), **locs.sources}
     return {"holly_fusion": FORMAT, "unit": locs.unit, "transforms": transforms,
             "provenance": {"inputs": inputs}}  # fmt: skip
 
 
-@pytest.mark.parametrize("centre", ["bbox", "centroid"])
-def test_every_store_image_is_redrawn_from_the_fused_frame(tmp_path, centre):
-    """Through a real ``holly localise`` store (nm scale, either centring, 3 turned copies):
-    each particle's own localisations, placed by the record and posed by
-    :func:`fusion_start`, render to the store's image of it."""
+@pytest.mark.parametrize("centre, mirror", [("bbox", False), ("centroid", False), ("bbox", True)])
+def test_every_store_image_is_redrawn_from_the_fused_frame(tmp_path, centre, mirror):
+    """Through a real ``holly localise`` store (nm scale, either centring, 3 turned copies;
+    some particles fused face down, or a record without the key): each particle's own
+    localisations, placed by the record and posed by :func:`fusion_start`, render to the
+    store's image of it."""
     store = _store(tmp_path, centre=centre)
     record = tmp_path / "fusion.json"
-    write_fusion(record, _record(store, np.random.default_rng(2)))
+    write_fusion(record, _record(store, np.random.default_rng(2), mirror))
     start = fusion_start(store, record)
     assert start.fused.all() and start.angles.shape == (30,)
+    assert start.mirrored.any() == mirror and start.mirrored.shape == (30,)
     counts = [len(p) for p in read_store_localisations(store).xy]
     own = np.split(start.points, np.cumsum(counts)[:-1])  # the record's order: the store's
     s = ImageStore.open(store)
@@ -157,7 +170,7 @@ def test_every_store_image_is_redrawn_from_the_fused_frame(tmp_path, centre):
         q = torch.as_tensor(np.c_[own[ids[j]], np.zeros(len(own[ids[j]]))]).float()
         got = render(
             q,
-            rotation_about_z(torch.tensor([start.angles[j]], dtype=torch.float64)).float(),
+            image_rotations(start.angles[j : j + 1], start.mirrored[j : j + 1]).float(),
             torch.as_tensor(start.shifts[j : j + 1]).float(),
             1.0,
             32,
@@ -176,6 +189,10 @@ def test_a_record_of_another_store_or_a_damaged_one_is_refused(tmp_path):
         fusion_start(store, path)
     write_fusion(path, {**record, "transforms": [{"particle": 0, "angle_deg": None}]})
     with pytest.raises(HollyError, match="damaged transform"):
+        read_fusion(path)
+    flipped = {**record["transforms"][0], "mirrored": "yes"}
+    write_fusion(path, {**record, "transforms": [flipped]})
+    with pytest.raises(HollyError, match="mirrored is not true or false"):
         read_fusion(path)
     path.write_text("{not json")
     with pytest.raises(HollyError, match="not a readable fusion record"):
@@ -226,7 +243,10 @@ def test_training_refines_from_its_own_fusion(tmp_path, caplog):
         "from the particle fusion" in caplog.text and "fusing 14 training particles" in caplog.text
     )
     record = read_fusion(out / "fusion.json")
-    table_angles, store_rows, train_particles = _table(out, cfg)
+    table_angles, store_rows, train_particles, faces = _table(out, cfg)
+    # the logo is chiral and none lies face down: the fusion places all on one face (either;
+    # turned over as a whole it is the same fusion), and then, whichever, the angles below
+    assert record["params"]["mirror"] and len(set(faces.tolist())) == 1
     assert {t["particle"] for t in record["transforms"]} == set(train_particles)
     s = ImageStore.open(store)
     truth = np.load(tmp_path / "sim.truth.npz")["rotations"]
@@ -267,7 +287,8 @@ def _table(out, cfg):
     rot = table.pose(torch.arange(len(table)))[0].detach().numpy()
     train, _, _, _ = store_splits(cfg, torch.device("cpu"))
     rows = train.indices[state["items"].numpy()]
-    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), rows, np.unique(train.particle_ids())
+    faces = np.sign(rot[:, 2, 2])  # +1 face up, -1 face down (the in-plane prior's half turn)
+    return np.arctan2(rot[:, 1, 0], rot[:, 0, 0]), rows, np.unique(train.particle_ids()), faces
 
 
 def test_training_refuses_a_fusion_without_a_store(tmp_path, capsys):

@@ -14,7 +14,8 @@ of N, for particles that show only a few sites each: holly/method/sitetemplate.p
 
 Writes the record (--out JSON: parameters, how sure the fusion was, the fused and the particles'
 own extents, every particle's rotation and shift, provenance) and, with --figure, the fused
-density. Rotations and shifts only: mirrored particles are not matched.
+density. A particle may lie face down (an origami lands on glass on either face): the
+annealing tries each particle's mirror image too unless ``--no-mirror`` (the pairs never do).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "annealing only; default 0, the free density of all particles",
     )
     parser.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="anneal: try each particle's mirror image too, for particles that may lie face "
+        "down (default; twice the time); --no-mirror: turns only, as the pairs are",
+    )
+    parser.add_argument(
         "--partners", type=int, default=64, help="pairs: random partners per particle (default 64)"
     )
     parser.add_argument(
@@ -123,6 +131,7 @@ def _params(args: argparse.Namespace, sigma: float) -> FusionParams:
         anneal_starts=args.starts,
         symmetry=args.symmetry,
         sites=args.sites,
+        mirror=args.mirror,
     )
 
 

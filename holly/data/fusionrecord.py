@@ -1,7 +1,8 @@
 """The particle-fusion record (``holly fuse --out FILE``): written and read here only.
 
 A record holds every fused particle's transform into the fused frame (``angle_deg``,
-``shift``, ``centroid``, in the store's localisation units), the parameters, the pairs'
+``shift``, ``centroid``, in the store's localisation units, and ``mirrored``: face down, its
+mirror image placed; records written before it had none and mean false), the parameters, the pairs'
 agreement and provenance (:mod:`holly.results.fusion` completes it for ``holly fuse``). A run
 with ``refine.fusion`` makes one of its own training particles (:func:`fuse_store`, kept as
 its ``fusion.json``; :mod:`holly.train.fusionstart`) and starts its refinement from it
@@ -22,6 +23,7 @@ from holly.atomic import write_json
 from holly.data.imagestore import ImageStore
 from holly.data.localisations import StoreLocalisations, read_store_localisations
 from holly.errors import HollyError
+from holly.method.annealedfusion import faces_of
 from holly.method.fusion import (
     Fusion,
     FusionParams,
@@ -29,7 +31,7 @@ from holly.method.fusion import (
     fuse,
     fused_model_points,
     image_poses,
-    rotation,
+    place,
 )
 
 FORMAT = 1  # the record's layout (``holly_fusion``)
@@ -64,6 +66,8 @@ def read_fusion(path: str | os.PathLike) -> dict:
             isinstance(v, int | float) and math.isfinite(v) for v in values
         ):
             raise HollyError(f"{path}: a damaged transform {t!r}; {again}")
+        if not isinstance(t.get("mirrored", False), bool):
+            raise HollyError(f"{path}: a transform's mirrored is not true or false {t!r}; {again}")
     return record
 
 
@@ -125,14 +129,24 @@ def core_record(
         # a site template's sites in the fused frame (params.sites of them), else null
         "sites": None if result.sites is None else np.round(result.sites, 3).tolist(),
         "bootstrap_moved": result.moved,
+        # particles placed face down, where the kept fusion tried both faces; else null
+        "mirrored": None if result.mirrored is None else int(np.sum(result.mirrored)),
         "transforms": [
             {
                 "particle": int(locs.particles[i]),
                 "angle_deg": round(float(np.degrees(a)) % 360.0, 3),
                 "shift": [round(float(v), 3) for v in s],
                 "centroid": [round(float(v), 3) for v in c],
+                "mirrored": bool(m),
             }
-            for i, a, s, c in zip(keep, result.angles, result.shifts, result.centroids, strict=True)
+            for i, a, s, c, m in zip(
+                keep,
+                result.angles,
+                result.shifts,
+                result.centroids,
+                faces_of(result.mirrored, len(keep)),
+                strict=True,
+            )
         ],
         "provenance": {"inputs": {"store": str(store), **locs.sources}},
     }
@@ -158,6 +172,8 @@ def fusion_quality(record: dict) -> str:
             words += f" in {params['symmetry']}-fold orbits"
     elif params.get("symmetry", 1) > 1:
         words += f", {params['symmetry']}-fold symmetry declared"
+    if record.get("mirrored") is not None:  # the kept fusion tried both faces
+        words += f", either face ({record['mirrored']} face down)"
     if record.get("method") == "both" and len(record.get("fits") or {}) > 1:
         words += f" (kept over {'pairs' if record.get('chosen') == 'anneal' else 'annealing'})"
     return words
@@ -170,8 +186,15 @@ def fused_from_record(locs: StoreLocalisations, record: dict) -> list[np.ndarray
     for t in record["transforms"]:
         if t["particle"] not in by_particle:
             raise HollyError(f"the fusion record names particle {t['particle']}, not in the store")
-        turn = rotation(np.radians(t["angle_deg"]))
-        placed.append((by_particle[t["particle"]] - t["centroid"]) @ turn.T + t["shift"])
+        placed.append(
+            place(
+                by_particle[t["particle"]],
+                np.radians(t["angle_deg"]),
+                np.asarray(t["shift"]),
+                np.asarray(t["centroid"]),
+                t.get("mirrored", False),
+            )
+        )
     return placed
 
 
@@ -183,11 +206,14 @@ class FusionStart:
     shifts: np.ndarray  # [I, 2] per store image: image-plane shift
     fused: np.ndarray  # [I] bool: the image's particle was fused (else angles/shifts are 0)
     points: np.ndarray  # [N, 2] the fused localisations, centred on their mean
+    # [I] bool: the image shows the fused particle face down (image_rotations)
+    mirrored: np.ndarray
 
     def for_images(self, store_indices: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Angles ``[B]``, shifts ``[B, 2]`` and the fused mask ``[B]`` of store images."""
+        """Angles ``[B]``, shifts ``[B, 2]``, the fused mask ``[B]`` and the face-down mask
+        ``[B]`` of store images."""
         i = np.asarray(store_indices, dtype=np.int64)
-        return self.angles[i], self.shifts[i], self.fused[i]
+        return self.angles[i], self.shifts[i], self.fused[i], self.mirrored[i]
 
 
 def fusion_start(
@@ -223,8 +249,8 @@ def fusion_start(
     # localisations were read in nm, over the model unit's size / 4 pixels
     per_source = float(store.attrs["params"]["pixels_per_unit"]) / (store.height / 4)
     per_length = per_source / (locs.nm_per_unit or 1.0)
-    angles, shifts, fused = _image_poses(store, locs, record, origin, per_length)
-    return FusionStart(angles, shifts, fused, fused_model_points(placed, per_length, origin))
+    angles, shifts, fused, down = _image_poses(store, locs, record, origin, per_length)
+    return FusionStart(angles, shifts, fused, fused_model_points(placed, per_length, origin), down)
 
 
 def model_origin(record: dict, placed: np.ndarray) -> np.ndarray:
@@ -247,11 +273,14 @@ def _image_poses(store, locs, record, origin, per_length):
         np.array([centres[int(p)] for p in ids[fused]]).reshape(-1, 2), copy[fused], per_length
     )
     angles, shifts = np.zeros(len(ids)), np.zeros((len(ids), 2))
+    down = np.zeros(len(ids), bool)
+    down[fused] = [t.get("mirrored", False) for t in rows]
     angles[fused], shifts[fused] = image_poses(
         np.radians([t["angle_deg"] for t in rows]),
         np.array([t["shift"] for t in rows]).reshape(-1, 2),
         np.array([t["centroid"] for t in rows]).reshape(-1, 2),
         frames,
         origin,
+        down[fused],
     )
-    return angles, shifts, fused
+    return angles, shifts, fused, down

@@ -29,14 +29,16 @@ Pairs:
 3. **Bootstrap.** Each particle is registered again, onto the fusion of all the others (leave
    one out), ``bootstrap_rounds`` times.
 
-Only rotations and shifts (SE(2)): a particle lying face down (a mirror image) is not
-matched. Underlabelling limits both: a pair registers only on the sites both particles show, so
-it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 % labelling fuse into their
-letters by pairs; at 30 % into a partial shape by either, cleaner by annealing);
-holly's simulated 30 % logo and 8-corner pore, a few sites per particle, fuse by neither,
-the pore only with its symmetry and site count declared (``FusionParams.symmetry`` and
-``sites``; docs/maintainer-notes.md, "Particle fusion", "Annealed fusion" and "A site
-template and a declared symmetry").
+Rotations and shifts, and with ``FusionParams.mirror`` (annealing only) mirror images: a
+particle lying face down, seen from the top, is the mirror image of one face up. The pairs
+are SE(2) only. Underlabelling limits both methods: a pair registers only on the sites both
+particles show, so it needs several shared sites (the TU Delft DNA-PAINT logos at ~50 %
+labelling fuse into their letters by pairs; at 30 % into a partial shape by either, and into
+its three letters by annealing with mirror images); holly's simulated 30 % logo and 8-corner
+pore, a few sites per particle, fuse by neither, the pore only with its symmetry and site
+count declared (``FusionParams.symmetry`` and ``sites``; docs/maintainer-notes.md, "Particle
+fusion", "Annealed fusion", "A site template and a declared symmetry" and "Particles face
+down").
 
 Arrays only, no files: the caller (:mod:`holly.results.fusion`, for ``holly fuse``) reads and
 writes. Coordinates are any length unit (the store's nm); angles in radians, counter-clockwise
@@ -55,8 +57,16 @@ import torch
 from scipy.spatial import cKDTree
 
 from holly.config import fusion_prior_problem
-from holly.method.annealedfusion import Schedule, anneal, fit, unit_mass_spectra
+from holly.method.annealedfusion import (
+    MIRROR,
+    Schedule,
+    anneal,
+    faces_of,
+    fit,
+    unit_mass_spectra,
+)
 from holly.method.clusters import kmeans
+from holly.method.geometry import rotation_about_z
 from holly.method.sitetemplate import data_kernel
 
 log = logging.getLogger(__name__)
@@ -88,6 +98,9 @@ class FusionParams:
     # density (holly.method.sitetemplate): "anneal" only (a "both" becomes "anneal": a site
     # model's fit and a density's are not comparable); 0 (the default): the density
     sites: int = 0
+    # "anneal": each particle may lie face down, its mirror image tried too (twice the
+    # candidates). False: turns only, as the pairs always are
+    mirror: bool = False
 
     def __post_init__(self):
         # set once here, so that the fusion, its record and a run's reuse check all see (and
@@ -120,13 +133,25 @@ class Fusion:
     chosen: str = ""  # the method whose transforms these are
     sites: np.ndarray | None = None  # "anneal" with a site template: its sites, [K, 2]
     fits: dict[str, float] = field(default_factory=dict)  # each method's fit, where compared
+    # [P] bool: mirrored (x -> -x) about its centroid before the turn ("anneal" with mirror)
+    mirrored: np.ndarray | None = None
 
     def apply(self, points: list[np.ndarray]) -> list[np.ndarray]:
         """``points`` (as given to :func:`fuse`) in the fused frame."""
+        faces = faces_of(self.mirrored, len(points))
         return [
-            (p - c) @ rotation(a).T + s
-            for p, a, s, c in zip(points, self.angles, self.shifts, self.centroids, strict=True)
+            place(p, a, s, c, face)
+            for p, a, s, c, face in zip(
+                points, self.angles, self.shifts, self.centroids, faces, strict=True
+            )
         ]
+
+
+def place(points, angle: float, shift, centroid, mirrored: bool = False) -> np.ndarray:
+    """``points [n, 2]`` of one particle in the fused frame: about their ``centroid``,
+    mirrored (``x -> -x``) where ``mirrored``, turned by ``angle``, then moved by ``shift``."""
+    centred = np.asarray(points, dtype=np.float64) - centroid
+    return (centred * MIRROR if mirrored else centred) @ rotation(angle).T + shift
 
 
 def rotation(angle: float) -> np.ndarray:
@@ -366,7 +391,8 @@ def fuse(points: list[np.ndarray], params: FusionParams, seed: int) -> Fusion:
 def _prior_words(params: FusionParams) -> str:
     """What the user declared, for the log: sites (annealing only) and symmetry."""
     words = f" on {params.sites} sites, annealing only" if params.sites else ""
-    return words + (f", {params.symmetry}-fold symmetry" if params.symmetry > 1 else "")
+    words += f", {params.symmetry}-fold symmetry" if params.symmetry > 1 else ""
+    return words + (", either face" if params.mirror else "")
 
 
 def _check_prior(params: FusionParams) -> None:
@@ -386,8 +412,8 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
     particles fit each other best is kept (the outcome depends on the start: on the TU Delft
     30 % logos one start gave clean letters, another a smeared T)."""
     schedule = Schedule(rounds=params.anneal_rounds)
-    centres, kernel = torch.from_numpy(grid.centres()), params.kernel
-    drawn = RotatedSpectra(
+    centres, kernel, mirror = torch.from_numpy(grid.centres()), params.kernel, params.mirror
+    drawn = RotatedSpectra(  # the turns only: anneal makes the mirror images from them
         centred,
         grid,
         kernel,
@@ -407,14 +433,23 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
             drawn,
             symmetry=params.symmetry,
             sites=params.sites,
+            mirror=mirror,
         )
         score = (
             done.objective  # the site model's own log likelihood per localisation
             if params.sites
             else fit(
-                centred, done.angles, done.shifts, grid, params.sigma, symmetry=params.symmetry
+                *(centred, done.angles, done.shifts, grid, params.sigma),
+                symmetry=params.symmetry,
+                mirrored=done.mirrored,
             )
         )
+        if mirror:
+            log.info(
+                "fusion: annealing start %d: %d particles face down",
+                start + 1,
+                int(done.mirrored.sum()),
+            )
         log.info("fusion: annealing start %d fits %.4f per localisation", start + 1, score)
         if score > best_fit:
             best, best_fit = done, score
@@ -431,6 +466,7 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
         chosen="anneal",
         fits={"anneal": best_fit},
         sites=best.sites,
+        mirrored=best.mirrored,
     )
 
 
@@ -488,6 +524,7 @@ def image_poses(
     centroids: np.ndarray,
     frames: ImageFrames,
     origin: np.ndarray,
+    mirrored: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The in-plane pose of each image against the fused particle, in holly's model frame.
 
@@ -500,16 +537,36 @@ def image_poses(
     so the image is the cloud ``Q`` turned by ``c + a`` about the viewing axis and shifted in
     the image plane by the second term (model units).
 
+    A particle ``mirrored`` in the fusion (``F = R(a) M (x - centroid) + shift``, ``M = -Y``)
+    gives, with ``Y M = -I`` and ``-R(-a) Y = R(pi - a) Y``:
+    ``R(c) k Y (x - e) = R(c - a + pi) Y Q + R(c) k Y (centroid - e + M R(-a) (origin -
+    shift))``: the cloud shown face down (``Y``, the half turn about x in 3D: ``diag(1, -1,
+    -1)``, :func:`image_rotations`), then turned by ``c - a + pi``.
+
     Returns
     -------
-    rotation angles [I] (radians, about the viewing axis), shifts [I, 2] (model units)
+    rotation angles [I] (radians, about the viewing axis; after the face-down half turn where
+    ``mirrored``), shifts [I, 2] (model units)
     """
     k = frames.units_per_length
     flip = np.array([1.0, -1.0])
+    down = faces_of(mirrored, len(angles))
     c, a = frames.copy_angles, np.asarray(angles, dtype=np.float64)
     back = _turn(np.asarray(origin, dtype=np.float64) - shifts, -a)  # R(-a) (origin - shift)
+    back = np.where(down[:, None], back * MIRROR, back)
     offset = k * (centroids - frames.frame_centres + back) * flip
-    return c + a, _turn(offset, c)
+    return np.where(down, c - a + np.pi, c + a), _turn(offset, c)
+
+
+def image_rotations(turns: np.ndarray, mirrored: np.ndarray | None = None) -> torch.Tensor:
+    """Model-frame rotations ``[I, 3, 3]`` (float64) of :func:`image_poses`' ``turns``:
+    ``R_z(turn)``, after the half turn about x (``diag(1, -1, -1)``: the other face, as the
+    in-plane pose prior writes it) where ``mirrored``."""
+    face = torch.as_tensor(np.where(faces_of(mirrored, len(turns)), -1.0, 1.0))
+    one = torch.ones_like(face)
+    return rotation_about_z(torch.as_tensor(turns, dtype=torch.float64)) @ torch.diag_embed(
+        torch.stack([one, face, face], -1)
+    )
 
 
 def fused_model_points(

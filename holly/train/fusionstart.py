@@ -82,12 +82,13 @@ def _settings(rc) -> dict:
         "bootstrap_rounds": rc.fusion_bootstrap,
         "symmetry": rc.symmetry,
         "sites": rc.fusion_sites,
+        "mirror": rc.fusion_mirror,
     }
 
 
 # FusionParams added after records were first written, with the value that reproduces what
 # those records' holly did (no symmetry, the free density): a record without them used that
-ADDED_LATER = {"symmetry": 1, "sites": 0}
+ADDED_LATER = {"symmetry": 1, "sites": 0, "mirror": False}
 
 
 def _reusable(run: RunFolder, rc, seed: int, particles: np.ndarray) -> dict | None:

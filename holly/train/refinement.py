@@ -19,8 +19,7 @@ from holly.config import ExperimentConfig
 from holly.data.fusionrecord import FusionStart
 from holly.method import refine
 from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start, symmetry_axis
-from holly.method.fusion import cloud_start
-from holly.method.geometry import rotation_about_z
+from holly.method.fusion import cloud_start, image_rotations
 from holly.method.viewprior import PosePrior
 from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, fresh_poses, render_spec
 
@@ -185,12 +184,12 @@ def fusion_table(
     """``refine.fusion``: the table's items (a seeded subset of the fused particles' training
     images) at their poses in the fusion; ``points`` restart on the fused localisations (the
     poses' frame), flat: the CNN phase's cloud is in a frame of its own."""
-    angles, shifts, fused = fusion.for_images(train_set.indices)
+    angles, shifts, fused, down = fusion.for_images(train_set.indices)
     eligible = np.flatnonzero(fused)
     rows = eligible[refine.table_subset(len(eligible), cfg.refine.images, cfg.seed).numpy()]
     like = {"dtype": points.dtype, "device": points.device}
     table = refine.PoseTable(
-        rotation_about_z(torch.as_tensor(angles[rows])).to(**like),
+        image_rotations(angles[rows], down[rows]).to(**like),
         torch.as_tensor(shifts[rows]).to(**like),
         torch.full((len(rows),), float(sigma), **like),
         PosePrior.from_config(cfg),
