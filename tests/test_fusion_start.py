@@ -309,3 +309,24 @@ def test_the_fusion_figure_of_a_run_without_a_fusion_is_refused(tmp_path, capsys
     figure = ["figures", str(out), "--out", str(out / "figures"), "--only", "fusion"]
     assert holly.cli.main(figure) == 2
     assert "not trained with refine.fusion" in capsys.readouterr().err
+
+
+def test_a_record_from_before_either_face_is_fused_again(tmp_path):
+    """A run's fusion.json written before ``refine.fusion_mirror`` (its params without
+    ``mirror``: turns only) is reused only where the config asks for turns only."""
+    from types import SimpleNamespace
+
+    from holly.config import from_dict
+    from holly.train.fusionstart import _reusable
+
+    store = _store(tmp_path, particles=4, copies=1)
+    record = _record(store, np.random.default_rng(5))
+    run = SimpleNamespace(fusion=tmp_path / "fusion.json")
+    made = {"sigma": 2.0, "method": "both", "anneal_rounds": 12, "anneal_starts": 3}
+    made |= {"n_angles": 72, "partners": 64, "keep_deg": 20.0, "sync_rounds": 4}
+    made |= {"bootstrap_rounds": 5, "symmetry": 1, "sites": 0, "seed": 0}
+    write_fusion(run.fusion, {**record, "params": made})
+    particles = read_store_localisations(store).particles
+    for mirror, reused in ((True, False), (False, True)):
+        rc = from_dict({"refine": {"fusion_sigma": 2.0, "fusion_mirror": mirror}}).refine
+        assert (_reusable(run, rc, 0, particles) is not None) == reused

@@ -92,6 +92,21 @@ def test_in_plane_views_have_zero_tilt():
     assert np.ptp(angles) > 6.0  # all in-plane angles
 
 
+def test_a_share_of_particles_lies_face_down():
+    """``face_down``: that share of the in-plane particles turned over (the half turn about x
+    first, so the viewing axis is -z and the table shows the mirror image); the rest, and a
+    simulation without it, draw exactly as before."""
+    kw = {"shape": "logo", "particles": 400, "views": "inplane", "seed": 3}
+    plain, down = sim(**kw), sim(**kw, face_down=0.25)
+    faces = down.rotations[:, 2, 2]
+    assert np.allclose(np.abs(faces), 1.0) and 0.19 < (faces < 0).mean() < 0.31
+    same = faces > 0
+    np.testing.assert_array_equal(down.rotations[same], plain.rotations[same])
+    flip = np.diag([1.0, -1.0, -1.0])
+    np.testing.assert_allclose(down.rotations[~same], plain.rotations[~same] @ flip)
+    np.testing.assert_array_equal(sim(**kw, face_down=0.0).xyz_nm, plain.xyz_nm)
+
+
 def test_uniform_views_are_haar():
     rot, _ = view_rotations(20000, "uniform", 30.0, np.random.default_rng(0))
     assert np.abs(rot.mean(0)).max() < 0.02
@@ -174,6 +189,8 @@ def run_cli(*argv):
         ("--blinks", "0.5", "--blinks must be >= 1"),
         ("--particles", "0", "--particles must be a positive integer"),
         ("--linker-nm", "nan", "--linker-nm must be a finite number"),
+        ("--face-down", "1.5", "--face-down must be in [0, 1]"),
+        ("--face-down", "0.1", "--face-down must be 0 with --views uniform"),
     ],
 )
 def test_bad_values_exit_2_and_write_nothing(tmp_path, capsys, option, value, words):

@@ -7,9 +7,14 @@ the record's transforms and prints, as JSON: the fused localisations' ring (radi
 spectrum about the best-fitting circle, `holly.results.structure.ring`), their extents, and the
 record's sites. With `--truth` (a `holly simulate-localisations` table beside its
 `.truth.npz`): each particle's rotation error modulo `--order` (default: the record's declared
-symmetry), for the particles showing at least 1, 2 and 3 labelled sites. A store's particle `i`
-is the table's `i`-th particle id (`holly localise` numbers them in order); its y axis points
-down, as the camera's, so the simulated turn appears mirrored (the sign is taken care of here).
+symmetry), for the particles showing at least 1, 2 and 3 labelled sites, and the faces: how
+many lie face down in the simulation (`--face-down`) and in the record (`mirrored`), and the
+share placed on their right face (up to turning the whole fusion over, which is the same
+fusion). A particle on the wrong face has no rotation error; it counts as not within 10°. For
+a structure that is its own mirror image (the pore) the face is not determined by the data:
+read the faces only for chiral ones (the logo). A store's particle `i` is the table's `i`-th
+particle id (`holly localise` numbers them in order); its y axis points down, as the camera's,
+so the simulated turn appears mirrored (the sign is taken care of here).
 """
 
 from __future__ import annotations
@@ -36,20 +41,45 @@ def rotation_errors(record: dict, truth_csv: Path, order: int) -> dict:
     rows = record["transforms"]
     simulated = ids[[t["particle"] for t in rows]]
     turns = truth["rotations"][simulated]
-    true_angle = np.arctan2(turns[:, 1, 0], turns[:, 0, 0])
+    true_down = turns[:, 2, 2] < 0  # the half turn about x: the table shows the mirror image
+    placed_down = np.array([bool(t.get("mirrored", False)) for t in rows])
+    # each particle's found placement composed with its true view, both in the table's y-down
+    # frame (Y R Y: the camera's y points down): one transform for all in a right fusion, a
+    # turn where the faces agree and a turn after a mirror where they do not
+    y, m = np.diag([1.0, -1.0]), np.diag([-1.0, 1.0])
     found = np.radians([t["angle_deg"] for t in rows])
-    z = np.exp(1j * order * (found - true_angle))  # minus: the store's y axis is mirrored
-    error = np.degrees(np.abs(np.angle(z * np.exp(-1j * np.angle(z.mean()))))) / order
+    composed = np.stack(
+        [
+            _turn(a) @ (m if d else np.eye(2)) @ y @ r[:2, :2] @ y
+            for a, d, r in zip(found, placed_down, turns, strict=True)
+        ]
+    )
+    flipped = np.linalg.det(composed) < 0
+    same = flipped == (flipped.mean() > 0.5)  # the majority's face: the fusion's
+    unflipped = np.where(flipped[:, None, None], composed @ m, composed)
+    z = np.exp(1j * order * np.arctan2(unflipped[:, 1, 0], unflipped[:, 0, 0]))
+    error = np.degrees(np.abs(np.angle(z * np.exp(-1j * np.angle(z[same].mean()))))) / order
+    error[~same] = np.nan  # on the other face: no turn places it
     shown = truth["labelled"][simulated].sum(1)
     out = {"order": order, "chance_median_deg": round(90.0 / order, 2)}
+    out["faces"] = {
+        "true_face_down": int(true_down.sum()),
+        "placed_face_down": int(placed_down.sum()),
+        "right_face": round(float(same.mean()), 3),
+    }
     for least in (1, 2, 3):
         pick = shown >= least
         out[f"showing_{least}_or_more"] = {
             "particles": int(pick.sum()),
-            "median_deg": round(float(np.median(error[pick])), 2),
-            "within_10_deg": round(float((error[pick] < 10).mean()), 3),
+            "median_deg": round(float(np.nanmedian(np.where(same, error, 180.0)[pick])), 2),
+            "within_10_deg": round(float((np.nan_to_num(error[pick], nan=180.0) < 10).mean()), 3),
         }
     return out
+
+
+def _turn(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s], [s, c]])
 
 
 def main() -> int:

@@ -102,6 +102,15 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         metavar="DEG",
         help="largest out-of-plane tilt for --views tilt, in [0, 90] (30)",
     )
+    parser.add_argument(
+        "--face-down",
+        type=float,
+        default=d.face_down,
+        metavar="SHARE",
+        help="share of the particles lying on their other face, in [0, 1], for --views tilt or "
+        "inplane (an origami lands on glass on either face; seen from the top it is the "
+        "mirror image) (0)",
+    )
     parser.add_argument("--frames", type=int, default=d.frames, help="frames (10000)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of every draw (0)")
     parser.add_argument(
@@ -132,6 +141,7 @@ def main(args: argparse.Namespace) -> int:
         field_nm=args.field_nm,
         views=args.views,
         max_tilt_deg=args.max_tilt,
+        face_down=args.face_down,
         frames=args.frames,
         seed=args.seed,
     )

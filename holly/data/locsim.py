@@ -16,7 +16,9 @@ microscope makes, a localisation table, so that simulated and real data take the
    direction uniform over the spherical cap of half-angle ``max_tilt_deg`` about the
    structure's z axis, the in-plane angle uniform) or ``inplane`` (about the viewing axis
    only). All three are ``R = R_z(alpha) R_x(theta) R_z(beta)`` with alpha, beta uniform and
-   cos theta uniform on [-1, 1], [cos T, 1] or {1}; theta is the out-of-plane tilt.
+   cos theta uniform on [-1, 1], [cos T, 1] or {1}; theta is the out-of-plane tilt. For
+   ``tilt`` and ``inplane`` a share ``face_down`` of the particles lies on its other face (an
+   origami lands on glass on either): ``R diag(1, -1, -1)``, the half turn about x first.
 5. **Blinking.** Each fluorophore gives a random number of localisations with mean ``blinks``:
    ``geometric`` (1, 2, ...; every fluorophore is seen at least once) or ``poisson`` (0, 1,
    ...; some labelled sites are never seen).
@@ -96,6 +98,7 @@ class LocSimParams:
     field_nm: float | None = None  # None: FIELD_FACTOR x size_nm
     views: str = "uniform"
     max_tilt_deg: float = 30.0
+    face_down: float = 0.0  # share of particles on their other face (tilt and inplane views)
     frames: int = 10000
     seed: int = 0
 
@@ -136,6 +139,15 @@ class LocSimParams:
             raise bad("views", f"one of {', '.join(VIEWS)}", self.views)
         if not (0.0 <= self.max_tilt_deg <= 90.0):
             raise bad("max_tilt", "in [0, 90] degrees", self.max_tilt_deg)
+        if not (0.0 <= self.face_down <= 1.0):
+            raise bad("face_down", "in [0, 1] (the share of particles face down)", self.face_down)
+        if self.face_down > 0 and self.views == "uniform":
+            raise bad(
+                "face_down",
+                "0 with --views uniform (uniform views show both faces already); use --views "
+                "tilt or inplane",
+                self.face_down,
+            )
         if not (isinstance(self.frames, int) and self.frames >= 1):
             raise bad("frames", "a positive integer", self.frames)
 
@@ -247,6 +259,9 @@ def simulate_localisations(params: LocSimParams) -> LocSimulation:
     n_p, n_s = params.particles, len(sites)
 
     rotations, tilt = view_rotations(n_p, params.views, params.max_tilt_deg, rng)
+    if params.face_down > 0:  # drawn only then: simulations without it keep their stream
+        down = rng.random(n_p) < params.face_down
+        rotations[down] = rotations[down] @ np.diag([1.0, -1.0, -1.0])
     labelled = rng.random((n_p, n_s)) < params.labelling
     fluor_particle, fluor_site = np.nonzero(labelled)  # particle-major order
     n_f = len(fluor_site)
