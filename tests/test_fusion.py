@@ -18,6 +18,7 @@ from holly.data.localisations import read_store_localisations
 from holly.data.shapes import logo_sites_nm
 from holly.method.annealedfusion import MIRROR
 from holly.method.fusion import (
+    Fusion,
     FusionParams,
     Grid,
     Pairs,
@@ -25,6 +26,7 @@ from holly.method.fusion import (
     density,
     disagreement_deg,
     fuse,
+    majority_face_up,
     rotated_spectra,
     rotation,
     synchronise_angles,
@@ -158,6 +160,27 @@ def placement_spread_deg(found, found_down, true, true_down) -> float:
     return float(np.degrees(np.abs([np.arctan2(r[1, 0], r[0, 0]) for r in rel])).max())
 
 
+def test_a_fusion_mostly_face_down_is_turned_over_as_a_whole():
+    """More than half placed mirrored: the whole fused frame is mirrored instead, so that
+    most particles lie face up; every placement is the old one's mirror image, exactly."""
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(0, 3, (6, 2)) for _ in range(5)]
+    centroids = np.array([p.mean(0) for p in parts])
+    down = np.array([True, True, True, False, True])
+    fusion = Fusion(
+        *(rng.uniform(0, 6, 5), rng.normal(0, 2, (5, 2)), centroids, None, 0, 0),
+        mirrored=down.copy(),
+        sites=rng.normal(0, 1, (3, 2)),
+    )
+    before, sites = fusion.apply(parts), fusion.sites.copy()
+    turned = majority_face_up(fusion)
+    np.testing.assert_array_equal(turned.mirrored, ~down)
+    for now, then in zip(turned.apply(parts), before, strict=True):
+        np.testing.assert_allclose(now, then * MIRROR, atol=1e-12)
+    np.testing.assert_allclose(turned.sites, sites * MIRROR)
+    assert majority_face_up(turned).mirrored.sum() == 1  # already mostly face up: kept
+
+
 def _localised(tmp_path, particles=12):
     table = tmp_path / "sim.csv"
     sim = ["--out", str(table), "--shape", "logo", "--particles", str(particles)]
@@ -184,10 +207,10 @@ def test_fuse_command_writes_its_record_and_figure(tmp_path):
     ids = [t["particle"] for t in record["transforms"]]
     true = -np.arctan2(truth[ids, 1, 0], truth[ids, 0, 0])
     found = np.radians([t["angle_deg"] for t in record["transforms"]])
-    # none lies face down: all placed mirrored or none (the same fusion, turned over)
+    # none lies face down, and the fused frame shows the face most particles show
     down = [t["mirrored"] for t in record["transforms"]]
-    kept_faces = (0, 12) if record["chosen"] == "anneal" else (None,)  # pairs: turns only
-    assert record["params"]["mirror"] and record["mirrored"] in kept_faces
+    kept_faces = 0 if record["chosen"] == "anneal" else None  # pairs: turns only
+    assert record["params"]["mirror"] and record["mirrored"] == kept_faces
     assert placement_spread_deg(found, down, true, np.zeros(12, bool)) < 6.0
     # the fused logo is as large as one particle (it is not smeared into a disc)
     assert record["fused_extents"][0] == pytest.approx(record["particle_extents"][0], rel=0.15)

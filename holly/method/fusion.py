@@ -454,20 +454,37 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
         if score > best_fit:
             best, best_fit = done, score
     peak = float(np.median(best.peak))
-    return Fusion(
-        best.angles,
-        best.shifts,
-        centroids,
-        None,
-        0,
-        0,
-        best.moved,
-        peak,
-        chosen="anneal",
-        fits={"anneal": best_fit},
-        sites=best.sites,
-        mirrored=best.mirrored,
+    return majority_face_up(
+        Fusion(
+            best.angles,
+            best.shifts,
+            centroids,
+            None,
+            0,
+            0,
+            best.moved,
+            peak,
+            chosen="anneal",
+            fits={"anneal": best_fit},
+            sites=best.sites,
+            mirrored=best.mirrored,
+        )
     )
+
+
+def majority_face_up(fusion: Fusion) -> Fusion:
+    """The same fusion with most particles face up: where more than half were placed
+    mirrored, the fused frame is mirrored (``x -> -x``) as a whole, which the particles fit
+    exactly as well. ``M R(a) M^f = R(-a) M^(f+1)``: each angle changes sign, each shift and
+    site is mirrored and each face turns over. So the fused particle shows the face most
+    particles show (on the TU Delft logos, the letters read as designed, not mirrored)."""
+    down = fusion.mirrored
+    if down is None or 2 * int(down.sum()) <= len(down):
+        return fusion
+    fusion.angles, fusion.shifts, fusion.mirrored = -fusion.angles, fusion.shifts * MIRROR, ~down
+    if fusion.sites is not None:
+        fusion.sites = fusion.sites * MIRROR
+    return fusion
 
 
 def fuse_pairs(
