@@ -29,8 +29,9 @@ fit (expectation-maximisation, as maximum-likelihood class averaging does for cr
   without it the T was a bar and a stroke (docs/maintainer-notes.md, "Particles face down").
 
 On the real TU Delft DNA-PAINT logos at ~30 % labelling its particles fit each other better
-than the pairwise fusion's (every run so far): a closed D and a U, the T still imperfect
-(a bar and a stroke), where the pairwise fusion showed a D, a U and part of the T. It does
+than the pairwise fusion's (every run so far): by turns alone a closed D and a U, the T still
+imperfect (a bar and a stroke), where the pairwise fusion showed a D, a U and part of the T;
+with either face T, U and D. It does
 not fuse holly's simulated 30 % logo and pore (a few sites per particle; the template
 collapses onto a square or a few spots): docs/maintainer-notes.md, "Annealed fusion". Where
 the user declares the pore's symmetry and site count (``symmetry``, ``sites``:
@@ -275,6 +276,8 @@ def anneal(
     kernel = data_kernel(sigma) if sites else sigma
     n, k_count = grid.n, len(angles)
     candidates = k_count * (2 if mirror else 1)
+    if mirror and not np.allclose(angles, 2 * np.pi * np.arange(k_count) / k_count):
+        raise ValueError("mirror images need the turns 2 pi k / K, k = 0..K-1")
     per_cluster = localisations_per_cluster(centred, sigma)
     log.info("annealed fusion: %.1f localisations per fluorophore cluster", per_cluster)
 
