@@ -230,6 +230,15 @@ def test_a_site_template_record_says_the_annealing_ran(tmp_path):
     assert len(record["sites"]) == 6
 
 
+def test_no_mirror_fuses_by_turns_only(tmp_path):
+    store, out = _localised(tmp_path, particles=6), tmp_path / "fusion.json"
+    argv = ["fuse", str(store), "--out", str(out), "--method", "anneal", "--no-mirror"]
+    assert holly.cli.main([*argv, "--rounds", "3", "--starts", "1"]) == 0
+    record = json.loads(out.read_text())
+    assert record["params"]["mirror"] is False and record["mirrored"] is None
+    assert not any(t["mirrored"] for t in record["transforms"])
+
+
 def test_fuse_refuses_a_store_without_localisations_and_its_own_input(tmp_path, capsys):
     sim = {"seed": 1, "data": {"shape": "tetrapod", "particles": 6, "augment": 1}}
     sim |= {"render": {"height": 16, "width": 16}, "sigma": {"values": [2.0]}}
