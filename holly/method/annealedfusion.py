@@ -272,22 +272,12 @@ def anneal(
     (:func:`with_mirror_images`; ``drawn`` holds the turns only, and ``angles`` must then be
     equally spaced from 0)."""
     field = _Field(grid.n, grid.pixel)
-    centres = torch.from_numpy(grid.centres())
     kernel = data_kernel(sigma) if sites else sigma
     n, k_count = grid.n, len(angles)
     candidates = k_count * (2 if mirror else 1)
-    if mirror and not np.allclose(angles, 2 * np.pi * np.arange(k_count) / k_count):
-        raise ValueError("mirror images need the turns 2 pi k / K, k = 0..K-1")
+    spectra = _candidates(centred, grid, kernel, angles, drawn, mirror)
     per_cluster = localisations_per_cluster(centred, sigma)
     log.info("annealed fusion: %.1f localisations per fluorophore cluster", per_cluster)
-
-    def spectra(i: int) -> torch.Tensor:
-        if drawn is not None:
-            own = drawn[i]
-        else:
-            own = unit_mass_spectra(centred[i], centres, grid.pixel, kernel, angles)
-        return with_mirror_images(own) if mirror else own
-
     rng = np.random.default_rng(seed)
     site_template = SiteTemplate(sites, symmetry, grid.centres(), rng) if sites else None
     best = rng.integers(candidates, size=len(centred))
@@ -324,6 +314,25 @@ def anneal(
     return Annealed(
         angles[best % k_count], shifts, peak, moved, float(np.mean(objective)), found, mirrored
     )
+
+
+def _candidates(centred, grid, kernel: float, angles: np.ndarray, drawn, mirror: bool):
+    """``i -> [C, n, n/2+1]``: particle ``i``'s candidates, its :func:`unit_mass_spectra` at
+    every turn (``drawn[i]`` where the caller keeps them) and, with ``mirror``, its mirror
+    image's (:func:`with_mirror_images`, which needs the turns ``2 pi k / K``)."""
+    k_count = len(angles)
+    if mirror and not np.allclose(angles, 2 * np.pi * np.arange(k_count) / k_count):
+        raise ValueError("mirror images need the turns 2 pi k / K, k = 0..K-1")
+    centres = torch.from_numpy(grid.centres())
+
+    def spectra(i: int) -> torch.Tensor:
+        if drawn is not None:
+            own = drawn[i]
+        else:
+            own = unit_mass_spectra(centred[i], centres, grid.pixel, kernel, angles)
+        return with_mirror_images(own) if mirror else own
+
+    return spectra
 
 
 def _round_template(own, site_template, grid, field: _Field, sigma, blur, schedule, symmetry):

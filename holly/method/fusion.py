@@ -444,13 +444,8 @@ def fuse_annealed(centred, centroids, params, grid, angles, seed) -> Fusion:
                 mirrored=done.mirrored,
             )
         )
-        if mirror:
-            log.info(
-                "fusion: annealing start %d: %d particles face down",
-                start + 1,
-                int(done.mirrored.sum()),
-            )
-        log.info("fusion: annealing start %d fits %.4f per localisation", start + 1, score)
+        faces = "" if done.mirrored is None else f", {int(done.mirrored.sum())} face down"
+        log.info("fusion: annealing start %d fits %.4f per localisation%s", start + 1, score, faces)
         if score > best_fit:
             best, best_fit = done, score
     peak = float(np.median(best.peak))
