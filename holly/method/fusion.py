@@ -68,6 +68,7 @@ from holly.method.annealedfusion import (
 from holly.method.clusters import kmeans
 from holly.method.geometry import rotation_about_z
 from holly.method.sitetemplate import data_kernel
+from holly.method.viewprior import face_turn
 
 log = logging.getLogger(__name__)
 
@@ -572,13 +573,10 @@ def image_poses(
 
 def image_rotations(turns: np.ndarray, mirrored: np.ndarray | None = None) -> torch.Tensor:
     """Model-frame rotations ``[I, 3, 3]`` (float64) of :func:`image_poses`' ``turns``:
-    ``R_z(turn)``, after the half turn about x (``diag(1, -1, -1)``: the other face, as the
-    in-plane pose prior writes it) where ``mirrored``."""
+    ``R_z(turn)``, after the in-plane prior's half turn about x
+    (:func:`holly.method.viewprior.face_turn`) where ``mirrored``."""
     face = torch.as_tensor(np.where(faces_of(mirrored, len(turns)), -1.0, 1.0))
-    one = torch.ones_like(face)
-    return rotation_about_z(torch.as_tensor(turns, dtype=torch.float64)) @ torch.diag_embed(
-        torch.stack([one, face, face], -1)
-    )
+    return rotation_about_z(torch.as_tensor(turns, dtype=torch.float64)) @ face_turn(face)
 
 
 def fused_model_points(

@@ -100,7 +100,7 @@ class PosePrior:
             rotation_about_z(2 * math.pi * u[1])
             @ rotation_about_x(tilt)
             @ rotation_about_z(2 * math.pi * u[2])
-            @ _face(face)
+            @ face_turn(face)
         )
         return rotations.to(dtype)
 
@@ -138,10 +138,10 @@ def _limit_tilt(rotations: torch.Tensor, max_tilt: float, soft: bool) -> torch.T
 def _exactly_inplane(rotations: torch.Tensor) -> torch.Tensor:
     psi = torch.atan2(rotations[..., 1, 0], rotations[..., 0, 0])
     face = torch.where(rotations[..., 2, 2] >= 0, 1.0, -1.0).to(rotations.dtype)
-    return rotation_about_z(psi) @ _face(face)
+    return rotation_about_z(psi) @ face_turn(face)
 
 
-def _face(face: torch.Tensor) -> torch.Tensor:
+def face_turn(face: torch.Tensor) -> torch.Tensor:
     """``diag(1, s, s)`` ``[..., 3, 3]`` for ``s = face [...]`` (+-1): the half turn about x
     that shows the other face, or the identity."""
     one = torch.ones_like(face)
