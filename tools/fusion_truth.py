@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from holly.data.fusionrecord import fused_from_record, read_fusion  # noqa: E402
 from holly.data.localisations import read_store_localisations  # noqa: E402
+from holly.method.annealedfusion import MIRROR  # noqa: E402
+from holly.method.fusion import rotation  # noqa: E402
 from holly.results.structure import principal_extents, ring  # noqa: E402
 
 
@@ -46,11 +48,11 @@ def rotation_errors(record: dict, truth_csv: Path, order: int) -> dict:
     # each particle's found placement composed with its true view, both in the table's y-down
     # frame (Y R Y: the camera's y points down): one transform for all in a right fusion, a
     # turn where the faces agree and a turn after a mirror where they do not
-    y, m = np.diag([1.0, -1.0]), np.diag([-1.0, 1.0])
+    y, m = np.diag([1.0, -1.0]), np.diag(MIRROR)
     found = np.radians([t["angle_deg"] for t in rows])
     composed = np.stack(
         [
-            _turn(a) @ (m if d else np.eye(2)) @ y @ r[:2, :2] @ y
+            rotation(a) @ (m if d else np.eye(2)) @ y @ r[:2, :2] @ y
             for a, d, r in zip(found, placed_down, turns, strict=True)
         ]
     )
@@ -75,11 +77,6 @@ def rotation_errors(record: dict, truth_csv: Path, order: int) -> dict:
             "within_10_deg": round(float((np.nan_to_num(error[pick], nan=180.0) < 10).mean()), 3),
         }
     return out
-
-
-def _turn(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s], [s, c]])
 
 
 def main() -> int:
