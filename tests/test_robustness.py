@@ -254,7 +254,8 @@ def test_pose_identifiability_tool_finds_the_true_poses_of_sharp_full_images(tmp
     assert holly.cli.main(args + ["--sigmas", "1", "--size", "32", "--perturbations", "2"]) == 0
     tool = REPO / "tools" / "pose_identifiability.py"
     done = subprocess.run(
-        [sys.executable, str(tool), str(tmp_path), "--rotations", "1024", "--images", "20"],
+        [sys.executable, str(tool), str(tmp_path), "--rotations", "1024", "--images", "20"]
+        + ["--fit-steps", "20"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -262,6 +263,8 @@ def test_pose_identifiability_tool_finds_the_true_poses_of_sharp_full_images(tmp
     assert done.returncode == 0, done.stderr
     median = float(done.stdout.split("best-fitting pose ")[1].split(" deg")[0])
     assert median < 10, done.stdout
+    fits = [float(done.stdout.split(f"at the {k} poses: ")[1][:4]) for k in ("found", "true")]
+    assert all(0 < f < 2 for f in fits), done.stdout  # both clouds fitted and scored
 
 
 # ---------------------------------------------------------------- one real tiny cell

@@ -36,18 +36,26 @@ def fit(cell: Path, blur: float, loss: str, start: str, steps: int, level: float
     rotations = torch.from_numpy(store_poses(cell / "store.zarr", cell / "sim.csv")).float()
     sites = read_truth(cell / "sim.csv")["sites_nm"] / store.nm_per_model_unit
     sites = sites - sites.mean(0)
-    rng = np.random.default_rng(0)
+    shifts = torch.zeros(len(images), 2)
+    return fit_at_poses(images, rotations, shifts, sites, blur, loss, start, steps)
+
+
+def fit_at_poses(images, rotations, shifts, sites, blur, loss, start, steps, seed=0) -> float:
+    """Chamfer / blob against ``sites`` of 150 points fitted to ``images [N, H, W]`` with their
+    ``rotations`` held and their image-plane ``shifts`` (a start) learned, rendered at ``blur``
+    pixels; from the sites' moment-matched blob (``start`` "blob") or from the sites."""
+    rng = np.random.default_rng(seed)
     n_points = 150
     if start == "truth":
         init = sites[rng.choice(len(sites), n_points, replace=len(sites) < n_points)]
     else:
         init = blob_baseline(sites, n_points, rng)
     points = torch.tensor(init, dtype=torch.float32, requires_grad=True)
-    shifts = torch.zeros(len(images), 2, requires_grad=True)
+    shifts = shifts.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([{"params": [points], "lr": 5e-3}, {"params": [shifts], "lr": 1e-3}])
     size = images.shape[-1]
     for _ in range(steps):
-        idx = torch.from_numpy(rng.choice(len(images), 64, replace=False))
+        idx = torch.from_numpy(rng.choice(len(images), min(64, len(images)), replace=False))
         out = render(points, rotations[idx], shifts[idx], blur, size, size, order="latest")
         value = image_loss(normalise(out, "image"), normalise(images[idx], "image"), loss)
         opt.zero_grad()

@@ -15,7 +15,10 @@ localise` made from it, e.g. a robustness cell's ``OUT/work/<cell>``. It prints 
 angle between each image's best-fitting and true pose, the share within 10 and 30 degrees, and
 the share of images whose true pose (its shift fitted) fits at least as well as the best found,
 and how differently the sites draw at the two poses (0: the same image, a symmetric twin that
-does a fitted cloud no harm; 1: no overlap), for the images within 10 deg and beyond 30.
+does a fitted cloud no harm; 1: no overlap), for the images within 10 deg and beyond 30. With
+``--fit-steps 1500`` it also fits a cloud at the found and at the true poses (L1, from the
+sites' blob, as tools/fixed_pose_fit.py fits) and prints their Chamfer / blob: far poses that
+still give the true poses' number do a cloud built on them no harm.
 docs/maintainer-notes.md ("Do the images determine the poses?") has the numbers it gave.
 """
 
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fixed_pose_fit import fit_at_poses  # tools/ is the script's own folder on sys.path
 
 from holly.data.imagestore import ImageStore
 from holly.data.locsim import read_record, read_truth, store_poses
@@ -42,6 +46,7 @@ class Identifiability:
     errors_deg: np.ndarray  # [T] best-fitting pose against the true pose
     truth_fits_as_well: np.ndarray  # [T] bool: the true pose's loss <= the best found's
     drawn_apart: np.ndarray  # [T] how differently the sites draw at the two poses, 0..1
+    fits: dict  # "found" / "true": Chamfer / blob of a cloud fitted at those poses
 
     def summary(self) -> str:
         e, apart = self.errors_deg, self.drawn_apart
@@ -53,6 +58,7 @@ class Identifiability:
             f"drawn at the two poses differ by {np.median(apart[e < 10]):.2f} (median) where "
             f"within 10 deg, {np.median(wrong) if len(wrong) else float('nan'):.2f} where "
             "beyond 30 (0: the same image, 1: no overlap)"
+            + "".join(f"; a cloud fitted at the {k} poses: {v:.2f}" for k, v in self.fits.items())
         )
 
 
@@ -86,9 +92,17 @@ def drawn_apart(sites, pose_a: tuple, pose_b: tuple, sigma, spec) -> np.ndarray:
 
 
 def identifiability(
-    cell: Path, loss: str, n_rotations: int, n_images: int, seed: int, level: float = 1.0
+    cell: Path,
+    loss: str,
+    n_rotations: int,
+    n_images: int,
+    seed: int,
+    fit_steps: int = 0,
+    level: float = 1.0,
 ) -> Identifiability:
-    """Search ``n_images`` images of ``cell`` (seeded choice) against the true sites."""
+    """Search ``n_images`` images of ``cell`` (seeded choice) against the true sites; with
+    ``fit_steps``, also fit a cloud (L1, from the sites' blob, :mod:`fixed_pose_fit`'s fit) at
+    the found and at the true poses: are the far poses harmful to a cloud built on them?"""
     store = ImageStore.open(cell / "store.zarr")
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(store.n_images, min(n_images, store.n_images), replace=False))
@@ -112,7 +126,12 @@ def identifiability(
     errors = twin_errors(rot_true, found_rot.detach(), cell)
     found_pose = (found_rot.detach(), found_shift.detach())
     apart = drawn_apart(sites, found_pose, (rot_true, true_shift), sigma, spec)
-    return Identifiability(errors, (truth <= found).numpy(), apart)
+    fits = {}
+    if fit_steps:
+        blur, truth_np = spec.data_blur, sites.double().numpy()
+        for name, (rot, shift) in (("found", found_pose), ("true", (rot_true, true_shift))):
+            fits[name] = fit_at_poses(images, rot, shift, truth_np, blur, "l1", "blob", fit_steps)
+    return Identifiability(errors, (truth <= found).numpy(), apart, fits)
 
 
 def twin_errors(rot_true: torch.Tensor, found: torch.Tensor, cell: Path) -> np.ndarray:
@@ -133,9 +152,17 @@ def main() -> None:
     parser.add_argument("--rotations", type=int, default=1024, help="random rotations per batch")
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--fit-steps",
+        type=int,
+        default=0,
+        help="also fit a cloud at the found and at the true poses for this many batches (1500)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = identifiability(args.cell, args.loss, args.rotations, args.images, args.seed)
+    result = identifiability(
+        args.cell, args.loss, args.rotations, args.images, args.seed, args.fit_steps
+    )
     print(f"{args.cell} ({args.loss}): {result.summary()}")
 
 
