@@ -282,6 +282,24 @@ def test_log_lines_carry_an_eta(tmp_path, caplog):
     assert [duration_text(s) for s in (-1, 45.9, 192, 7500)] == ["0s", "45s", "3m12s", "2h05m"]
 
 
+def test_refinement_log_lines_say_there_is_no_held_out_loss(tmp_path, caplog):
+    """metrics.csv keeps NaN for the refinement's held-out loss; its log line says why."""
+    import logging
+
+    from holly.run.runfolder import RunFolder
+    from holly.train.progress import MetricsLog
+
+    metrics = MetricsLog(RunFolder(tmp_path), first_step=0, total_steps=10)
+    row = {"step": 5, "train_loss": 3.0, "sigma_in": 1.0, "sigma_pred_mean": 0.9}
+    row |= {"images_per_s": 100.0, "elapsed_s": 2.0}
+    with caplog.at_level(logging.INFO, logger="holly.train.progress"):
+        metrics.append(row | {"test_loss": 2.5})
+        metrics.append(row | {"step": 6, "test_loss": float("nan")})
+    lines = [r.getMessage() for r in caplog.records]
+    assert " test 2.50 " in lines[0] and " test - (refinement) " in lines[1]
+    assert "nan" not in lines[1]
+
+
 def test_train_steps_sets_the_length_and_is_recorded(tmp_path, caplog):
     """train.steps: epochs derived from the data (96 images / 16 = 6 steps per epoch, 9 steps
     asked -> 2 epochs, 12 steps, whatever train.epochs says); short runs are warned about."""

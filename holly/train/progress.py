@@ -6,6 +6,7 @@ stderr is a terminal.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 
@@ -41,12 +42,14 @@ class MetricsLog:
         self.run.append_metrics(row)
         step = row["step"]
         eta = row["elapsed_s"] / (step - self.first_step) * (self.total_steps - step)
+        # the refinement has no held-out loss (the CNN's is not what it fits): say so, not "nan"
+        test = row["test_loss"]
         log.info(
-            "step %d/%d loss %.2f test %.2f sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
+            "step %d/%d loss %.2f test %s sigma %.2f (pred %.2f) %.0f img/s, ETA %s",
             step,
             self.total_steps,
             row["train_loss"],
-            row["test_loss"],
+            f"{test:.2f}" if math.isfinite(test) else "- (refinement)",
             row["sigma_in"],
             row["sigma_pred_mean"],
             row["images_per_s"],
