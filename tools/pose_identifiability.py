@@ -25,6 +25,8 @@ docs/maintainer-notes.md ("Do the images determine the poses?") has the numbers 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +37,13 @@ from fixed_pose_fit import fit_at_poses  # tools/ is the script's own folder on 
 from holly.data.imagestore import ImageStore
 from holly.data.locsim import read_record, read_truth, store_poses
 from holly.data.shapes import DIHEDRAL, SYMMETRY_ORDER
+from holly.errors import HollyError
 from holly.method import refine
 from holly.method.geometry import geodesic_angle, random_rotations
 from holly.method.render import render, total_blur
 from holly.results.evaluate import symmetry_rotations
+
+log = logging.getLogger("pose_identifiability")
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,16 @@ class Identifiability:
 
     def summary(self) -> str:
         e, apart = self.errors_deg, self.drawn_apart
-        wrong = apart[e > 30]
+
+        def median_of(values: np.ndarray) -> str:  # "none" where no image falls in the range
+            return f"{np.median(values):.2f}" if len(values) else "none"
+
         return (
             f"{len(e)} images: best-fitting pose {np.median(e):.1f} deg from the true one "
             f"(median), {np.mean(e < 10):.0%} within 10 deg, {np.mean(e < 30):.0%} within 30; "
             f"the true pose fits as well on {self.truth_fits_as_well.mean():.0%}; the sites "
-            f"drawn at the two poses differ by {np.median(apart[e < 10]):.2f} (median) where "
-            f"within 10 deg, {np.median(wrong) if len(wrong) else float('nan'):.2f} where "
+            f"drawn at the two poses differ by {median_of(apart[e < 10])} (median) where "
+            f"within 10 deg, {median_of(apart[e > 30])} where "
             "beyond 30 (0: the same image, 1: no overlap)"
             + "".join(f"; a cloud fitted at the {k} poses: {v:.2f}" for k, v in self.fits.items())
         )
@@ -119,6 +127,7 @@ def identifiability(
     for rows in torch.arange(len(pick)).split(64):
         candidates = random_rotations(n_rotations, gen)
         refine.fresh_search(sites, table, rows, target[rows], spec, candidates, 4, 30, 0.01)
+        log.info("searched %d of %d images against the true sites", int(rows[-1]) + 1, len(pick))
     found_rot, found_shift, _ = table.pose(torch.arange(len(pick)))
     with torch.no_grad():
         found = refine.pose_losses(sites, found_rot, found_shift, sigma, target, spec)
@@ -130,6 +139,7 @@ def identifiability(
     if fit_steps:
         blur, truth_np = spec.data_blur, sites.double().numpy()
         for name, (rot, shift) in (("found", found_pose), ("true", (rot_true, true_shift))):
+            log.info("fitting a cloud at the %s poses (%d batches)", name, fit_steps)
             fits[name] = fit_at_poses(images, rot, shift, truth_np, blur, "l1", "blob", fit_steps)
     return Identifiability(errors, (truth <= found).numpy(), apart, fits)
 
@@ -145,7 +155,7 @@ def twin_errors(rot_true: torch.Tensor, found: torch.Tensor, cell: Path) -> np.n
     return np.degrees(angles.min(1).values.numpy())
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cell", type=Path, help="folder with sim.csv and store.zarr")
     parser.add_argument("--loss", default="poisson", choices=("l1", "l2", "poisson"))
@@ -159,12 +169,18 @@ def main() -> None:
         help="also fit a cloud at the found and at the true poses for this many batches (1500)",
     )
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(1)
-    result = identifiability(
-        args.cell, args.loss, args.rotations, args.images, args.seed, args.fit_steps
-    )
+    try:
+        result = identifiability(
+            args.cell, args.loss, args.rotations, args.images, args.seed, args.fit_steps
+        )
+    except (HollyError, FileNotFoundError) as exc:  # not a simulated cell: say which file
+        print(f"pose_identifiability: {exc}", file=sys.stderr)
+        return 2
     print(f"{args.cell} ({args.loss}): {result.summary()}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
