@@ -298,6 +298,13 @@ class RefineConfig:
         "orbits of refine.symmetry (e.g. 8 for a pore's corners), instead of the free density "
         "of all particles; for particles that each show a few sites; 0: the density",
     )
+    start_points: str | None = _spec(
+        None,
+        doc="a point file (PLY, OBJ or CSV) in the model's units, e.g. an earlier run's "
+        "points.ply or a reference model, whose points replace the CNN's cloud when the "
+        "refinement starts (model.num_points of them, a seeded subset if it holds more; its "
+        "checksum is recorded in provenance.json); null: the CNN's cloud",
+    )
 
 
 @dataclass(frozen=True)
@@ -380,6 +387,7 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
         raw = merge(LATEST_DEFAULTS, raw)
     cfg = _build(ExperimentConfig, raw, where, prefix="")
     _check_symmetry(cfg, where)
+    _check_start_points(cfg, where)
     return _rendered_data_blur(cfg)
 
 
@@ -427,6 +435,23 @@ def _check_symmetry(cfg: ExperimentConfig, where: str) -> None:
         raise HollyError(
             f"{where}: key 'refine.symmetry' ({rc.symmetry}) acts in the refinement, which "
             "'refine.steps: 0' leaves out; set refine.steps (e.g. 300) or leave symmetry at 1"
+        )
+
+
+def _check_start_points(cfg: ExperimentConfig, where: str) -> None:
+    """``refine.start_points`` needs a refinement, and is the only first cloud it is given."""
+    rc = cfg.refine
+    if rc.start_points is None:
+        return
+    if rc.steps == 0:
+        raise HollyError(
+            f"{where}: key 'refine.start_points' is where the refinement starts, which "
+            "'refine.steps: 0' leaves out; set refine.steps (e.g. 300) or remove it"
+        )
+    if rc.fusion:
+        raise HollyError(
+            f"{where}: keys 'refine.start_points' and 'refine.fusion' both give the refinement "
+            "its first cloud; keep one of them"
         )
 
 

@@ -16,6 +16,7 @@ from holly.train.evaluation import final_poses
 from holly.train.fusionstart import start_fusion
 from holly.train.progress import MetricsLog
 from holly.train.runfiles import RunFiles
+from holly.train.startpoints import give_start_points
 from holly.units import run_units
 
 
@@ -25,6 +26,7 @@ class Cadence:
 
     def __init__(self, trainer):
         self.trainer, self.t = trainer, trainer.cfg.train
+        give_start_points(trainer)  # refine.start_points: read now, its checksum in provenance
         self.files = start_files(trainer)
         start_fusion(trainer)  # refine.fusion: before the CNN phase, so a bad store fails early
         trainer.amortised.plan.plan_reads(trainer.step)

@@ -105,6 +105,7 @@ class Refinement:
     ):
         self.cfg, self.points, self.device = cfg, points, device
         self.fusion: FusionStart | None = None  # refine.fusion: set before the stage starts
+        self.start_cloud: np.ndarray | None = None  # refine.start_points: set likewise
         self.train_set, self.sigma, self.first_step = train_set, sigma, first_step
         self.search = PoseSearch(cfg, points, hypotheses, sigma)
         self.state: RefinementState | None = None
@@ -152,11 +153,16 @@ class Refinement:
 
 def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
     """The table's items (positions in the training set) and their first poses: from the CNN's
-    hypotheses and the search, or from ``refine.fusion``'s particle fusion."""
+    hypotheses and the search (against ``refine.start_points`` where given), or from
+    ``refine.fusion``'s particle fusion."""
     if stage.fusion is not None:
         return fusion_table(stage.fusion, stage.train_set, stage.points, stage.sigma, stage.cfg)
     rc = stage.cfg.refine
-    if rc.symmetry > 1:  # the CNN's cloud made symmetric before the table is searched on it
+    if stage.start_cloud is not None:  # refine.start_points: in place of the CNN's cloud
+        with torch.no_grad():
+            stage.points.copy_(torch.as_tensor(stage.start_cloud).to(stage.points))
+        log.info("refinement: the cloud starts from %s", rc.start_points)
+    if rc.symmetry > 1:  # the cloud made symmetric before the table is searched on it
         with torch.no_grad():
             stage.points.copy_(torch.as_tensor(symmetric_cnn_cloud(stage)).to(stage.points))
     items = refine.table_subset(len(stage.train_set), rc.images, stage.cfg.seed)

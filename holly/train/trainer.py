@@ -177,7 +177,8 @@ def train(
 
 def input_paths(cfg: ExperimentConfig) -> list[Path]:
     """The files and folders training reads: the image store (``data.source: zarr``), a shape
-    file (``data.shape`` naming a point file) and a sigma file (``sigma.values`` naming one)."""
+    file (``data.shape`` naming a point file), a sigma file (``sigma.values`` naming one) and
+    the refinement's first cloud (``refine.start_points``)."""
     found = []
     if cfg.data.source == "zarr" and cfg.data.store:
         found.append(Path(cfg.data.store))
@@ -185,4 +186,6 @@ def input_paths(cfg: ExperimentConfig) -> list[Path]:
         found.append(Path(cfg.data.shape))
     if isinstance(cfg.sigma.values, str) and cfg.sigma.values not in SHIPPED:
         found.append(Path(cfg.sigma.values))
+    if cfg.refine.start_points is not None:
+        found.append(Path(cfg.refine.start_points))
     return found

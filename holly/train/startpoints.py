@@ -1,0 +1,68 @@
+"""``refine.start_points``: a known cloud where the refinement starts, in place of the CNN's.
+
+The refinement searches every table image's pose afresh against the cloud it starts from, so it
+can start from any cloud in the model's units: an earlier run's ``points.ply``, a reference
+model, or (in simulations) the true sites, which asks whether holly's refinement keeps the truth
+once it has it. The file is read when training starts (a bad file fails before the CNN phase has
+spent minutes) and its checksum goes into the run's provenance with the data's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from holly.checksums import sha256_file
+from holly.data.pointio import read_points
+from holly.errors import HollyError
+
+log = logging.getLogger(__name__)
+
+KEY = "refine.start_points"
+
+
+@dataclass(frozen=True)
+class StartPoints:
+    """The cloud the refinement starts from: ``points`` [num_points, 3] (model units), read
+    from ``path`` (``sha256`` its checksum)."""
+
+    path: Path
+    sha256: str
+    points: np.ndarray
+
+
+def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoints:
+    """``num_points`` points of the point file ``path``: all of them, or a seeded subset (drawn
+    without replacement, order kept) when it holds more. Fewer is an error naming the key: a
+    cloud cannot be made up from points that are not there."""
+    path = Path(path)
+    try:
+        xyz = read_points(path)
+    except HollyError as exc:
+        raise HollyError(f"key '{KEY}': {exc}") from exc
+    if len(xyz) < num_points:
+        raise HollyError(
+            f"key '{KEY}': {path} holds {len(xyz)} points, fewer than model.num_points "
+            f"({num_points}); set model.num_points to at most {len(xyz)}, or give a file "
+            "with more points"
+        )
+    if len(xyz) > num_points:
+        log.info("%s: %d of the %d points of %s (seeded)", KEY, num_points, len(xyz), path)
+        keep = np.random.default_rng(seed).choice(len(xyz), num_points, replace=False)
+        xyz = xyz[np.sort(keep)]
+    return StartPoints(path, sha256_file(path), np.ascontiguousarray(xyz, dtype=np.float32))
+
+
+def give_start_points(trainer) -> None:
+    """``trainer``'s refinement gets ``refine.start_points`` (if set) as its first cloud, and the
+    file's checksum joins the run's inputs (provenance.json); read at every (re)start, so a
+    missing or changed file is noticed before any step."""
+    cfg = trainer.cfg
+    if cfg.refine.start_points is None:
+        return
+    start = read_start_points(cfg.refine.start_points, cfg.model.num_points, cfg.seed)
+    trainer.data.inputs[str(start.path)] = start.sha256
+    trainer.refinement.start_cloud = start.points
