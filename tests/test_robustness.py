@@ -273,6 +273,48 @@ def test_pose_identifiability_tool_finds_the_true_poses_of_sharp_full_images(tmp
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 
 
+def test_truth_start_tool_writes_the_sites_in_model_units_with_a_share_mirrored(tmp_path):
+    """tools/truth_start.py: the cell's true sites in the store's model units (what
+    `refine.start_points` reads), a seeded share of them mirrored, and noise on request."""
+    from scipy.spatial import cKDTree
+
+    from holly.data.imagestore import ImageStore
+    from holly.data.locsim import read_truth
+    from holly.data.pointio import read_points
+
+    sim, store = _simulated_store(tmp_path)
+    cell = tmp_path / "cell"
+    cell.mkdir()
+    for path in tmp_path.glob("sim*"):  # the tool wants sim.csv and store.zarr in one folder
+        path.rename(cell / ("store.zarr" if path.suffix == ".zarr" else path.name))
+    sites = (
+        read_truth(cell / "sim.csv")["sites_nm"]
+        / ImageStore.open(cell / "store.zarr").nm_per_model_unit
+    )
+    sites = sites - sites.mean(0)
+    tool = [sys.executable, str(REPO / "tools" / "truth_start.py"), str(cell)]
+
+    def start(name, *args):
+        out = tmp_path / name
+        done = subprocess.run(tool + ["--out", str(out), *args], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return read_points(out), done.stdout
+
+    exact, said = start("exact.ply", "--points", "30")
+    assert exact.shape == (30, 3) and cKDTree(sites).query(exact)[0].max() < 1e-5
+    assert "Chamfer / blob" in said
+    mirrored, _ = start("mirrored.ply", "--points", "30", "--mirrored-share", "0.5")
+    on_sites = cKDTree(sites).query(mirrored)[0] < 1e-5
+    on_mirror = cKDTree(sites * [1, 1, -1]).query(mirrored)[0] < 1e-5
+    assert (on_sites | on_mirror).all() and 15 <= on_mirror.sum() and 15 <= on_sites.sum()
+    noisy, _ = start("noisy.ply", "--points", "30", "--noise", "0.1")
+    assert 0.03 < np.median(cKDTree(sites).query(noisy)[0]) < 0.3
+    missing = subprocess.run(
+        tool[:2] + [str(tmp_path / "nowhere"), "--out", "x.ply"], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
 # ---------------------------------------------------------------- one real tiny cell
 
 
