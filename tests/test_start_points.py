@@ -18,7 +18,7 @@ from tests.test_poses import TINY_REFINE
 
 def _points_file(tmp_path, n, name="start.ply", seed=1):
     path = tmp_path / name
-    write_points(path, np.random.default_rng(seed).normal(size=(n, 3)) * 3.0)
+    write_points(path, np.random.default_rng(seed).normal(size=(n, 3)) * 0.5)
     return path
 
 
@@ -40,6 +40,17 @@ def test_too_few_points_or_no_file_name_the_key_and_the_file(tmp_path):
         read_start_points(path, 20, seed=0)
     with pytest.raises(HollyError, match=r"refine.start_points.*missing.ply"):
         read_start_points(tmp_path / "missing.ply", 20, seed=0)
+
+
+def test_points_in_other_units_than_the_models_are_refused(tmp_path):
+    nm = tmp_path / "nm.ply"  # a structure of ~50 nm written in nm: far outside the frame
+    write_points(nm, np.random.default_rng(0).normal(size=(30, 3)) * 50.0)
+    with pytest.raises(HollyError, match=r"refine.start_points.*nm.ply.*model units"):
+        read_start_points(nm, 20, seed=0)
+    um = tmp_path / "um.ply"  # the same in micrometres: collapsed to a point
+    write_points(um, np.random.default_rng(0).normal(size=(30, 3)) * 5e-5)
+    with pytest.raises(HollyError, match=r"rms radius"):
+        read_start_points(um, 20, seed=0)
 
 
 def test_config_refuses_start_points_without_a_refinement_or_beside_a_fusion():

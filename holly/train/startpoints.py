@@ -49,6 +49,7 @@ def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoin
             f"({num_points}); set model.num_points to at most {len(xyz)}, or give a file "
             "with more points"
         )
+    check_in_frame(xyz, path)
     if len(xyz) > num_points:
         log.info("%s: %d of the %d points of %s (seeded)", KEY, num_points, len(xyz), path)
         keep = np.random.default_rng(seed).choice(len(xyz), num_points, replace=False)
@@ -56,10 +57,31 @@ def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoin
     return StartPoints(path, sha256_file(path), np.ascontiguousarray(xyz, dtype=np.float32))
 
 
+# The rendered frame spans +-2 model units from the image centre (holly.method.render.project);
+# a cloud whose rms radius is beyond it, or next to nothing, was written in other units.
+FRAME_HALF_WIDTH = 2.0
+SMALLEST_RMS_RADIUS = 1e-3
+
+
+def check_in_frame(xyz: np.ndarray, path: Path) -> None:
+    """Refuse a cloud in other units than the model's: most of it outside the rendered frame
+    (e.g. nm), or collapsed to a point (e.g. micrometres)."""
+    radius = float(np.sqrt(((xyz - xyz.mean(0)) ** 2).sum(1).mean()))
+    if SMALLEST_RMS_RADIUS <= radius <= FRAME_HALF_WIDTH:
+        return
+    raise HollyError(
+        f"key '{KEY}': the points of {path} have an rms radius of {radius:.3g}, where the "
+        f"images span +-{FRAME_HALF_WIDTH:g} model units: give them in model units (holly's "
+        "points.ply are; nm divided by the store's nm per model unit)"
+    )
+
+
 def give_start_points(trainer) -> None:
     """``trainer``'s refinement gets ``refine.start_points`` (if set) as its first cloud, and the
-    file's checksum joins the run's inputs (provenance.json); read at every (re)start, so a
-    missing or changed file is noticed before any step."""
+    file's checksum joins the run's inputs (provenance.json). Like the image store it is read
+    at every (re)start, so a bad file stops the run before any step; once the refinement has
+    begun, a resumed run takes its cloud from the checkpoint, and the checksum recorded is the
+    file's as read at the latest (re)start."""
     cfg = trainer.cfg
     if cfg.refine.start_points is None:
         return
