@@ -88,3 +88,21 @@ def test_cli_stops_with_exit_2_before_training_when_the_file_is_missing(tmp_path
     assert main(["train", "--config-json", config.read_text(), "--out", str(out)]) == 2
     assert "refine.start_points" in capsys.readouterr().err
     assert not (out / "metrics.csv").exists() and not (out / "checkpoints").exists()
+
+
+def test_a_declared_symmetry_is_imposed_on_the_files_cloud(tmp_path):
+    """With ``refine.symmetry`` the refinement's first cloud, the file's here, is made
+    symmetric before the table is searched; with the cloud's learning rate at 0 it stays so."""
+    from scipy.spatial import cKDTree
+
+    path = _points_file(tmp_path, 20)
+    refine = {**TINY_REFINE["refine"], "points_lr": 0.0, "symmetry": 4}
+    cfg = {**TINY_REFINE, "refine": {**refine, "start_points": str(path)}}
+    cloud = read_points(train(from_dict(cfg), tmp_path / "run") / "points.ply")
+    quarter = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert cKDTree(cloud).query(cloud @ quarter.T)[0].max() < 1e-4  # a quarter turn maps it
+    assert not np.allclose(cloud, read_points(path), atol=1e-2)  # onto itself; not the file's
+    cnn_start = {**TINY_REFINE, "refine": refine}  # without the file: the CNN's cloud, made so
+    assert not np.allclose(
+        read_points(train(from_dict(cnn_start), tmp_path / "cnn") / "points.ply"), cloud, atol=1e-2
+    )

@@ -164,7 +164,7 @@ def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
         log.info("refinement: the cloud starts from %s", rc.start_points)
     if rc.symmetry > 1:  # the cloud made symmetric before the table is searched on it
         with torch.no_grad():
-            stage.points.copy_(torch.as_tensor(symmetric_cnn_cloud(stage)).to(stage.points))
+            stage.points.copy_(torch.as_tensor(symmetric_start_cloud(stage)).to(stage.points))
     items = refine.table_subset(len(stage.train_set), rc.images, stage.cfg.seed)
     table = stage.search.new_poses(
         lambda sigma: stage.train_set.images(items, sigma), rc.table_keep, rc.table_rotations
@@ -172,10 +172,11 @@ def first_table(stage: Refinement) -> tuple[torch.Tensor, refine.PoseTable]:
     return items, table
 
 
-def symmetric_cnn_cloud(stage: Refinement) -> np.ndarray:
-    """The CNN phase's cloud made ``refine.symmetry``-fold symmetric about z. Under a uniform
-    pose prior its axis is first turned onto z (:func:`symmetry_axis`: the CNN's frame is its
-    own); a tilt or in-plane prior fixes z as the viewing axis, which the axis must then be."""
+def symmetric_start_cloud(stage: Refinement) -> np.ndarray:
+    """The refinement's first cloud (the CNN phase's, or ``refine.start_points``') made
+    ``refine.symmetry``-fold symmetric about z. Under a uniform pose prior its axis is first
+    turned onto z (:func:`symmetry_axis`: the cloud's frame is its own); a tilt or in-plane
+    prior fixes z as the viewing axis, which the axis must then be."""
     cfg, order = stage.cfg, stage.cfg.refine.symmetry
     cloud = stage.points.detach().cpu().double().numpy()
     if cfg.model.pose_prior == "uniform":
