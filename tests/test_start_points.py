@@ -15,6 +15,8 @@ from holly.train import train
 from holly.train.startpoints import read_start_points
 from tests.test_poses import TINY_REFINE
 
+FRAME = (32, 32)  # TINY_REFINE's render size
+
 
 def _points_file(tmp_path, n, name="start.ply", seed=1):
     path = tmp_path / name
@@ -25,32 +27,37 @@ def _points_file(tmp_path, n, name="start.ply", seed=1):
 def test_more_points_than_the_cloud_give_a_seeded_subset_of_the_files_rows(tmp_path):
     path = _points_file(tmp_path, 50)
     rows = read_points(path).astype(np.float32)
-    first, again = read_start_points(path, 20, seed=4), read_start_points(path, 20, seed=4)
+    first, again = (
+        read_start_points(path, 20, seed=4, frame=FRAME),
+        read_start_points(path, 20, seed=4, frame=FRAME),
+    )
     assert first.points.shape == (20, 3) and np.array_equal(first.points, again.points)
     assert all((rows == p).all(1).any() for p in first.points)  # rows of the file, no new ones
     assert len(np.unique(first.points, axis=0)) == 20
-    assert not np.array_equal(first.points, read_start_points(path, 20, seed=5).points)
+    assert not np.array_equal(first.points, read_start_points(path, 20, seed=5, frame=FRAME).points)
     assert first.sha256 == sha256_file(path)
-    assert np.array_equal(read_start_points(path, 50, seed=4).points, rows)  # all, in order
+    assert np.array_equal(
+        read_start_points(path, 50, seed=4, frame=FRAME).points, rows
+    )  # all, in order
 
 
 def test_too_few_points_or_no_file_name_the_key_and_the_file(tmp_path):
     path = _points_file(tmp_path, 10)
     with pytest.raises(HollyError, match=r"refine.start_points.*10 points.*at most 10"):
-        read_start_points(path, 20, seed=0)
+        read_start_points(path, 20, seed=0, frame=FRAME)
     with pytest.raises(HollyError, match=r"refine.start_points.*missing.ply"):
-        read_start_points(tmp_path / "missing.ply", 20, seed=0)
+        read_start_points(tmp_path / "missing.ply", 20, seed=0, frame=FRAME)
 
 
 def test_points_in_other_units_than_the_models_are_refused(tmp_path):
     nm = tmp_path / "nm.ply"  # a structure of ~50 nm written in nm: far outside the frame
     write_points(nm, np.random.default_rng(0).normal(size=(30, 3)) * 50.0)
-    with pytest.raises(HollyError, match=r"refine.start_points.*nm.ply.*model units"):
-        read_start_points(nm, 20, seed=0)
+    with pytest.raises(HollyError, match=r"refine.start_points.*nm.ply.*outside.*model units"):
+        read_start_points(nm, 20, seed=0, frame=FRAME)
     um = tmp_path / "um.ply"  # the same in micrometres: collapsed to a point
     write_points(um, np.random.default_rng(0).normal(size=(30, 3)) * 5e-5)
     with pytest.raises(HollyError, match=r"rms radius"):
-        read_start_points(um, 20, seed=0)
+        read_start_points(um, 20, seed=0, frame=FRAME)
 
 
 def test_config_refuses_start_points_without_a_refinement_or_beside_a_fusion():

@@ -228,15 +228,23 @@ def frame_radius(height: int, width: int) -> float:
     return 2.0 * min(1.0, width / height)
 
 
+FIT_RADIUS_FIX = "set data.fit_radius (e.g. 1.2) to centre and scale it"
+
+
 def check_in_frame(
-    xyz: np.ndarray, name: str, height: int, width: int, max_trans: float = 0.0
+    xyz: np.ndarray,
+    name: str,
+    height: int,
+    width: int,
+    max_trans: float = 0.0,
+    fix: str = FIT_RADIUS_FIX,
 ) -> None:
     """The shape must lie inside the image frame, or most of it would never be seen.
 
     A vertex farther from the origin than the frame's half-size (:func:`frame_radius`) leaves
     the image in some poses: a warning. When most vertices are that far (a shape in other units,
     or far off centre) the images would be nearly blank and the loss meaningless: an error that
-    suggests ``data.fit_radius``.
+    says what to do (``fix``: by default, ``data.fit_radius``).
     """
     check_vertices(xyz, name)
     frame = frame_radius(height, width) - max_trans * np.sqrt(2)
@@ -246,14 +254,15 @@ def check_in_frame(
         raise HollyError(
             f"shape {name}: {outside:.0%} of its vertices lie outside the image frame (farthest "
             f"{radius.max():.3g} model units from the centre; the {height}x{width} frame reaches "
-            f"{frame:.3g}): set data.fit_radius (e.g. 1.2) to centre and scale it"
+            f"{frame:.3g}): {fix}"
         )
     if outside > 0:
         log.warning(
             "shape %s: %.0f%% of its vertices can leave the image frame (farthest %.3g model "
-            "units, frame %.3g); data.fit_radius centres and scales a shape",
+            "units, frame %.3g); to keep them in, %s",
             name,
             100 * outside,
             radius.max(),
             frame,
+            fix,
         )

@@ -17,6 +17,7 @@ import numpy as np
 
 from holly.checksums import sha256_file
 from holly.data.pointio import read_points
+from holly.data.shapes import check_in_frame, frame_radius
 from holly.errors import HollyError
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,13 @@ class StartPoints:
     points: np.ndarray
 
 
-def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoints:
+def read_start_points(
+    path: str | Path, num_points: int, seed: int, frame: tuple[int, int]
+) -> StartPoints:
     """``num_points`` points of the point file ``path``: all of them, or a seeded subset (drawn
     without replacement, order kept) when it holds more. Fewer is an error naming the key: a
-    cloud cannot be made up from points that are not there."""
+    cloud cannot be made up from points that are not there. ``frame`` is the rendered image's
+    (height, width): a cloud that does not fit it is in other units (:func:`check_units`)."""
     path = Path(path)
     try:
         xyz = read_points(path)
@@ -49,7 +53,7 @@ def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoin
             f"({num_points}); set model.num_points to at most {len(xyz)}, or give a file "
             "with more points"
         )
-    check_in_frame(xyz, path)
+    check_units(xyz, path, *frame)
     if len(xyz) > num_points:
         log.info("%s: %d of the %d points of %s (seeded)", KEY, num_points, len(xyz), path)
         keep = np.random.default_rng(seed).choice(len(xyz), num_points, replace=False)
@@ -57,23 +61,26 @@ def read_start_points(path: str | Path, num_points: int, seed: int) -> StartPoin
     return StartPoints(path, sha256_file(path), np.ascontiguousarray(xyz, dtype=np.float32))
 
 
-# The rendered frame spans +-2 model units from the image centre (holly.method.render.project);
-# a cloud whose rms radius is beyond it, or next to nothing, was written in other units.
-FRAME_HALF_WIDTH = 2.0
+# A cloud of next to nothing was written in other units (e.g. micrometres); one beyond the
+# frame (e.g. nm) is :func:`check_in_frame`'s to refuse.
 SMALLEST_RMS_RADIUS = 1e-3
+UNITS_FIX = (
+    "give the points in model units (holly's points.ply are; nm divided by the store's nm per "
+    "model unit)"
+)
 
 
-def check_in_frame(xyz: np.ndarray, path: Path) -> None:
+def check_units(xyz: np.ndarray, path: Path, height: int, width: int) -> None:
     """Refuse a cloud in other units than the model's: most of it outside the rendered frame
-    (e.g. nm), or collapsed to a point (e.g. micrometres)."""
+    (:func:`holly.data.shapes.check_in_frame`), or collapsed to a point."""
+    name = f"'{KEY}' {path}"
+    check_in_frame(xyz, name, height, width, fix=UNITS_FIX)
     radius = float(np.sqrt(((xyz - xyz.mean(0)) ** 2).sum(1).mean()))
-    if SMALLEST_RMS_RADIUS <= radius <= FRAME_HALF_WIDTH:
-        return
-    raise HollyError(
-        f"key '{KEY}': the points of {path} have an rms radius of {radius:.3g}, where the "
-        f"images span +-{FRAME_HALF_WIDTH:g} model units: give them in model units (holly's "
-        "points.ply are; nm divided by the store's nm per model unit)"
-    )
+    if radius < SMALLEST_RMS_RADIUS:
+        raise HollyError(
+            f"key '{KEY}': the points of {path} have an rms radius of {radius:.3g} model units, "
+            f"next to nothing in a frame of {frame_radius(height, width):g}: {UNITS_FIX}"
+        )
 
 
 def give_start_points(trainer) -> None:
@@ -85,6 +92,7 @@ def give_start_points(trainer) -> None:
     cfg = trainer.cfg
     if cfg.refine.start_points is None:
         return
-    start = read_start_points(cfg.refine.start_points, cfg.model.num_points, cfg.seed)
+    frame = (cfg.render.height, cfg.render.width)
+    start = read_start_points(cfg.refine.start_points, cfg.model.num_points, cfg.seed, frame)
     trainer.data.inputs[str(start.path)] = start.sha256
     trainer.refinement.start_cloud = start.points
