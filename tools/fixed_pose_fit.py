@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from holly.data.imagestore import ImageStore
-from holly.data.locsim import read_truth, store_poses
+from holly.data.locsim import store_poses, store_sites
 from holly.method.loss import image_loss, normalise
 from holly.method.render import render
 from holly.results.evaluate import blob_baseline, chamfer_ratio_to_blob
@@ -34,8 +34,7 @@ def fit(cell: Path, blur: float, loss: str, start: str, steps: int, level: float
     store = ImageStore.open(cell / "store.zarr")
     images = torch.from_numpy(store.load_level(level).astype(np.float32))
     rotations = torch.from_numpy(store_poses(cell / "store.zarr", cell / "sim.csv")).float()
-    sites = read_truth(cell / "sim.csv")["sites_nm"] / store.nm_per_model_unit
-    sites = sites - sites.mean(0)
+    sites = store_sites(cell / "store.zarr", cell / "sim.csv")
     shifts = torch.zeros(len(images), 2)
     return fit_at_poses(images, rotations, shifts, sites, blur, loss, start, steps)
 

@@ -35,7 +35,7 @@ import torch
 from fixed_pose_fit import fit_at_poses  # tools/ is the script's own folder on sys.path
 
 from holly.data.imagestore import ImageStore
-from holly.data.locsim import read_record, read_truth, store_poses
+from holly.data.locsim import read_record, store_poses, store_sites
 from holly.data.shapes import DIHEDRAL, SYMMETRY_ORDER
 from holly.errors import HollyError
 from holly.method import refine
@@ -117,8 +117,7 @@ def identifiability(
     images = torch.from_numpy(store.load_level(level)[pick].astype(np.float32))
     target = refine.normalised(images)
     rot_true = torch.from_numpy(store_poses(cell / "store.zarr", cell / "sim.csv")[pick]).float()
-    sites = read_truth(cell / "sim.csv")["sites_nm"] / store.nm_per_model_unit
-    sites = torch.as_tensor(sites - sites.mean(0), dtype=torch.float32)
+    sites = torch.as_tensor(store_sites(cell / "store.zarr", cell / "sim.csv"), dtype=torch.float32)
     size = images.shape[-1]
     spec = refine.RenderSpec(size, size, loss, 0.0, float(store.precision_px or 0.0))
     sigma = torch.full((len(pick),), float(level))

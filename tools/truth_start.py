@@ -30,15 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from holly.data.imagestore import ImageStore
-from holly.data.locsim import read_truth
+from holly.data.locsim import store_sites
 from holly.data.pointio import write_points
 from holly.errors import HollyError
+from holly.method.align import MIRROR
 from holly.results.evaluate import chamfer_ratio_to_blob
 
 log = logging.getLogger("truth_start")
-
-MIRROR = np.diag([1.0, 1.0, -1.0])
 
 
 def sites_in_model_units(cell: Path) -> np.ndarray:
@@ -46,11 +44,7 @@ def sites_in_model_units(cell: Path) -> np.ndarray:
     for name in ("sim.csv", "store.zarr"):
         if not (cell / name).exists():
             raise HollyError(f"{cell / name} does not exist: give a cell folder with both")
-    store = ImageStore.open(cell / "store.zarr")
-    if not store.nm_per_model_unit:
-        raise HollyError(f"{cell / 'store.zarr'} records no nm per model unit")
-    sites = read_truth(cell / "sim.csv")["sites_nm"] / store.nm_per_model_unit
-    return sites - sites.mean(0)
+    return store_sites(cell / "store.zarr", cell / "sim.csv")
 
 
 def truth_start(
@@ -80,11 +74,11 @@ def main() -> int:
             raise HollyError("--mirrored-share must lie in 0..1, --noise >= 0, --points >= 1")
         sites = sites_in_model_units(args.cell)
         start = truth_start(sites, args.points, args.mirrored_share, args.noise, args.seed)
-    except (HollyError, FileNotFoundError) as exc:
+        comment = f"truth start of {args.cell}: mirrored {args.mirrored_share}, noise {args.noise}"
+        write_points(args.out, start, meta={"cloud": comment})
+    except (HollyError, OSError) as exc:  # a missing cell file, an --out it cannot write
         log.error("truth_start: %s", exc)
         return 2
-    comment = f"truth start of {args.cell}: mirrored {args.mirrored_share}, noise {args.noise}"
-    write_points(args.out, start, meta={"cloud": comment})
     ratio = chamfer_ratio_to_blob(start, sites)
     print(f"{args.out}: {args.points} points, Chamfer / blob {ratio:.3f} against the sites")
     return 0

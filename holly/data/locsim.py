@@ -495,6 +495,17 @@ def store_poses(store_path: str | os.PathLike, out: str | os.PathLike) -> np.nda
     return _rz(angle) @ truth["rotations"][particle]
 
 
+def store_sites(store_path: str | os.PathLike, out: str | os.PathLike) -> np.ndarray:
+    """The simulated sites ``[M, 3]`` of table ``out`` in the model units of the store that
+    ``holly localise`` made from it, centred on their centroid (the frame of
+    :func:`store_poses`' rotations, up to that shift)."""
+    store = ImageStore.open(store_path)
+    if not store.nm_per_model_unit:
+        raise HollyError(f"{store_path} records no nm per model unit: not a localisation store")
+    sites = read_truth(out)["sites_nm"] / store.nm_per_model_unit
+    return sites - sites.mean(0)
+
+
 def store_particles(store: ImageStore, n_simulated: int, out: str | os.PathLike) -> np.ndarray:
     """The simulated particle ``[N]`` each image of ``store`` shows (``holly localise`` numbers
     the particles it kept; ``particle_labels`` maps them back to the table's ``particle``)."""
