@@ -49,6 +49,14 @@ def fit_at_poses(images, rotations, shifts, sites, blur, loss, start, steps, see
         init = sites[rng.choice(len(sites), n_points, replace=len(sites) < n_points)]
     else:
         init = blob_baseline(sites, n_points, rng)
+    points, _ = fit_cloud(images, rotations, shifts, init, blur, loss, steps, rng)
+    return chamfer_ratio_to_blob(points.double().numpy(), sites)
+
+
+def fit_cloud(images, rotations, shifts, init, blur, loss, steps, rng) -> tuple:
+    """The cloud ``init [P, 3]`` and the ``shifts [N, 2]`` fitted to ``images [N, H, W]`` at
+    their ``rotations`` (held) for ``steps`` batches of 64 (Adam: 5e-3 on the points, 1e-3 on
+    the shifts), rendered at ``blur`` pixels under ``loss``: both returned, detached."""
     points = torch.tensor(init, dtype=torch.float32, requires_grad=True)
     shifts = shifts.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([{"params": [points], "lr": 5e-3}, {"params": [shifts], "lr": 1e-3}])
@@ -60,7 +68,7 @@ def fit_at_poses(images, rotations, shifts, sites, blur, loss, start, steps, see
         opt.zero_grad()
         value.backward()
         opt.step()
-    return chamfer_ratio_to_blob(points.detach().double().numpy(), sites)
+    return points.detach(), shifts.detach()
 
 
 def main() -> None:
