@@ -222,6 +222,18 @@ class RefineConfig:
         "poses dropped: poses and cloud can then leave a wrong first cloud (0: the table's "
         "first search only)",
     )
+    rebuild_rounds: int = _spec(
+        0,
+        lo=0,
+        doc="rounds before the refinement steps, each searching every table image's pose "
+        "afresh against the cloud (as refine.global_steps searches) and then rebuilding the "
+        "cloud from a blob at those poses (its old points dropped): hard EM with a global "
+        "refit, which leaves a first cloud holding part of a chiral shape's mirror image "
+        "where the refinement's small moves keep it (0: none)",
+    )
+    rebuild_steps: int = _spec(
+        800, lo=1, doc="refine.rebuild_rounds: batches of refine.batch_size that fit each cloud"
+    )
     symmetries: int = _spec(
         12, lo=1, hi=64, doc="near-symmetries of the cloud tried as candidates (incl. identity)"
     )
@@ -387,6 +399,7 @@ def from_dict(raw: dict, where: str = "config") -> ExperimentConfig:
         raw = merge(LATEST_DEFAULTS, raw)
     cfg = _build(ExperimentConfig, raw, where, prefix="")
     _check_symmetry(cfg, where)
+    _check_rebuild(cfg, where)
     _check_start_points(cfg, where)
     return _rendered_data_blur(cfg)
 
@@ -435,6 +448,17 @@ def _check_symmetry(cfg: ExperimentConfig, where: str) -> None:
         raise HollyError(
             f"{where}: key 'refine.symmetry' ({rc.symmetry}) acts in the refinement, which "
             "'refine.steps: 0' leaves out; set refine.steps (e.g. 300) or leave symmetry at 1"
+        )
+
+
+def _check_rebuild(cfg: ExperimentConfig, where: str) -> None:
+    """``refine.rebuild_rounds`` is part of the refinement."""
+    rc = cfg.refine
+    if rc.rebuild_rounds and rc.steps == 0:
+        raise HollyError(
+            f"{where}: key 'refine.rebuild_rounds' ({rc.rebuild_rounds}) runs when the "
+            "refinement starts, which 'refine.steps: 0' leaves out; set refine.steps (e.g. 300) "
+            "or leave rebuild_rounds at 0"
         )
 
 

@@ -212,12 +212,16 @@ TINY_REFINE = {
 }
 
 
-@pytest.mark.parametrize("global_steps", [0, 4])  # 4: the fresh searches span the resume
-def test_refinement_stage_resumes_exactly(tmp_path, global_steps):
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"global_steps": 4}, {"rebuild_rounds": 1, "rebuild_steps": 4}],
+    ids=["plain", "global_steps", "rebuild_rounds"],  # fresh searches span the resume; rounds
+)  # run at the stage's start, before the part run's checkpoints
+def test_refinement_stage_resumes_exactly(tmp_path, extra):
     from holly.data.pointio import read_points
     from holly.train import train
 
-    refine = {**TINY_REFINE["refine"], "global_steps": global_steps}
+    refine = {**TINY_REFINE["refine"], **extra}
     full_cfg = {**TINY_REFINE, "refine": refine}
     full = train(from_dict(full_cfg), tmp_path / "full")  # 12 amortised + 6 refine steps
     part_cfg = {**full_cfg, "train": {**TINY_REFINE["train"], "max_steps": 12}}

@@ -114,9 +114,23 @@ def fresh_poses(cfg: ExperimentConfig, points, table, pose_adam, idx, target, st
     the cloud ``points`` over ``refine.table_rotations`` random rotations drawn for this
     ``step`` (seeded: a resumed run draws the same); their pose optimiser restarts
     (:func:`holly.method.refine.fresh_search`, ``refine.global_steps``)."""
-    rc = cfg.refine
     # a stream of its own: seed * 7919 + k is the table subset's (k = 17) and calibration's (1)
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_033 + step)
+    moved = searched_afresh(cfg, points, table, pose_adam, idx, target, gen)
+    if step % cfg.train.log_every == 0:
+        log.info(
+            "refinement step %d: a fresh search moved %d of %d poses by over %g deg",
+            step,
+            int(moved.sum()),
+            len(idx),
+            refine.DISTINCT_DEG,
+        )
+
+
+def searched_afresh(cfg: ExperimentConfig, points, table, pose_adam, idx, target, gen):
+    """Rows ``idx`` searched afresh over ``refine.table_rotations`` rotations drawn from the
+    pose prior with ``gen``, their pose optimiser restarted; which rows moved (bool)."""
+    rc = cfg.refine
     rotations = PosePrior.from_config(cfg).sample(rc.table_rotations, gen).to(points)
     moved = refine.fresh_search(
         points,
@@ -130,11 +144,4 @@ def fresh_poses(cfg: ExperimentConfig, points, table, pose_adam, idx, target, st
         rc.pose_lr,
     )
     pose_adam.reset(idx)
-    if step % cfg.train.log_every == 0:
-        log.info(
-            "refinement step %d: a fresh search moved %d of %d poses by over %g deg",
-            step,
-            int(moved.sum()),
-            len(idx),
-            refine.DISTINCT_DEG,
-        )
+    return moved

@@ -22,6 +22,7 @@ from holly.method.cloudsymmetry import fold, orbit, project, symmetric_start, sy
 from holly.method.fusion import cloud_start, image_rotations
 from holly.method.viewprior import PosePrior
 from holly.train.posesearch import Hypotheses, ImagesAt, PoseSearch, fresh_poses, render_spec
+from holly.train.rebuild import rebuild_rounds
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Refinement:
         items, table = first_table(self)
         self.state = RefinementState.new(items, table, self.points, self.cfg.refine, self.device)
         log.info("refinement: pose table of %d training images", len(table))
+        rebuild_rounds(self, self.state)  # refine.rebuild_rounds (none by default)
 
     def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Pose steps on a batch of table rows, then a step on the cloud: loss and mean sigma."""
@@ -131,8 +133,7 @@ class Refinement:
         loss, sigma = st.step(self.points, idx, target, render_spec(self.cfg), rc)
         return loss.detach(), sigma.detach().mean()
 
-    def table_images(self, rows: torch.Tensor) -> torch.Tensor:
-        """The images of the pose table's ``rows``."""
+    def table_images(self, rows: torch.Tensor) -> torch.Tensor:  # of the pose table's rows
         return self.train_set.images(self.state.items[rows], self.sigma)
 
     def test_poses(self, images_at: ImagesAt) -> refine.PoseTable:
