@@ -5,9 +5,10 @@ The refinement moves each point a little per step, so a point of a first cloud t
 it across the shape. A rebuild drops the points and fits a new cloud from a blob at the table's
 poses, as cryo-EM's projection-matching ab initio reconstructs its volume from scratch every
 iteration: only the poses the old cloud gave are carried over. On the fully labelled simulated
-helix the CNN phase's cloud (Chamfer / blob 0.53, half of each hand) rebuilt twice, each time
-after a fresh search of every pose, scored 0.30 in one hand (docs/maintainer-notes.md, "A
-global refit").
+helix the CNN phase's cloud (Chamfer / blob 0.53, as near the helix as its mirror image) rebuilt
+three times, each after a fresh search of every pose, scored 0.24 in one hand
+(tools/hand_em.py); at 30 % labelling a round's poses are too weak to choose a hand from such a
+mixture, though they keep one (docs/maintainer-notes.md, "A global refit").
 """
 
 from __future__ import annotations

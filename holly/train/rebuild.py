@@ -1,9 +1,9 @@
 """``refine.rebuild_rounds``: hard EM with a global refit before the refinement's steps.
 
 Each round searches every pose-table image afresh against the cloud (as
-``refine.global_steps`` searches: :func:`holly.train.posesearch.fresh_poses`) and then rebuilds
-the cloud from a blob at those poses (:func:`holly.method.rebuild.rebuild_cloud`). Why, and what
-it gained: that module's docstring and docs/maintainer-notes.md ("A global refit").
+``refine.global_steps`` searches: :func:`holly.train.posesearch.searched_afresh`) and then
+rebuilds the cloud from a blob at those poses (:func:`holly.method.rebuild.rebuild_cloud`). Why,
+and what it gained: that module's docstring and docs/maintainer-notes.md ("A global refit").
 """
 
 from __future__ import annotations
