@@ -227,9 +227,9 @@ class RefineConfig:
         lo=0,
         doc="rounds before the refinement steps, each searching every table image's pose "
         "afresh against the cloud (as refine.global_steps searches) and then rebuilding the "
-        "cloud from a blob at those poses (its old points dropped): hard EM with a global "
-        "refit, which leaves a first cloud holding part of a chiral shape's mirror image "
-        "where the refinement's small moves keep it (0: none)",
+        "cloud from a blob at those poses, held (its old points dropped): hard EM with a "
+        "global refit; on the fully labelled simulated helix it left the CNN's mix of the "
+        "shape and its mirror image, which the refinement keeps (0: none)",
     )
     rebuild_steps: int = _spec(
         800, lo=1, doc="refine.rebuild_rounds: batches of refine.batch_size that fit each cloud"

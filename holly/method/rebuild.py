@@ -1,14 +1,17 @@
 """The cloud rebuilt at fixed poses: the M step of hard EM with a global refit.
 
-The refinement moves each point a little per step, so a point of a first cloud that is wrong
-(the CNN phase's cloud holds some of a chiral shape's mirror image) stays wrong: nothing pulls
-it across the shape. A rebuild drops the points and fits a new cloud from a blob at the table's
-poses, as cryo-EM's projection-matching ab initio reconstructs its volume from scratch every
-iteration: only the poses the old cloud gave are carried over. On the fully labelled simulated
-helix the CNN phase's cloud (Chamfer / blob 0.53, as near the helix as its mirror image) rebuilt
-three times, each after a fresh search of every pose, scored 0.24 in one hand
-(tools/hand_em.py); at 30 % labelling a round's poses are too weak to choose a hand from such a
-mixture, though they keep one (docs/maintainer-notes.md, "A global refit").
+The refinement interleaves small steps on the cloud (refine.points_lr) with steps on poses that
+keep moving, and a first cloud that holds part of a chiral shape's mirror image (the CNN
+phase's does) keeps it there. A rebuild drops the points and fits a new cloud from their
+moment-matched blob at the table's poses, held, for hundreds of batches at a larger step, as
+cryo-EM's projection-matching ab initio reconstructs its volume from scratch every iteration:
+only the poses the old cloud gave are carried over. On the fully labelled simulated helix the
+CNN phase's cloud (Chamfer / blob 0.53, as near the helix as its mirror image) rebuilt three
+times, each after a fresh search of every pose, scored 0.24 in one hand (tools/hand_em.py); at
+30 % labelling a round's poses are too weak to choose a hand from such a mixture, though they
+keep one. Whether the blob or the long fit at held poses is what matters was not separated: at
+the true poses a fit that moves the old points gets there too (docs/maintainer-notes.md, "A
+global refit").
 """
 
 from __future__ import annotations
