@@ -240,18 +240,24 @@ def test_locsim_truth_refusals(tmp_path, capsys):
     assert "not a run on an image store" in capsys.readouterr().err
 
 
+def _sharp_helix_cell(folder, particles: int) -> None:
+    """A simulated helix cell in ``folder`` (sim.csv, store.zarr) whose images fix their poses:
+    every site labelled, 2 nm precision, 32 px, two copies a particle."""
+    sim, store = folder / "sim.csv", folder / "store.zarr"
+    args = ["simulate-localisations", "--out", str(sim), "--shape", "helix", "--seed", "4"]
+    sharp = ["--particles", str(particles), "--sigma-xy-nm", "2", "--sigma-z-nm", "2"]
+    assert holly.cli.main(args + sharp) == 0
+    args = ["localise", str(sim), "--particle-column", "particle", "--out", str(store)]
+    assert holly.cli.main(args + ["--sigmas", "1", "--size", "32", "--perturbations", "2"]) == 0
+
+
 def test_pose_identifiability_tool_finds_the_true_poses_of_sharp_full_images(tmp_path):
     """tools/pose_identifiability.py: with every site labelled at a small precision the images
     determine their poses, so its search against the true sites must land on them (4 deg
     here; with the store's rotations transposed, a wrong convention, 110 deg). The helix:
     the tetrapod's near-symmetric twins fit as well as its true poses, and a search may land on
     either."""
-    sim, store = tmp_path / "sim.csv", tmp_path / "store.zarr"
-    args = ["simulate-localisations", "--out", str(sim), "--shape", "helix", "--seed", "4"]
-    sharp = ["--particles", "10", "--sigma-xy-nm", "2", "--sigma-z-nm", "2"]
-    assert holly.cli.main(args + sharp) == 0
-    args = ["localise", str(sim), "--particle-column", "particle", "--out", str(store)]
-    assert holly.cli.main(args + ["--sigmas", "1", "--size", "32", "--perturbations", "2"]) == 0
+    _sharp_helix_cell(tmp_path, 10)
     tool = REPO / "tools" / "pose_identifiability.py"
     done = subprocess.run(
         [sys.executable, str(tool), str(tmp_path), "--rotations", "1024", "--images", "20"]
@@ -321,12 +327,7 @@ def test_hand_em_tool_keeps_the_true_hand_of_sharp_full_images(tmp_path):
     nearer the sites than their mirror image, and well inside the blob (a start from the blob
     scores 0.74 after the same round, its hands even). A bad --start exits 2
     and names it."""
-    sim, store = tmp_path / "sim.csv", tmp_path / "store.zarr"
-    args = ["simulate-localisations", "--out", str(sim), "--shape", "helix", "--seed", "4"]
-    sharp = ["--particles", "12", "--sigma-xy-nm", "2", "--sigma-z-nm", "2"]
-    assert holly.cli.main(args + sharp) == 0
-    args = ["localise", str(sim), "--particle-column", "particle", "--out", str(store)]
-    assert holly.cli.main(args + ["--sigmas", "1", "--size", "32", "--perturbations", "2"]) == 0
+    _sharp_helix_cell(tmp_path, 12)
     tool = [sys.executable, str(REPO / "tools" / "hand_em.py"), str(tmp_path)]
     small = ["--images", "24", "--rotations", "512", "--fit-steps", "300", "--rounds", "1"]
     done = subprocess.run(
