@@ -342,6 +342,9 @@ def test_hand_em_tool_keeps_the_true_hand_of_sharp_full_images(tmp_path):
     for bad in ("mirrored:2", str(tmp_path / "nowhere.ply")):
         refused = subprocess.run(tool + ["--start", bad], capture_output=True, text=True)
         assert refused.returncode == 2 and bad in refused.stderr, refused.stderr
+    warm = ["--start", "truth", "--refit", "warm", "--points", "20", "--rounds", "1"]
+    refused = subprocess.run(tool + warm, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--refit warm" in refused.stderr, refused.stderr
 
 
 # ---------------------------------------------------------------- one real tiny cell

@@ -18,7 +18,8 @@ true sites; the sites' moment-matched blob; the sites with a share F mirrored
 (tools/truth_start.py); or a point file (PLY, OBJ, CSV) or a run's checkpoint (``.pt``: its
 cloud, e.g. ``RUN/checkpoints/step_00002000.pt`` at the end of the CNN phase), in the store's
 model units. ``--levels`` (store levels, one per round) and ``--points`` (cloud size per round)
-give coarse-to-fine schedules. Each round prints the cloud's Chamfer / blob against the sites
+give coarse-to-fine schedules; ``--refit warm`` fits each round's cloud from the last one
+instead of its blob. Each round prints the cloud's Chamfer / blob against the sites
 and its Chamfer to the sites and to their mirror image, each aligned (``hands``: a one-handed
 cloud is near one and far from the other; the sites are 0 / 0.157 model units from their own
 mirror image on the helix's cells). docs/maintainer-notes.md ("A global refit") has the numbers
@@ -98,6 +99,8 @@ def rounds(cell: Path, args) -> list[dict]:
     stacks = {lv: store.load_level(store.level_for(lv))[pick] for lv in set(levels)}
     precision = float(store.precision_px or 0.0)
     cloud = torch.as_tensor(start_cloud(args.start, sites, args.seed), dtype=torch.float32)
+    if args.refit == "warm" and set(sizes) != {len(cloud)}:
+        raise HollyError(f"--refit warm keeps the start's {len(cloud)} points: drop --points")
     gen = torch.Generator().manual_seed(args.seed)
     rotations = torch.eye(3).repeat(len(pick), 1, 1)
     shifts = torch.zeros(len(pick), 2)
@@ -110,7 +113,10 @@ def rounds(cell: Path, args) -> list[dict]:
         search_all(cloud, table, refine.normalised(images), spec, args.rotations, gen)
         rotations, shifts, _ = (t.detach() for t in table.pose(torch.arange(len(pick))))
         blur = float(np.hypot(level, precision))  # the level's width with the data's scatter
-        init = blob_baseline(cloud.double().numpy(), size, rng)
+        if args.refit == "warm":  # the old points moved, not dropped: is the blob what helps?
+            init = cloud.double().numpy()
+        else:
+            init = blob_baseline(cloud.double().numpy(), size, rng)
         cloud, shifts = fit_cloud(images, rotations, shifts, init, blur, "l1", args.fit_steps, rng)
         out.append(summary(f"round {len(out)}", level, cloud, sites, time.time() - began))
     return out
@@ -140,6 +146,12 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--rotations", type=int, default=1024, help="random rotations a batch")
     parser.add_argument("--fit-steps", type=int, default=800, help="batches of 64 a refit")
+    parser.add_argument(
+        "--refit",
+        choices=("blob", "warm"),
+        default="blob",
+        help="fit each round's cloud from the last one's blob, or from the last cloud itself",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
