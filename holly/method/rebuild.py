@@ -9,8 +9,9 @@ only the poses the old cloud gave are carried over. On the fully labelled simula
 CNN phase's cloud (Chamfer / blob 0.53, as near the helix as its mirror image) rebuilt three
 times, each after a fresh search of every pose, scored 0.24 in one hand (tools/hand_em.py); at
 30 % labelling a round's poses are too weak to choose a hand from such a mixture, though they
-keep one. Whether the blob or the long fit at held poses is what matters was not separated: at
-the true poses a fit that moves the old points gets there too (docs/maintainer-notes.md, "A
+keep one. The blob is not what helps: fitted from the last cloud itself instead, the same
+rounds score 0.25; the long fit at poses held after a search of every pose is. The blob is kept
+because it carries nothing of the old points but their moments (docs/maintainer-notes.md, "A
 global refit").
 """
 
