@@ -96,7 +96,10 @@ def rounds(cell: Path, args) -> list[dict]:
         raise HollyError(f"--points gives {len(sizes)} sizes for {len(levels)} rounds")
     rng = np.random.default_rng(args.seed)
     pick = np.sort(rng.choice(store.n_images, min(args.images, store.n_images), replace=False))
-    stacks = {lv: store.load_level(store.level_for(lv))[pick] for lv in set(levels)}
+    stacks = {  # each level read and converted once, whatever the rounds' order
+        lv: torch.from_numpy(store.load_level(store.level_for(lv))[pick].astype(np.float32))
+        for lv in set(levels)
+    }
     precision = float(store.precision_px or 0.0)
     cloud = torch.as_tensor(start_cloud(args.start, sites, args.seed), dtype=torch.float32)
     if args.refit == "warm" and set(sizes) != {len(cloud)}:
@@ -107,7 +110,7 @@ def rounds(cell: Path, args) -> list[dict]:
     out = [summary("start", None, cloud, sites, 0.0)]
     for level, size in zip(levels, sizes, strict=True):
         began = time.time()
-        images = torch.from_numpy(stacks[level].astype(np.float32))
+        images = stacks[level]
         spec = refine.RenderSpec(store.height, store.width, "poisson", 0.0, precision)
         table = refine.PoseTable(rotations, shifts, torch.full((len(pick),), level))
         search_all(cloud, table, refine.normalised(images), spec, args.rotations, gen)
@@ -115,7 +118,9 @@ def rounds(cell: Path, args) -> list[dict]:
         blur = float(np.hypot(level, precision))  # the level's width with the data's scatter
         if args.refit == "warm":  # the old points moved, not dropped: is the blob what helps?
             init = cloud.double().numpy()
-        else:
+        else:  # a uniform ellipsoid of the cloud's moments; refine.rebuild_rounds draws a
+            # Gaussian of them (holly.method.rebuild.moment_blob); from the last cloud itself
+            # (--refit warm) the rounds scored the same, so the start's shape matters little
             init = blob_baseline(cloud.double().numpy(), size, rng)
         cloud, shifts = fit_cloud(images, rotations, shifts, init, blur, "l1", args.fit_steps, rng)
         out.append(summary(f"round {len(out)}", level, cloud, sites, time.time() - began))

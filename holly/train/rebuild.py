@@ -33,8 +33,15 @@ def rebuild_rounds(stage, state) -> None:
     def target_of(rows: torch.Tensor) -> torch.Tensor:
         return refine.normalised(stage.table_images(rows))
 
+    rows = torch.arange(len(state.table), device=stage.device)
+    if rc.rebuild_rounds:  # minutes of work before the refinement's first step: say so
+        log.info(
+            "refinement: %d rebuild rounds, each a fresh search of %d table poses and %d batches",
+            rc.rebuild_rounds,
+            len(rows),
+            rc.rebuild_steps,
+        )
     for r in range(rc.rebuild_rounds):
-        rows = torch.arange(len(state.table), device=stage.device)
         moved = 0
         for idx in rows.split(rc.batch_size):
             args = (stage.points, state.table, state.pose_adam, idx, target_of(idx), search_gen)
