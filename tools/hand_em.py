@@ -103,7 +103,10 @@ def rounds(cell: Path, args) -> list[dict]:
     precision = float(store.precision_px or 0.0)
     cloud = torch.as_tensor(start_cloud(args.start, sites, args.seed), dtype=torch.float32)
     if args.refit == "warm" and set(sizes) != {len(cloud)}:
-        raise HollyError(f"--refit warm keeps the start's {len(cloud)} points: drop --points")
+        raise HollyError(
+            f"--refit warm keeps the start's {len(cloud)} points, where the rounds ask for "
+            f"{sorted(set(sizes))}: drop --points, or give --points {len(cloud)} each round"
+        )
     gen = torch.Generator().manual_seed(args.seed)
     rotations = torch.eye(3).repeat(len(pick), 1, 1)
     shifts = torch.zeros(len(pick), 2)
