@@ -348,7 +348,6 @@ def test_hand_em_tool_keeps_the_true_hand_of_sharp_full_images(tmp_path):
     assert refused.returncode == 2 and "--refit warm" in refused.stderr, refused.stderr
 
 
-
 def _depth_em_module():
     """tools/depth_em.py imported (its folder first on the path, as when it runs)."""
     import importlib
@@ -369,14 +368,13 @@ def test_depth_em_tells_a_chiral_cloud_from_its_mirror_image_by_the_z_of_localis
     de = _depth_em_module()
     _sharp_helix_cell(tmp_path, 12)
     cell = de.Cell(tmp_path, 12)
-    flip = np.diag([1.0, 1.0, -1.0])
+    flip = torch.diag(torch.tensor([1.0, 1.0, -1.0]))
     true = torch.tensor(cell.rotations[:12], dtype=torch.float32)
     sites = torch.tensor(cell.sites, dtype=torch.float32)
-    twins = torch.tensor(flip, dtype=torch.float32) @ true @ torch.tensor(flip, dtype=torch.float32)
     centre = de._centroids(cell.data[0]) - (true @ sites.mean(0))[:, :2]
     size = cell.data[0].shape[-1]
     right = de.model_images(sites, true, centre, cell.sigma, size)
-    mirror = de.model_images(sites @ torch.tensor(flip, dtype=torch.float32), twins, centre, cell.sigma, size)
+    mirror = de.model_images(sites @ flip, flip @ true @ flip, centre, cell.sigma, size)
     assert torch.allclose(right[0], mirror[0], atol=1e-4)  # the same intensity images
     dev_r, chi_r = de.deviance_and_depth(right, cell.data, cell.sigma_z)
     dev_m, chi_m = de.deviance_and_depth(mirror, cell.data, cell.sigma_z)

@@ -34,7 +34,6 @@ the best poses are from the true ones, with and without depth. docs/maintainer-n
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -46,7 +45,7 @@ import torch
 from truth_start import sites_in_model_units, truth_start  # tools/ is the script's folder
 
 from holly.data.imagestore import ImageStore
-from holly.data.locsim import read_truth
+from holly.data.locsim import read_record, read_truth
 from holly.errors import HollyError
 from holly.method.align import MIRROR, align
 from holly.method.geometry import random_rotations
@@ -87,9 +86,8 @@ def particle_images(table_path: Path, n: int, nm_per_unit: float, size: int):
         eye = torch.eye(3, dtype=torch.float64).expand(len(rows), 3, 3)
         zero = torch.zeros(len(rows), 2, dtype=torch.float64)
         pts, mask = points[rows], valid[rows]
-        draw = lambda weight: render(pts, eye, zero, LEVEL_PX, size, size, weight, "latest")  # noqa: E731
-        intensity.append(draw(mask))
-        depth.append(draw(mask * pts[..., 2]))
+        for out, weight in ((intensity, mask), (depth, mask * pts[..., 2])):
+            out.append(render(pts, eye, zero, LEVEL_PX, size, size, weight, "latest"))
     intensity, depth = torch.cat(intensity), torch.cat(depth)
     scale = 100.0 / intensity.sum((-2, -1), keepdim=True)
     return (intensity * scale).float(), (depth * scale).float()
@@ -226,16 +224,16 @@ class Cell:
 
     def __init__(self, folder: Path, n_images: int):
         store = ImageStore.open(folder / "store.zarr")
-        record = json.loads((folder / "sim.json").read_text())
+        params = read_record(folder / "sim.csv")["params"]  # checked: a simulation record
         nm = store.nm_per_model_unit
         self.sites = sites_in_model_units(folder)
         self.rotations = read_truth(folder / "sim.csv")["rotations"]
         self.n = min(n_images, len(self.rotations))
         self.data = particle_images(folder / "sim.csv", self.n, nm, store.height)
         px_per_unit = store.height / 4
-        precision_px = record["params"]["sigma_xy_nm"] / nm * px_per_unit
+        precision_px = params["sigma_xy_nm"] / nm * px_per_unit
         self.sigma = math.hypot(LEVEL_PX, precision_px)  # the level with the data's scatter
-        self.sigma_z = record["params"]["sigma_z_nm"] / nm
+        self.sigma_z = params["sigma_z_nm"] / nm
 
 
 def searched(cloud, cell: Cell, rows: range, lam: float, n_rotations: int, gen):
