@@ -322,19 +322,26 @@ def test_truth_start_tool_writes_the_sites_in_model_units_with_a_share_mirrored(
     assert missing.returncode == 2 and "nowhere" in missing.stderr
 
 
+def _round_from_the_truth(folder, script: str, particles: int, options: list[str]):
+    """A sharp helix cell in ``folder`` and ``tools/<script>`` run on it from the true sites:
+    the tool's command line (without --start) and its finished process, checked to exit 0."""
+    _sharp_helix_cell(folder, particles)
+    tool = [sys.executable, str(REPO / "tools" / script), str(folder)]
+    done = subprocess.run(
+        tool + ["--start", "truth"] + options, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return tool, done
+
+
 def test_hand_em_tool_keeps_the_true_hand_of_sharp_full_images(tmp_path):
     """tools/hand_em.py: a round of search and refit from the true sites, on images that
     determine their poses (every site labelled, 2 nm), must rebuild the helix in its own hand:
     nearer the sites than their mirror image, and well inside the blob (a start from the blob
     scores 0.74 after the same round, its hands even). A bad --start exits 2
     and names it."""
-    _sharp_helix_cell(tmp_path, 12)
-    tool = [sys.executable, str(REPO / "tools" / "hand_em.py"), str(tmp_path)]
     small = ["--images", "24", "--rotations", "512", "--fit-steps", "300", "--rounds", "1"]
-    done = subprocess.run(
-        tool + ["--start", "truth"] + small, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr
+    tool, done = _round_from_the_truth(tmp_path, "hand_em.py", 12, small)
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("round 1: 150 points at level 1 px"), done.stdout
     ratio = float(last.split("Chamfer / blob ")[1].split(",")[0])
@@ -387,13 +394,8 @@ def test_depth_em_tells_a_chiral_cloud_from_its_mirror_image_by_the_z_of_localis
 def test_depth_em_tool_runs_its_rounds_and_refuses_bad_input(tmp_path):
     """tools/depth_em.py end to end on a tiny cell: a round prints its Chamfer / blob and hands,
     and a bad --start or a missing cell exits 2 naming it."""
-    _sharp_helix_cell(tmp_path, 8)
-    tool = [sys.executable, str(REPO / "tools" / "depth_em.py"), str(tmp_path)]
     small = ["--images", "8", "--rotations", "64", "--fit-steps", "20", "--rounds", "1"]
-    done = subprocess.run(
-        tool + ["--start", "truth"] + small, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr
+    tool, done = _round_from_the_truth(tmp_path, "depth_em.py", 8, small)
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("start: Chamfer / blob ") and lines[-1].startswith("round 1: ")
     assert "hands" in lines[-1], done.stdout
