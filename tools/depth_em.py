@@ -42,14 +42,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from truth_start import sites_in_model_units, truth_start  # tools/ is the script's folder
+from hand_em import hands  # tools/ is the script's folder on sys.path
+from truth_start import sites_in_model_units, truth_start
 
 from holly.data.imagestore import ImageStore
 from holly.data.locsim import read_record, read_truth
 from holly.errors import HollyError
-from holly.method.align import MIRROR, align
-from holly.method.geometry import random_rotations
-from holly.method.loss import POISSON_FLOOR
+from holly.method.geometry import axis_angle_to_matrix, geodesic_angle, random_rotations
+from holly.method.loss import POISSON_FLOOR, poisson_deviance
 from holly.method.render import render
 from holly.results.evaluate import blob_baseline, chamfer_ratio_to_blob
 
@@ -107,9 +107,8 @@ def deviance_and_depth(model, data, sigma_z: float) -> tuple[torch.Tensor, torch
     """Per image ``[B]``: the intensity's Poisson deviance, and the depth's chi-square with the
     depth offset ``t_z`` fitted in closed form (weighted least squares)."""
     (m_int, m_dep), (d_int, d_dep) = model, data
-    floor = POISSON_FLOOR * d_int.mean((-2, -1), keepdim=True) + 1e-12
-    r, t = m_int + floor, d_int + floor
-    deviance = (t * torch.log(t / r) - t + r).sum((-2, -1))
+    deviance = poisson_deviance(m_int, d_int).sum((-2, -1))
+    r = m_int + POISSON_FLOOR * d_int.mean((-2, -1), keepdim=True) + 1e-12  # its floored model
     mean_z = (m_dep / m_int.clamp_min(1e-9)).detach()
     weight = 1.0 / ((mean_z**2 + sigma_z**2) * r)
     resid = d_dep - m_dep
@@ -129,12 +128,6 @@ def _centroids(intensity: torch.Tensor) -> torch.Tensor:
     mass = intensity.sum((-2, -1))
     cx, cy = ((intensity * g).sum((-2, -1)) / mass for g in (xs, ys))
     return torch.stack([(cx - size / 2) * 4 / size, (size / 2 - cy) * 4 / size], -1)
-
-
-def _skew(w: torch.Tensor) -> torch.Tensor:
-    o = torch.zeros_like(w[..., 0])
-    rows = [(o, -w[..., 2], w[..., 1]), (w[..., 2], o, -w[..., 0]), (-w[..., 1], w[..., 0], o)]
-    return torch.stack([torch.stack(r, -1) for r in rows], -2)
 
 
 def search(points, data, sigma: float, sigma_z: float, lam: float, n_rotations: int, gen):
@@ -162,7 +155,7 @@ def search(points, data, sigma: float, sigma_z: float, lam: float, n_rotations: 
     opt = torch.optim.Adam([turn, shift], lr=POSE_LR)
 
     def loss() -> tuple[torch.Tensor, torch.Tensor]:
-        rotations = torch.matrix_exp(_skew(turn)) @ start
+        rotations = axis_angle_to_matrix(turn) @ start
         dev, chi2 = deviance_and_depth(
             model_images(points, rotations, shift, sigma, size), target, sigma_z
         )
@@ -200,13 +193,6 @@ def fit(init, rotations, shifts, data, sigma, sigma_z, lam, steps, gen):
         value.backward()
         opt.step()
     return points.detach()
-
-
-def hands(cloud: np.ndarray, sites: np.ndarray) -> tuple[float, float]:
-    """Chamfer of ``cloud`` to ``sites`` aligned by a proper turn, and of its mirror image."""
-    proper = align(cloud, sites, allow_mirror=False).chamfer
-    mirrored = align(cloud @ MIRROR, sites, allow_mirror=False).chamfer
-    return float(proper), float(mirrored)
 
 
 def report(name: str, cloud: torch.Tensor, sites: np.ndarray, seconds: float) -> None:
@@ -260,8 +246,7 @@ def identify(cell: Cell, args, gen) -> None:
     true = cell.rotations[: rows.stop]
     for lam in (0.0, args.lam):
         found = searched(sites.float(), cell, rows, lam, args.rotations, gen)[0].double().numpy()
-        cos = (np.einsum("bij,bij->b", found, true) - 1) / 2
-        angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        angle = np.degrees(geodesic_angle(found, true))
         print(
             f"lam {lam:g}: best pose {np.median(angle):.1f} deg from the truth (median of "
             f"{len(angle)}), within 10 / 30 deg: {(angle < 10).mean():.0%} / "
